@@ -1,0 +1,521 @@
+#!/usr/bin/env bash
+# pipedemo's stack without Docker: PostgreSQL (logical decoding), Apache Kafka (KRaft, one node),
+# Kafka Connect with the Debezium PostgreSQL connector, and a MongoDB-wire-protocol server, all
+# on loopback with the same ports and credentials as docker-compose.yml.
+#
+#   scripts/stack.sh up | down | status | logs [SERVICE] | start SERVICE | stop SERVICE | install | env
+#
+# Everything it needs comes from package registries: Debian packages (PostgreSQL, Java, Maven),
+# Maven Central (Kafka, Connect, Debezium) and crates.io (the MongoDB-compatible server).
+# Downloads and builds are cached in $STACK_CACHE so a second `up` takes seconds; data, logs and
+# pid files live in $STACK_DIR.
+set -Eeuo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK_DIR="${STACK_DIR:-$REPO/.stack}"
+STACK_CACHE="${STACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pipedemo-stack}"
+
+PG_PORT="${PG_PORT:-5432}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+CONNECT_PORT="${CONNECT_PORT:-8083}"
+MONGO_PORT="${MONGO_PORT:-27017}"
+
+PG_DB="${POSTGRES_DB:-activity_db}"
+PG_USER="${POSTGRES_USER:-pipedemo}"
+PG_PASSWORD="${POSTGRES_PASSWORD:-pipedemo}"
+
+# Pinned together: Debezium 3.3 is built and tested against Kafka 4.1.
+KAFKA_VERSION=4.1.1
+DEBEZIUM_VERSION=3.3.2.Final
+# The MongoDB-compatible server (see README, "Why SecantusDB"). GPL-2.0: it runs as a separate
+# process and is never linked into pipedemo.
+SECANTUS_CRATE=secantus-mdb
+SECANTUS_VERSION=0.5.3-beta.196
+
+READY_TIMEOUT="${STACK_READY_TIMEOUT:-180}"
+SERVICES=(postgres kafka connect mongo)
+
+KAFKA_HOME="$STACK_CACHE/kafka-$KAFKA_VERSION"
+PLUGIN_DIR="$STACK_CACHE/plugins-$DEBEZIUM_VERSION"
+SECANTUS_HOME="$STACK_CACHE/secantus-$SECANTUS_VERSION"
+LOG_DIR="$STACK_DIR/logs"
+RUN_DIR="$STACK_DIR/run"
+
+say() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+port_of() {
+  case "$1" in
+    postgres) echo "$PG_PORT" ;;
+    kafka) echo "$KAFKA_PORT" ;;
+    connect) echo "$CONNECT_PORT" ;;
+    mongo) echo "$MONGO_PORT" ;;
+    *) die "unknown service '$1' (services: ${SERVICES[*]})" ;;
+  esac
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Who holds a TCP port, for the "port already taken" message.
+port_owner() {
+  ss -H -ltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\),pid=\([0-9]*\).*/\1 pid \2/p' | head -n 1
+}
+
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+
+running_pid() {
+  local f pid
+  f="$(pid_file "$1")"
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+elapsed_since() { echo $(($(date +%s%N) / 1000000 - $1)); }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# ---------------------------------------------------------------------------------------------
+# Installation (idempotent; each part leaves a marker only once complete)
+# ---------------------------------------------------------------------------------------------
+
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || die "missing packages: $* (and no apt-get to install them); install them and retry"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  if [[ $apt_updated -eq 0 ]]; then
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >&2 || die "apt-get update failed"
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2 \
+    || die "apt-get install $* failed"
+}
+
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [[ -x "$d/postgres" ]] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+java_major() {
+  java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1
+}
+
+install_system() {
+  local pkgs=()
+  pg_bindir >/dev/null || pkgs+=(postgresql postgresql-contrib)
+  command -v curl >/dev/null || pkgs+=(curl)
+  command -v ss >/dev/null || pkgs+=(iproute2)
+  if ! command -v java >/dev/null || [[ "$(java_major)" -lt 17 ]]; then pkgs+=(openjdk-17-jre-headless); fi
+  command -v mvn >/dev/null || pkgs+=(maven)
+  command -v cmake >/dev/null || pkgs+=(cmake)
+  command -v cc >/dev/null || pkgs+=(build-essential)
+  [[ ${#pkgs[@]} -eq 0 ]] || apt_install "${pkgs[@]}"
+  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first; the MongoDB-compatible server is built from crates.io"
+}
+
+maven_copy() { # pom-dir output-dir
+  local t0
+  t0=$(now_ms)
+  rm -rf "$2.tmp"
+  (cd "$1" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$2.tmp") >&2 \
+    || die "Maven could not resolve $(basename "$1") jars (see output above); check that Maven Central is reachable"
+  rm -rf "$2" && mv "$2.tmp" "$2"
+  say "resolved $(basename "$1") ($(ls "$2" | wc -l) jars) in $(elapsed_since "$t0") ms"
+}
+
+# The cache is keyed by the pom's content, so editing a pom re-resolves on the next `up`.
+pom_stamp() { sha256sum "$REPO/scripts/stack/$1/pom.xml" | cut -d' ' -f1; }
+
+install_kafka() {
+  [[ "$(cat "$KAFKA_HOME/.complete" 2>/dev/null)" == "$(pom_stamp kafka)" ]] && return 0
+  mkdir -p "$KAFKA_HOME"
+  maven_copy "$REPO/scripts/stack/kafka" "$KAFKA_HOME/libs"
+  pom_stamp kafka >"$KAFKA_HOME/.complete"
+}
+
+install_debezium() {
+  [[ "$(cat "$PLUGIN_DIR/.complete" 2>/dev/null)" == "$(pom_stamp debezium)" ]] && return 0
+  mkdir -p "$PLUGIN_DIR"
+  # One directory per plugin under plugin.path, as Connect expects.
+  maven_copy "$REPO/scripts/stack/debezium" "$PLUGIN_DIR/debezium-connector-postgres"
+  pom_stamp debezium >"$PLUGIN_DIR/.complete"
+}
+
+install_mongo() {
+  [[ -x "$SECANTUS_HOME/bin/secantusd-rs" ]] && return 0
+  local t0
+  t0=$(now_ms)
+  say "building $SECANTUS_CRATE $SECANTUS_VERSION from crates.io (first time only, several minutes)"
+  CARGO_TARGET_DIR="$STACK_CACHE/cargo-target" \
+    cargo install --quiet --locked --ignore-rust-version "$SECANTUS_CRATE" --version "$SECANTUS_VERSION" \
+    --root "$SECANTUS_HOME" >&2 \
+    || die "building $SECANTUS_CRATE failed (see output above); it needs cmake and a C compiler"
+  rm -rf "$STACK_CACHE/cargo-target"
+  [[ -x "$SECANTUS_HOME/bin/secantusd-rs" ]] || die "$SECANTUS_CRATE installed no secantusd-rs binary"
+  say "built secantusd-rs in $(elapsed_since "$t0") ms"
+}
+
+cmd_install() {
+  mkdir -p "$STACK_CACHE"
+  install_system
+  install_kafka
+  install_debezium
+  install_mongo
+}
+
+# ---------------------------------------------------------------------------------------------
+# Starting and stopping
+# ---------------------------------------------------------------------------------------------
+
+# Runs a command as the unprivileged owner of the PostgreSQL cluster (initdb refuses root).
+as_pg() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+fail_service() { # service reason
+  local log="$LOG_DIR/$1.log"
+  printf '[stack] error: %s did not start: %s\n' "$1" "$2" >&2
+  if [[ -f "$log" ]]; then
+    printf '[stack] last lines of %s:\n' "$log" >&2
+    tail -n 25 "$log" | sed 's/^/    /' >&2
+  fi
+  return 1
+}
+
+check_port_free() { # service port
+  if port_open "$2"; then
+    local owner
+    owner="$(port_owner "$2")"
+    fail_service "$1" "port $2 is already in use${owner:+ by $owner}; stop that process or choose another port (see scripts/stack.sh env)"
+    return 1
+  fi
+}
+
+wait_until() { # service description command...
+  local svc="$1" what="$2" deadline
+  shift 2
+  deadline=$(($(date +%s) + READY_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ! running_pid "$svc" >/dev/null; then
+      fail_service "$svc" "the process exited while waiting for $what"
+      return 1
+    fi
+    if [[ $(date +%s) -ge $deadline ]]; then
+      fail_service "$svc" "not ready after ${READY_TIMEOUT}s (waiting for $what)"
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+# Starts a long-running process in its own session so `down` can stop it with all its children.
+spawn() { # service command...
+  local svc="$1"
+  shift
+  setsid "$@" >>"$LOG_DIR/$svc.log" 2>&1 </dev/null &
+  echo $! >"$(pid_file "$svc")"
+}
+
+start_postgres() {
+  local bin data="$STACK_DIR/postgres/data" sock="$STACK_DIR/postgres/run"
+  bin="$(pg_bindir)" || die "PostgreSQL is not installed; run scripts/stack.sh install"
+  mkdir -p "$STACK_DIR/postgres" "$sock"
+  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$STACK_DIR/postgres" && chown postgres: "$LOG_DIR/postgres.log"
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    as_pg "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 \
+      >>"$LOG_DIR/postgres.log" 2>&1 || { fail_service postgres "initdb failed"; return 1; }
+    cat >>"$data/postgresql.conf" <<EOF
+# pipedemo: logical decoding for Debezium, loopback only
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$sock'
+wal_level = logical
+max_replication_slots = 10
+max_wal_senders = 10
+max_connections = 100
+EOF
+    printf 'host replication all 127.0.0.1/32 scram-sha-256\n' >>"$data/pg_hba.conf"
+  fi
+  # pg_ctl daemonizes postgres; its pid is read back from postmaster.pid.
+  as_pg "$bin/pg_ctl" -D "$data" -l "$LOG_DIR/postgres.log" -o "-p $PG_PORT -k $sock" -w -t 60 start \
+    >/dev/null 2>&1 || { fail_service postgres "pg_ctl start failed"; return 1; }
+  head -n 1 "$data/postmaster.pid" >"$(pid_file postgres)"
+  # The demo's role and database; re-running is harmless.
+  local psql=("$bin/psql" -h "$sock" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
+  as_pg "${psql[@]}" -v user="$PG_USER" -v pass="$PG_PASSWORD" >>"$LOG_DIR/postgres.log" 2>&1 <<'SQL' || { fail_service postgres "creating the demo role failed"; return 1; }
+SELECT format('CREATE ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
+SELECT format('ALTER ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass') \gexec
+SQL
+  if [[ "$(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
+    as_pg "${psql[@]}" -c "CREATE DATABASE \"$PG_DB\" OWNER \"$PG_USER\"" >>"$LOG_DIR/postgres.log" 2>&1 \
+      || { fail_service postgres "creating database $PG_DB failed"; return 1; }
+  fi
+}
+
+stop_postgres() {
+  local bin data="$STACK_DIR/postgres/data"
+  bin="$(pg_bindir)" || return 0
+  [[ -f "$data/postmaster.pid" ]] && as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  rm -f "$(pid_file postgres)"
+}
+
+# Sets JAVA_CMD to a JVM command line over the Kafka jars (an array: the classpath has a '*').
+java_cmd() { # heap log4j-name main-class args...
+  local heap="$1" name="$2"
+  shift 2
+  JAVA_CMD=(java "-Xms${heap}" "-Xmx${heap}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$STACK_DIR/conf/log4j2-$name.properties"
+    -cp "$KAFKA_HOME/libs/*" "$@")
+}
+
+write_log4j() { # name
+  cat >"$STACK_DIR/conf/log4j2-$1.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.kafka.name = org.apache.kafka
+logger.kafka.level = WARN
+logger.kafkacore.name = kafka
+logger.kafkacore.level = WARN
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+logger.runtime.name = org.apache.kafka.connect.runtime
+logger.runtime.level = INFO
+logger.reflections.name = org.reflections
+logger.reflections.level = ERROR
+logger.debezium.name = io.debezium
+logger.debezium.level = INFO
+EOF
+}
+
+start_kafka() {
+  local data="$STACK_DIR/kafka/data" conf="$STACK_DIR/conf/kafka.properties"
+  install_kafka
+  mkdir -p "$data"
+  write_log4j kafka
+  cat >"$conf" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+EOF
+  if [[ ! -f "$data/meta.properties" ]]; then
+    java_cmd 256m kafka kafka.tools.StorageTool
+    "${JAVA_CMD[@]}" format -t "$(cat /proc/sys/kernel/random/uuid | tr -d - | head -c 22)" \
+      -c "$conf" --ignore-formatted >>"$LOG_DIR/kafka.log" 2>&1 || { fail_service kafka "formatting storage failed"; return 1; }
+  fi
+  java_cmd 768m kafka kafka.Kafka "$conf"
+  spawn kafka "${JAVA_CMD[@]}"
+  wait_until kafka "port $KAFKA_PORT and 'Kafka Server started'" \
+    bash -c "grep -q 'Kafka Server started' '$LOG_DIR/kafka.log' && (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT)"
+}
+
+connect_ready() {
+  curl -fsS "http://127.0.0.1:$CONNECT_PORT/connector-plugins" 2>/dev/null | grep -q 'io.debezium.connector.postgresql.PostgresConnector'
+}
+
+start_connect() {
+  local conf="$STACK_DIR/conf/connect.properties"
+  install_kafka
+  install_debezium
+  write_log4j connect
+  cat >"$conf" <<EOF
+bootstrap.servers=127.0.0.1:$KAFKA_PORT
+group.id=pipedemo-connect
+listeners=http://127.0.0.1:$CONNECT_PORT
+rest.advertised.host.name=127.0.0.1
+rest.advertised.port=$CONNECT_PORT
+config.storage.topic=connect-configs
+offset.storage.topic=connect-offsets
+status.storage.topic=connect-status
+config.storage.replication.factor=1
+offset.storage.replication.factor=1
+status.storage.replication.factor=1
+offset.flush.interval.ms=1000
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+key.converter.schemas.enable=false
+value.converter.schemas.enable=false
+plugin.path=$PLUGIN_DIR
+plugin.discovery=hybrid_warn
+topic.creation.enable=true
+EOF
+  java_cmd 768m connect org.apache.kafka.connect.cli.ConnectDistributed "$conf"
+  spawn connect "${JAVA_CMD[@]}"
+  wait_until connect "REST on $CONNECT_PORT listing the Debezium PostgreSQL plugin" connect_ready
+}
+
+start_mongo() {
+  install_mongo
+  mkdir -p "$STACK_DIR/mongo/data"
+  spawn mongo "$SECANTUS_HOME/bin/secantusd-rs" --host 127.0.0.1 --port "$MONGO_PORT" \
+    --storage-path "$STACK_DIR/mongo/data"
+  wait_until mongo "port $MONGO_PORT" port_open "$MONGO_PORT"
+}
+
+stop_spawned() { # service
+  local pid i
+  pid="$(running_pid "$1")" || { rm -f "$(pid_file "$1")"; return 0; }
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$1 did not stop in 30 s; killing it"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$(pid_file "$1")"
+}
+
+start_one() {
+  local svc="$1" port t0
+  port="$(port_of "$svc")"
+  if running_pid "$svc" >/dev/null; then
+    say "$svc already running on port $port"
+    return 0
+  fi
+  mkdir -p "$LOG_DIR" "$RUN_DIR" "$STACK_DIR/conf"
+  check_port_free "$svc" "$port" || return 1
+  : >"$LOG_DIR/$svc.log"
+  t0=$(now_ms)
+  "start_$svc" || { stop_one "$svc"; return 1; }
+  say "$svc up on 127.0.0.1:$port in $(elapsed_since "$t0") ms"
+}
+
+stop_one() {
+  case "$1" in
+    postgres) stop_postgres ;;
+    *) stop_spawned "$1" ;;
+  esac
+}
+
+cmd_up() {
+  local started=() svc
+  cmd_install
+  for svc in "${SERVICES[@]}"; do
+    running_pid "$svc" >/dev/null || started+=("$svc")
+    if ! start_one "$svc"; then
+      # Leave nothing behind that this call started.
+      local i
+      for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop_one "${started[$i]}"; done
+      die "stack not started ($svc failed); fix the cause above and run scripts/stack.sh up again"
+    fi
+  done
+  cmd_status
+}
+
+cmd_down() {
+  local i
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    stop_one "${SERVICES[$i]}"
+    say "${SERVICES[$i]} stopped"
+  done
+}
+
+cmd_status() {
+  local svc pid port state rc=0 rss
+  printf '%-9s %-6s %-5s %-8s %s\n' SERVICE PORT STATE PID RSS_MB
+  for svc in "${SERVICES[@]}"; do
+    port="$(port_of "$svc")"
+    rss=-
+    if pid="$(running_pid "$svc")" && port_open "$port"; then
+      state=up
+      rss=$(($(ps -o rss= -p "$pid" | tr -d ' ') / 1024))
+    else
+      state=down
+      pid=-
+      rc=1
+    fi
+    if [[ $state == up && $svc == connect ]] && ! connect_ready; then state=starting; rc=1; fi
+    printf '%-9s %-6s %-5s %-8s %s\n' "$svc" "$port" "$state" "$pid" "$rss"
+  done
+  return $rc
+}
+
+cmd_logs() {
+  local svc
+  if [[ $# -gt 0 ]]; then
+    port_of "$1" >/dev/null
+    tail -n "${LINES_TO_SHOW:-100}" "$LOG_DIR/$1.log"
+  else
+    for svc in "${SERVICES[@]}"; do
+      printf '==> %s <==\n' "$svc"
+      tail -n 20 "$LOG_DIR/$svc.log" 2>/dev/null || echo "(no log)"
+    done
+  fi
+}
+
+cmd_env() {
+  cat <<EOF
+POSTGRES_HOST=127.0.0.1
+POSTGRES_PORT=$PG_PORT
+POSTGRES_DB=$PG_DB
+POSTGRES_USER=$PG_USER
+KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+CONNECT_URL=http://127.0.0.1:$CONNECT_PORT
+MONGODB_URI=mongodb://127.0.0.1:$MONGO_PORT
+STACK_DIR=$STACK_DIR
+STACK_CACHE=$STACK_CACHE
+EOF
+}
+
+usage() {
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+main() {
+  [[ $# -ge 1 ]] || usage
+  local cmd="$1"
+  shift
+  case "$cmd" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    install) cmd_install ;;
+    env) cmd_env ;;
+    start)
+      [[ $# -eq 1 ]] || die "usage: scripts/stack.sh start SERVICE (${SERVICES[*]})"
+      port_of "$1" >/dev/null
+      start_one "$1" || die "$1 not started"
+      ;;
+    stop)
+      [[ $# -eq 1 ]] || die "usage: scripts/stack.sh stop SERVICE (${SERVICES[*]})"
+      port_of "$1" >/dev/null
+      stop_one "$1"
+      say "$1 stopped"
+      ;;
+    -h | --help | help) usage ;;
+    *) say "unknown command '$cmd'"; usage ;;
+  esac
+}
+
+main "$@"

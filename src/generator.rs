@@ -1,0 +1,253 @@
+//! Realistic outbox events with referential integrity, made with `fake`.
+//!
+//! The mix is exact: 50 % `UserCreated`, 30 % `ActivityCreated`, 20 % `ParticipantJoined`
+//! (rounded down, the remainder to users). Types are interleaved in those proportions rather than
+//! sent in blocks, and every reference points to something generated earlier in the same run:
+//! an activity's creator is an earlier user, a join names an earlier activity and an earlier
+//! user who has not joined it yet.
+
+use std::collections::HashSet;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use fake::faker::address::en::{BuildingNumber, CityName, StreetName};
+use fake::faker::company::en::CatchPhrase;
+use fake::faker::internet::en::{SafeEmail, Username};
+use fake::faker::lorem::en::{Paragraph, Sentence};
+use fake::faker::name::en::{FirstName, LastName};
+use fake::Fake;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// One row to insert into `event_outbox`.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// Primary key.
+    pub event_id: Uuid,
+    /// The user or activity.
+    pub aggregate_id: Uuid,
+    /// `User` or `Activity`.
+    pub aggregate_type: String,
+    /// The event type.
+    pub event_type: String,
+    /// The data.
+    pub payload: Value,
+}
+
+/// How many events of each type a run of `total` events has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mix {
+    /// `UserCreated`.
+    pub users: u64,
+    /// `ActivityCreated`.
+    pub activities: u64,
+    /// `ParticipantJoined`.
+    pub joins: u64,
+}
+
+impl Mix {
+    /// 50/30/20, rounded down, remainder to users.
+    pub fn for_total(total: u64) -> Mix {
+        let activities = total * 3 / 10;
+        let joins = total * 2 / 10;
+        Mix {
+            users: total - activities - joins,
+            activities,
+            joins,
+        }
+    }
+}
+
+struct Activity {
+    id: Uuid,
+    members: HashSet<Uuid>,
+}
+
+/// Generates a run's events, in insertion order.
+pub fn generate(total: u64, seed: Option<u64>) -> Vec<NewEvent> {
+    let mut rng = match seed {
+        Some(s) => StdRng::seed_from_u64(s),
+        None => StdRng::from_os_rng(),
+    };
+    let mix = Mix::for_total(total);
+    let targets = [mix.users, mix.activities, mix.joins];
+    let mut emitted = [0u64; 3];
+    let mut users: Vec<Uuid> = Vec::with_capacity(mix.users as usize);
+    let mut activities: Vec<Activity> = Vec::with_capacity(mix.activities as usize);
+    let mut out = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        // The type furthest behind its share so far, among those whose references exist.
+        let feasible = [true, !users.is_empty(), !activities.is_empty()];
+        let kind = (0..3)
+            .filter(|&k| emitted[k] < targets[k] && feasible[k])
+            .max_by(|&a, &b| {
+                let da = (targets[a] * (i + 1)) as f64 / total as f64 - emitted[a] as f64;
+                let db = (targets[b] * (i + 1)) as f64 / total as f64 - emitted[b] as f64;
+                da.total_cmp(&db).then(b.cmp(&a))
+            })
+            .unwrap_or(0);
+        emitted[kind] += 1;
+        let ev = match kind {
+            0 => {
+                let e = user_created(&mut rng);
+                users.push(e.aggregate_id);
+                e
+            }
+            1 => {
+                let creator = *users.choose(&mut rng).expect("a user exists");
+                let e = activity_created(&mut rng, creator);
+                activities.push(Activity {
+                    id: e.aggregate_id,
+                    members: HashSet::from([creator]),
+                });
+                e
+            }
+            _ => {
+                let (activity, user) = pick_join(&mut rng, &mut activities, &users);
+                participant_joined(activity, user)
+            }
+        };
+        out.push(ev);
+    }
+    out
+}
+
+/// A random activity and a user not in it yet (creator included), when one exists.
+fn pick_join(rng: &mut StdRng, activities: &mut [Activity], users: &[Uuid]) -> (Uuid, Uuid) {
+    for _ in 0..20 {
+        let a = rng.random_range(0..activities.len());
+        let u = *users.choose(rng).expect("a user exists");
+        if activities[a].members.insert(u) {
+            return (activities[a].id, u);
+        }
+    }
+    for a in activities.iter_mut() {
+        if let Some(u) = users.iter().find(|u| !a.members.contains(u)) {
+            a.members.insert(*u);
+            return (a.id, *u);
+        }
+    }
+    // Every user is in every activity: a repeat join is still a valid event.
+    (activities[0].id, users[0])
+}
+
+fn user_created(rng: &mut StdRng) -> NewEvent {
+    let first: String = FirstName().fake_with_rng(rng);
+    let last: String = LastName().fake_with_rng(rng);
+    let username: String = Username().fake_with_rng(rng);
+    let email: String = SafeEmail().fake_with_rng(rng);
+    let bio: String = Sentence(6..16).fake_with_rng(rng);
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        aggregate_id: Uuid::new_v4(),
+        aggregate_type: "User".into(),
+        event_type: "UserCreated".into(),
+        payload: json!({
+            "email": email,
+            "username": username,
+            "first_name": first,
+            "last_name": last,
+            "bio": bio.chars().take(200).collect::<String>(),
+        }),
+    }
+}
+
+fn activity_created(rng: &mut StdRng, creator: Uuid) -> NewEvent {
+    let title: String = CatchPhrase().fake_with_rng(rng);
+    let description: String = Paragraph(2..4).fake_with_rng(rng);
+    let city: String = CityName().fake_with_rng(rng);
+    let number: String = BuildingNumber().fake_with_rng(rng);
+    let street: String = StreetName().fake_with_rng(rng);
+    let start = Utc::now() + ChronoDuration::minutes(rng.random_range(60..60 * 24 * 90));
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        aggregate_id: Uuid::new_v4(),
+        aggregate_type: "Activity".into(),
+        event_type: "ActivityCreated".into(),
+        payload: json!({
+            "title": title,
+            "description": description,
+            "creator_user_id": creator.to_string(),
+            "max_participants": rng.random_range(5..=50),
+            "location_name": city,
+            "location_address": format!("{number} {street}, {city}"),
+            "start_date": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "timezone": "UTC",
+        }),
+    }
+}
+
+fn participant_joined(activity: Uuid, user: Uuid) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        aggregate_id: activity,
+        aggregate_type: "Activity".into(),
+        event_type: "ParticipantJoined".into(),
+        payload: json!({ "user_id": user.to_string() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::OutboxEvent;
+    use crate::handlers::Registry;
+
+    #[test]
+    fn mix_is_exact_with_remainder_to_users() {
+        assert_eq!(Mix::for_total(10), Mix { users: 5, activities: 3, joins: 2 });
+        assert_eq!(Mix::for_total(7), Mix { users: 4, activities: 2, joins: 1 });
+        assert_eq!(Mix::for_total(1), Mix { users: 1, activities: 0, joins: 0 });
+    }
+
+    #[test]
+    fn references_point_backwards_and_counts_match() {
+        for n in [1, 5, 10, 100, 1000] {
+            let evs = generate(n, Some(n));
+            assert_eq!(evs.len() as u64, n);
+            let mix = Mix::for_total(n);
+            let count = |t: &str| evs.iter().filter(|e| e.event_type == t).count() as u64;
+            assert_eq!(count("UserCreated"), mix.users);
+            assert_eq!(count("ActivityCreated"), mix.activities);
+            assert_eq!(count("ParticipantJoined"), mix.joins);
+            let mut users = HashSet::new();
+            let mut acts = HashSet::new();
+            let mut pairs = HashSet::new();
+            for e in &evs {
+                match e.event_type.as_str() {
+                    "UserCreated" => {
+                        users.insert(e.aggregate_id.to_string());
+                    }
+                    "ActivityCreated" => {
+                        assert!(users.contains(e.payload["creator_user_id"].as_str().unwrap()));
+                        acts.insert(e.aggregate_id);
+                    }
+                    _ => {
+                        let u = e.payload["user_id"].as_str().unwrap().to_owned();
+                        assert!(acts.contains(&e.aggregate_id), "join before its activity");
+                        assert!(users.contains(&u), "join by an unknown user");
+                        assert!(pairs.insert((e.aggregate_id, u)), "same user joined twice");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn generated_events_pass_their_handlers() {
+        let r = Registry::standard();
+        for e in generate(200, Some(7)) {
+            let ev = OutboxEvent {
+                event_id: e.event_id,
+                aggregate_id: e.aggregate_id,
+                aggregate_type: e.aggregate_type,
+                event_type: e.event_type,
+                payload: e.payload,
+                created_at_us: 1,
+            };
+            r.handle(&ev).unwrap();
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Kafka plumbing: client settings, topic creation, consumer-group offsets, lag, and the
+//! dead-letter producer.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::config::KafkaArgs;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings every client here shares.
+pub fn client_config(args: &KafkaArgs) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &args.bootstrap_servers)
+        .set("client.id", "pipedemo")
+        // Fail fast when the broker is down instead of retrying for minutes.
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .set("log_level", "3");
+    c
+}
+
+fn unreachable_hint(args: &KafkaArgs, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!(
+        "Kafka at {} is unreachable ({e}). Start the stack (scripts/stack.sh up, or docker compose \
+         up -d --wait) or set KAFKA_BOOTSTRAP_SERVERS.",
+        args.bootstrap_servers
+    )
+}
+
+/// Partitions of `topic`, or `None` when it does not exist. Fails when Kafka is unreachable.
+pub async fn partitions(args: &KafkaArgs, topic: &str) -> Result<Option<Vec<i32>>> {
+    let args = args.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = client_config(&args)
+            .create()
+            .context("creating a Kafka client")?;
+        let md = c
+            .fetch_metadata(Some(&topic), TIMEOUT)
+            .map_err(|e| unreachable_hint(&args, e))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(None);
+        };
+        match t.error() {
+            None => Ok(Some(t.partitions().iter().map(|p| p.id()).collect())),
+            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+                Ok(None)
+            }
+            Some(e) => bail!("Kafka reports topic {topic} as {:?}", RDKafkaErrorCode::from(e)),
+        }
+    })
+    .await?
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists. Returns its partition count.
+pub async fn ensure_topic(args: &KafkaArgs, topic: &str, partitions_wanted: i32) -> Result<usize> {
+    if let Some(p) = partitions(args, topic).await? {
+        return Ok(p.len());
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(args)
+        .create()
+        .context("creating a Kafka admin client")?;
+    let new = NewTopic::new(topic, partitions_wanted, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics([&new], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await
+        .map_err(|e| unreachable_hint(args, e))?;
+    for r in res {
+        match r {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => bail!("creating Kafka topic {t} failed: {code}"),
+        }
+    }
+    // Metadata reaches the broker's cache shortly after creation.
+    for _ in 0..50 {
+        if let Some(p) = partitions(args, topic).await? {
+            return Ok(p.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("Kafka topic {topic} was created but does not show in metadata")
+}
+
+/// Where `reset_group` moves the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first offset still in the topic: everything is consumed again.
+    Earliest,
+    /// The end: only messages produced from now on are consumed.
+    End,
+}
+
+/// Commits offsets for `group` on every partition of `topic`. The group must have no running
+/// members.
+pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<()> {
+    let parts = partitions(args, topic)
+        .await?
+        .ok_or_else(|| anyhow!("topic {topic} does not exist; run `pipedemo setup` first"))?;
+    let args = args.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = client_config(&args)
+            .set("group.id", &args.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("creating a Kafka consumer")?;
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            let (low, high) = c
+                .fetch_watermarks(&topic, p, TIMEOUT)
+                .map_err(|e| unreachable_hint(&args, e))?;
+            let off = match to {
+                ResetTo::Earliest => low,
+                ResetTo::End => high,
+            };
+            tpl.add_partition_offset(&topic, p, Offset::Offset(off))?;
+        }
+        c.commit(&tpl, CommitMode::Sync).map_err(|e| {
+            anyhow!(
+                "cannot reset consumer group {} ({e}); stop any running `pipedemo consume` or \
+                 `load` in that group and retry",
+                args.group
+            )
+        })
+    })
+    .await?
+}
+
+/// The group's lag on `topic`: messages in the topic not yet committed by the group.
+pub async fn group_lag(args: &KafkaArgs, topic: &str) -> Result<i64> {
+    let Some(parts) = partitions(args, topic).await? else {
+        return Ok(0);
+    };
+    let args = args.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = client_config(&args)
+            .set("group.id", &args.group)
+            .create()
+            .context("creating a Kafka consumer")?;
+        let mut tpl = TopicPartitionList::new();
+        for p in &parts {
+            tpl.add_partition(&topic, *p);
+        }
+        let committed = c
+            .committed_offsets(tpl, TIMEOUT)
+            .map_err(|e| unreachable_hint(&args, e))?;
+        let mut lag = 0;
+        for p in parts {
+            let (low, high) = c
+                .fetch_watermarks(&topic, p, TIMEOUT)
+                .map_err(|e| unreachable_hint(&args, e))?;
+            let done = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            };
+            lag += (high - done).max(0);
+        }
+        Ok(lag)
+    })
+    .await?
+}
+
+/// Sends messages that cannot be handled to the dead-letter topic, with the reason and the
+/// original position in headers, and waits for Kafka to acknowledge each.
+#[derive(Clone)]
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetters {
+    /// A producer for `args.dlq_topic()`.
+    pub fn new(args: &KafkaArgs) -> Result<Self> {
+        let producer = client_config(args)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.max.bytes", "10485760")
+            .create()
+            .context("creating the dead-letter producer")?;
+        Ok(DeadLetters {
+            producer,
+            topic: args.dlq_topic(),
+        })
+    }
+
+    /// The dead-letter topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sends one message; returns once Kafka has it.
+    pub async fn send(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        origin: (&str, i32, i64),
+        reason: &str,
+    ) -> Result<()> {
+        let partition = origin.1.to_string();
+        let offset = origin.2.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "pipedemo.error",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "pipedemo.original.topic",
+                value: Some(origin.0),
+            })
+            .insert(Header {
+                key: "pipedemo.original.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "pipedemo.original.offset",
+                value: Some(&offset),
+            });
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        self.producer
+            .send(rec, TIMEOUT)
+            .await
+            .map_err(|(e, _)| anyhow!("dead-letter topic {} did not take the message: {e}", self.topic))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Plain-text renderings of run results, for terminals and logs.
+
+use std::fmt::Write;
+
+use crate::load::LoadResult;
+use crate::stats::Summary;
+use crate::verify::VerifyReport;
+
+const STAGES: [(&str, &str); 5] = [
+    ("total", "end-to-end T5-T0"),
+    ("1_cdc_capture", "CDC capture T1-T0"),
+    ("2_kafka_delivery", "Kafka T2-T1"),
+    ("3_consumer_poll", "consumer poll T3-T2"),
+    ("4_processing", "processing T5-T3"),
+];
+
+/// A table row of latency figures.
+fn row(out: &mut String, name: &str, s: &Summary) {
+    let _ = writeln!(
+        out,
+        "  {name:<24}{:>8}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
+        s.count, s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms
+    );
+}
+
+fn header(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "  {:<24}{:>8}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        "latency (ms)", "count", "min", "mean", "p50", "p95", "p99", "p99.9", "max"
+    );
+}
+
+/// Thousands separators: 10000 → 10,000.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The summary `load` prints.
+pub fn load(r: &LoadResult) -> String {
+    let s = r.summary();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Load: {} events ({} UserCreated, {} ActivityCreated, {} ParticipantJoined)",
+        thousands(r.events),
+        thousands(r.mix.users),
+        thousands(r.mix.activities),
+        thousands(r.mix.joins)
+    );
+    let _ = writeln!(
+        out,
+        "  inserted in {:.2} s ({:.0} events/s); {} of {} in MongoDB after {:.2} s: {:.0} events/s end to end",
+        r.insert_secs,
+        s.insert_rate_eps,
+        thousands(s.delivered),
+        thousands(r.events),
+        r.wall_secs,
+        s.throughput_eps
+    );
+    let _ = writeln!(
+        out,
+        "  dead-lettered {}, missing {}{}",
+        s.errors,
+        s.missing,
+        if r.foreign > 0 { format!(", {} events of earlier runs also consumed", r.foreign) } else { String::new() }
+    );
+    out.push('\n');
+    header(&mut out);
+    for (key, name) in STAGES {
+        if let Some(st) = s.stages.get(key) {
+            row(&mut out, name, st);
+        }
+    }
+    for (t, st) in &s.by_type {
+        row(&mut out, &format!("{t} (total)"), st);
+    }
+    out
+}
+
+/// The report `verify` prints, in the spirit of the seed's latency report.
+pub fn verify(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    let bar = "=".repeat(60);
+    let _ = writeln!(out, "VERIFICATION REPORT\n{bar}");
+    let _ = writeln!(
+        out,
+        "Events: {} in event_outbox, {} found in MongoDB ({:.2}%)",
+        thousands(r.total_events),
+        thousands(r.found_events),
+        r.success_rate
+    );
+    for (t, c) in &r.by_type {
+        let mark = if c.found == c.expected { "✓" } else { "✗" };
+        let _ = writeln!(out, "  {mark} {t:<20} {:>8} / {:<8}", thousands(c.found), thousands(c.expected));
+    }
+    if r.missing > 0 {
+        let _ = writeln!(out, "Missing: {} event(s), first: {:?}", r.missing, &r.missing_ids[..r.missing_ids.len().min(5)]);
+    }
+    if !r.duplicated_ids.is_empty() {
+        let _ = writeln!(out, "Duplicated: {} event(s) applied more than once", r.duplicated_ids.len());
+    }
+    if r.extra > 0 {
+        let _ = writeln!(out, "Note: {} read-model entries come from events no longer in event_outbox", r.extra);
+    }
+    let _ = writeln!(out, "Integrity: {}", r.integrity_check);
+    for i in r.integrity_issues.iter().take(10) {
+        let _ = writeln!(out, "  - {i}");
+    }
+    if r.dead_lettered > 0 {
+        let _ = writeln!(out, "Dead-lettered messages (kept in the DLQ topic): {}", r.dead_lettered);
+    }
+    out.push('\n');
+    header(&mut out);
+    for (key, name) in STAGES {
+        if let Some(st) = r.latency.get(key) {
+            row(&mut out, name, st);
+        }
+    }
+    for (t, st) in &r.latency_by_type {
+        row(&mut out, &format!("{t} (total)"), st);
+    }
+    if r.throughput_eps > 0.0 {
+        let _ = writeln!(out, "\nThroughput (first T0 to last T5): {:.0} events/s", r.throughput_eps);
+    }
+    if r.negative_samples > 0 {
+        let _ = writeln!(
+            out,
+            "Note: {} stage samples were below 0 (Kafka timestamps have 1 ms resolution) and count as 0.",
+            r.negative_samples
+        );
+    }
+    let _ = writeln!(out, "Assessment: {}", r.verdict);
+    if let Some(c) = &r.checksum {
+        let _ = writeln!(out, "Read-model checksum: {c}");
+    }
+    let _ = writeln!(out, "{bar}\nRESULT: {}", if r.passed { "PASS" } else { "FAIL" });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

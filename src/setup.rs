@@ -1,0 +1,178 @@
+//! `pipedemo setup`: checks every service, prepares the outbox table, the Debezium connector,
+//! the topics, the read-model indexes and the consumer group. Safe to run again.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Settings;
+use crate::connect::{connector_config, Connect};
+use crate::kafka::{self, ResetTo};
+use crate::outbox;
+use crate::store::ReadModels;
+
+/// Options of `setup`.
+#[derive(Clone, Debug)]
+pub struct SetupOptions {
+    /// Keep previous demo data (outbox rows, read models, metrics file).
+    pub keep: bool,
+    /// Point the consumer group at the start of the topic instead of its end.
+    pub from_earliest: bool,
+    /// Partitions of the outbox topic when it is created.
+    pub partitions: i32,
+}
+
+/// Versions found while checking, for reports.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Versions {
+    /// PostgreSQL server version.
+    pub postgres: String,
+    /// Debezium PostgreSQL connector version.
+    pub debezium: String,
+}
+
+fn step(ok: bool, what: &str) {
+    eprintln!("  {} {what}", if ok { "✓" } else { "✗" });
+}
+
+/// Checks every service; reports all problems at once rather than the first.
+pub async fn check_services(s: &Settings) -> Result<Versions> {
+    let topic = s.kafka.topic();
+    let (pg, kafka_ok, connect, mongo) = tokio::join!(
+        async {
+            let c = outbox::connect(&s.pg).await?;
+            outbox::check_logical_decoding(&c).await?;
+            outbox::server_version(&c).await
+        },
+        kafka::partitions(&s.kafka, &topic),
+        async { Connect::new(&s.connect)?.check_plugin().await },
+        ReadModels::connect(&s.mongo),
+    );
+    let mut problems = Vec::new();
+    let mut v = Versions::default();
+    match pg {
+        Ok(ver) => {
+            step(true, &format!("PostgreSQL {ver} at {} (wal_level=logical)", s.pg.describe()));
+            v.postgres = ver;
+        }
+        Err(e) => {
+            step(false, &format!("PostgreSQL: {e}"));
+            problems.push(e);
+        }
+    }
+    match kafka_ok {
+        Ok(_) => step(true, &format!("Kafka at {}", s.kafka.bootstrap_servers)),
+        Err(e) => {
+            step(false, &format!("Kafka: {e}"));
+            problems.push(e);
+        }
+    }
+    match connect {
+        Ok(ver) => {
+            step(true, &format!("Kafka Connect at {} with Debezium PostgreSQL {ver}", s.connect.connect_url));
+            v.debezium = ver;
+        }
+        Err(e) => {
+            step(false, &format!("Kafka Connect: {e}"));
+            problems.push(e);
+        }
+    }
+    match mongo {
+        Ok(_) => step(true, &format!("MongoDB at {}", s.mongo.describe())),
+        Err(e) => {
+            step(false, &format!("MongoDB: {e}"));
+            problems.push(e);
+        }
+    }
+    match problems.len() {
+        0 => Ok(v),
+        1 => Err(problems.remove(0)),
+        n => bail!(
+            "{n} services are not usable:\n  - {}",
+            problems.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  - ")
+        ),
+    }
+}
+
+/// Runs the whole setup.
+pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
+    let started = Instant::now();
+    eprintln!("Checking services…");
+    let versions = check_services(s).await?;
+
+    let pg = outbox::connect(&s.pg).await?;
+    outbox::create_table(&pg).await?;
+    step(true, "table event_outbox ready");
+
+    let store = ReadModels::connect(&s.mongo).await?;
+    if !opts.keep {
+        outbox::truncate(&pg).await?;
+        store.drop_all().await?;
+        match std::fs::remove_file(&s.metrics_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", s.metrics_file.display())),
+        }
+        step(true, "previous demo data removed (outbox rows, read models, metrics file)");
+    }
+    store.ensure_indexes().await?;
+    step(true, &format!("MongoDB indexes ready in `{}`", s.mongo.mongodb_database));
+
+    let topic = s.kafka.topic();
+    let parts = kafka::ensure_topic(&s.kafka, &topic, opts.partitions).await?;
+    kafka::ensure_topic(&s.kafka, &s.kafka.dlq_topic(), 1).await?;
+    step(true, &format!("topics {topic} ({parts} partition(s)) and {}", s.kafka.dlq_topic()));
+
+    let connect = Connect::new(&s.connect)?;
+    let config = connector_config(&s.pg, &s.kafka, &s.connect);
+    connect.upsert(&config).await?;
+    let status = match connect.wait_running(Duration::from_secs(60)).await {
+        Ok(st) => st,
+        Err(_) => {
+            // A connector that failed before (say, PostgreSQL was down) stays FAILED until restarted.
+            connect.restart().await?;
+            connect.wait_running(Duration::from_secs(60)).await?
+        }
+    };
+    wait_slot_active(&pg, &s.connect.slot).await?;
+    step(
+        true,
+        &format!(
+            "Debezium connector {} {} streaming from slot {}",
+            s.connect.connector_name,
+            status.describe(),
+            s.connect.slot
+        ),
+    );
+
+    let to = if opts.from_earliest { ResetTo::Earliest } else { ResetTo::End };
+    kafka::reset_group(&s.kafka, &topic, to).await?;
+    step(
+        true,
+        &format!(
+            "consumer group {} set to the {} of {topic}",
+            s.kafka.group,
+            if opts.from_earliest { "start" } else { "end" }
+        ),
+    );
+    eprintln!("Setup complete in {:.1} s.", started.elapsed().as_secs_f64());
+    Ok(versions)
+}
+
+/// Debezium's task is RUNNING a little before its replication stream is; rows inserted in
+/// between are still captured (the slot exists), but waiting makes the first latencies honest.
+async fn wait_slot_active(pg: &tokio_postgres::Client, slot: &str) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let row = pg
+            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+            .await?;
+        if let Some(r) = row {
+            if r.get::<_, bool>(0) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("replication slot {slot} is not active after 30 s: check the Kafka Connect log")
+}
