@@ -18,11 +18,16 @@ pub async fn read_models(db: &Database) -> Result<String> {
             .await?
             .try_collect()
             .await?;
-        docs.sort_by(|a, b| id_key(a).cmp(&id_key(b)));
+        docs.sort_by_key(id_key);
         hasher.update(name.as_bytes());
         for mut d in docs {
             normalize(name, &mut d);
-            hasher.update(Bson::Document(d).into_relaxed_extjson().to_string().as_bytes());
+            hasher.update(
+                Bson::Document(d)
+                    .into_relaxed_extjson()
+                    .to_string()
+                    .as_bytes(),
+            );
             hasher.update(b"\n");
         }
     }

@@ -39,7 +39,10 @@ pub async fn run(s: &Settings, files: &[PathBuf]) -> Result<()> {
     outbox::truncate(&pg).await?;
     eprintln!("  ✓ event_outbox emptied");
     ReadModels::connect(&s.mongo).await?.drop_all().await?;
-    eprintln!("  ✓ MongoDB database `{}` dropped", s.mongo.mongodb_database);
+    eprintln!(
+        "  ✓ MongoDB database `{}` dropped",
+        s.mongo.mongodb_database
+    );
     for f in files {
         match std::fs::remove_file(f) {
             Ok(()) => eprintln!("  ✓ removed {}", f.display()),

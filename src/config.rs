@@ -50,19 +50,40 @@ impl FromStr for Secret {
 #[derive(Args, Clone, Debug)]
 pub struct PostgresArgs {
     /// PostgreSQL host.
-    #[arg(global = true, long = "pg-host", env = "POSTGRES_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        global = true,
+        long = "pg-host",
+        env = "POSTGRES_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub host: String,
     /// PostgreSQL port.
-    #[arg(global = true, long = "pg-port", env = "POSTGRES_PORT", default_value_t = 5432)]
+    #[arg(
+        global = true,
+        long = "pg-port",
+        env = "POSTGRES_PORT",
+        default_value_t = 5432
+    )]
     pub port: u16,
     /// Database holding event_outbox.
-    #[arg(global = true, long = "pg-db", env = "POSTGRES_DB", default_value = "activity_db")]
+    #[arg(
+        global = true,
+        long = "pg-db",
+        env = "POSTGRES_DB",
+        default_value = "activity_db"
+    )]
     pub db: String,
     /// PostgreSQL user (needs the REPLICATION attribute for Debezium).
-    #[arg(global = true, long = "pg-user", env = "POSTGRES_USER", default_value = "pipedemo")]
+    #[arg(
+        global = true,
+        long = "pg-user",
+        env = "POSTGRES_USER",
+        default_value = "pipedemo"
+    )]
     pub user: String,
     /// PostgreSQL password (never printed).
-    #[arg(global = true, 
+    #[arg(
+        global = true,
         long = "pg-password",
         env = "POSTGRES_PASSWORD",
         default_value = "pipedemo",
@@ -97,7 +118,12 @@ impl PostgresArgs {
 #[derive(Args, Clone, Debug)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers.
-    #[arg(global = true, long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        global = true,
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_servers: String,
     /// Debezium topic prefix (the connector's topic.prefix).
     #[arg(global = true, long, env = "TOPIC_PREFIX", default_value = "pipedemo")]
@@ -109,7 +135,12 @@ pub struct KafkaArgs {
     #[arg(global = true, long, env = "DLQ_TOPIC")]
     pub dlq_topic: Option<String>,
     /// Consumer group of the pipedemo consumer.
-    #[arg(global = true, long, env = "CONSUMER_GROUP", default_value = "event-processor-group")]
+    #[arg(
+        global = true,
+        long,
+        env = "CONSUMER_GROUP",
+        default_value = "event-processor-group"
+    )]
     pub group: String,
 }
 
@@ -133,16 +164,31 @@ impl KafkaArgs {
 #[derive(Args, Clone, Debug)]
 pub struct ConnectArgs {
     /// Kafka Connect REST URL.
-    #[arg(global = true, long, env = "CONNECT_URL", default_value = "http://127.0.0.1:8083")]
+    #[arg(
+        global = true,
+        long,
+        env = "CONNECT_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
     pub connect_url: String,
     /// Name of the Debezium connector.
-    #[arg(global = true, long, env = "CONNECTOR_NAME", default_value = "pipedemo-outbox")]
+    #[arg(
+        global = true,
+        long,
+        env = "CONNECTOR_NAME",
+        default_value = "pipedemo-outbox"
+    )]
     pub connector_name: String,
     /// PostgreSQL host as Kafka Connect sees it [default: the PostgreSQL host].
     #[arg(global = true, long, env = "CONNECTOR_DATABASE_HOST")]
     pub connector_db_host: Option<String>,
     /// Logical replication slot used by the connector.
-    #[arg(global = true, long, env = "REPLICATION_SLOT", default_value = "pipedemo_outbox")]
+    #[arg(
+        global = true,
+        long,
+        env = "REPLICATION_SLOT",
+        default_value = "pipedemo_outbox"
+    )]
     pub slot: String,
 }
 
@@ -150,7 +196,8 @@ pub struct ConnectArgs {
 #[derive(Args, Clone, Debug)]
 pub struct MongoArgs {
     /// MongoDB connection string (credentials in it are never printed).
-    #[arg(global = true, 
+    #[arg(
+        global = true,
         long,
         env = "MONGODB_URI",
         default_value = "mongodb://127.0.0.1:27017",
@@ -158,7 +205,12 @@ pub struct MongoArgs {
     )]
     pub mongodb_uri: Secret,
     /// Database holding the read models.
-    #[arg(global = true, long, env = "MONGODB_DATABASE", default_value = "activity_read")]
+    #[arg(
+        global = true,
+        long,
+        env = "MONGODB_DATABASE",
+        default_value = "activity_read"
+    )]
     pub mongodb_database: String,
 }
 
@@ -185,7 +237,12 @@ pub struct Settings {
     #[allow(missing_docs)]
     pub mongo: MongoArgs,
     /// Append one JSON line per processed event to this file.
-    #[arg(global = true, long, env = "METRICS_FILE", default_value = "pipedemo_metrics.jsonl")]
+    #[arg(
+        global = true,
+        long,
+        env = "METRICS_FILE",
+        default_value = "pipedemo_metrics.jsonl"
+    )]
     pub metrics_file: PathBuf,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(global = true, long, env = "LOG_LEVEL", default_value = "info")]

@@ -6,8 +6,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::diagnose::root_cause;
 use crate::config::{ConnectArgs, KafkaArgs, PostgresArgs};
+use crate::diagnose::root_cause;
 
 const PLUGIN: &str = "io.debezium.connector.postgresql.PostgresConnector";
 
@@ -57,7 +57,15 @@ impl Status {
             .enumerate()
             .map(|(i, t)| format!("task {i} {}", t.state))
             .collect();
-        format!("{} ({})", self.connector.state, if tasks.is_empty() { "no tasks".into() } else { tasks.join(", ") })
+        format!(
+            "{} ({})",
+            self.connector.state,
+            if tasks.is_empty() {
+                "no tasks".into()
+            } else {
+                tasks.join(", ")
+            }
+        )
     }
 
     fn failure(&self) -> Option<String> {

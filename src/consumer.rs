@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::FutureExt;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -130,7 +132,10 @@ impl Pipeline {
     ) -> Result<(Self, Assigned)> {
         let store = ReadModels::connect(&settings.mongo).await?;
         let topic = settings.kafka.topic();
-        if crate::kafka::partitions(&settings.kafka, &topic).await?.is_none() {
+        if crate::kafka::partitions(&settings.kafka, &topic)
+            .await?
+            .is_none()
+        {
             anyhow::bail!("Kafka topic {topic} does not exist; run `pipedemo setup` first");
         }
         let (tx, rx) = watch::channel(false);
@@ -167,7 +172,8 @@ impl Pipeline {
     pub async fn run(self, stop: CancellationToken) -> Result<Totals> {
         let mut totals = Totals::default();
         // Repairs global statistics after a crash between a write and its statistics update.
-        self.retry(&stop, || self.store.recompute_statistics()).await;
+        self.retry(&stop, || self.store.recompute_statistics())
+            .await;
         loop {
             let first = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -223,7 +229,12 @@ impl Pipeline {
     }
 
     /// Handles a batch completely. Returns false if `stop` came during an outage.
-    async fn process(&self, batch: &[Received], stop: &CancellationToken, totals: &mut Totals) -> bool {
+    async fn process(
+        &self,
+        batch: &[Received],
+        stop: &CancellationToken,
+        totals: &mut Totals,
+    ) -> bool {
         let mut ops: Vec<WriteOp> = Vec::with_capacity(batch.len());
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut dead: Vec<Dead> = Vec::new();
@@ -232,7 +243,12 @@ impl Pipeline {
             let decoded = match decode(m.key(), m.payload()) {
                 Ok(d) => d,
                 Err(e) => {
-                    dead.push(Dead { msg: m, reason: e.to_string(), event_id: None, event_type: None });
+                    dead.push(Dead {
+                        msg: m,
+                        reason: e.to_string(),
+                        event_id: None,
+                        event_type: None,
+                    });
                     continue;
                 }
             };
@@ -255,7 +271,11 @@ impl Pipeline {
                     continue;
                 }
                 other => {
-                    self.skip(m, &format!("op `{}` (only inserts are events)", other.code()), totals);
+                    self.skip(
+                        m,
+                        &format!("op `{}` (only inserts are events)", other.code()),
+                        totals,
+                    );
                     continue;
                 }
             }
@@ -340,7 +360,9 @@ impl Pipeline {
                 }
             };
             if applied {
-                *applied_per_type.entry(p.event.event_type.clone()).or_default() += 1;
+                *applied_per_type
+                    .entry(p.event.event_type.clone())
+                    .or_default() += 1;
                 if matches!(op, WriteOp::Join { .. } | WriteOp::InsertActivity(_)) {
                     touched.push(op.key().to_owned());
                 }
@@ -363,7 +385,9 @@ impl Pipeline {
             });
         }
         if self
-            .retry(stop, || self.store.record_statistics(&applied_per_type, &touched))
+            .retry(stop, || {
+                self.store.record_statistics(&applied_per_type, &touched)
+            })
             .await
             .is_none()
         {
@@ -383,7 +407,12 @@ impl Pipeline {
 
     fn skip(&self, m: &OwnedMessage, reason: &str, totals: &mut Totals) {
         totals.skipped += 1;
-        tracing::debug!(partition = m.partition(), offset = m.offset(), reason, "skipped");
+        tracing::debug!(
+            partition = m.partition(),
+            offset = m.offset(),
+            reason,
+            "skipped"
+        );
         let _ = self.metrics.send(MetricEvent::Skipped {
             partition: m.partition(),
             offset: m.offset(),
@@ -402,7 +431,12 @@ impl Pipeline {
         loop {
             match self
                 .dlq
-                .send(m.key(), m.payload(), (&self.topic, m.partition(), m.offset()), &d.reason)
+                .send(
+                    m.key(),
+                    m.payload(),
+                    (&self.topic, m.partition(), m.offset()),
+                    &d.reason,
+                )
                 .await
             {
                 Ok(()) => break,

@@ -232,12 +232,12 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
 fn parse_row(row: Row) -> Result<OutboxEvent, EnvelopeError> {
     let payload = match row.payload {
         None | Some(Value::Null) => return Err(EnvelopeError::MissingField("payload")),
-        Some(Value::String(s)) => serde_json::from_str::<Value>(&s).map_err(|e| {
-            EnvelopeError::BadField {
+        Some(Value::String(s)) => {
+            serde_json::from_str::<Value>(&s).map_err(|e| EnvelopeError::BadField {
                 field: "payload",
                 reason: format!("not JSON ({e})"),
-            }
-        })?,
+            })?
+        }
         Some(v) => v,
     };
     if !payload.is_object() {
@@ -343,7 +343,8 @@ mod tests {
 
     // Captured from Debezium 3.3.2 (pgoutput, JSON converter without schemas).
     const CAPTURED: &str = include_str!("../tests/fixtures/debezium_insert.json");
-    const CAPTURED_WITH_SCHEMA: &str = include_str!("../tests/fixtures/debezium_insert_schema.json");
+    const CAPTURED_WITH_SCHEMA: &str =
+        include_str!("../tests/fixtures/debezium_insert_schema.json");
 
     fn change(d: Decoded) -> Change {
         match d {
@@ -383,7 +384,9 @@ mod tests {
     }
 
     fn row(fields: &str) -> String {
-        format!(r#"{{"before":null,"after":{{{fields}}},"source":{{"ts_ms":1700000000000}},"op":"c","ts_ms":1700000000001}}"#)
+        format!(
+            r#"{{"before":null,"after":{{{fields}}},"source":{{"ts_ms":1700000000000}},"op":"c","ts_ms":1700000000001}}"#
+        )
     }
 
     const GOOD: &str = r#""event_id":"7f1c2a4e-0d7a-4b8e-9c39-3f2a1b0c9d8e","aggregate_id":"1f1c2a4e-0d7a-4b8e-9c39-3f2a1b0c9d8e","aggregate_type":"User","event_type":"UserCreated","payload":"{\"email\":\"a@b.c\"}","created_at":"2026-11-22T20:00:00.123456Z""#;
@@ -405,7 +408,10 @@ mod tests {
             (b"hello".to_vec(), "not JSON"),
             (b"[1,2]".to_vec(), "not a Debezium change event"),
             (br#"{"a":1}"#.to_vec(), "no `op`"),
-            (row(&GOOD.replace("UserCreated", "")).into_bytes(), "`event_type` is invalid"),
+            (
+                row(&GOOD.replace("UserCreated", "")).into_bytes(),
+                "`event_type` is invalid",
+            ),
             (
                 row(&GOOD.replace("7f1c2a4e-0d7a", "zz")).into_bytes(),
                 "is not a UUID",
@@ -425,7 +431,10 @@ mod tests {
         ];
         for (bytes, expected) in cases {
             let err = decode(None, Some(&bytes)).unwrap_err().to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
         }
     }
 

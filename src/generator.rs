@@ -197,9 +197,30 @@ mod tests {
 
     #[test]
     fn mix_is_exact_with_remainder_to_users() {
-        assert_eq!(Mix::for_total(10), Mix { users: 5, activities: 3, joins: 2 });
-        assert_eq!(Mix::for_total(7), Mix { users: 4, activities: 2, joins: 1 });
-        assert_eq!(Mix::for_total(1), Mix { users: 1, activities: 0, joins: 0 });
+        assert_eq!(
+            Mix::for_total(10),
+            Mix {
+                users: 5,
+                activities: 3,
+                joins: 2
+            }
+        );
+        assert_eq!(
+            Mix::for_total(7),
+            Mix {
+                users: 4,
+                activities: 2,
+                joins: 1
+            }
+        );
+        assert_eq!(
+            Mix::for_total(1),
+            Mix {
+                users: 1,
+                activities: 0,
+                joins: 0
+            }
+        );
     }
 
     #[test]

@@ -162,7 +162,10 @@ impl Handler for UserCreated {
         let p: UserPayload = parse(event)?;
         let email = required(event, "email", p.email)?;
         if !email.contains('@') {
-            return Err(invalid(event, format!("`email` is not an address: `{email}`")));
+            return Err(invalid(
+                event,
+                format!("`email` is not an address: `{email}`"),
+            ));
         }
         let id = event.aggregate_id.to_string();
         Ok(WriteOp::InsertUser(doc! {
@@ -293,12 +296,24 @@ mod tests {
         let id = e.aggregate_id.to_string();
         assert_eq!(d.get_str("_id").unwrap(), id);
         assert_eq!(d.get_str("name").unwrap(), "Ada Lovelace");
-        assert_eq!(d.get_document("profile").unwrap().get_str("bio").unwrap(), "hi");
+        assert_eq!(
+            d.get_document("profile").unwrap().get_str("bio").unwrap(),
+            "hi"
+        );
         let meta = d.get_document("metadata").unwrap();
-        assert_eq!(meta.get_str("source_event_id").unwrap(), e.event_id.to_string());
-        assert_eq!(meta.get_datetime("created_at").unwrap().timestamp_millis(), 1_795_377_600_123);
+        assert_eq!(
+            meta.get_str("source_event_id").unwrap(),
+            e.event_id.to_string()
+        );
+        assert_eq!(
+            meta.get_datetime("created_at").unwrap().timestamp_millis(),
+            1_795_377_600_123
+        );
         assert_eq!(d.get_array("allowed_users").unwrap().len(), 1);
-        assert_eq!(d.get_array("allowed_users").unwrap()[0].as_str(), Some(id.as_str()));
+        assert_eq!(
+            d.get_array("allowed_users").unwrap()[0].as_str(),
+            Some(id.as_str())
+        );
     }
 
     #[test]
@@ -317,8 +332,14 @@ mod tests {
         let p = d.get_document("participants").unwrap();
         assert_eq!(p.get_i64("count").unwrap(), 0);
         assert!(p.get_array("list").unwrap().is_empty());
-        assert_eq!(d.get_document("location").unwrap().get_str("name").unwrap(), "Oslo");
-        assert_eq!(d.get_array("allowed_users").unwrap()[0].as_str(), Some(creator.as_str()));
+        assert_eq!(
+            d.get_document("location").unwrap().get_str("name").unwrap(),
+            "Oslo"
+        );
+        assert_eq!(
+            d.get_array("allowed_users").unwrap()[0].as_str(),
+            Some(creator.as_str())
+        );
     }
 
     #[test]
@@ -331,7 +352,10 @@ mod tests {
             panic!("not a join")
         };
         assert_eq!(user_id, user);
-        assert_eq!(entry.get_str("source_event_id").unwrap(), e.event_id.to_string());
+        assert_eq!(
+            entry.get_str("source_event_id").unwrap(),
+            e.event_id.to_string()
+        );
     }
 
     #[test]
@@ -339,24 +363,42 @@ mod tests {
         let r = Registry::standard();
         let cases = [
             (event("Nope", json!({})), "unknown event_type `Nope`"),
-            (event("UserCreated", json!({"username":"x"})), "missing field `email`"),
             (
-                event("UserCreated", json!({"email":"nope","username":"x","first_name":"a","last_name":"b"})),
+                event("UserCreated", json!({"username":"x"})),
+                "missing field `email`",
+            ),
+            (
+                event(
+                    "UserCreated",
+                    json!({"email":"nope","username":"x","first_name":"a","last_name":"b"}),
+                ),
                 "not an address",
             ),
             (
-                event("ActivityCreated", json!({"title":"t","creator_user_id":"zz","max_participants":3,"start_date":"2027-01-01T00:00:00Z"})),
+                event(
+                    "ActivityCreated",
+                    json!({"title":"t","creator_user_id":"zz","max_participants":3,"start_date":"2027-01-01T00:00:00Z"}),
+                ),
                 "`creator_user_id` is not a UUID",
             ),
             (
-                event("ActivityCreated", json!({"title":"t","creator_user_id":Uuid::new_v4().to_string(),"max_participants":"three","start_date":"2027-01-01T00:00:00Z"})),
+                event(
+                    "ActivityCreated",
+                    json!({"title":"t","creator_user_id":Uuid::new_v4().to_string(),"max_participants":"three","start_date":"2027-01-01T00:00:00Z"}),
+                ),
                 "invalid type: string \"three\", expected u32",
             ),
-            (event("ParticipantJoined", json!({"user_id": 5})), "invalid type: integer `5`"),
+            (
+                event("ParticipantJoined", json!({"user_id": 5})),
+                "invalid type: integer `5`",
+            ),
         ];
         for (e, expected) in cases {
             let err = r.handle(&e).unwrap_err().to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
         }
     }
 }

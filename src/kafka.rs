@@ -54,7 +54,10 @@ pub async fn partitions(args: &KafkaArgs, topic: &str) -> Result<Option<Vec<i32>
             Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
                 Ok(None)
             }
-            Some(e) => bail!("Kafka reports topic {topic} as {:?}", RDKafkaErrorCode::from(e)),
+            Some(e) => bail!(
+                "Kafka reports topic {topic} as {:?}",
+                RDKafkaErrorCode::from(e)
+            ),
         }
     })
     .await?
@@ -70,7 +73,10 @@ pub async fn ensure_topic(args: &KafkaArgs, topic: &str, partitions_wanted: i32)
         .context("creating a Kafka admin client")?;
     let new = NewTopic::new(topic, partitions_wanted, TopicReplication::Fixed(1));
     let res = admin
-        .create_topics([&new], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
         .await
         .map_err(|e| unreachable_hint(args, e))?;
     for r in res {
@@ -97,6 +103,8 @@ pub enum ResetTo {
     Earliest,
     /// The end: only messages produced from now on are consumed.
     End,
+    /// The first message at or after this time (ms since the Unix epoch), or the end.
+    Timestamp(i64),
 }
 
 /// Commits offsets for `group` on every partition of `topic`. The group must have no running
@@ -120,9 +128,23 @@ pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<(
                 .map_err(|e| unreachable_hint(&args, e))?;
             let off = match to {
                 ResetTo::Earliest => low,
-                ResetTo::End => high,
+                ResetTo::End | ResetTo::Timestamp(_) => high,
             };
             tpl.add_partition_offset(&topic, p, Offset::Offset(off))?;
+        }
+        if let ResetTo::Timestamp(ms) = to {
+            let mut query = TopicPartitionList::new();
+            for e in tpl.elements() {
+                query.add_partition_offset(&topic, e.partition(), Offset::Offset(ms))?;
+            }
+            let found = c
+                .offsets_for_times(query, TIMEOUT)
+                .map_err(|e| unreachable_hint(&args, e))?;
+            for e in found.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    tpl.set_partition_offset(&topic, e.partition(), Offset::Offset(o))?;
+                }
+            }
         }
         c.commit(&tpl, CommitMode::Sync).map_err(|e| {
             anyhow!(
@@ -232,10 +254,12 @@ impl DeadLetters {
         if let Some(v) = value {
             rec = rec.payload(v);
         }
-        self.producer
-            .send(rec, TIMEOUT)
-            .await
-            .map_err(|(e, _)| anyhow!("dead-letter topic {} did not take the message: {e}", self.topic))?;
+        self.producer.send(rec, TIMEOUT).await.map_err(|(e, _)| {
+            anyhow!(
+                "dead-letter topic {} did not take the message: {e}",
+                self.topic
+            )
+        })?;
         Ok(())
     }
 }

@@ -80,17 +80,31 @@ pub struct LoadSummary {
 impl LoadResult {
     /// The JSON summary.
     pub fn summary(&self) -> LoadSummary {
-        let delivered = self.stats.applied_total() + self.stats.already_applied.values().sum::<u64>();
+        let delivered =
+            self.stats.applied_total() + self.stats.already_applied.values().sum::<u64>();
         LoadSummary {
             events: self.events,
             delivered,
             missing: self.missing.len(),
             errors: self.stats.errors,
             duration_secs: self.wall_secs,
-            throughput_eps: if self.wall_secs > 0.0 { delivered as f64 / self.wall_secs } else { 0.0 },
-            insert_rate_eps: if self.insert_secs > 0.0 { self.events as f64 / self.insert_secs } else { 0.0 },
+            throughput_eps: if self.wall_secs > 0.0 {
+                delivered as f64 / self.wall_secs
+            } else {
+                0.0
+            },
+            insert_rate_eps: if self.insert_secs > 0.0 {
+                self.events as f64 / self.insert_secs
+            } else {
+                0.0
+            },
             stages: self.stats.stages.summaries(),
-            by_type: self.stats.by_type.iter().map(|(k, v)| (k.clone(), v.summary())).collect(),
+            by_type: self
+                .stats
+                .by_type
+                .iter()
+                .map(|(k, v)| (k.clone(), v.summary()))
+                .collect(),
         }
     }
 }

@@ -90,7 +90,14 @@ enum Command {
 }
 
 fn init_logging(s: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&s.log_level)
+    // librdkafka reports transient broker states as warnings that pipedemo retries anyway;
+    // a plain level keeps them out unless asked for with a full filter.
+    let directive = if s.log_level.contains('=') {
+        s.log_level.clone()
+    } else {
+        format!("{},librdkafka=error", s.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -123,12 +130,35 @@ fn stop_on_signals() -> CancellationToken {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let s = &cli.settings;
     match cli.command {
-        Command::Setup { keep, from_earliest, partitions } => {
-            setup::run(s, &setup::SetupOptions { keep, from_earliest, partitions }).await?;
+        Command::Setup {
+            keep,
+            from_earliest,
+            partitions,
+        } => {
+            setup::run(
+                s,
+                &setup::SetupOptions {
+                    keep,
+                    from_earliest,
+                    partitions,
+                },
+            )
+            .await?;
         }
-        Command::Load { events, batch_size, rate, batch_delay_ms, timeout_secs, seed, json } => {
+        Command::Load {
+            events,
+            batch_size,
+            rate,
+            batch_delay_ms,
+            timeout_secs,
+            seed,
+            json,
+        } => {
             if let Some(r) = rate {
-                anyhow::ensure!(r > 0.0 && r.is_finite(), "--rate must be a positive number of events per second");
+                anyhow::ensure!(
+                    r > 0.0 && r.is_finite(),
+                    "--rate must be a positive number of events per second"
+                );
             }
             let opts = load::LoadOptions {
                 events,
@@ -158,7 +188,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Consume { include_snapshot } => {
             let (tx, mut rx) = metrics::channel();
             let mut file = metrics::MetricsFile::append(&s.metrics_file)?;
-            let opts = ConsumerOptions { include_snapshot, ..ConsumerOptions::default() };
+            let opts = ConsumerOptions {
+                include_snapshot,
+                ..ConsumerOptions::default()
+            };
             let (pipeline, _assigned) = Pipeline::new(s, opts, tx).await?;
             let stop = stop_on_signals();
             let consumer = tokio::spawn(pipeline.run(stop.clone()));
@@ -181,7 +214,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
             );
         }
-        Command::Verify { report: path, json, checksum } => {
+        Command::Verify {
+            report: path,
+            json,
+            checksum,
+        } => {
             let r = verify::run(s, checksum).await?;
             if let Some(p) = &path {
                 verify::write_report(&r, p)?;
@@ -200,7 +237,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Cleanup { yes } => {
             cleanup::confirm(s, yes)?;
-            let files = vec![s.metrics_file.clone(), PathBuf::from("demo_report.json"), PathBuf::from("demo_report.html")];
+            let files = vec![
+                s.metrics_file.clone(),
+                PathBuf::from("demo_report.json"),
+                PathBuf::from("demo_report.html"),
+            ];
             cleanup::run(s, &files).await?;
         }
     }

@@ -7,8 +7,8 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use crate::diagnose::root_cause;
 use crate::config::PostgresArgs;
+use crate::diagnose::root_cause;
 use crate::generator::NewEvent;
 
 /// The table DDL. `created_at` defaults to `clock_timestamp()`, the row's own creation time
@@ -117,7 +117,14 @@ pub async fn insert_batch(client: &mut Client, events: &[NewEvent]) -> Result<u6
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str(&format!("(${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5));
+        sql.push_str(&format!(
+            "(${},${},${},${},${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5
+        ));
         params.push(&e.event_id);
         params.push(&e.aggregate_id);
         params.push(&e.aggregate_type);

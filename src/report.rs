@@ -71,7 +71,11 @@ pub fn load(r: &LoadResult) -> String {
         "  dead-lettered {}, missing {}{}",
         s.errors,
         s.missing,
-        if r.foreign > 0 { format!(", {} events of earlier runs also consumed", r.foreign) } else { String::new() }
+        if r.foreign > 0 {
+            format!(", {} events of earlier runs also consumed", r.foreign)
+        } else {
+            String::new()
+        }
     );
     out.push('\n');
     header(&mut out);
@@ -100,23 +104,45 @@ pub fn verify(r: &VerifyReport) -> String {
     );
     for (t, c) in &r.by_type {
         let mark = if c.found == c.expected { "✓" } else { "✗" };
-        let _ = writeln!(out, "  {mark} {t:<20} {:>8} / {:<8}", thousands(c.found), thousands(c.expected));
+        let _ = writeln!(
+            out,
+            "  {mark} {t:<20} {:>8} / {:<8}",
+            thousands(c.found),
+            thousands(c.expected)
+        );
     }
     if r.missing > 0 {
-        let _ = writeln!(out, "Missing: {} event(s), first: {:?}", r.missing, &r.missing_ids[..r.missing_ids.len().min(5)]);
+        let _ = writeln!(
+            out,
+            "Missing: {} event(s), first: {:?}",
+            r.missing,
+            &r.missing_ids[..r.missing_ids.len().min(5)]
+        );
     }
     if !r.duplicated_ids.is_empty() {
-        let _ = writeln!(out, "Duplicated: {} event(s) applied more than once", r.duplicated_ids.len());
+        let _ = writeln!(
+            out,
+            "Duplicated: {} event(s) applied more than once",
+            r.duplicated_ids.len()
+        );
     }
     if r.extra > 0 {
-        let _ = writeln!(out, "Note: {} read-model entries come from events no longer in event_outbox", r.extra);
+        let _ = writeln!(
+            out,
+            "Note: {} read-model entries come from events no longer in event_outbox",
+            r.extra
+        );
     }
     let _ = writeln!(out, "Integrity: {}", r.integrity_check);
     for i in r.integrity_issues.iter().take(10) {
         let _ = writeln!(out, "  - {i}");
     }
     if r.dead_lettered > 0 {
-        let _ = writeln!(out, "Dead-lettered messages (kept in the DLQ topic): {}", r.dead_lettered);
+        let _ = writeln!(
+            out,
+            "Dead-lettered messages (kept in the DLQ topic): {}",
+            r.dead_lettered
+        );
     }
     out.push('\n');
     header(&mut out);
@@ -129,7 +155,11 @@ pub fn verify(r: &VerifyReport) -> String {
         row(&mut out, &format!("{t} (total)"), st);
     }
     if r.throughput_eps > 0.0 {
-        let _ = writeln!(out, "\nThroughput (first T0 to last T5): {:.0} events/s", r.throughput_eps);
+        let _ = writeln!(
+            out,
+            "\nThroughput (first T0 to last T5): {:.0} events/s",
+            r.throughput_eps
+        );
     }
     if r.negative_samples > 0 {
         let _ = writeln!(
@@ -142,7 +172,11 @@ pub fn verify(r: &VerifyReport) -> String {
     if let Some(c) = &r.checksum {
         let _ = writeln!(out, "Read-model checksum: {c}");
     }
-    let _ = writeln!(out, "{bar}\nRESULT: {}", if r.passed { "PASS" } else { "FAIL" });
+    let _ = writeln!(
+        out,
+        "{bar}\nRESULT: {}",
+        if r.passed { "PASS" } else { "FAIL" }
+    );
     out
 }
 

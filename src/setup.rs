@@ -52,7 +52,13 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
     let mut v = Versions::default();
     match pg {
         Ok(ver) => {
-            step(true, &format!("PostgreSQL {ver} at {} (wal_level=logical)", s.pg.describe()));
+            step(
+                true,
+                &format!(
+                    "PostgreSQL {ver} at {} (wal_level=logical)",
+                    s.pg.describe()
+                ),
+            );
             v.postgres = ver;
         }
         Err(e) => {
@@ -69,7 +75,13 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
     }
     match connect {
         Ok(ver) => {
-            step(true, &format!("Kafka Connect at {} with Debezium PostgreSQL {ver}", s.connect.connect_url));
+            step(
+                true,
+                &format!(
+                    "Kafka Connect at {} with Debezium PostgreSQL {ver}",
+                    s.connect.connect_url
+                ),
+            );
             v.debezium = ver;
         }
         Err(e) => {
@@ -89,7 +101,11 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
         1 => Err(problems.remove(0)),
         n => bail!(
             "{n} services are not usable:\n  - {}",
-            problems.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  - ")
+            problems
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  - ")
         ),
     }
 }
@@ -111,17 +127,31 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
         match std::fs::remove_file(&s.metrics_file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", s.metrics_file.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing {}", s.metrics_file.display()))
+            }
         }
-        step(true, "previous demo data removed (outbox rows, read models, metrics file)");
+        step(
+            true,
+            "previous demo data removed (outbox rows, read models, metrics file)",
+        );
     }
     store.ensure_indexes().await?;
-    step(true, &format!("MongoDB indexes ready in `{}`", s.mongo.mongodb_database));
+    step(
+        true,
+        &format!("MongoDB indexes ready in `{}`", s.mongo.mongodb_database),
+    );
 
     let topic = s.kafka.topic();
     let parts = kafka::ensure_topic(&s.kafka, &topic, opts.partitions).await?;
     kafka::ensure_topic(&s.kafka, &s.kafka.dlq_topic(), 1).await?;
-    step(true, &format!("topics {topic} ({parts} partition(s)) and {}", s.kafka.dlq_topic()));
+    step(
+        true,
+        &format!(
+            "topics {topic} ({parts} partition(s)) and {}",
+            s.kafka.dlq_topic()
+        ),
+    );
 
     let connect = Connect::new(&s.connect)?;
     let config = connector_config(&s.pg, &s.kafka, &s.connect);
@@ -145,7 +175,11 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
         ),
     );
 
-    let to = if opts.from_earliest { ResetTo::Earliest } else { ResetTo::End };
+    let to = if opts.from_earliest {
+        ResetTo::Earliest
+    } else {
+        ResetTo::End
+    };
     kafka::reset_group(&s.kafka, &topic, to).await?;
     step(
         true,
@@ -155,7 +189,10 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
             if opts.from_earliest { "start" } else { "end" }
         ),
     );
-    eprintln!("Setup complete in {:.1} s.", started.elapsed().as_secs_f64());
+    eprintln!(
+        "Setup complete in {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(versions)
 }
 
@@ -165,7 +202,10 @@ async fn wait_slot_active(pg: &tokio_postgres::Client, slot: &str) -> Result<()>
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         let row = pg
-            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+            .query_opt(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
             .await?;
         if let Some(r) = row {
             if r.get::<_, bool>(0) {

@@ -189,11 +189,20 @@ impl RunStats {
                     .entry(r.event_type.clone())
                     .or_default()
                     .record(r.timing.stages().total_us);
-                self.first_t0_us = Some(self.first_t0_us.map_or(r.timing.t0_us, |t| t.min(r.timing.t0_us)));
-                self.last_t5_us = Some(self.last_t5_us.map_or(r.timing.t5_us, |t| t.max(r.timing.t5_us)));
+                self.first_t0_us = Some(
+                    self.first_t0_us
+                        .map_or(r.timing.t0_us, |t| t.min(r.timing.t0_us)),
+                );
+                self.last_t5_us = Some(
+                    self.last_t5_us
+                        .map_or(r.timing.t5_us, |t| t.max(r.timing.t5_us)),
+                );
             }
             MetricEvent::Event(r) => {
-                *self.already_applied.entry(r.event_type.clone()).or_default() += 1;
+                *self
+                    .already_applied
+                    .entry(r.event_type.clone())
+                    .or_default() += 1;
             }
             MetricEvent::Error(_) => self.errors += 1,
             MetricEvent::Skipped { .. } => self.skipped += 1,

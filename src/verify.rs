@@ -105,7 +105,9 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
         }
         let allowed = string_list(u.get("allowed_users"));
         if allowed != vec![id.clone()] {
-            issues.push(format!("user {id}: allowed_users is {allowed:?}, expected only itself"));
+            issues.push(format!(
+                "user {id}: allowed_users is {allowed:?}, expected only itself"
+            ));
         }
         user_ids.insert(id);
     }
@@ -129,10 +131,16 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
             issues.push(format!("activity {id}: creator {creator} is not a user"));
         }
         let parts = a.get_document("participants").ok();
-        let list = parts.and_then(|p| p.get_array("list").ok()).cloned().unwrap_or_default();
+        let list = parts
+            .and_then(|p| p.get_array("list").ok())
+            .cloned()
+            .unwrap_or_default();
         let count = parts.and_then(|p| p.get_i64("count").ok()).unwrap_or(-1);
         if count != list.len() as i64 {
-            issues.push(format!("activity {id}: participants.count {count} but {} entries", list.len()));
+            issues.push(format!(
+                "activity {id}: participants.count {count} but {} entries",
+                list.len()
+            ));
         }
         participant_total += list.len() as i64;
         let mut expected_allowed: HashSet<String> = HashSet::from([creator.to_owned()]);
@@ -148,7 +156,9 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
         }
         let allowed: HashSet<String> = string_list(a.get("allowed_users")).into_iter().collect();
         if allowed != expected_allowed {
-            issues.push(format!("activity {id}: allowed_users differs from creator + participants"));
+            issues.push(format!(
+                "activity {id}: allowed_users differs from creator + participants"
+            ));
         }
     }
 
@@ -174,7 +184,10 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
         ("ParticipantJoined", participant_total),
     ] {
         if stat(t) != actual {
-            issues.push(format!("statistics: {t} total is {} but the read models hold {actual}", stat(t)));
+            issues.push(format!(
+                "statistics: {t} total is {} but the read models hold {actual}",
+                stat(t)
+            ));
         }
     }
 
@@ -206,10 +219,12 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
         for ev in &recs {
             match ev {
                 // The first applied record of each event of this outbox.
-                MetricEvent::Event(r) if r.applied => {
-                    if outbox_ids.contains(&r.event_id) && counted.insert(r.event_id) {
-                        run_stats.record(ev);
-                    }
+                MetricEvent::Event(r)
+                    if r.applied
+                        && outbox_ids.contains(&r.event_id)
+                        && counted.insert(r.event_id) =>
+                {
+                    run_stats.record(ev)
                 }
                 MetricEvent::Error(_) => run_stats.record(ev),
                 _ => {}
@@ -222,14 +237,22 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
         + run_stats.stages.kafka.negative
         + run_stats.stages.poll.negative
         + run_stats.stages.processing.negative;
-    let checksum = if with_checksum { Some(crate::checksum::read_models(db).await?) } else { None };
+    let checksum = if with_checksum {
+        Some(crate::checksum::read_models(db).await?)
+    } else {
+        None
+    };
     let missing = missing_ids.len() as u64;
     missing_ids.truncate(100);
     let passed = missing == 0 && duplicated_ids.is_empty() && issues.is_empty();
     Ok(VerifyReport {
         total_events: total,
         found_events: found,
-        success_rate: if total > 0 { found as f64 * 100.0 / total as f64 } else { 100.0 },
+        success_rate: if total > 0 {
+            found as f64 * 100.0 / total as f64
+        } else {
+            100.0
+        },
         by_type,
         missing_ids,
         missing,
@@ -238,11 +261,19 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
         integrity_check: if issues.is_empty() { "PASS" } else { "FAIL" },
         integrity_issues: issues.into_iter().take(100).collect(),
         latency,
-        latency_by_type: run_stats.by_type.iter().map(|(k, v)| (k.clone(), v.summary())).collect(),
+        latency_by_type: run_stats
+            .by_type
+            .iter()
+            .map(|(k, v)| (k.clone(), v.summary()))
+            .collect(),
         throughput_eps: run_stats.throughput(),
         dead_lettered: run_stats.errors,
         negative_samples: negative,
-        verdict: if run_stats.stages.total.count() > 0 { stats::verdict(p95).to_owned() } else { "no latency data".into() },
+        verdict: if run_stats.stages.total.count() > 0 {
+            stats::verdict(p95).to_owned()
+        } else {
+            "no latency data".into()
+        },
         checksum,
         passed,
     })
@@ -250,7 +281,10 @@ pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
 
 fn string_list(b: Option<&Bson>) -> Vec<String> {
     match b {
-        Some(Bson::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+        Some(Bson::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -260,6 +294,9 @@ pub fn write_report(report: &VerifyReport, path: &Path) -> Result<()> {
     use anyhow::Context;
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(path, json).with_context(|| {
-        format!("cannot write the report to {} (choose a writable --report path)", path.display())
+        format!(
+            "cannot write the report to {} (choose a writable --report path)",
+            path.display()
+        )
     })
 }

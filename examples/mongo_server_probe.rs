@@ -1,0 +1,118 @@
+//! Measures a MongoDB-protocol server with pipedemo's own read-model writes: correctness
+//! (idempotent inserts and joins, duplicate-key reporting, statistics) and write speed.
+//! Used to choose the server scripts/stack.sh runs (see README).
+//!
+//!   cargo run --release --example mongo_server_probe -- mongodb://127.0.0.1:27017 [events]
+
+use std::time::Instant;
+
+use clap::Parser;
+use mongodb::bson::doc;
+use pipedemo::config::Settings;
+use pipedemo::envelope::OutboxEvent;
+use pipedemo::generator;
+use pipedemo::handlers::Registry;
+use pipedemo::store::{Outcome, ReadModels};
+
+#[derive(Parser)]
+struct Args {
+    uri: String,
+    #[arg(default_value_t = 10_000)]
+    events: u64,
+}
+
+#[derive(Parser)]
+struct S {
+    #[command(flatten)]
+    s: Settings,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let s = S::try_parse_from([
+        "x",
+        "--mongodb-uri",
+        &a.uri,
+        "--mongodb-database",
+        "pipedemo_probe",
+    ])?
+    .s;
+    let store = ReadModels::connect(&s.mongo).await?;
+    store.drop_all().await?;
+    store.ensure_indexes().await?;
+    let reg = Registry::standard();
+    let ops: Vec<_> = generator::generate(a.events, Some(1))
+        .into_iter()
+        .map(|e| {
+            reg.handle(&OutboxEvent {
+                event_id: e.event_id,
+                aggregate_id: e.aggregate_id,
+                aggregate_type: e.aggregate_type,
+                event_type: e.event_type,
+                payload: e.payload,
+                created_at_us: 1_795_000_000_000_000,
+            })
+            .unwrap()
+        })
+        .collect();
+    let mut checks = Vec::new();
+    let t = Instant::now();
+    let mut applied = 0;
+    for chunk in ops.chunks(500) {
+        let r = store.apply(chunk).await?;
+        applied += r.iter().filter(|r| r.outcome == Outcome::Applied).count();
+    }
+    let first = t.elapsed().as_secs_f64();
+    checks.push(("all writes applied", applied == ops.len()));
+    let t = Instant::now();
+    let mut again = 0;
+    for chunk in ops.chunks(500) {
+        let r = store.apply(chunk).await?;
+        again += r
+            .iter()
+            .filter(|r| r.outcome == Outcome::AlreadyApplied)
+            .count();
+    }
+    let replay = t.elapsed().as_secs_f64();
+    checks.push(("replay applies nothing", again == ops.len()));
+    let mix = generator::Mix::for_total(a.events);
+    let db = store.database();
+    let users = db
+        .collection::<mongodb::bson::Document>("users")
+        .count_documents(doc! {})
+        .await?;
+    checks.push(("user count", users == mix.users));
+    checks.push((
+        "participant total",
+        store.participant_total().await? == mix.joins as i64,
+    ));
+    store.recompute_statistics().await?;
+    let g = db
+        .collection::<mongodb::bson::Document>("statistics")
+        .find_one(doc! {"_id": "global"})
+        .await?
+        .unwrap();
+    checks.push((
+        "statistics",
+        g.get_document("events")?.get_i64("ParticipantJoined")? == mix.joins as i64,
+    ));
+    let sum = pipedemo::checksum::read_models(db).await.is_ok();
+    checks.push(("checksum readable", sum));
+    store.drop_all().await?;
+    let ok = checks.iter().all(|c| c.1);
+    for (name, pass) in &checks {
+        println!("  {} {name}", if *pass { "PASS" } else { "FAIL" });
+    }
+    println!(
+        "{}: {} writes in {:.2} s = {:.0} writes/s; replay {:.2} s = {:.0}/s; correctness {}",
+        a.uri,
+        ops.len(),
+        first,
+        ops.len() as f64 / first,
+        replay,
+        ops.len() as f64 / replay,
+        if ok { "PASS" } else { "FAIL" }
+    );
+    Ok(())
+}

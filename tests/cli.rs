@@ -1,0 +1,81 @@
+//! The commands as a user runs them: `pipedemo setup && pipedemo load && pipedemo verify`.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn pipedemo(args: &[&str]) -> Output {
+    let metrics = std::env::temp_dir().join(format!("pipedemo-cli-{}.jsonl", std::process::id()));
+    Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+        .args(args)
+        .env("MONGODB_DATABASE", "pipedemo_test_cli")
+        .env("CONSUMER_GROUP", "pipedemo-test-cli")
+        .env("METRICS_FILE", &metrics)
+        .env("POSTGRES_PASSWORD", "pipedemo")
+        .output()
+        .expect("pipedemo runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test]
+async fn setup_load_verify_as_a_user_runs_them() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let o = pipedemo(&["setup"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Setup complete"));
+
+    let o = pipedemo(&["load", "--events", "200", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON summary");
+    assert_eq!(summary["delivered"], 200);
+    assert_eq!(summary["missing"], 0);
+    assert!(summary["stages"]["total"]["p99_ms"].as_f64().unwrap() > 0.0);
+
+    let report =
+        std::env::temp_dir().join(format!("pipedemo-cli-report-{}.json", std::process::id()));
+    let o = pipedemo(&["verify", "--report", report.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("RESULT: PASS") && out.contains("200 found"),
+        "{out}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["success_rate"], 100.0);
+    assert_eq!(r["integrity_check"], "PASS");
+
+    // A row the consumer never sees makes verify fail with a non-zero exit.
+    let pg = pipedemo::outbox::connect(&common::settings("cli", &[]).pg)
+        .await
+        .unwrap();
+    pg.execute(
+        "INSERT INTO event_outbox (event_id, aggregate_id, aggregate_type, event_type, payload) VALUES (gen_random_uuid(), gen_random_uuid(), 'User', 'UserCreated', '{}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let o = pipedemo(&["verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("Missing: 1 event"), "{}", text(&o));
+    pg.execute("TRUNCATE event_outbox", &[]).await.unwrap();
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_reason() {
+    let o = pipedemo(&["load", "--events", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--events"), "{}", text(&o));
+    let o = pipedemo(&["load", "--events", "-5"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = pipedemo(&["cleanup"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("--yes"), "{}", text(&o));
+}

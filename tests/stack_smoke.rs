@@ -1,0 +1,209 @@
+//! The stack is real: Debezium captures PostgreSQL inserts into Kafka, and MongoDB stores and
+//! returns documents. Needs `scripts/stack.sh up` (or docker compose).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use mongodb::bson::doc;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use serde_json::Value;
+use uuid::Uuid;
+
+use pipedemo::connect::{connector_config, Connect};
+use pipedemo::{kafka, outbox};
+
+#[tokio::test]
+async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    // A connector, slot and topic of the smoke test's own, so it is independent of `setup`.
+    let s = common::settings(
+        "smoke",
+        &[
+            "--connector-name=smoke-outbox",
+            "--replication-slot=smoke_slot",
+            "--topic-prefix=smoke",
+        ],
+    );
+    let pg = outbox::connect(&s.pg).await.expect("PostgreSQL reachable");
+    outbox::check_logical_decoding(&pg)
+        .await
+        .expect("wal_level=logical");
+    outbox::create_table(&pg).await.unwrap();
+
+    let connect = Connect::new(&s.connect).unwrap();
+    connect
+        .check_plugin()
+        .await
+        .expect("Debezium plugin installed");
+    connect
+        .upsert(&connector_config(&s.pg, &s.kafka, &s.connect))
+        .await
+        .expect("connector accepted");
+    let status = connect
+        .wait_running(Duration::from_secs(60))
+        .await
+        .expect("connector RUNNING");
+    assert!(status.running(), "{}", status.describe());
+
+    // Read from the topic's current end so older rows do not matter.
+    let topic = s.kafka.topic();
+    kafka::ensure_topic(&s.kafka, &topic, 1).await.unwrap();
+    kafka::reset_group(&s.kafka, &topic, kafka::ResetTo::End)
+        .await
+        .unwrap();
+    let consumer: StreamConsumer = kafka::client_config(&s.kafka)
+        .set("group.id", &s.kafka.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        pg.execute(
+            "INSERT INTO event_outbox (event_id, aggregate_id, aggregate_type, event_type, payload) \
+             VALUES ($1, $2, 'User', 'SmokeTest', $3)",
+            &[id, &Uuid::new_v4(), &serde_json::json!({"n": 1})],
+        )
+        .await
+        .unwrap();
+    }
+
+    let mut want: HashSet<String> = ids.iter().map(|u| u.to_string()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !want.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "rows not captured within 60 s: {want:?}");
+        let m = tokio::time::timeout(left, consumer.recv())
+            .await
+            .expect("captured in time")
+            .expect("Kafka message");
+        let v: Value = serde_json::from_slice(m.payload().expect("a value")).unwrap();
+        let Some(id) = v["after"]["event_id"].as_str() else {
+            continue;
+        };
+        if !want.remove(id) {
+            continue;
+        }
+        assert_eq!(v["op"], "c");
+        assert!(v["ts_ms"].as_i64().unwrap() > 0);
+        assert!(v["source"]["ts_ms"].as_i64().unwrap() > 0);
+        assert!(v["ts_ms"].as_i64() >= v["source"]["ts_ms"].as_i64());
+        assert_eq!(v["after"]["event_type"], "SmokeTest");
+        // jsonb arrives as a JSON string.
+        let payload: Value = serde_json::from_str(v["after"]["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload["n"], 1);
+        assert!(m.timestamp().to_millis().unwrap() > 0);
+    }
+
+    let client = mongodb::Client::with_uri_str(s.mongo.mongodb_uri.expose())
+        .await
+        .unwrap();
+    let coll = client
+        .database(&s.mongo.mongodb_database)
+        .collection::<mongodb::bson::Document>("smoke");
+    let id = Uuid::new_v4().to_string();
+    coll.insert_one(doc! { "_id": &id, "hello": "world" })
+        .await
+        .unwrap();
+    let back = coll
+        .find_one(doc! { "_id": &id })
+        .await
+        .unwrap()
+        .expect("document read back");
+    assert_eq!(back.get_str("hello").unwrap(), "world");
+    client
+        .database(&s.mongo.mongodb_database)
+        .drop()
+        .await
+        .unwrap();
+
+    // Leave no slot behind: an unused slot makes PostgreSQL keep WAL forever.
+    reqwest::Client::new()
+        .delete(format!("{}/connectors/smoke-outbox", s.connect.connect_url))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        let r = pg
+            .query_opt("SELECT pg_drop_replication_slot('smoke_slot') WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'smoke_slot')", &[])
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pg.execute(
+        "DELETE FROM event_outbox WHERE event_type = 'SmokeTest'",
+        &[],
+    )
+    .await
+    .unwrap();
+}
+
+#[test]
+fn docker_compose_matches_the_native_stack() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+        .unwrap();
+    let docs =
+        yaml_rust2::YamlLoader::load_from_str(&text).expect("docker-compose.yml is valid YAML");
+    let services = &docs[0]["services"];
+    for (svc, port) in [("postgres", "5432"), ("kafka", "9092"), ("mongo", "27017")] {
+        let s = &services[svc];
+        assert!(!s["image"].is_badvalue(), "{svc} has an image");
+        assert!(
+            !s["healthcheck"]["test"].is_badvalue(),
+            "{svc} has a healthcheck"
+        );
+        let ports: Vec<&str> = s["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        assert!(
+            ports.contains(&format!("127.0.0.1:{port}:{port}").as_str()),
+            "{svc} publishes {port}: {ports:?}"
+        );
+    }
+    // Connect shares PostgreSQL's network, so its REST port is published there.
+    assert_eq!(
+        services["connect"]["network_mode"].as_str(),
+        Some("service:postgres")
+    );
+    assert!(!services["connect"]["healthcheck"]["test"].is_badvalue());
+    let pg_ports = services["postgres"]["ports"].as_vec().unwrap();
+    assert!(pg_ports
+        .iter()
+        .any(|p| p.as_str() == Some("127.0.0.1:8083:8083")));
+    assert_eq!(
+        services["postgres"]["environment"]["POSTGRES_DB"].as_str(),
+        Some("activity_db")
+    );
+    let cmd: Vec<&str> = services["postgres"]["command"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(cmd.contains(&"wal_level=logical"));
+    // The same versions as scripts/stack.sh.
+    let stack =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh")).unwrap();
+    let kafka_image = services["kafka"]["image"].as_str().unwrap();
+    let connect_image = services["connect"]["image"].as_str().unwrap();
+    let kv = kafka_image.rsplit(':').next().unwrap();
+    let dv = connect_image.rsplit(':').next().unwrap();
+    assert!(
+        stack.contains(&format!("KAFKA_VERSION={kv}")),
+        "stack.sh pins Kafka {kv}"
+    );
+    assert!(
+        stack.contains(&format!("DEBEZIUM_VERSION={dv}")),
+        "stack.sh pins Debezium {dv}"
+    );
+}
