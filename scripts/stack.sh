@@ -124,7 +124,7 @@ maven_copy() { # pom-dir output-dir
   local t0
   t0=$(now_ms)
   rm -rf "$2.tmp"
-  (cd "$1" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$2.tmp") >&2 \
+  (cd "$1" && mvn -B -q -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$2.tmp") >&2 \
     || die "Maven could not resolve $(basename "$1") jars (see output above); check that Maven Central is reachable"
   rm -rf "$2" && mv "$2.tmp" "$2"
   say "resolved $(basename "$1") ($(ls "$2" | wc -l) jars) in $(elapsed_since "$t0") ms"
@@ -193,7 +193,9 @@ check_port_free() { # service port
   if port_open "$2"; then
     local owner
     owner="$(port_owner "$2")"
-    fail_service "$1" "port $2 is already in use${owner:+ by $owner}; stop that process or choose another port (see scripts/stack.sh env)"
+    local var
+    case "$1" in postgres) var=PG_PORT ;; kafka) var=KAFKA_PORT ;; connect) var=CONNECT_PORT ;; *) var=MONGO_PORT ;; esac
+    fail_service "$1" "port $2 is already in use${owner:+ by $owner}; stop that process, or set $var to a free port (and pipedemo's matching setting)"
     return 1
   fi
 }
