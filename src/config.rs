@@ -185,7 +185,7 @@ pub struct ConnectArgs {
     /// Logical replication slot used by the connector.
     #[arg(
         global = true,
-        long,
+        long = "replication-slot",
         env = "REPLICATION_SLOT",
         default_value = "pipedemo_outbox"
     )]

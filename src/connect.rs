@@ -166,6 +166,16 @@ impl Connect {
             })
     }
 
+    /// The Kafka version of the Connect worker (its REST root), for reports.
+    pub async fn kafka_version(&self) -> String {
+        let v: Option<Value> = match self.http.get(&self.base).send().await {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        v.and_then(|v| v["version"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     /// Creates or updates the connector (PUT is idempotent).
     pub async fn upsert(&self, config: &Value) -> Result<()> {
         let resp = self

@@ -1,24 +1,30 @@
-//! `pipedemo load`: generate N events into the outbox while the consumer runs in the same
-//! process, and return when every one of them is in MongoDB.
+//! Generating load while the consumer runs in the same process.
+//!
+//! A [`Session`] starts the consumer, the metrics collector (live state + metrics file) and the
+//! health poller; each [`Session::run_phase`] inserts a phase's events and waits until every
+//! one of them has arrived in MongoDB. `pipedemo load` is one phase; `pipedemo full` is several.
 
-use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::consumer::{ConsumerOptions, Pipeline};
+use crate::consumer::{ConsumerOptions, Pipeline, Totals};
 use crate::generator::{self, Mix};
-use crate::metrics::{self, MetricEvent, MetricsFile, MetricsReceiver};
+use crate::live::{self, Live, Shared};
+use crate::metrics::{self, MetricsFile};
 use crate::outbox;
-use crate::stats::RunStats;
+use crate::stats::{RunStats, Summary};
 
-/// Options of `load`.
+/// How one phase generates its events.
 #[derive(Clone, Debug)]
-pub struct LoadOptions {
+pub struct PhaseOptions {
     /// Events to generate.
     pub events: u64,
     /// Rows per INSERT transaction.
@@ -31,18 +37,50 @@ pub struct LoadOptions {
     pub timeout: Duration,
     /// Seed for reproducible data.
     pub seed: Option<u64>,
+}
+
+/// Options of `load`.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Events to generate.
+    pub events: u64,
+    /// Rows per INSERT transaction.
+    pub batch_size: usize,
+    /// Target insert rate, events/s.
+    pub rate: Option<f64>,
+    /// Pause after each batch.
+    pub batch_delay: Duration,
+    /// Wait after the last insert.
+    pub timeout: Duration,
+    /// Seed for reproducible data.
+    pub seed: Option<u64>,
     /// Consumer tuning.
     pub consumer: ConsumerOptions,
 }
 
-/// What a load run measured.
-#[derive(Debug)]
+impl LoadOptions {
+    fn phase(&self) -> PhaseOptions {
+        PhaseOptions {
+            events: self.events,
+            batch_size: self.batch_size,
+            rate: self.rate,
+            batch_delay: self.batch_delay,
+            timeout: self.timeout,
+            seed: self.seed,
+        }
+    }
+}
+
+/// What a phase measured.
+#[derive(Debug, Clone)]
 pub struct LoadResult {
+    /// Phase name.
+    pub name: String,
     /// Events asked for.
     pub events: u64,
     /// The mix of types.
     pub mix: Mix,
-    /// Aggregated metrics of this run's events.
+    /// Metrics of this phase's events.
     pub stats: RunStats,
     /// Seconds spent inserting.
     pub insert_secs: f64,
@@ -50,13 +88,13 @@ pub struct LoadResult {
     pub wall_secs: f64,
     /// Event ids that never arrived (empty on success).
     pub missing: Vec<Uuid>,
-    /// Messages of other runs seen meanwhile (older events still in the topic).
-    pub foreign: u64,
 }
 
 /// A JSON form of [`LoadResult`].
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Debug)]
 pub struct LoadSummary {
+    /// Phase name.
+    pub phase: String,
     /// Events asked for.
     pub events: u64,
     /// Events found in MongoDB.
@@ -72,9 +110,9 @@ pub struct LoadSummary {
     /// Insert phase only, events/s.
     pub insert_rate_eps: f64,
     /// Latency by stage.
-    pub stages: std::collections::BTreeMap<&'static str, crate::stats::Summary>,
+    pub stages: std::collections::BTreeMap<&'static str, Summary>,
     /// End-to-end latency by type.
-    pub by_type: std::collections::BTreeMap<String, crate::stats::Summary>,
+    pub by_type: std::collections::BTreeMap<String, Summary>,
 }
 
 impl LoadResult {
@@ -83,6 +121,7 @@ impl LoadResult {
         let delivered =
             self.stats.applied_total() + self.stats.already_applied.values().sum::<u64>();
         LoadSummary {
+            phase: self.name.clone(),
             events: self.events,
             delivered,
             missing: self.missing.len(),
@@ -109,120 +148,154 @@ impl LoadResult {
     }
 }
 
-/// Collects metric events: writes the metrics file, aggregates this run's events and tells
-/// when all of them have arrived.
-struct Collector {
-    file: MetricsFile,
-    expected: HashSet<Uuid>,
-    stats: RunStats,
-    foreign: u64,
+/// The consumer, collector and health poller of a run.
+pub struct Session {
+    /// The live state the dashboard reads.
+    pub live: Shared,
+    changed: watch::Receiver<u64>,
+    consumer: JoinHandle<Result<Totals>>,
+    consumer_stop: CancellationToken,
+    collector: JoinHandle<Result<()>>,
+    health: JoinHandle<()>,
+    pg: tokio_postgres::Client,
 }
 
-impl Collector {
-    fn take(&mut self, ev: MetricEvent) -> Result<()> {
-        self.file.write(&ev)?;
-        match &ev {
-            MetricEvent::Event(r) => {
-                if self.expected.remove(&r.event_id) {
-                    self.stats.record(&ev);
-                } else {
-                    self.foreign += 1;
-                }
-            }
-            MetricEvent::Error(e) => {
-                if let Some(id) = e.event_id {
-                    // Dead-lettered: kept in the DLQ, and it will not arrive in MongoDB.
-                    self.expected.remove(&id);
-                }
-                self.stats.record(&ev);
-            }
-            MetricEvent::Outage { reason, attempt } if *attempt == 1 => {
-                tracing::warn!("MongoDB outage: {reason}");
-            }
-            _ => self.stats.record(&ev),
+impl Session {
+    /// Starts everything and waits until the consumer has its partitions.
+    pub async fn start(
+        s: &Settings,
+        consumer: ConsumerOptions,
+        stop: &CancellationToken,
+    ) -> Result<Session> {
+        let pg = outbox::connect(&s.pg).await?;
+        outbox::check_table(&pg).await?;
+        let file = MetricsFile::append(&s.metrics_file)?;
+        let (tx, rx) = metrics::channel();
+        let live: Shared = Arc::new(Mutex::new(Live::default()));
+        let (changed_tx, changed) = watch::channel(0);
+        let collector = tokio::spawn(live::collect(rx, live.clone(), Some(file), changed_tx));
+        let (pipeline, mut assigned) = Pipeline::new(s, consumer, tx).await?;
+        let consumer_stop = stop.child_token();
+        let consumer = tokio::spawn(pipeline.run(consumer_stop.clone()));
+        let health = tokio::spawn(crate::health::poll(
+            s.clone(),
+            live.clone(),
+            Duration::from_secs(1),
+            consumer_stop.clone(),
+        ));
+        assigned.wait(Duration::from_secs(30)).await?;
+        Ok(Session {
+            live,
+            changed,
+            consumer,
+            consumer_stop,
+            collector,
+            health,
+            pg,
+        })
+    }
+
+    /// Inserts a phase's events and waits until all are in MongoDB (or dead-lettered), the
+    /// timeout passes, or `stop` is cancelled.
+    pub async fn run_phase(
+        &mut self,
+        name: &str,
+        o: &PhaseOptions,
+        stop: &CancellationToken,
+    ) -> Result<LoadResult> {
+        if o.events == 0 {
+            bail!("--events must be at least 1");
         }
-        Ok(())
+        if o.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let events = generator::generate(o.events, o.seed);
+        self.live
+            .lock()
+            .expect("live state lock")
+            .begin_phase(name, events.iter().map(|e| e.event_id));
+        let started = Instant::now();
+        for (i, chunk) in events.chunks(o.batch_size).enumerate() {
+            if let Some(rate) = o.rate {
+                // Open loop: batch i is due at i·B/R seconds, however long earlier ones took.
+                let due = started + Duration::from_secs_f64((i * o.batch_size) as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            outbox::insert_batch(&mut self.pg, chunk).await?;
+            if !o.batch_delay.is_zero() {
+                tokio::time::sleep(o.batch_delay).await;
+            }
+        }
+        let insert_secs = started.elapsed().as_secs_f64();
+        tracing::debug!(phase = name, secs = insert_secs, "outbox rows inserted");
+
+        let deadline = tokio::time::Instant::now() + o.timeout;
+        loop {
+            if self.phase_waiting() == 0 || stop.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                r = self.changed.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = stop.cancelled() => break,
+            }
+        }
+        let wall_secs = started.elapsed().as_secs_f64();
+        let l = self.live.lock().expect("live state lock");
+        let p = l.phases.last().expect("the phase begun above");
+        Ok(LoadResult {
+            name: name.to_owned(),
+            events: o.events,
+            mix: Mix::for_total(o.events),
+            stats: p.stats.clone(),
+            insert_secs,
+            wall_secs: p.finished_us.map_or(wall_secs, |_| p.secs()),
+            missing: p.waiting.iter().copied().collect(),
+        })
+    }
+
+    fn phase_waiting(&self) -> usize {
+        self.live
+            .lock()
+            .expect("live state lock")
+            .phases
+            .last()
+            .map_or(0, |p| p.waiting.len())
+    }
+
+    /// Stops the consumer (committing offsets), drains the metrics and marks the run complete.
+    pub async fn finish(self) -> Result<Totals> {
+        self.consumer_stop.cancel();
+        let totals = self.consumer.await.context("consumer task")??;
+        // The consumer held the only sender; the collector ends when it has drained.
+        self.collector.await.context("metrics collector")??;
+        let _ = self.health.await;
+        self.live.lock().expect("live state lock").complete = true;
+        Ok(totals)
     }
 }
 
-/// Runs a load.
+/// Runs a one-phase load with no display.
 pub async fn run(s: &Settings, opts: &LoadOptions, stop: CancellationToken) -> Result<LoadResult> {
-    if opts.events == 0 {
-        bail!("--events must be at least 1");
-    }
-    if opts.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    let mut pg = outbox::connect(&s.pg).await?;
-    outbox::check_table(&pg).await?;
-    let file = MetricsFile::append(&s.metrics_file)?;
-
-    let events = generator::generate(opts.events, opts.seed);
-    let mut collector = Collector {
-        file,
-        expected: events.iter().map(|e| e.event_id).collect(),
-        stats: RunStats::default(),
-        foreign: 0,
-    };
-
-    let (tx, mut rx) = metrics::channel();
-    let (pipeline, mut assigned) = Pipeline::new(s, opts.consumer.clone(), tx).await?;
-    let consumer_stop = stop.child_token();
-    let consumer = tokio::spawn(pipeline.run(consumer_stop.clone()));
-    assigned.wait(Duration::from_secs(30)).await?;
-
-    let started = Instant::now();
-    let mut inserted = 0u64;
-    for (i, chunk) in events.chunks(opts.batch_size).enumerate() {
-        if let Some(rate) = opts.rate {
-            // Open loop: batch i is due at i·B/R seconds, however long earlier ones took.
-            let due = started + Duration::from_secs_f64((i * opts.batch_size) as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        if stop.is_cancelled() {
-            break;
-        }
-        inserted += outbox::insert_batch(&mut pg, chunk).await?;
-        drain(&mut rx, &mut collector)?;
-        if !opts.batch_delay.is_zero() {
-            tokio::time::sleep(opts.batch_delay).await;
-        }
-    }
-    let insert_secs = started.elapsed().as_secs_f64();
-    tracing::info!(inserted, secs = insert_secs, "outbox rows inserted");
-
-    let deadline = tokio::time::Instant::now() + opts.timeout;
-    while !collector.expected.is_empty() && !stop.is_cancelled() {
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(ev) => collector.take(ev)?,
-                None => break,
-            },
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = stop.cancelled() => break,
-        }
-    }
-    let wall_secs = started.elapsed().as_secs_f64();
-    consumer_stop.cancel();
-    let totals = consumer.await.context("consumer task")??;
-    drain(&mut rx, &mut collector)?;
-    collector.file.flush()?;
-    tracing::debug!(?totals, "consumer finished");
-
-    Ok(LoadResult {
-        events: opts.events,
-        mix: Mix::for_total(opts.events),
-        stats: collector.stats,
-        insert_secs,
-        wall_secs,
-        missing: collector.expected.into_iter().collect(),
-        foreign: collector.foreign,
-    })
+    let mut session = Session::start(s, opts.consumer.clone(), &stop).await?;
+    let r = session.run_phase("load", &opts.phase(), &stop).await;
+    session.finish().await?;
+    r
 }
 
-fn drain(rx: &mut MetricsReceiver, c: &mut Collector) -> Result<()> {
-    while let Ok(ev) = rx.try_recv() {
-        c.take(ev)?;
-    }
-    Ok(())
+/// Like [`run`], returning the session's live state too, for a display running meanwhile.
+pub async fn run_with(
+    s: &Settings,
+    opts: &LoadOptions,
+    stop: CancellationToken,
+    on_start: impl FnOnce(Shared),
+) -> Result<LoadResult> {
+    let mut session = Session::start(s, opts.consumer.clone(), &stop).await?;
+    on_start(session.live.clone());
+    let r = session.run_phase("load", &opts.phase(), &stop).await;
+    session.finish().await?;
+    r
 }

@@ -50,7 +50,8 @@ pub fn load(r: &LoadResult) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Load: {} events ({} UserCreated, {} ActivityCreated, {} ParticipantJoined)",
+        "{}: {} events ({} UserCreated, {} ActivityCreated, {} ParticipantJoined)",
+        r.name,
         thousands(r.events),
         thousands(r.mix.users),
         thousands(r.mix.activities),
@@ -66,17 +67,7 @@ pub fn load(r: &LoadResult) -> String {
         r.wall_secs,
         s.throughput_eps
     );
-    let _ = writeln!(
-        out,
-        "  dead-lettered {}, missing {}{}",
-        s.errors,
-        s.missing,
-        if r.foreign > 0 {
-            format!(", {} events of earlier runs also consumed", r.foreign)
-        } else {
-            String::new()
-        }
-    );
+    let _ = writeln!(out, "  dead-lettered {}, missing {}", s.errors, s.missing);
     out.push('\n');
     header(&mut out);
     for (key, name) in STAGES {

@@ -434,3 +434,26 @@ fn is_document_error(e: &mongodb::error::Error) -> bool {
         ErrorKind::Write(WriteFailure::WriteError(_)) | ErrorKind::InsertMany(_)
     )
 }
+
+impl ReadModels {
+    /// Approximate document counts per collection, for the dashboard (cheap: metadata only).
+    pub async fn counts(&self) -> Result<BTreeMap<String, u64>, mongodb::error::Error> {
+        let mut out = BTreeMap::new();
+        for (name, c) in [
+            ("users", &self.users),
+            ("activities", &self.activities),
+            ("statistics", &self.statistics),
+        ] {
+            out.insert(name.to_owned(), c.estimated_document_count().await?);
+        }
+        Ok(out)
+    }
+
+    /// The server's version (`buildInfo`), for reports.
+    pub async fn server_version(&self) -> String {
+        match self.db.run_command(doc! { "buildInfo": 1 }).await {
+            Ok(d) => d.get_str("version").unwrap_or("unknown").to_owned(),
+            Err(_) => "unknown".into(),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The live terminal dashboard (ratatui + crossterm) and its headless counterpart.
+//!
+//! [`render`] draws one [`Snapshot`] and is pure, so tests render into ratatui's `TestBackend`.
+//! [`run`] owns the terminal: it redraws every refresh interval from snapshots of the shared
+//! live state, never touching the consumer, and `q`, Esc or Ctrl-C stop the run.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Sparkline, Table};
+use ratatui::Frame;
+use tokio_util::sync::CancellationToken;
+
+use crate::live::{RunState, Shared, Snapshot};
+use crate::report::thousands;
+use crate::stats::Summary;
+
+fn state_color(s: RunState) -> Color {
+    match s {
+        RunState::Running => Color::Green,
+        RunState::Degraded => Color::Yellow,
+        RunState::Error => Color::Red,
+        RunState::Complete => Color::Blue,
+    }
+}
+
+fn state_name(s: RunState) -> &'static str {
+    match s {
+        RunState::Running => "RUNNING",
+        RunState::Degraded => "DEGRADED",
+        RunState::Error => "ERROR",
+        RunState::Complete => "COMPLETE",
+    }
+}
+
+fn panel(title: &str, color: Color) -> Block<'_> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(color))
+        .title(Span::styled(
+            format!(" {title} "),
+            Style::default().add_modifier(Modifier::BOLD),
+        ))
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs as u64;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else {
+        format!("{v:.1}ms")
+    }
+}
+
+/// Draws the whole dashboard.
+pub fn render(f: &mut Frame, s: &Snapshot) {
+    let color = state_color(s.state);
+    let [header, row1, row2, row3] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Min(4),
+    ])
+    .areas(f.area());
+    render_header(f, header, s, color);
+    let [a, b] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(row1);
+    render_throughput(f, a, s, color);
+    render_latency(f, b, s, color);
+    let [a, b] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(row2);
+    render_stages(f, a, s, color);
+    render_types(f, b, s, color);
+    let [a, b] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row3);
+    render_recent(f, a, s, color);
+    render_health(f, b, s, color);
+}
+
+fn render_header(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let block = panel("pipedemo · CDC pipeline", color);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [line, gauge] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
+    let remaining = s.target.saturating_sub(s.processed);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(
+                format!(" {} ", state_name(s.state)),
+                Style::default()
+                    .fg(Color::Black)
+                    .bg(color)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(
+                "  phase: {}  uptime: {}",
+                s.phase,
+                hms(s.uptime_secs)
+            )),
+        ])),
+        line,
+    );
+    let (ratio, label) = if s.target > 0 {
+        (
+            (s.processed as f64 / s.target as f64).clamp(0.0, 1.0),
+            format!(
+                "{} / {} processed · {} remaining",
+                thousands(s.processed),
+                thousands(s.target),
+                thousands(remaining)
+            ),
+        )
+    } else {
+        (0.0, format!("{} processed", thousands(s.processed)))
+    };
+    f.render_widget(
+        Gauge::default()
+            .gauge_style(Style::default().fg(color).bg(Color::DarkGray))
+            .ratio(ratio)
+            .label(label),
+        gauge,
+    );
+}
+
+fn render_throughput(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let err_style = if s.errors > 0 {
+        Style::default().fg(Color::Red)
+    } else {
+        Style::default()
+    };
+    let lines = vec![
+        Line::from(format!("Current  {:>8} ev/s", thousands(s.current_eps))),
+        Line::from(format!("Average  {:>8.0} ev/s", s.average_eps)),
+        Line::from(format!("Peak     {:>8} ev/s", thousands(s.peak_eps))),
+        Line::styled(
+            format!(
+                "Errors   {:>8} ({:.2}%)",
+                thousands(s.errors),
+                s.error_rate * 100.0
+            ),
+            err_style,
+        ),
+    ];
+    let block = panel("Throughput", color);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [text, spark] = Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(inner);
+    f.render_widget(Paragraph::new(lines), text);
+    f.render_widget(
+        tail_sparkline(&s.eps_history, spark.width, Color::Cyan),
+        spark,
+    );
+}
+
+fn tail_sparkline(data: &[u64], width: u16, color: Color) -> Sparkline<'static> {
+    let from = data.len().saturating_sub(width as usize);
+    Sparkline::default()
+        .data(data[from..].to_vec())
+        .style(Style::default().fg(color))
+}
+
+fn render_latency(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let t = &s.total;
+    let lines = vec![
+        Line::from(format!(
+            "min {:>9}  mean {:>9}  max {:>9}",
+            ms(t.min_ms),
+            ms(t.mean_ms),
+            ms(t.max_ms)
+        )),
+        Line::from(format!(
+            "p50 {:>9}  p95  {:>9}  p99 {:>9}",
+            ms(t.p50_ms),
+            ms(t.p95_ms),
+            ms(t.p99_ms)
+        )),
+        Line::styled("p95 per second:", Style::default().fg(Color::DarkGray)),
+    ];
+    let block = panel("Latency end-to-end (whole run)", color);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [text, spark] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    f.render_widget(Paragraph::new(lines), text);
+    f.render_widget(
+        tail_sparkline(&s.p95_history, spark.width, Color::Magenta),
+        spark,
+    );
+}
+
+fn render_stages(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let stages: [(&str, &Summary); 4] = [
+        ("CDC capture  T1-T0", &s.cdc),
+        ("Kafka        T2-T1", &s.kafka),
+        ("Poll         T3-T2", &s.poll),
+        ("Processing   T5-T3", &s.processing),
+    ];
+    let worst = stages
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1 .1.p95_ms.total_cmp(&b.1 .1.p95_ms))
+        .map(|(i, _)| i)
+        .filter(|_| s.total.count > 0);
+    let rows = stages.iter().enumerate().map(|(i, (name, st))| {
+        let style = if Some(i) == worst {
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        Row::new(vec![name.to_string(), ms(st.p50_ms), ms(st.p95_ms)]).style(style)
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(19),
+            Constraint::Length(9),
+            Constraint::Length(9),
+        ],
+    )
+    .header(
+        Row::new(vec!["Stage", "p50", "p95"]).style(Style::default().add_modifier(Modifier::BOLD)),
+    )
+    .block(panel("Stage breakdown", color));
+    f.render_widget(table, area);
+}
+
+fn render_types(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let mut lines: Vec<Line> = ["UserCreated", "ActivityCreated", "ParticipantJoined"]
+        .iter()
+        .map(|t| {
+            Line::from(format!(
+                "{t:<18}{:>8}",
+                thousands(s.by_type.get(*t).copied().unwrap_or(0))
+            ))
+        })
+        .collect();
+    for (t, n) in s.by_type.iter().filter(|(t, _)| {
+        !["UserCreated", "ActivityCreated", "ParticipantJoined"].contains(&t.as_str())
+    }) {
+        lines.push(Line::from(format!("{t:<18}{:>8}", thousands(*n))));
+    }
+    lines.push(Line::styled(
+        format!("{:<18}{:>8}", "Errors", thousands(s.errors)),
+        if s.errors > 0 {
+            Style::default().fg(Color::Red)
+        } else {
+            Style::default()
+        },
+    ));
+    f.render_widget(
+        Paragraph::new(lines).block(panel("Events by type", color)),
+        area,
+    );
+}
+
+fn render_recent(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let lines: Vec<Line> = s
+        .recent
+        .iter()
+        .map(|e| {
+            let time = chrono::DateTime::from_timestamp_micros(e.at_us)
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let (mark, style) = if e.ok {
+                ("✓", Style::default().fg(Color::Green))
+            } else {
+                ("✗", Style::default().fg(Color::Red))
+            };
+            let label: String = e.label.chars().take(22).collect();
+            Line::from(vec![
+                Span::styled(mark, style),
+                Span::raw(format!(
+                    " {:<17} {:<22} {:>9} {time}",
+                    e.event_type.chars().take(17).collect::<String>(),
+                    label,
+                    if e.ok { ms(e.latency_ms) } else { "-".into() }
+                )),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(panel("Recent events", color)),
+        area,
+    );
+}
+
+fn render_health(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let h = &s.health;
+    let mut lines = vec![
+        Line::from(format!(
+            "Consumer lag  {}",
+            h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64))
+        )),
+        Line::from(format!(
+            "Debezium      {}",
+            h.connector.as_deref().unwrap_or("?")
+        )),
+        Line::from(format!(
+            "Mongo  users {} · activities {}",
+            h.mongo_counts
+                .get("users")
+                .map_or("?".into(), |n| thousands(*n)),
+            h.mongo_counts
+                .get("activities")
+                .map_or("?".into(), |n| thousands(*n)),
+        )),
+    ];
+    if s.outage > 0 {
+        lines.push(Line::styled(
+            format!("MongoDB outage: retry #{}", s.outage),
+            Style::default().fg(Color::Yellow),
+        ));
+    } else if let Some(p) = &h.problem {
+        lines.push(Line::styled(
+            p.chars().take(60).collect::<String>(),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(panel("Pipeline health", color)),
+        area,
+    );
+}
+
+/// Whether to draw the dashboard: a terminal on stdout and not `--no-tui`.
+pub fn use_tui(no_tui: bool) -> bool {
+    !no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+/// Draws the dashboard until `done` or `stop` is cancelled; `q`, Esc or Ctrl-C cancel `stop`.
+/// The terminal is restored on return, also after a panic (ratatui's hook).
+pub async fn run(
+    live: Shared,
+    refresh: Duration,
+    stop: CancellationToken,
+    done: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let result = async {
+        loop {
+            let snap = live.lock().expect("live state lock").snapshot();
+            terminal.draw(|f| render(f, &snap))?;
+            if done.is_cancelled() || stop.is_cancelled() {
+                break;
+            }
+            // Keyboard polling blocks, so it runs off the async threads.
+            let key = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Event>> {
+                if event::poll(refresh)? {
+                    Ok(Some(event::read()?))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await??;
+            if let Some(Event::Key(k)) = key {
+                let ctrl_c =
+                    k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                if k.kind == KeyEventKind::Press
+                    && (matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c)
+                {
+                    stop.cancel();
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    ratatui::restore();
+    result
+}
+
+/// One plain progress line, for headless runs (at most one a second).
+pub fn progress_line(s: &Snapshot) -> String {
+    format!(
+        "[{}] {} {}/{} · {} ev/s (avg {:.0}, peak {}) · p50 {} p95 {} p99 {} · errors {} · lag {}",
+        state_name(s.state),
+        s.phase,
+        thousands(s.phase_done),
+        thousands(s.phase_target),
+        thousands(s.current_eps),
+        s.average_eps,
+        thousands(s.peak_eps),
+        ms(s.total.p50_ms),
+        ms(s.total.p95_ms),
+        ms(s.total.p99_ms),
+        s.errors,
+        s.health.lag.map_or("?".into(), |l| l.to_string()),
+    )
+}
+
+/// Prints a progress line every `every` until `done` or `stop`.
+pub async fn run_headless(
+    live: Shared,
+    every: Duration,
+    stop: CancellationToken,
+    done: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.cancelled() => break,
+            _ = stop.cancelled() => break,
+        }
+        let snap = live.lock().expect("live state lock").snapshot();
+        eprintln!("{}", progress_line(&snap));
+    }
+}
