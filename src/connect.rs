@@ -49,6 +49,12 @@ impl Status {
             && self.tasks.iter().all(|t| t.state == "RUNNING")
     }
 
+    /// A compact summary: the connector's state and running/all tasks, e.g. `RUNNING 1/1`.
+    pub fn short(&self) -> String {
+        let running = self.tasks.iter().filter(|t| t.state == "RUNNING").count();
+        format!("{} {running}/{}", self.connector.state, self.tasks.len())
+    }
+
     /// A one-line summary, e.g. `RUNNING (task 0 RUNNING)`.
     pub fn describe(&self) -> String {
         let tasks: Vec<String> = self

@@ -102,10 +102,19 @@ fn render_header(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
                     .add_modifier(Modifier::BOLD),
             ),
             Span::raw(format!(
-                "  phase: {}  uptime: {}",
+                "  phase: {}  uptime: {}  ",
                 s.phase,
                 hms(s.uptime_secs)
             )),
+            // Outages and probe failures go here: the health panel has no room to spare.
+            Span::styled(
+                if s.outage > 0 {
+                    format!("MongoDB down, retry #{} (nothing committed)", s.outage)
+                } else {
+                    s.health.problem.clone().unwrap_or_default()
+                },
+                Style::default().fg(Color::Yellow),
+            ),
         ])),
         line,
     );
@@ -172,13 +181,13 @@ fn render_latency(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
     let t = &s.total;
     let lines = vec![
         Line::from(format!(
-            "min {:>9}  mean {:>9}  max {:>9}",
+            "min {:>7}  mean {:>7}  max {:>7}",
             ms(t.min_ms),
             ms(t.mean_ms),
             ms(t.max_ms)
         )),
         Line::from(format!(
-            "p50 {:>9}  p95  {:>9}  p99 {:>9}",
+            "p50 {:>7}  p95  {:>7}  p99 {:>7}",
             ms(t.p50_ms),
             ms(t.p95_ms),
             ms(t.p99_ms)
@@ -264,6 +273,10 @@ fn render_types(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
 }
 
 fn render_recent(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    // Type, latency and time are fixed; the label takes what width is left.
+    let label_w = (area.width as usize)
+        .saturating_sub(2 + 2 + 18 + 9 + 9)
+        .max(4);
     let lines: Vec<Line> = s
         .recent
         .iter()
@@ -280,13 +293,12 @@ fn render_recent(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
             } else {
                 ("✗", Style::default().fg(Color::Red))
             };
-            let label: String = e.label.chars().take(22).collect();
+            let label: String = e.label.chars().take(label_w).collect();
             Line::from(vec![
                 Span::styled(mark, style),
                 Span::raw(format!(
-                    " {:<17} {:<22} {:>9} {time}",
+                    " {:<17} {label:<label_w$}{:>9} {time}",
                     e.event_type.chars().take(17).collect::<String>(),
-                    label,
                     if e.ok { ms(e.latency_ms) } else { "-".into() }
                 )),
             ])
@@ -300,36 +312,25 @@ fn render_recent(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
 
 fn render_health(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
     let h = &s.health;
-    let mut lines = vec![
-        Line::from(format!(
-            "Consumer lag  {}",
-            h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64))
-        )),
-        Line::from(format!(
-            "Debezium      {}",
-            h.connector.as_deref().unwrap_or("?")
-        )),
-        Line::from(format!(
-            "Mongo  users {} · activities {}",
-            h.mongo_counts
-                .get("users")
-                .map_or("?".into(), |n| thousands(*n)),
-            h.mongo_counts
-                .get("activities")
-                .map_or("?".into(), |n| thousands(*n)),
-        )),
+    let count = |c: &str| h.mongo_counts.get(c).map_or("?".into(), |n| thousands(*n));
+    let connector_ok = h
+        .connector
+        .as_deref()
+        .is_some_and(|c| c.starts_with("RUNNING") && !c.contains("FAILED"));
+    let lag = h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64));
+    let lines = vec![
+        Line::from(format!("Consumer lag  {lag}")),
+        Line::styled(
+            format!("Debezium      {}", h.connector.as_deref().unwrap_or("?")),
+            if connector_ok {
+                Style::default()
+            } else {
+                Style::default().fg(Color::Yellow)
+            },
+        ),
+        Line::from(format!("Users         {}", count("users"))),
+        Line::from(format!("Activities    {}", count("activities"))),
     ];
-    if s.outage > 0 {
-        lines.push(Line::styled(
-            format!("MongoDB outage: retry #{}", s.outage),
-            Style::default().fg(Color::Yellow),
-        ));
-    } else if let Some(p) = &h.problem {
-        lines.push(Line::styled(
-            p.chars().take(60).collect::<String>(),
-            Style::default().fg(Color::Yellow),
-        ));
-    }
     f.render_widget(
         Paragraph::new(lines).block(panel("Pipeline health", color)),
         area,
@@ -419,5 +420,124 @@ pub async fn run_headless(
         }
         let snap = live.lock().expect("live state lock").snapshot();
         eprintln!("{}", progress_line(&snap));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::now_us;
+    use crate::live::Live;
+    use crate::metrics::{ErrorRecord, EventRecord, MetricEvent, Timing};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use uuid::Uuid;
+
+    fn screen(live: &Live, w: u16, h: u16) -> String {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let snap = live.snapshot();
+        t.draw(|f| render(f, &snap)).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..h)
+            .map(|y| {
+                (0..w)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn fed() -> Live {
+        let mut l = Live::default();
+        let ids: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
+        l.begin_phase("stress", ids.clone());
+        let t0 = now_us() - 2_000_000;
+        for (i, id) in ids.iter().take(30).enumerate() {
+            let timing = Timing {
+                t0_us: t0,
+                commit_us: None,
+                t1_us: t0 + 4_000,
+                t2_us: t0 + 5_000,
+                t3_us: t0 + 7_000,
+                t4_us: t0 + 7_100,
+                t5_us: t0 + 10_000 + i as i64 * 1000,
+            };
+            let (event_type, label) = match i % 3 {
+                0 => ("UserCreated", "ada_lovelace"),
+                1 => ("ActivityCreated", "Morning hike"),
+                _ => ("ParticipantJoined", "grace"),
+            };
+            l.take(&MetricEvent::Event(EventRecord {
+                event_id: *id,
+                event_type: event_type.into(),
+                aggregate_id: *id,
+                label: label.into(),
+                partition: 0,
+                offset: i as i64,
+                applied: true,
+                stages: timing.stages(),
+                timing,
+            }));
+        }
+        l.take(&MetricEvent::Error(ErrorRecord {
+            partition: 0,
+            offset: 99,
+            event_id: None,
+            event_type: None,
+            reason: "message value is not JSON".into(),
+            at_us: now_us(),
+        }));
+        l.health.lag = Some(10);
+        l.health.connector = Some("RUNNING 1/1".into());
+        l.health.mongo_counts.insert("users".into(), 10);
+        l.health.mongo_counts.insert("activities".into(), 10);
+        l
+    }
+
+    #[test]
+    fn panels_show_the_numbers_fed_in() {
+        let s = screen(&fed(), 100, 30);
+        for want in [
+            "ERROR",
+            "phase: stress",
+            "30 / 40 processed · 10 remaining",
+            "Throughput",
+            "Errors          1",
+            "Latency end-to-end",
+            "p50  24.0ms",
+            "max  39.0ms",
+            "CDC capture  T1-T0  4.0ms",
+            "Processing   T5-T3",
+            "UserCreated             10",
+            "ParticipantJoined       10",
+            "✗ error",
+            "✓ ParticipantJoined grace",
+            "Consumer lag  10",
+            "Debezium      RUNNING 1/1",
+            "Users         10",
+        ] {
+            assert!(s.contains(want), "{want:?} not on screen:\n{s}");
+        }
+    }
+
+    #[test]
+    fn fits_80x24_and_survives_tiny_terminals() {
+        let s = screen(&fed(), 80, 24);
+        assert!(
+            s.contains("Pipeline health") && s.contains("Recent events"),
+            "{s}"
+        );
+        for (w, h) in [(40, 10), (10, 3), (1, 1)] {
+            screen(&fed(), w, h);
+        }
+    }
+
+    #[test]
+    fn complete_runs_are_shown_as_complete() {
+        let mut l = fed();
+        l.complete = true;
+        assert!(screen(&l, 80, 24).contains("COMPLETE"));
+        assert!(progress_line(&l.snapshot()).starts_with("[COMPLETE] stress 30/40"));
     }
 }

@@ -29,7 +29,7 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
                     if !st.running() {
                         problems.push(format!("Debezium connector {}", st.describe()));
                     }
-                    h.connector = Some(st.describe());
+                    h.connector = Some(st.short());
                 }
                 Ok(None) => problems.push("Debezium connector not registered (run setup)".into()),
                 Err(e) => problems.push(format!("Connect: {e}")),

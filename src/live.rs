@@ -76,6 +76,8 @@ pub struct Phase {
     pub started_us: i64,
     /// When its last event arrived, µs.
     pub finished_us: Option<i64>,
+    /// Every event of a small phase (≤ 20 events: the warm-up's detailed view).
+    pub detail: Vec<RecentEvent>,
 }
 
 impl Phase {
@@ -166,12 +168,15 @@ impl Live {
             }
             MetricEvent::Error(e) => {
                 self.errors += 1;
-                if let (Some(p), Some(id)) = (self.phases.last_mut(), e.event_id) {
-                    if p.waiting.remove(&id) {
+                // A dead letter counts against the phase running when it happened; when it
+                // is one of the phase's own events, that event is no longer awaited.
+                if let Some(p) = self.phases.last_mut() {
+                    let own = e.event_id.is_some_and(|id| p.waiting.remove(&id));
+                    if own || p.finished_us.is_none() {
                         p.stats.record(ev);
-                        if p.waiting.is_empty() {
-                            p.finished_us = Some(now_us());
-                        }
+                    }
+                    if own && p.waiting.is_empty() {
+                        p.finished_us = Some(now_us());
                     }
                 }
                 self.push_recent(RecentEvent {
@@ -188,6 +193,11 @@ impl Live {
     }
 
     fn push_recent(&mut self, e: RecentEvent) {
+        if let Some(p) = self.phases.last_mut() {
+            if p.target <= 20 && p.detail.len() < 20 && p.finished_us.is_none_or(|f| e.at_us <= f) {
+                p.detail.push(e.clone());
+            }
+        }
         if self.recent.len() == RECENT {
             self.recent.pop_back();
         }
@@ -238,6 +248,7 @@ impl Live {
             stats: RunStats::default(),
             started_us: now_us(),
             finished_us: None,
+            detail: Vec::new(),
         });
     }
 

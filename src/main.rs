@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use pipedemo::config::Settings;
 use pipedemo::consumer::{ConsumerOptions, Pipeline};
-use pipedemo::{cleanup, load, metrics, report, setup, verify};
+use pipedemo::live::{Live, Shared};
+use pipedemo::load::LoadResult;
+use pipedemo::{cleanup, dashboard, demo_report, full, load, metrics, report, setup, verify};
 
 /// Demonstrates and load-tests a CDC pipeline: PostgreSQL outbox → Debezium → Kafka → MongoDB.
 ///
@@ -23,6 +25,17 @@ struct Cli {
     settings: Settings,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How progress is shown.
+#[derive(clap::Args, Clone, Copy)]
+struct DisplayArgs {
+    /// Plain progress lines instead of the live dashboard (automatic when not on a terminal).
+    #[arg(long)]
+    no_tui: bool,
+    /// Dashboard refresh interval, milliseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=10_000))]
+    refresh_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +75,54 @@ enum Command {
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        display: DisplayArgs,
+    },
+    /// The live dashboard without generating events: consume what arrives until stopped.
+    Monitor {
+        /// Only watch lag, the connector and MongoDB counts; do not consume.
+        #[arg(long)]
+        observe: bool,
+        #[command(flatten)]
+        display: DisplayArgs,
+    },
+    /// The whole show: setup, phases of growing load, verification and reports.
+    Full {
+        /// Events per phase, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        phases: Vec<u64>,
+        /// Rows per INSERT transaction.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch_size: u64,
+        /// Pause after each batch, in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        batch_delay_ms: u64,
+        /// Target insert rate in events per second (default: as fast as batches go).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds to wait per phase after its last insert.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+        /// Partitions of the outbox topic, when setup creates it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
+        partitions: i32,
+        /// Fail (exit 1) when the p95 end-to-end latency is above this, in ms.
+        #[arg(long)]
+        max_p95_ms: Option<f64>,
+        /// Fail (exit 1) when the last phase's throughput is below this, in events/s.
+        #[arg(long)]
+        min_throughput: Option<f64>,
+        /// JSON report path.
+        #[arg(long, default_value = "demo_report.json")]
+        report_json: PathBuf,
+        /// HTML report path.
+        #[arg(long, default_value = "demo_report.html")]
+        report_html: PathBuf,
+        /// Print the final outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        display: DisplayArgs,
     },
     /// Run the consumer alone until interrupted (Ctrl-C / SIGTERM).
     Consume {
@@ -153,6 +214,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             timeout_secs,
             seed,
             json,
+            display,
         } => {
             if let Some(r) = rate {
                 anyhow::ensure!(
@@ -169,7 +231,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
                 consumer: ConsumerOptions::default(),
             };
-            let result = load::run(s, &opts, stop_on_signals()).await?;
+            let stop = stop_on_signals();
+            let mut shown = None;
+            let result = load::run_with(s, &opts, stop.clone(), |live| {
+                shown = Some(Shown::start(live, display, &stop));
+            })
+            .await;
+            if let Some(shown) = shown {
+                shown.end().await;
+            }
+            let result = result?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&result.summary())?);
             } else {
@@ -184,6 +255,45 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     result.missing[0]
                 );
             }
+        }
+        Command::Monitor { observe, display } => monitor(s, observe, display).await?,
+        Command::Full {
+            phases,
+            batch_size,
+            rate,
+            batch_delay_ms,
+            timeout_secs,
+            partitions,
+            max_p95_ms,
+            min_throughput,
+            report_json,
+            report_html,
+            json,
+            display,
+        } => {
+            if let Some(r) = rate {
+                anyhow::ensure!(
+                    r > 0.0 && r.is_finite(),
+                    "--rate must be a positive number of events per second"
+                );
+            }
+            let opts = full::FullOptions {
+                phases,
+                batch_size: batch_size as usize,
+                batch_delay: Duration::from_millis(batch_delay_ms),
+                rate,
+                timeout: Duration::from_secs(timeout_secs),
+                setup: setup::SetupOptions {
+                    keep: false,
+                    from_earliest: false,
+                    partitions,
+                },
+                max_p95_ms,
+                min_throughput,
+                report_json,
+                report_html,
+            };
+            return run_full(s, &opts, display, json).await;
         }
         Command::Consume { include_snapshot } => {
             let (tx, mut rx) = metrics::channel();
@@ -246,6 +356,187 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A running display: the dashboard or headless progress lines.
+struct Shown {
+    task: tokio::task::JoinHandle<()>,
+    done: CancellationToken,
+    tui: bool,
+}
+
+impl Shown {
+    fn start(live: Shared, d: DisplayArgs, stop: &CancellationToken) -> Shown {
+        let done = CancellationToken::new();
+        let tui = dashboard::use_tui(d.no_tui);
+        let refresh = Duration::from_millis(d.refresh_ms);
+        let (stop, done2) = (stop.clone(), done.clone());
+        let task = tokio::spawn(async move {
+            if tui {
+                if let Err(e) = dashboard::run(live, refresh, stop, done2).await {
+                    eprintln!("dashboard failed: {e:#}");
+                }
+            } else {
+                dashboard::run_headless(live, Duration::from_secs(1), stop, done2).await;
+            }
+        });
+        Shown { task, done, tui }
+    }
+
+    /// Stops the display; the terminal is restored when this returns.
+    async fn end(self) {
+        self.done.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// The display of `full`: phase tables between phases (headless) or after the run (TUI).
+struct FullDisplay {
+    args: DisplayArgs,
+    stop: CancellationToken,
+    shown: Option<Shown>,
+    phases: Vec<load::LoadSummary>,
+    detail: Vec<String>,
+    live: Option<Shared>,
+}
+
+impl full::Display for FullDisplay {
+    fn started(&mut self, live: Shared) {
+        self.live = Some(live.clone());
+        self.shown = Some(Shown::start(live, self.args, &self.stop));
+    }
+
+    fn phase_done(&mut self, r: &LoadResult) {
+        self.phases.push(r.summary());
+        let detail = self.live.as_ref().and_then(|l| {
+            let l = l.lock().expect("live state lock");
+            l.phases
+                .last()
+                .filter(|p| !p.detail.is_empty())
+                .map(|p| report::event_lines(&p.detail))
+        });
+        if self.shown.as_ref().is_some_and(|s| s.tui) {
+            if let Some(d) = detail {
+                self.detail.push(d);
+            }
+            return;
+        }
+        if let Some(d) = detail {
+            eprint!("{d}");
+        }
+        eprintln!(
+            "\nPhase {} done:\n{}",
+            r.name,
+            report::phase_table(&self.phases)
+        );
+    }
+}
+
+async fn run_full(
+    s: &Settings,
+    o: &full::FullOptions,
+    d: DisplayArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    let stop = stop_on_signals();
+    let mut display = FullDisplay {
+        args: d,
+        stop: stop.clone(),
+        shown: None,
+        phases: Vec::new(),
+        detail: Vec::new(),
+        live: None,
+    };
+    let result = full::run(s, o, &mut display, stop.clone()).await;
+    if let Some(shown) = display.shown.take() {
+        let tui = shown.tui;
+        shown.end().await;
+        if tui {
+            for d in &display.detail {
+                print!("Warm-up events:\n{d}");
+            }
+            println!("\nPhases:\n{}", report::phase_table(&display.phases));
+        }
+    }
+    let (outcome, live, versions) = result?;
+    let connect = pipedemo::connect::Connect::new(&s.connect)?;
+    let store = pipedemo::store::ReadModels::connect(&s.mongo).await?;
+    let method = demo_report::Method::new(
+        versions.postgres,
+        connect.kafka_version().await,
+        versions.debezium,
+        store.server_version().await,
+    );
+    demo_report::write_json(&o.report_json, &outcome, &method)?;
+    {
+        let l = live.lock().expect("live state lock");
+        demo_report::write_html(&o.report_html, &outcome, &method, &l)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print!("{}", report::verify(&outcome.verification));
+    }
+    for f in &outcome.threshold_failures {
+        println!("✗ threshold: {f}");
+    }
+    let v = &outcome.verification;
+    println!(
+        "\n{} Demo complete! {} events processed in {:.1} s ({:.0} events/s overall)",
+        if outcome.passed() { "✅" } else { "❌" },
+        report::thousands(outcome.total_events),
+        outcome.total_secs,
+        if outcome.total_secs > 0.0 {
+            outcome.total_events as f64 / outcome.total_secs
+        } else {
+            0.0
+        }
+    );
+    println!(
+        "   Success rate: {:.2}% ({} of {} verified) · integrity {}",
+        v.success_rate,
+        report::thousands(v.found_events),
+        report::thousands(v.total_events),
+        v.integrity_check
+    );
+    println!(
+        "   Reports: {} and {}",
+        o.report_json.display(),
+        o.report_html.display()
+    );
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn monitor(s: &Settings, observe: bool, d: DisplayArgs) -> Result<()> {
+    let stop = stop_on_signals();
+    if observe {
+        let live: Shared = std::sync::Arc::new(std::sync::Mutex::new(Live::default()));
+        let poller = tokio::spawn(pipedemo::health::poll(
+            s.clone(),
+            live.clone(),
+            Duration::from_secs(1),
+            stop.clone(),
+        ));
+        let shown = Shown::start(live, d, &stop);
+        stop.cancelled().await;
+        shown.end().await;
+        let _ = poller.await;
+        return Ok(());
+    }
+    let session = load::Session::start(s, ConsumerOptions::default(), &stop).await?;
+    let shown = Shown::start(session.live.clone(), d, &stop);
+    stop.cancelled().await;
+    shown.end().await;
+    let totals = session.finish().await?;
+    eprintln!(
+        "Monitor stopped: {} applied, {} already applied, {} dead-lettered, {} skipped",
+        totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

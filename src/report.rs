@@ -8,17 +8,17 @@ use crate::verify::VerifyReport;
 
 const STAGES: [(&str, &str); 5] = [
     ("total", "end-to-end T5-T0"),
-    ("1_cdc_capture", "CDC capture T1-T0"),
+    ("1_cdc_capture", "CDC T1-T0"),
     ("2_kafka_delivery", "Kafka T2-T1"),
-    ("3_consumer_poll", "consumer poll T3-T2"),
+    ("3_consumer_poll", "poll T3-T2"),
     ("4_processing", "processing T5-T3"),
 ];
 
-/// A table row of latency figures.
+/// A table row of latency figures; 80 columns wide.
 fn row(out: &mut String, name: &str, s: &Summary) {
     let _ = writeln!(
         out,
-        "  {name:<24}{:>8}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
+        " {name:<17}{:>6}{:>7.1}{:>7.1}{:>7.1}{:>7.1}{:>7.1}{:>7.1}{:>7.1}",
         s.count, s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms
     );
 }
@@ -26,7 +26,7 @@ fn row(out: &mut String, name: &str, s: &Summary) {
 fn header(out: &mut String) {
     let _ = writeln!(
         out,
-        "  {:<24}{:>8}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        " {:<17}{:>6}{:>7}{:>7}{:>7}{:>7}{:>7}{:>7}{:>7}",
         "latency (ms)", "count", "min", "mean", "p50", "p95", "p99", "p99.9", "max"
     );
 }
@@ -76,7 +76,49 @@ pub fn load(r: &LoadResult) -> String {
         }
     }
     for (t, st) in &s.by_type {
-        row(&mut out, &format!("{t} (total)"), st);
+        row(&mut out, t, st);
+    }
+    out
+}
+
+/// The table of phases `full` prints between and after phases.
+pub fn phase_table(phases: &[crate::load::LoadSummary]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<10}{:>9}{:>11}{:>11}{:>10}{:>10}{:>10}{:>8}",
+        "phase", "events", "duration", "events/s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    for p in phases {
+        let t = p.stages.get("total").cloned().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<10}{:>9}{:>10.2}s{:>11.0}{:>10.1}{:>10.1}{:>10.1}{:>8}",
+            p.phase,
+            thousands(p.events),
+            p.duration_secs,
+            p.throughput_eps,
+            t.p50_ms,
+            t.p95_ms,
+            t.p99_ms,
+            p.errors
+        );
+    }
+    out
+}
+
+/// One line per event of a small phase (the warm-up's detailed view).
+pub fn event_lines(events: &[crate::live::RecentEvent]) -> String {
+    let mut out = String::new();
+    for e in events {
+        let _ = writeln!(
+            out,
+            "    {} {:<18} {:<40} {:>8.1} ms",
+            if e.ok { "✓" } else { "✗" },
+            e.event_type,
+            e.label.chars().take(40).collect::<String>(),
+            e.latency_ms
+        );
     }
     out
 }
@@ -136,14 +178,21 @@ pub fn verify(r: &VerifyReport) -> String {
         );
     }
     out.push('\n');
-    header(&mut out);
-    for (key, name) in STAGES {
-        if let Some(st) = r.latency.get(key) {
-            row(&mut out, name, st);
+    if r.latency.get("total").map_or(0, |t| t.count) == 0 {
+        let _ = writeln!(
+            out,
+            "Latency: no metrics recorded for these events (run `pipedemo load` with the same METRICS_FILE)"
+        );
+    } else {
+        header(&mut out);
+        for (key, name) in STAGES {
+            if let Some(st) = r.latency.get(key) {
+                row(&mut out, name, st);
+            }
         }
-    }
-    for (t, st) in &r.latency_by_type {
-        row(&mut out, &format!("{t} (total)"), st);
+        for (t, st) in &r.latency_by_type {
+            row(&mut out, t, st);
+        }
     }
     if r.throughput_eps > 0.0 {
         let _ = writeln!(

@@ -1,0 +1,198 @@
+//! `pipedemo full` as a presenter and as CI run it: headless with reports, and the live
+//! dashboard in a real terminal (tmux). Needs `scripts/stack.sh up` (or docker compose).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn pipedemo() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pipedemo"));
+    c.env("MONGODB_DATABASE", "pipedemo_test_show")
+        .env("CONSUMER_GROUP", "pipedemo-test-show");
+    c
+}
+
+#[tokio::test]
+async fn headless_full_writes_reports_and_enforces_thresholds() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let dir = std::env::temp_dir().join(format!("pipedemo-show-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, html) = (dir.join("r.json"), dir.join("r.html"));
+    let o = pipedemo()
+        .args(["full", "--phases", "10,100", "--no-tui"])
+        .arg("--report-json")
+        .arg(&json)
+        .arg("--report-html")
+        .arg(&html)
+        .env("METRICS_FILE", dir.join("m.jsonl"))
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("Phase warm-up done") && out.contains("Phase moderate done"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✅ Demo complete! 110 events processed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Success rate: 100.00% (110 of 110 verified)"),
+        "{out}"
+    );
+    // The warm-up lists every event.
+    assert!(out.matches("    ✓ ").count() >= 10, "{out}");
+
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["passed"], true);
+    assert_eq!(r["success_rate"], 100.0);
+    assert_eq!(r["integrity_check"], "PASS");
+    assert_eq!(r["total_events"], 110);
+    assert_eq!(r["phases"].as_array().unwrap().len(), 2);
+    assert_eq!(r["phases"][1]["phase"], "moderate");
+    assert_eq!(r["phases"][1]["delivered"], 100);
+    assert!(
+        r["phases"][1]["stages"]["total"]["p95_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(r["verification"]["latency"]["total"]["count"], 110);
+    assert!(
+        r["verification"]["latency_by_type"]["UserCreated"]["count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(r["method"]["debezium"], "3.3.2.Final");
+    assert!(r["method"]["machine_cores"].as_u64().unwrap() >= 1);
+    assert!(!r["method"]["postgres"].as_str().unwrap().is_empty());
+    let h = std::fs::read_to_string(&html).unwrap();
+    for id in [
+        "latency-over-time",
+        "latency-cdf",
+        "stage-breakdown",
+        "throughput",
+    ] {
+        let at = h
+            .find(&format!("<figure id=\"{id}\"><svg"))
+            .unwrap_or_else(|| panic!("plot {id} missing"));
+        assert!(h[at..].contains("</svg>"), "plot {id} is a complete SVG");
+    }
+    assert!(
+        h.contains("Latency CDF per phase")
+            && h.contains("warm-up")
+            && h.contains("result <span class=pass>PASS")
+    );
+    assert!(!h.contains("src=\"http"), "self-contained");
+
+    // A threshold nobody can meet fails the run, saying why.
+    let o = pipedemo()
+        .args([
+            "full",
+            "--phases",
+            "10",
+            "--no-tui",
+            "--max-p95-ms",
+            "0.001",
+        ])
+        .arg("--report-json")
+        .arg(&json)
+        .arg("--report-html")
+        .arg(&html)
+        .env("METRICS_FILE", dir.join("m2.jsonl"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("✗ threshold: p95 end-to-end latency") && out.contains("❌ Demo complete!"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let o = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("tmux is installed (apt-get install tmux)");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn dashboard_runs_live_in_a_real_terminal() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let socket = format!("pipedemo-test-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("pipedemo-tmux-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cmd = format!(
+        "MONGODB_DATABASE=pipedemo_test_show CONSUMER_GROUP=pipedemo-test-show METRICS_FILE={d}/m.jsonl {bin} full --phases 10,100,2000 --refresh-ms 100 --report-json {d}/r.json --report-html {d}/r.html; echo EXIT=$?; sleep 60",
+        bin = env!("CARGO_BIN_EXE_pipedemo"),
+        d = dir.display()
+    );
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "show",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &cmd,
+        ],
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut dashboard = String::new();
+    let mut end = String::new();
+    while Instant::now() < deadline {
+        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "show", "-S", "-200"]);
+        if pane.contains("Pipeline health") && pane.contains("phase:") && dashboard.is_empty() {
+            dashboard = pane.clone();
+        }
+        if pane.contains("EXIT=") {
+            end = pane;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux(&socket, &["kill-server"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    for panel in [
+        "pipedemo · CDC pipeline",
+        "Throughput",
+        "Latency end-to-end",
+        "Stage breakdown",
+        "Events by type",
+        "Recent events",
+        "Pipeline health",
+        "processed",
+    ] {
+        assert!(
+            dashboard.contains(panel),
+            "{panel:?} missing from the live screen:\n{dashboard}"
+        );
+    }
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(
+        end.contains("Demo complete! 2,110 events processed"),
+        "{end}"
+    );
+    assert!(
+        end.contains("stress") && end.contains("2,000"),
+        "phase table stays on screen:\n{end}"
+    );
+}
