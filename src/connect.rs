@@ -217,6 +217,46 @@ impl Connect {
         Ok(Some(resp.error_for_status()?.json().await?))
     }
 
+    /// Forgets the connector's stored source offsets (stop, delete offsets, resume), so it
+    /// starts from its replication slot again. Needed when the slot was dropped or PostgreSQL
+    /// was re-created while Kafka kept the old offsets.
+    pub async fn reset_offsets(&self) -> Result<()> {
+        let url = format!("{}/connectors/{}", self.base, self.name);
+        self.http
+            .put(format!("{url}/stop"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        for _ in 0..40 {
+            if let Some(s) = self.status().await? {
+                if s.connector.state == "STOPPED" {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let resp = self
+            .http
+            .delete(format!("{url}/offsets"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!(
+                "Kafka Connect could not reset the offsets of {}: {}",
+                self.name,
+                body["message"].as_str().unwrap_or("no message")
+            );
+        }
+        self.http
+            .put(format!("{url}/resume"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(())
+    }
+
     /// Restarts the connector and its tasks (used after a config update and after failures).
     pub async fn restart(&self) -> Result<()> {
         self.http

@@ -158,6 +158,17 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     connect.upsert(&config).await?;
     let status = match connect.wait_running(Duration::from_secs(60)).await {
         Ok(st) => st,
+        Err(e) if e.to_string().contains("no longer available on the server") => {
+            // Connect remembers a WAL position from a slot that is gone (PostgreSQL re-created,
+            // or the slot dropped): start again from the new slot.
+            step(
+                true,
+                "stored connector offsets point at WAL no longer on the server; resetting them",
+            );
+            connect.reset_offsets().await?;
+            connect.restart().await?;
+            connect.wait_running(Duration::from_secs(60)).await?
+        }
         Err(_) => {
             // A connector that failed before (say, PostgreSQL was down) stays FAILED until restarted.
             connect.restart().await?;

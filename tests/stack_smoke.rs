@@ -19,13 +19,16 @@ use pipedemo::{kafka, outbox};
 async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    // A connector, slot and topic of the smoke test's own, so it is independent of `setup`.
+    // A connector, slot and topic of the smoke test's own, so it is independent of `setup`;
+    // fresh names each run, since Connect keeps a deleted connector's offsets under its name.
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let (name, slot) = (format!("smoke-{run}"), format!("smoke_{run}"));
     let s = common::settings(
         "smoke",
         &[
-            "--connector-name=smoke-outbox",
-            "--replication-slot=smoke_slot",
-            "--topic-prefix=smoke",
+            &format!("--connector-name={name}"),
+            &format!("--replication-slot={slot}"),
+            &format!("--topic-prefix=smoke{run}"),
         ],
     );
     let pg = outbox::connect(&s.pg).await.expect("PostgreSQL reachable");
@@ -124,13 +127,16 @@ async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {
 
     // Leave no slot behind: an unused slot makes PostgreSQL keep WAL forever.
     reqwest::Client::new()
-        .delete(format!("{}/connectors/smoke-outbox", s.connect.connect_url))
+        .delete(format!("{}/connectors/{name}", s.connect.connect_url))
         .send()
         .await
         .unwrap();
     for _ in 0..50 {
         let r = pg
-            .query_opt("SELECT pg_drop_replication_slot('smoke_slot') WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'smoke_slot')", &[])
+            .query_opt(
+                "SELECT pg_drop_replication_slot($1) WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                &[&slot],
+            )
             .await;
         if r.is_ok() {
             break;
