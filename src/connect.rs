@@ -92,11 +92,27 @@ impl Status {
     }
 }
 
+/// Whether the connector gets pipedemo's latency tuning or Debezium's defaults (for the
+/// benchmark's comparison).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    /// poll.interval.ms 10, larger batches and queue, producer linger 0.
+    Tuned,
+    /// Debezium's and Connect's defaults (poll.interval.ms 500, …).
+    Defaults,
+}
+
 /// The connector configuration: pgoutput, `public.event_outbox` only, JSON without schemas,
-/// no initial snapshot (only new events matter), tuned for latency: Debezium polls the WAL
+/// no initial snapshot (only new events matter), records keyed by `aggregate_id` so that each
+/// aggregate's events stay in one partition, in order. Tuned for latency: Debezium polls its
 /// queue every 10 ms instead of 500 ms and Connect's producer sends at once (linger 0).
-pub fn connector_config(pg: &PostgresArgs, kafka: &KafkaArgs, c: &ConnectArgs) -> Value {
-    json!({
+pub fn connector_config(
+    pg: &PostgresArgs,
+    kafka: &KafkaArgs,
+    c: &ConnectArgs,
+    tuning: Tuning,
+) -> Value {
+    let mut config = json!({
         "connector.class": PLUGIN,
         "tasks.max": "1",
         "plugin.name": "pgoutput",
@@ -115,15 +131,22 @@ pub fn connector_config(pg: &PostgresArgs, kafka: &KafkaArgs, c: &ConnectArgs) -
         "key.converter.schemas.enable": "false",
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "false",
-        "poll.interval.ms": "10",
-        "max.batch.size": "2048",
-        "max.queue.size": "16384",
-        "producer.override.linger.ms": "0",
-        "producer.override.acks": "all",
+        "message.key.columns": "public.event_outbox:aggregate_id",
         "heartbeat.interval.ms": "10000",
         "topic.creation.default.replication.factor": "1",
         "topic.creation.default.partitions": "1",
-    })
+    });
+    if tuning == Tuning::Tuned {
+        for (k, v) in [
+            ("poll.interval.ms", "10"),
+            ("max.batch.size", "4096"),
+            ("max.queue.size", "32768"),
+            ("producer.override.linger.ms", "0"),
+        ] {
+            config[k] = json!(v);
+        }
+    }
+    config
 }
 
 impl Connect {

@@ -331,7 +331,7 @@ impl Pipeline {
         }
 
         let mut applied_per_type: BTreeMap<String, i64> = BTreeMap::new();
-        let mut touched: Vec<String> = Vec::new();
+        let mut activity_counts: BTreeMap<String, i64> = BTreeMap::new();
         let mut records = Vec::with_capacity(pending.len());
         for ((p, r), op) in pending.into_iter().zip(&results).zip(&ops) {
             let applied = match &r.outcome {
@@ -359,13 +359,18 @@ impl Pipeline {
                     continue;
                 }
             };
+            // Replays refresh per-activity counts too ($max), repairing a crash that came
+            // between a join and its statistics.
+            if let (WriteOp::Join { .. } | WriteOp::InsertActivity(_), Some(n)) =
+                (op, r.participant_count)
+            {
+                let e = activity_counts.entry(op.key().to_owned()).or_default();
+                *e = (*e).max(n);
+            }
             if applied {
                 *applied_per_type
                     .entry(p.event.event_type.clone())
                     .or_default() += 1;
-                if matches!(op, WriteOp::Join { .. } | WriteOp::InsertActivity(_)) {
-                    touched.push(op.key().to_owned());
-                }
                 totals.applied += 1;
             } else {
                 totals.already_applied += 1;
@@ -386,7 +391,8 @@ impl Pipeline {
         }
         if self
             .retry(stop, || {
-                self.store.record_statistics(&applied_per_type, &touched)
+                self.store
+                    .record_statistics(&applied_per_type, &activity_counts)
             })
             .await
             .is_none()

@@ -117,12 +117,14 @@ pub enum EnvelopeError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The message key names another event than the value.
-    #[error("message key event_id {key} disagrees with the row's event_id {row}")]
+    /// The message key names another event or aggregate than the value.
+    #[error("message key {field} {key} disagrees with the row's {field} {row}")]
     KeyMismatch {
-        /// event_id in the key.
+        /// The key field (`event_id`, or `aggregate_id` when keyed by aggregate).
+        field: &'static str,
+        /// Its value in the key.
         key: String,
-        /// event_id in the value.
+        /// Its value in the row.
         row: Uuid,
     },
 }
@@ -212,7 +214,7 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
         .map_err(|e| EnvelopeError::NotEnvelope(format!("row is not an object ({e})")))?;
     let event = parse_row(row)?;
     if let Some(key) = key {
-        check_key(key, event.event_id)?;
+        check_key(key, &event)?;
     }
     let captured_us = env
         .ts_us
@@ -256,9 +258,10 @@ fn parse_row(row: Row) -> Result<OutboxEvent, EnvelopeError> {
     })
 }
 
-fn check_key(key: &[u8], row_id: Uuid) -> Result<(), EnvelopeError> {
-    // Debezium's key is {"event_id": "..."}, possibly schema-wrapped. Keys we cannot read are
-    // not an error: the value is what we process.
+fn check_key(key: &[u8], row: &OutboxEvent) -> Result<(), EnvelopeError> {
+    // Debezium's key is the primary key {"event_id": …}, or {"aggregate_id": …} when the
+    // connector keys by aggregate (message.key.columns), possibly schema-wrapped. A key we
+    // cannot read is not an error: the value is what we process.
     let Ok(v) = serde_json::from_slice::<Value>(key) else {
         return Ok(());
     };
@@ -266,13 +269,21 @@ fn check_key(key: &[u8], row_id: Uuid) -> Result<(), EnvelopeError> {
         Some(inner) if v.get("schema").is_some() => inner.clone(),
         _ => v,
     };
-    match v.get("event_id").and_then(Value::as_str) {
-        Some(k) if Uuid::parse_str(k).ok() != Some(row_id) => Err(EnvelopeError::KeyMismatch {
-            key: k.to_owned(),
-            row: row_id,
-        }),
-        _ => Ok(()),
+    for (field, expected) in [
+        ("event_id", row.event_id),
+        ("aggregate_id", row.aggregate_id),
+    ] {
+        if let Some(k) = v.get(field).and_then(Value::as_str) {
+            if Uuid::parse_str(k).ok() != Some(expected) {
+                return Err(EnvelopeError::KeyMismatch {
+                    field,
+                    key: k.to_owned(),
+                    row: expected,
+                });
+            }
+        }
     }
+    Ok(())
 }
 
 /// A JSON value's kind, for error messages.
@@ -445,6 +456,17 @@ mod tests {
         assert!(decode(Some(good_key), Some(v.as_bytes())).is_ok());
         let bad_key = br#"{"event_id":"00000000-0d7a-4b8e-9c39-3f2a1b0c9d8e"}"#;
         let err = decode(Some(bad_key), Some(v.as_bytes())).unwrap_err();
-        assert!(matches!(err, EnvelopeError::KeyMismatch { .. }));
+        assert!(matches!(
+            err,
+            EnvelopeError::KeyMismatch {
+                field: "event_id",
+                ..
+            }
+        ));
+        let by_aggregate = br#"{"aggregate_id":"1f1c2a4e-0d7a-4b8e-9c39-3f2a1b0c9d8e"}"#;
+        assert!(decode(Some(by_aggregate), Some(v.as_bytes())).is_ok());
+        let other_aggregate = br#"{"aggregate_id":"2f1c2a4e-0d7a-4b8e-9c39-3f2a1b0c9d8e"}"#;
+        let err = decode(Some(other_aggregate), Some(v.as_bytes())).unwrap_err();
+        assert!(err.to_string().contains("aggregate_id"), "{err}");
     }
 }

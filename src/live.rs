@@ -4,7 +4,7 @@
 //! One task owns the receiver and folds every event into [`Live`] behind a mutex; readers take
 //! a [`Snapshot`] every refresh. The consumer's hot path only sends on the channel.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -78,6 +78,10 @@ pub struct Phase {
     pub finished_us: Option<i64>,
     /// Every event of a small phase (≤ 20 events: the warm-up's detailed view).
     pub detail: Vec<RecentEvent>,
+    /// For paced (open-loop) phases: when each event was due to be inserted, µs.
+    pub scheduled: HashMap<Uuid, i64>,
+    /// T5 minus the scheduled time: latency that a stalled inserter cannot hide.
+    pub from_schedule: Latency,
 }
 
 impl Phase {
@@ -148,6 +152,9 @@ impl Live {
                 if let Some(p) = self.phases.last_mut() {
                     if p.waiting.remove(&r.event_id) {
                         p.stats.record(ev);
+                        if let Some(due) = p.scheduled.get(&r.event_id) {
+                            p.from_schedule.record(r.timing.t5_us - due);
+                        }
                         if p.waiting.is_empty() {
                             p.finished_us = Some(r.timing.t5_us.max(now_us()));
                         }
@@ -249,6 +256,8 @@ impl Live {
             started_us: now_us(),
             finished_us: None,
             detail: Vec::new(),
+            scheduled: HashMap::new(),
+            from_schedule: Latency::default(),
         });
     }
 

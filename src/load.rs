@@ -88,6 +88,8 @@ pub struct LoadResult {
     pub wall_secs: f64,
     /// Event ids that never arrived (empty on success).
     pub missing: Vec<Uuid>,
+    /// For paced phases: T5 minus each event's scheduled insert time.
+    pub from_schedule: Option<crate::stats::Latency>,
 }
 
 /// A JSON form of [`LoadResult`].
@@ -113,6 +115,9 @@ pub struct LoadSummary {
     pub stages: std::collections::BTreeMap<&'static str, Summary>,
     /// End-to-end latency by type.
     pub by_type: std::collections::BTreeMap<String, Summary>,
+    /// For paced runs: latency from each event's scheduled insert time to its write
+    /// (open-loop measurement, immune to coordinated omission).
+    pub total_from_schedule: Option<Summary>,
 }
 
 impl LoadResult {
@@ -144,6 +149,7 @@ impl LoadResult {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.summary()))
                 .collect(),
+            total_from_schedule: self.from_schedule.as_ref().map(|l| l.summary()),
         }
     }
 }
@@ -215,6 +221,15 @@ impl Session {
             .expect("live state lock")
             .begin_phase(name, events.iter().map(|e| e.event_id));
         let started = Instant::now();
+        if let Some(rate) = o.rate {
+            let start_us = crate::clock::now_us();
+            let mut l = self.live.lock().expect("live state lock");
+            let p = l.phases.last_mut().expect("the phase begun above");
+            for (i, e) in events.iter().enumerate() {
+                p.scheduled
+                    .insert(e.event_id, start_us + (i as f64 / rate * 1e6) as i64);
+            }
+        }
         for (i, chunk) in events.chunks(o.batch_size).enumerate() {
             if let Some(rate) = o.rate {
                 // Open loop: batch i is due at i·B/R seconds, however long earlier ones took.
@@ -254,6 +269,7 @@ impl Session {
             insert_secs,
             wall_secs: p.finished_us.map_or(wall_secs, |_| p.secs()),
             missing: p.waiting.iter().copied().collect(),
+            from_schedule: (!p.scheduled.is_empty()).then(|| p.from_schedule.clone()),
         })
     }
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use pipedemo::config::Settings;
+use pipedemo::connect::Tuning;
 use pipedemo::consumer::{ConsumerOptions, Pipeline};
 use pipedemo::live::{Live, Shared};
 use pipedemo::load::LoadResult;
@@ -51,6 +52,10 @@ enum Command {
         /// Partitions of the outbox topic, when setup creates it.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
         partitions: i32,
+        /// Register the connector with Debezium's default settings instead of pipedemo's
+        /// latency tuning (for comparisons).
+        #[arg(long)]
+        debezium_defaults: bool,
     },
     /// Generate events into the outbox and consume them until all are in MongoDB.
     Load {
@@ -195,6 +200,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             keep,
             from_earliest,
             partitions,
+            debezium_defaults,
         } => {
             setup::run(
                 s,
@@ -202,6 +208,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     keep,
                     from_earliest,
                     partitions,
+                    tuning: if debezium_defaults {
+                        Tuning::Defaults
+                    } else {
+                        Tuning::Tuned
+                    },
                 },
             )
             .await?;
@@ -287,6 +298,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     keep: false,
                     from_earliest: false,
                     partitions,
+                    tuning: Tuning::Tuned,
                 },
                 max_p95_ms,
                 min_throughput,

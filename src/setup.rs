@@ -20,6 +20,8 @@ pub struct SetupOptions {
     pub from_earliest: bool,
     /// Partitions of the outbox topic when it is created.
     pub partitions: i32,
+    /// Latency tuning of the connector, or Debezium's defaults.
+    pub tuning: crate::connect::Tuning,
 }
 
 /// Versions found while checking, for reports.
@@ -154,7 +156,7 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     );
 
     let connect = Connect::new(&s.connect)?;
-    let config = connector_config(&s.pg, &s.kafka, &s.connect);
+    let config = connector_config(&s.pg, &s.kafka, &s.connect, opts.tuning);
     connect.upsert(&config).await?;
     let status = match connect.wait_running(Duration::from_secs(60)).await {
         Ok(st) => st,

@@ -11,11 +11,11 @@
 //!
 //! Only features real MongoDB has are used (users of docker-compose run MongoDB 8).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
@@ -28,8 +28,6 @@ use crate::handlers::WriteOp;
 
 /// Duplicate key, the server's error code for an existing `_id`.
 const DUPLICATE_KEY: i32 = 11000;
-/// How many joins run at once (each activity's joins stay in order).
-const JOIN_CONCURRENCY: usize = 32;
 
 /// The read-model database.
 #[derive(Clone)]
@@ -60,6 +58,16 @@ pub struct WriteResult {
     pub outcome: Outcome,
     /// Acknowledgement time.
     pub acked_us: i64,
+    /// For activity writes and joins: the activity's participant count after the write.
+    pub participant_count: Option<i64>,
+}
+
+fn result(outcome: Outcome, acked_us: i64, participant_count: Option<i64>) -> WriteResult {
+    WriteResult {
+        outcome,
+        acked_us,
+        participant_count,
+    }
 }
 
 /// A failure of the server or the connection, as opposed to a rejected document: the same
@@ -170,24 +178,156 @@ impl ReadModels {
         for (i, r) in u?.into_iter().chain(a?) {
             results[i] = Some(r);
         }
-        let joined: Vec<Vec<(usize, WriteResult)>> = stream::iter(joins.into_values())
-            .map(|idxs| async move {
-                let mut out = Vec::with_capacity(idxs.len());
-                for i in idxs {
-                    out.push((i, self.join(&ops[i]).await?));
-                }
-                Ok::<_, TransientError>(out)
-            })
-            .buffer_unordered(JOIN_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (i, r) in joined.into_iter().flatten() {
-            results[i] = Some(r);
+        if !joins.is_empty() {
+            for (i, r) in self.apply_joins(ops, joins).await? {
+                results[i] = Some(r);
+            }
         }
         Ok(results
             .into_iter()
             .map(|r| r.expect("every write has a result"))
             .collect())
+    }
+
+    /// All joins of a batch in two round trips: one read of the activities' participant event
+    /// ids, then one `update` command with a statement per activity. Each statement matches only
+    /// while none of its events is in the list, so a statement runs at most once.
+    async fn apply_joins(
+        &self,
+        ops: &[WriteOp],
+        joins: BTreeMap<&str, Vec<usize>>,
+    ) -> Result<Vec<(usize, WriteResult)>, TransientError> {
+        let ids: Vec<&str> = joins.keys().copied().collect();
+        let mut existing: HashMap<String, (i64, HashSet<String>)> = HashMap::new();
+        let mut cur = self
+            .activities
+            .find(doc! { "_id": { "$in": &ids } })
+            .projection(doc! { "participants.count": 1, "participants.list.source_event_id": 1 })
+            .await?;
+        while let Some(d) = cur.try_next().await? {
+            let p = d.get_document("participants").ok();
+            let count = p.and_then(|p| p.get_i64("count").ok()).unwrap_or(0);
+            let events = p
+                .and_then(|p| p.get_array("list").ok())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|e| e.as_document()?.get_str("source_event_id").ok())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            existing.insert(
+                d.get_str("_id").unwrap_or_default().to_owned(),
+                (count, events),
+            );
+        }
+        let read_us = now_us();
+        let mut out = Vec::new();
+        // (activity, its new joins, the count after them)
+        let mut pending: Vec<(&str, Vec<usize>, i64)> = Vec::new();
+        let mut statements = Vec::new();
+        for (activity_id, idxs) in joins {
+            let Some((count, seen)) = existing.get_mut(activity_id) else {
+                for i in idxs {
+                    out.push((i, result(Outcome::ActivityMissing, read_us, None)));
+                }
+                continue;
+            };
+            let mut fresh = Vec::new();
+            for i in idxs {
+                let WriteOp::Join { entry, .. } = &ops[i] else {
+                    continue;
+                };
+                let ev = entry
+                    .get_str("source_event_id")
+                    .unwrap_or_default()
+                    .to_owned();
+                if seen.insert(ev) {
+                    fresh.push(i);
+                } else {
+                    out.push((i, result(Outcome::AlreadyApplied, read_us, Some(*count))));
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            let mut entries = Vec::new();
+            let mut users = Vec::new();
+            let mut event_ids = Vec::new();
+            let mut last_joined = Bson::Null;
+            for &i in &fresh {
+                if let WriteOp::Join { entry, user_id, .. } = &ops[i] {
+                    event_ids.push(Bson::String(
+                        entry
+                            .get_str("source_event_id")
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ));
+                    entries.push(Bson::Document(entry.clone()));
+                    users.push(Bson::String(user_id.clone()));
+                    last_joined = entry.get("joined_at").cloned().unwrap_or(Bson::Null);
+                }
+            }
+            *count += fresh.len() as i64;
+            statements.push(doc! {
+                "q": { "_id": activity_id, "participants.list.source_event_id": { "$nin": event_ids } },
+                "u": {
+                    "$push": { "participants.list": { "$each": entries } },
+                    "$inc": { "participants.count": fresh.len() as i64 },
+                    "$addToSet": { "allowed_users": { "$each": users } },
+                    "$set": { "metadata.updated_at": last_joined },
+                },
+            });
+            pending.push((activity_id, fresh, *count));
+        }
+        if statements.is_empty() {
+            return Ok(out);
+        }
+        let n_statements = statements.len();
+        let reply = self
+            .db
+            .run_command(
+                doc! { "update": self.activities.name(), "updates": statements, "ordered": false },
+            )
+            .await?;
+        let acked_us = now_us();
+        let mut rejected: HashMap<usize, String> = HashMap::new();
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for e in errors.iter().filter_map(Bson::as_document) {
+                let index = e.get_i32("index").unwrap_or(-1);
+                let msg = e.get_str("errmsg").unwrap_or("write error");
+                rejected.insert(
+                    index as usize,
+                    format!("{msg} (code {})", e.get_i32("code").unwrap_or(0)),
+                );
+            }
+        }
+        let matched = match reply.get("n") {
+            Some(Bson::Int32(n)) => *n as usize,
+            Some(Bson::Int64(n)) => *n as usize,
+            _ => 0,
+        };
+        if matched + rejected.len() < n_statements {
+            // Only another writer of the same activity between our read and our update can
+            // get here (partitioning by aggregate makes that one consumer): settle each join
+            // alone, which the guard keeps exact.
+            for (_, idxs, _) in pending {
+                for i in idxs {
+                    out.push((i, self.join(&ops[i]).await?));
+                }
+            }
+            return Ok(out);
+        }
+        for (k, (_, idxs, count)) in pending.into_iter().enumerate() {
+            let outcome = match rejected.get(&k) {
+                Some(reason) => Outcome::Rejected(reason.clone()),
+                None => Outcome::Applied,
+            };
+            for i in idxs {
+                out.push((i, result(outcome.clone(), acked_us, Some(count))));
+            }
+        }
+        Ok(out)
     }
 
     async fn join(&self, op: &WriteOp) -> Result<WriteResult, TransientError> {
@@ -218,35 +358,40 @@ impl ReadModels {
         let updated = match updated {
             Ok(u) => u,
             Err(e) if is_document_error(&e) => {
-                return Ok(WriteResult {
-                    outcome: Outcome::Rejected(first_line(&e.to_string()).to_owned()),
+                return Ok(result(
+                    Outcome::Rejected(first_line(&e.to_string()).to_owned()),
                     acked_us,
-                })
+                    None,
+                ))
             }
             Err(e) => return Err(e.into()),
         };
-        let outcome = if updated.is_some() {
-            Outcome::Applied
-        } else if self
-            .activities
-            .find_one(doc! { "_id": activity_id })
-            .projection(doc! { "_id": 1 })
-            .await?
-            .is_some()
-        {
-            Outcome::AlreadyApplied
-        } else {
-            Outcome::ActivityMissing
+        let count = |d: &Document| {
+            d.get_document("participants")
+                .ok()
+                .and_then(|p| p.get_i64("count").ok())
         };
-        Ok(WriteResult { outcome, acked_us })
+        Ok(match updated {
+            Some(d) => result(Outcome::Applied, acked_us, count(&d)),
+            None => match self
+                .activities
+                .find_one(doc! { "_id": activity_id })
+                .projection(doc! { "participants.count": 1 })
+                .await?
+            {
+                Some(d) => result(Outcome::AlreadyApplied, acked_us, count(&d)),
+                None => result(Outcome::ActivityMissing, acked_us, None),
+            },
+        })
     }
 
-    /// Moves the statistics for the writes of a batch that were applied: global totals per
-    /// event type, and each touched activity's participant count.
+    /// Moves the statistics for a batch: global totals per event type by what was applied,
+    /// and each touched activity's participant count (`$max`, so replays and reordering
+    /// cannot lower or double it), all in two round trips.
     pub async fn record_statistics(
         &self,
         applied_per_type: &BTreeMap<String, i64>,
-        touched_activities: &[String],
+        activity_counts: &BTreeMap<String, i64>,
     ) -> Result<(), TransientError> {
         let now = DateTime::now();
         if applied_per_type.values().any(|n| *n > 0) {
@@ -262,41 +407,23 @@ impl ReadModels {
                 .upsert(true)
                 .await?;
         }
-        if touched_activities.is_empty() {
+        if activity_counts.is_empty() {
             return Ok(());
         }
-        let counts: HashMap<String, i64> = self
-            .activities
-            .find(doc! { "_id": { "$in": touched_activities } })
-            .projection(doc! { "participants.count": 1 })
-            .await?
-            .try_filter_map(|d| async move {
-                let id = d.get_str("_id").ok().map(str::to_owned);
-                let n = d
-                    .get_document("participants")
-                    .ok()
-                    .and_then(|p| p.get_i64("count").ok())
-                    .unwrap_or(0);
-                Ok(id.map(|id| (id, n)))
+        let statements: Vec<Document> = activity_counts
+            .iter()
+            .map(|(id, n)| {
+                doc! {
+                    "q": { "_id": format!("activity:{id}") },
+                    "u": { "$max": { "participant_count": n }, "$setOnInsert": { "activity_id": id } },
+                    "upsert": true,
+                }
             })
-            .try_collect()
-            .await?;
-        stream::iter(counts)
-            .map(|(id, n)| async move {
-                self.statistics
-                    .update_one(
-                        doc! { "_id": format!("activity:{id}") },
-                        doc! {
-                            "$max": { "participant_count": n },
-                            "$setOnInsert": { "activity_id": &id },
-                        },
-                    )
-                    .upsert(true)
-                    .await
-                    .map(|_| ())
-            })
-            .buffer_unordered(JOIN_CONCURRENCY)
-            .try_collect::<Vec<()>>()
+            .collect();
+        self.db
+            .run_command(
+                doc! { "update": self.statistics.name(), "updates": statements, "ordered": false },
+            )
             .await?;
         Ok(())
     }
@@ -423,7 +550,7 @@ async fn insert_idempotent(
     Ok(docs
         .iter()
         .zip(outcomes)
-        .map(|((i, _), outcome)| (*i, WriteResult { outcome, acked_us }))
+        .map(|((i, _), outcome)| (*i, result(outcome, acked_us, Some(0))))
         .collect())
 }
 

@@ -24,6 +24,7 @@ fn setup_opts() -> SetupOptions {
         keep: false,
         from_earliest: false,
         partitions: 1,
+        tuning: pipedemo::connect::Tuning::Tuned,
     }
 }
 

@@ -12,7 +12,7 @@ use rdkafka::Message;
 use serde_json::Value;
 use uuid::Uuid;
 
-use pipedemo::connect::{connector_config, Connect};
+use pipedemo::connect::{connector_config, Connect, Tuning};
 use pipedemo::{kafka, outbox};
 
 #[tokio::test]
@@ -43,7 +43,12 @@ async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {
         .await
         .expect("Debezium plugin installed");
     connect
-        .upsert(&connector_config(&s.pg, &s.kafka, &s.connect))
+        .upsert(&connector_config(
+            &s.pg,
+            &s.kafka,
+            &s.connect,
+            Tuning::Tuned,
+        ))
         .await
         .expect("connector accepted");
     let status = connect
