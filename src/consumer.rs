@@ -147,6 +147,9 @@ impl Pipeline {
             .set("fetch.wait.max.ms", "5")
             .set("fetch.queue.backoff.ms", "1")
             .set("session.timeout.ms", "10000")
+            // librdkafka pre-fetches up to 64 MB per partition by default; 8 MB keeps memory
+            // bounded and is still thousands of envelopes ahead.
+            .set("queued.max.messages.kbytes", "8192")
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(Ctx { assigned: tx })
             .context("creating the Kafka consumer")?;
@@ -235,6 +238,7 @@ impl Pipeline {
         stop: &CancellationToken,
         totals: &mut Totals,
     ) -> bool {
+        let t_start = std::time::Instant::now();
         let mut ops: Vec<WriteOp> = Vec::with_capacity(batch.len());
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut dead: Vec<Dead> = Vec::new();
@@ -306,9 +310,11 @@ impl Pipeline {
             }
         }
 
+        let t_apply = std::time::Instant::now();
         let Some(mut results) = self.retry(stop, || self.store.apply(&ops)).await else {
             return false;
         };
+        let apply_us = t_apply.elapsed().as_micros();
         // Joins that came before their activity: wait for it a while, then dead-letter.
         let deadline = tokio::time::Instant::now() + self.opts.missing_activity_wait;
         let mut wait = Duration::from_millis(50);
@@ -359,11 +365,9 @@ impl Pipeline {
                     continue;
                 }
             };
-            // Replays refresh per-activity counts too ($max), repairing a crash that came
-            // between a join and its statistics.
-            if let (WriteOp::Join { .. } | WriteOp::InsertActivity(_), Some(n)) =
-                (op, r.participant_count)
-            {
+            // Per-activity statistics start with the first participant. Replays refresh them
+            // too ($max), repairing a crash that came between a join and its statistics.
+            if let (WriteOp::Join { .. }, Some(n)) = (op, r.participant_count) {
                 let e = activity_counts.entry(op.key().to_owned()).or_default();
                 *e = (*e).max(n);
             }
@@ -389,6 +393,7 @@ impl Pipeline {
                 timing,
             });
         }
+        let t_stats = std::time::Instant::now();
         if self
             .retry(stop, || {
                 self.store
@@ -399,6 +404,13 @@ impl Pipeline {
         {
             return false;
         }
+        tracing::debug!(
+            messages = batch.len(),
+            decode_us = (t_apply - t_start).as_micros(),
+            apply_us,
+            stats_us = t_stats.elapsed().as_micros(),
+            "batch"
+        );
         for d in &dead {
             if !self.dead_letter(d, stop).await {
                 return false;

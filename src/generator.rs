@@ -67,19 +67,50 @@ struct Activity {
 
 /// Generates a run's events, in insertion order.
 pub fn generate(total: u64, seed: Option<u64>) -> Vec<NewEvent> {
-    let mut rng = match seed {
-        Some(s) => StdRng::seed_from_u64(s),
-        None => StdRng::from_os_rng(),
-    };
-    let mix = Mix::for_total(total);
-    let targets = [mix.users, mix.activities, mix.joins];
-    let mut emitted = [0u64; 3];
-    let mut users: Vec<Uuid> = Vec::with_capacity(mix.users as usize);
-    let mut activities: Vec<Activity> = Vec::with_capacity(mix.activities as usize);
-    let mut out = Vec::with_capacity(total as usize);
-    for i in 0..total {
+    Generator::new(total, seed).collect()
+}
+
+/// The events of a run, one at a time (a large run never has to be in memory whole).
+pub struct Generator {
+    rng: StdRng,
+    total: u64,
+    next: u64,
+    targets: [u64; 3],
+    emitted: [u64; 3],
+    users: Vec<Uuid>,
+    activities: Vec<Activity>,
+}
+
+impl Generator {
+    /// A generator of `total` events; the same seed gives the same data.
+    pub fn new(total: u64, seed: Option<u64>) -> Self {
+        let mix = Mix::for_total(total);
+        Generator {
+            rng: match seed {
+                Some(s) => StdRng::seed_from_u64(s),
+                None => StdRng::from_os_rng(),
+            },
+            total,
+            next: 0,
+            targets: [mix.users, mix.activities, mix.joins],
+            emitted: [0; 3],
+            users: Vec::new(),
+            activities: Vec::new(),
+        }
+    }
+}
+
+impl Iterator for Generator {
+    type Item = NewEvent;
+
+    fn next(&mut self) -> Option<NewEvent> {
+        if self.next == self.total {
+            return None;
+        }
+        let (i, total, targets, emitted) = (self.next, self.total, self.targets, self.emitted);
+        self.next += 1;
         // The type furthest behind its share so far, among those whose references exist.
-        let feasible = [true, !users.is_empty(), !activities.is_empty()];
+        let feasible = [true, !self.users.is_empty(), !self.activities.is_empty()];
         let kind = (0..3)
             .filter(|&k| emitted[k] < targets[k] && feasible[k])
             .max_by(|&a, &b| {
@@ -88,30 +119,29 @@ pub fn generate(total: u64, seed: Option<u64>) -> Vec<NewEvent> {
                 da.total_cmp(&db).then(b.cmp(&a))
             })
             .unwrap_or(0);
-        emitted[kind] += 1;
-        let ev = match kind {
+        self.emitted[kind] += 1;
+        let rng = &mut self.rng;
+        Some(match kind {
             0 => {
-                let e = user_created(&mut rng);
-                users.push(e.aggregate_id);
+                let e = user_created(rng);
+                self.users.push(e.aggregate_id);
                 e
             }
             1 => {
-                let creator = *users.choose(&mut rng).expect("a user exists");
-                let e = activity_created(&mut rng, creator);
-                activities.push(Activity {
+                let creator = *self.users.choose(rng).expect("a user exists");
+                let e = activity_created(rng, creator);
+                self.activities.push(Activity {
                     id: e.aggregate_id,
                     members: HashSet::from([creator]),
                 });
                 e
             }
             _ => {
-                let (activity, user) = pick_join(&mut rng, &mut activities, &users);
+                let (activity, user) = pick_join(rng, &mut self.activities, &self.users);
                 participant_joined(activity, user)
             }
-        };
-        out.push(ev);
+        })
     }
-    out
 }
 
 /// A random activity and a user not in it yet (creator included), when one exists.

@@ -68,8 +68,10 @@ pub struct Phase {
     pub name: String,
     /// Events of the phase.
     pub target: u64,
-    /// Ids still awaited.
+    /// Ids inserted and still awaited.
     pub waiting: HashSet<Uuid>,
+    /// Events of the phase that arrived (written, already there, or dead-lettered).
+    pub received: u64,
     /// Metrics of this phase's events.
     pub stats: RunStats,
     /// When the phase began inserting, µs.
@@ -87,7 +89,7 @@ pub struct Phase {
 impl Phase {
     /// Events of this phase that arrived (written, already there, or dead-lettered).
     pub fn done(&self) -> u64 {
-        self.target - self.waiting.len() as u64
+        self.received
     }
 
     /// Seconds from its start to its end (or now).
@@ -151,11 +153,12 @@ impl Live {
                 let total = r.timing.stages().total_us;
                 if let Some(p) = self.phases.last_mut() {
                     if p.waiting.remove(&r.event_id) {
+                        p.received += 1;
                         p.stats.record(ev);
                         if let Some(due) = p.scheduled.get(&r.event_id) {
                             p.from_schedule.record(r.timing.t5_us - due);
                         }
-                        if p.waiting.is_empty() {
+                        if p.received == p.target {
                             p.finished_us = Some(r.timing.t5_us.max(now_us()));
                         }
                     }
@@ -179,10 +182,13 @@ impl Live {
                 // is one of the phase's own events, that event is no longer awaited.
                 if let Some(p) = self.phases.last_mut() {
                     let own = e.event_id.is_some_and(|id| p.waiting.remove(&id));
+                    if own {
+                        p.received += 1;
+                    }
                     if own || p.finished_us.is_none() {
                         p.stats.record(ev);
                     }
-                    if own && p.waiting.is_empty() {
+                    if own && p.received == p.target {
                         p.finished_us = Some(now_us());
                     }
                 }
@@ -247,11 +253,19 @@ impl Live {
 
     /// Starts a phase awaiting `ids`.
     pub fn begin_phase(&mut self, name: &str, ids: impl IntoIterator<Item = Uuid>) {
-        let waiting: HashSet<Uuid> = ids.into_iter().collect();
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        self.begin_phase_of(name, ids.len() as u64);
+        self.expect(ids, None);
+    }
+
+    /// Starts a phase of `target` events whose ids come later, batch by batch ([`Self::expect`]),
+    /// so a large phase need not be generated up front.
+    pub fn begin_phase_of(&mut self, name: &str, target: u64) {
         self.phases.push(Phase {
             name: name.to_owned(),
-            target: waiting.len() as u64,
-            waiting,
+            target,
+            waiting: HashSet::new(),
+            received: 0,
             stats: RunStats::default(),
             started_us: now_us(),
             finished_us: None,
@@ -259,6 +273,20 @@ impl Live {
             scheduled: HashMap::new(),
             from_schedule: Latency::default(),
         });
+    }
+
+    /// Adds ids the current phase awaits (before they are inserted), with the time each was
+    /// due for paced runs.
+    pub fn expect(&mut self, ids: impl IntoIterator<Item = Uuid>, due_us: Option<&[i64]>) {
+        let Some(p) = self.phases.last_mut() else {
+            return;
+        };
+        for (k, id) in ids.into_iter().enumerate() {
+            p.waiting.insert(id);
+            if let Some(d) = due_us.and_then(|d| d.get(k)) {
+                p.scheduled.insert(id, *d);
+            }
+        }
     }
 
     /// The run's state, for colours.

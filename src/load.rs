@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::consumer::{ConsumerOptions, Pipeline, Totals};
-use crate::generator::{self, Mix};
+use crate::generator::{self, Mix, NewEvent};
 use crate::live::{self, Live, Shared};
 use crate::metrics::{self, MetricsFile};
 use crate::outbox;
@@ -111,6 +111,8 @@ pub struct LoadSummary {
     pub throughput_eps: f64,
     /// Insert phase only, events/s.
     pub insert_rate_eps: f64,
+    /// Seconds spent inserting.
+    pub insert_secs: f64,
     /// Latency by stage.
     pub stages: std::collections::BTreeMap<&'static str, Summary>,
     /// End-to-end latency by type.
@@ -150,6 +152,7 @@ impl LoadResult {
                 .map(|(k, v)| (k.clone(), v.summary()))
                 .collect(),
             total_from_schedule: self.from_schedule.as_ref().map(|l| l.summary()),
+            insert_secs: self.insert_secs,
         }
     }
 }
@@ -215,31 +218,40 @@ impl Session {
         if o.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let events = generator::generate(o.events, o.seed);
+        // Generated batch by batch: a large phase never sits in memory whole.
+        let mut events = generator::Generator::new(o.events, o.seed);
         self.live
             .lock()
             .expect("live state lock")
-            .begin_phase(name, events.iter().map(|e| e.event_id));
+            .begin_phase_of(name, o.events);
         let started = Instant::now();
-        if let Some(rate) = o.rate {
-            let start_us = crate::clock::now_us();
-            let mut l = self.live.lock().expect("live state lock");
-            let p = l.phases.last_mut().expect("the phase begun above");
-            for (i, e) in events.iter().enumerate() {
-                p.scheduled
-                    .insert(e.event_id, start_us + (i as f64 / rate * 1e6) as i64);
+        let start_us = crate::clock::now_us();
+        let mut sent = 0u64;
+        loop {
+            let chunk: Vec<NewEvent> = events.by_ref().take(o.batch_size).collect();
+            if chunk.is_empty() {
+                break;
             }
-        }
-        for (i, chunk) in events.chunks(o.batch_size).enumerate() {
+            let due: Option<Vec<i64>> = o.rate.map(|rate| {
+                (0..chunk.len())
+                    .map(|k| start_us + ((sent + k as u64) as f64 / rate * 1e6) as i64)
+                    .collect()
+            });
             if let Some(rate) = o.rate {
-                // Open loop: batch i is due at i·B/R seconds, however long earlier ones took.
-                let due = started + Duration::from_secs_f64((i * o.batch_size) as f64 / rate);
+                // Open loop: each batch is due when its first event is, however long earlier
+                // ones took.
+                let due = started + Duration::from_secs_f64(sent as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
             }
             if stop.is_cancelled() {
                 break;
             }
-            outbox::insert_batch(&mut self.pg, chunk).await?;
+            self.live
+                .lock()
+                .expect("live state lock")
+                .expect(chunk.iter().map(|e| e.event_id), due.as_deref());
+            outbox::insert_batch(&self.pg, &chunk).await?;
+            sent += chunk.len() as u64;
             if !o.batch_delay.is_zero() {
                 tokio::time::sleep(o.batch_delay).await;
             }
@@ -273,13 +285,13 @@ impl Session {
         })
     }
 
-    fn phase_waiting(&self) -> usize {
+    fn phase_waiting(&self) -> u64 {
         self.live
             .lock()
             .expect("live state lock")
             .phases
             .last()
-            .map_or(0, |p| p.waiting.len())
+            .map_or(0, |p| p.target - p.received)
     }
 
     /// Stops the consumer (committing offsets), drains the metrics and marks the run complete.

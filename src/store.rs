@@ -139,7 +139,9 @@ impl ReadModels {
             )
             .await
             .context("creating index activities.metadata.source_event_id")?;
-        for key in ["participants.list.source_event_id", "creator_id"] {
+        // No index on participants.list.source_event_id: joins find their activity by _id, and
+        // a multikey index would be updated on every join.
+        for key in ["creator_id"] {
             self.activities
                 .create_index(IndexModel::builder().keys(doc! { key: 1 }).build())
                 .await

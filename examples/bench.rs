@@ -1,0 +1,806 @@
+//! The benchmark behind scripts/bench.sh: every stage against a baseline measured in the same
+//! run, printed as a table and written to bench/results.json. Needs the stack up and a release
+//! build of pipedemo (bench.sh does both).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{Json, Type};
+use tokio_util::sync::CancellationToken;
+
+use pipedemo::config::Settings;
+use pipedemo::consumer::{ConsumerOptions, Pipeline};
+use pipedemo::kafka::{self, ResetTo};
+use pipedemo::metrics::{self, MetricEvent};
+use pipedemo::store::ReadModels;
+use pipedemo::{clock, generator, outbox};
+
+#[derive(Parser)]
+struct Args {
+    /// Events pre-filled into the topic for the consumer-alone measurement.
+    #[arg(long, default_value_t = 50_000)]
+    consumer_events: u64,
+    /// Messages the Python reference consumer handles (its rate is steady; fewer saves time).
+    #[arg(long, default_value_t = 3_000)]
+    reference_events: u64,
+    /// Rows for the generator-vs-COPY measurement.
+    #[arg(long, default_value_t = 20_000)]
+    generator_events: u64,
+    /// Open-loop rates, events/s.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,2000")]
+    rates: Vec<u64>,
+    /// Seconds per open-loop rate.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Events of the burst.
+    #[arg(long, default_value_t = 10_000)]
+    burst: u64,
+    /// The pipedemo binary.
+    #[arg(long, default_value = "target/release/pipedemo")]
+    pipedemo: PathBuf,
+    /// Python with confluent-kafka and pymongo, for the reference consumer.
+    #[arg(long, env = "BENCH_PYTHON", default_value = "python3")]
+    python: String,
+    /// Run only these sections (generator, consumer, open-loop, burst, scale-out, defaults); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The consumer's largest batch.
+    #[arg(long, default_value_t = ConsumerOptions::default().max_batch)]
+    max_batch: usize,
+    /// Where to write the results.
+    #[arg(long, default_value = "bench/results.json")]
+    out: PathBuf,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Serialize, Clone)]
+struct Figure {
+    name: String,
+    value: f64,
+    unit: &'static str,
+    baseline: Option<(String, f64)>,
+    ratio: Option<f64>,
+    target: String,
+    met: Option<bool>,
+}
+
+fn figure(name: &str, value: f64, unit: &'static str) -> Figure {
+    Figure {
+        name: name.into(),
+        value,
+        unit,
+        baseline: None,
+        ratio: None,
+        target: String::new(),
+        met: None,
+    }
+}
+
+fn versus(
+    name: &str,
+    value: f64,
+    unit: &'static str,
+    base_name: &str,
+    base: f64,
+    min_ratio: f64,
+) -> Figure {
+    let ratio = if base > 0.0 { value / base } else { 0.0 };
+    Figure {
+        name: name.into(),
+        value,
+        unit,
+        baseline: Some((base_name.into(), base)),
+        ratio: Some(ratio),
+        target: format!("≥ {min_ratio}× {base_name}"),
+        met: Some(ratio >= min_ratio),
+    }
+}
+
+fn at_most(mut f: Figure, max: f64) -> Figure {
+    f.target = format!("≤ {max} {}", f.unit);
+    f.met = Some(f.value <= max);
+    f
+}
+
+fn at_least(mut f: Figure, min: f64) -> Figure {
+    f.target = format!("≥ {min} {}", f.unit);
+    f.met = Some(f.value >= min);
+    f
+}
+
+/// Resources of a child process, sampled every 200 ms from /proc.
+#[derive(Default, Clone, Copy, Serialize)]
+struct Usage {
+    max_rss_mb: f64,
+    cpu_percent: f64,
+}
+
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn proc_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+/// Runs `pipedemo ARGS` with env, returns its stdout parsed as JSON and its resource use.
+fn run_pipedemo(a: &Args, env: &[(&str, &str)], args: &[&str]) -> Result<(Value, Usage)> {
+    let mut cmd = Command::new(&a.pipedemo);
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("running {}", a.pipedemo.display()))?;
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut max_rss: f64 = 0.0;
+            let mut ticks = 0;
+            while !done.load(Ordering::Relaxed) {
+                if let Some(r) = proc_rss_mb(pid) {
+                    max_rss = max_rss.max(r);
+                }
+                if let Some(t) = proc_cpu_ticks(pid) {
+                    ticks = t;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (max_rss, ticks)
+        })
+    };
+    let out = child.wait_with_output()?;
+    done.store(true, Ordering::Relaxed);
+    let (max_rss, ticks) = sampler.join().expect("sampler");
+    let secs = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "pipedemo {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let clk = 100.0; // USER_HZ on Linux
+    let usage = Usage {
+        max_rss_mb: max_rss,
+        cpu_percent: ticks as f64 / clk / secs * 100.0,
+    };
+    let v = if args.contains(&"--json") {
+        serde_json::from_slice(&out.stdout)?
+    } else {
+        Value::Null
+    };
+    Ok((v, usage))
+}
+
+fn ms(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_f64().unwrap_or(f64::NAN)
+}
+
+async fn generator_vs_copy(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
+    let pg = outbox::connect(&a.settings.pg).await?;
+    pg.batch_execute(
+        "DROP TABLE IF EXISTS bench_outbox; CREATE TABLE bench_outbox (LIKE event_outbox INCLUDING ALL)",
+    )
+    .await?;
+    let events = generator::generate(a.generator_events, Some(42));
+    let mut rates = Vec::new();
+    for batch in [100, 1000] {
+        pg.batch_execute("TRUNCATE bench_outbox").await?;
+        let t = Instant::now();
+        for chunk in events.chunks(batch) {
+            outbox::insert_batch_into(&pg, "bench_outbox", chunk).await?;
+        }
+        rates.push((batch, events.len() as f64 / t.elapsed().as_secs_f64()));
+    }
+    pg.batch_execute("TRUNCATE bench_outbox").await?;
+    let t = Instant::now();
+    let sink = pg
+        .copy_in("COPY bench_outbox (event_id, aggregate_id, aggregate_type, event_type, payload) FROM STDIN BINARY")
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[Type::UUID, Type::UUID, Type::TEXT, Type::TEXT, Type::JSONB],
+    );
+    futures::pin_mut!(writer);
+    for e in &events {
+        writer
+            .as_mut()
+            .write(&[
+                &e.event_id,
+                &e.aggregate_id,
+                &e.aggregate_type,
+                &e.event_type,
+                &Json(&e.payload),
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    let copy_rate = events.len() as f64 / t.elapsed().as_secs_f64();
+    pg.batch_execute("DROP TABLE bench_outbox").await?;
+    for (batch, rate) in rates {
+        figs.push(versus(
+            &format!("generator insert rate ({batch} rows per transaction)"),
+            rate,
+            "rows/s",
+            "one COPY BINARY of all rows",
+            copy_rate,
+            0.7,
+        ));
+    }
+    Ok(())
+}
+
+fn with_db(s: &Settings, db: &str, group: &str) -> Settings {
+    let mut s = s.clone();
+    s.mongo.mongodb_database = db.into();
+    s.kafka.group = group.into();
+    s
+}
+
+async fn wait_topic_filled(s: &Settings, from: i64, n: i64) -> Result<f64> {
+    let t = Instant::now();
+    let topic = s.kafka.topic();
+    loop {
+        let (s2, topic2) = (s.clone(), topic.clone());
+        let high: i64 = tokio::task::spawn_blocking(move || -> Result<i64> {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let c: BaseConsumer = kafka::client_config(&s2.kafka).create()?;
+            let md = c.fetch_metadata(Some(&topic2), Duration::from_secs(10))?;
+            let mut sum = 0;
+            for p in md.topics()[0].partitions() {
+                sum += c
+                    .fetch_watermarks(&topic2, p.id(), Duration::from_secs(10))?
+                    .1;
+            }
+            Ok(sum)
+        })
+        .await??;
+        if high - from >= n {
+            return Ok(t.elapsed().as_secs_f64());
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("the topic got {} of {n} events in 600 s", high - from);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn topic_end(s: &Settings) -> Result<i64> {
+    let s2 = s.clone();
+    let topic = s.kafka.topic();
+    tokio::task::spawn_blocking(move || -> Result<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = kafka::client_config(&s2.kafka).create()?;
+        let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut sum = 0;
+        for p in md.topics()[0].partitions() {
+            sum += c
+                .fetch_watermarks(&topic, p.id(), Duration::from_secs(10))?
+                .1;
+        }
+        Ok(sum)
+    })
+    .await?
+}
+
+async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
+    let n = a.consumer_events;
+    run_pipedemo(a, &[], &["setup"])?;
+    let before = topic_end(&a.settings).await?;
+    let start_ms = clock::now_us() / 1000;
+    let pg = outbox::connect(&a.settings.pg).await?;
+    for chunk in generator::generate(n, Some(7)).chunks(1000) {
+        outbox::insert_batch(&pg, chunk).await?;
+    }
+    let secs = wait_topic_filled(&a.settings, before, n as i64).await?;
+    eprintln!("bench: topic pre-filled with {n} envelopes ({secs:.1} s after the inserts began)");
+
+    // pipedemo's consumer, from the first pre-filled message to the last write.
+    let s = with_db(&a.settings, "bench_consumer", "bench-consumer");
+    let store = ReadModels::connect(&s.mongo).await?;
+    store.drop_all().await?;
+    store.ensure_indexes().await?;
+    kafka::reset_group(&s.kafka, &s.kafka.topic(), ResetTo::Timestamp(start_ms)).await?;
+    let (tx, mut rx) = metrics::channel();
+    let opts = ConsumerOptions {
+        max_batch: a.max_batch,
+        ..ConsumerOptions::default()
+    };
+    let (pipeline, _) = Pipeline::new(&s, opts, tx).await?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(pipeline.run(stop.clone()));
+    let (mut first, mut last, mut seen) = (i64::MAX, 0i64, 0u64);
+    while seen < n {
+        match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+            Ok(Some(MetricEvent::Event(r))) => {
+                first = first.min(r.timing.t3_us);
+                last = last.max(r.timing.t5_us);
+                seen += 1;
+            }
+            Ok(Some(_)) => {}
+            _ => bail!("the consumer stalled after {seen} of {n} events"),
+        }
+    }
+    stop.cancel();
+    task.await??;
+    let pipedemo_rate = n as f64 / ((last - first) as f64 / 1e6);
+
+    // Raw bulk insert of the resulting documents into the same server.
+    let db = store.database();
+    let raw = ReadModels::connect(&with_db(&a.settings, "bench_raw", "x").mongo).await?;
+    raw.drop_all().await?;
+    let t = Instant::now();
+    for coll in ["users", "activities"] {
+        let docs: Vec<Document> = db
+            .collection::<Document>(coll)
+            .find(doc! {})
+            .await?
+            .try_collect()
+            .await?;
+        for chunk in docs.chunks(1000) {
+            raw.database()
+                .collection::<Document>(coll)
+                .insert_many(chunk)
+                .ordered(false)
+                .await?;
+        }
+    }
+    let raw_rate = n as f64 / t.elapsed().as_secs_f64();
+    raw.drop_all().await?;
+    figs.push(versus(
+        "consumer alone (events → read models)",
+        pipedemo_rate,
+        "events/s",
+        "raw bulk insert of the same documents",
+        raw_rate,
+        0.7,
+    ));
+
+    // The seed-style reference consumer in Python, one write per message.
+    let group = format!("bench-reference-{}", std::process::id());
+    let rs = with_db(&a.settings, "bench_reference", &group);
+    ReadModels::connect(&rs.mongo).await?.drop_all().await?;
+    kafka::reset_group(&rs.kafka, &rs.kafka.topic(), ResetTo::Timestamp(start_ms)).await?;
+    let out = Command::new(&a.python)
+        .args([
+            "benches/reference_consumer.py",
+            &rs.kafka.bootstrap_servers,
+            &rs.kafka.topic(),
+            &group,
+            rs.mongo.mongodb_uri.expose(),
+            "bench_reference",
+            &a.reference_events.to_string(),
+        ])
+        .output()
+        .context("running the Python reference consumer")?;
+    if !out.status.success() {
+        bail!(
+            "reference consumer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let r: Value = serde_json::from_slice(&out.stdout)?;
+    eprintln!("bench: reference consumer {r}");
+    ReadModels::connect(&rs.mongo).await?.drop_all().await?;
+    figs.push(versus(
+        "consumer alone vs reference",
+        pipedemo_rate,
+        "events/s",
+        "Python reference consumer (seed design)",
+        r["rate"].as_f64().unwrap_or(0.0),
+        10.0,
+    ));
+    store.drop_all().await?;
+    Ok(())
+}
+
+/// One open-loop run at `rate` for `secs`, returning the load JSON and resources.
+fn open_loop(a: &Args, rate: u64, secs: u64, env: &[(&str, &str)]) -> Result<(Value, Usage)> {
+    run_pipedemo(a, env, &["setup"])?;
+    let events = (rate * secs).to_string();
+    let batch = (rate / 100).max(1).to_string();
+    run_pipedemo(
+        a,
+        env,
+        &[
+            "load",
+            "--events",
+            &events,
+            "--rate",
+            &rate.to_string(),
+            "--batch-size",
+            &batch,
+            "--json",
+            "--no-tui",
+        ],
+    )
+}
+
+fn burst(a: &Args, env: &[(&str, &str)]) -> Result<(Value, Usage)> {
+    run_pipedemo(a, env, &["setup"])?;
+    run_pipedemo(
+        a,
+        env,
+        &[
+            "load",
+            "--events",
+            &a.burst.to_string(),
+            "--batch-size",
+            "1000",
+            "--json",
+            "--no-tui",
+        ],
+    )
+}
+
+fn latency_figures(figs: &mut Vec<Figure>, label: &str, v: &Value, targets: bool) {
+    let sched = &v["total_from_schedule"];
+    let p50 = figure(
+        &format!("{label}: p50 from schedule"),
+        ms(sched, &["p50_ms"]),
+        "ms",
+    );
+    let p99 = figure(
+        &format!("{label}: p99 from schedule"),
+        ms(sched, &["p99_ms"]),
+        "ms",
+    );
+    if targets {
+        figs.push(at_most(p50, 15.0));
+        figs.push(at_most(p99, 60.0));
+    } else {
+        figs.push(p50);
+        figs.push(p99);
+    }
+    figs.push(figure(
+        &format!("{label}: p95 from schedule"),
+        ms(sched, &["p95_ms"]),
+        "ms",
+    ));
+    figs.push(figure(
+        &format!("{label}: p99.9 from schedule"),
+        ms(sched, &["p999_ms"]),
+        "ms",
+    ));
+    for (k, name) in [
+        ("1_cdc_capture", "CDC"),
+        ("2_kafka_delivery", "Kafka"),
+        ("3_consumer_poll", "poll"),
+        ("4_processing", "processing"),
+    ] {
+        figs.push(figure(
+            &format!("{label}: {name} p50 / p99"),
+            ms(v, &["stages", k, "p50_ms"]),
+            "ms",
+        ));
+        let last = figs.last_mut().expect("just pushed");
+        last.target = format!("p99 {:.1} ms", ms(v, &["stages", k, "p99_ms"]));
+    }
+}
+
+/// Several `pipedemo consume` processes in one group on a topic with 4 partitions keyed by
+/// aggregate: throughput with 1 and with 2 consumers, and per-aggregate order (no join may be
+/// dead-lettered for arriving before its activity, and verify must pass).
+async fn scale_out(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
+    let n = a.consumer_events.min(20_000);
+    let base = [
+        ("TOPIC_PREFIX", "benchscale"),
+        ("CONNECTOR_NAME", "bench-scale"),
+        ("REPLICATION_SLOT", "bench_scale"),
+    ];
+    let mut scale = with_db(&a.settings, "bench_scale", "x");
+    scale.kafka.topic_prefix = "benchscale".into();
+    run_pipedemo(a, &base, &["setup", "--partitions", "4"])?;
+    let before = topic_end(&scale).await?;
+    let start_ms = clock::now_us() / 1000;
+    let pg = outbox::connect(&a.settings.pg).await?;
+    for chunk in generator::generate(n, Some(11)).chunks(1000) {
+        outbox::insert_batch(&pg, chunk).await?;
+    }
+    wait_topic_filled(&scale, before, n as i64).await?;
+    let mut rates = Vec::new();
+    for k in [1usize, 2] {
+        let db = format!("bench_scale_{k}");
+        let group = format!("bench-scale-{k}-{}", std::process::id());
+        let s = with_db(&scale, &db, &group);
+        let store = ReadModels::connect(&s.mongo).await?;
+        store.drop_all().await?;
+        store.ensure_indexes().await?;
+        kafka::reset_group(&s.kafka, &s.kafka.topic(), ResetTo::Timestamp(start_ms)).await?;
+        let mut children = Vec::new();
+        let files: Vec<PathBuf> = (0..k)
+            .map(|i| std::env::temp_dir().join(format!("pipedemo-scale-{k}-{i}.jsonl")))
+            .collect();
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+            let mut cmd = Command::new(&a.pipedemo);
+            cmd.arg("consume")
+                .envs(base)
+                .env("MONGODB_DATABASE", &db)
+                .env("CONSUMER_GROUP", &group)
+                .env("METRICS_FILE", f)
+                .env("LOG_LEVEL", "warn");
+            children.push(cmd.spawn()?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let (mut first, mut last, mut events, mut dead) = (i64::MAX, 0, 0u64, 0u64);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            (first, last, events, dead) = (i64::MAX, 0, 0, 0);
+            for f in &files {
+                if let Ok((evs, _)) = metrics::read_file(f) {
+                    for ev in evs {
+                        match ev {
+                            MetricEvent::Event(r) => {
+                                first = first.min(r.timing.t3_us);
+                                last = last.max(r.timing.t5_us);
+                                events += 1;
+                            }
+                            MetricEvent::Error(_) => dead += 1,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if events + dead >= n {
+                break;
+            }
+        }
+        for c in &mut children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        for mut c in children {
+            let _ = c.wait();
+        }
+        let rate = events as f64 / ((last - first).max(1) as f64 / 1e6);
+        let mut f = figure(
+            &format!("scale-out: {k} consumer(s), 4 partitions"),
+            rate,
+            "events/s",
+        );
+        f.target = format!("{events} of {n} written, {dead} dead-lettered");
+        f.met = Some(events == n && dead == 0);
+        figs.push(f);
+        rates.push(rate);
+        store.drop_all().await?;
+    }
+    if let [one, two] = rates[..] {
+        let mut f = versus(
+            "scale-out: 2 consumers vs 1",
+            two,
+            "events/s",
+            "1 consumer",
+            one,
+            1.0,
+        );
+        f.target = "grows with consumers (> 1×)".into();
+        f.met = Some(two > one);
+        figs.push(f);
+    }
+    // Remove the second connector and its slot, so PostgreSQL does not keep WAL for them.
+    let _ = reqwest::Client::new()
+        .delete(format!(
+            "{}/connectors/bench-scale",
+            a.settings.connect.connect_url
+        ))
+        .send()
+        .await;
+    for _ in 0..50 {
+        let r = pg
+            .query_opt(
+                "SELECT pg_drop_replication_slot('bench_scale') WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'bench_scale')",
+                &[],
+            )
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+fn debezium_defaults(a: &Args, env: &[(&str, &str)], figs: &mut Vec<Figure>) -> Result<()> {
+    eprintln!("bench: 5/5 Debezium defaults beside the tuned settings");
+    run_pipedemo(a, env, &["setup", "--debezium-defaults"])?;
+    let defaults = (|| -> Result<(Value, Value)> {
+        let (v500, _) = run_pipedemo(
+            a,
+            env,
+            &[
+                "load",
+                "--events",
+                "5000",
+                "--rate",
+                "500",
+                "--batch-size",
+                "5",
+                "--json",
+                "--no-tui",
+            ],
+        )?;
+        let (vb, _) = run_pipedemo(
+            a,
+            env,
+            &[
+                "load",
+                "--events",
+                &a.burst.to_string(),
+                "--batch-size",
+                "1000",
+                "--json",
+                "--no-tui",
+            ],
+        )?;
+        Ok((v500, vb))
+    })();
+    run_pipedemo(a, &[], &["setup"])?; // back to the tuned connector, whatever happened
+    let (v500, vb) = defaults?;
+    let tuned500 = figs
+        .iter()
+        .find(|f| f.name == "500 ev/s: p50 from schedule")
+        .map_or(f64::NAN, |f| f.value);
+    let mut f = figure(
+        "Debezium defaults: 500 ev/s p50 from schedule",
+        ms(&v500["total_from_schedule"], &["p50_ms"]),
+        "ms",
+    );
+    f.target = format!("tuned: {tuned500:.1} ms");
+    figs.push(f);
+    figs.push(figure(
+        "Debezium defaults: 500 ev/s p99 from schedule",
+        ms(&v500["total_from_schedule"], &["p99_ms"]),
+        "ms",
+    ));
+    figs.push(figure(
+        "Debezium defaults: burst sustained end to end",
+        ms(&vb, &["throughput_eps"]),
+        "events/s",
+    ));
+
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&a.settings.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let started = Instant::now();
+    let mut figs = Vec::new();
+    let mut resources: BTreeMap<String, Usage> = BTreeMap::new();
+
+    let run = |section: &str| a.only.is_empty() || a.only.iter().any(|o| o == section);
+    if run("generator") {
+        eprintln!("bench: 1/5 generator vs COPY");
+        generator_vs_copy(&a, &mut figs).await?;
+    }
+    if run("consumer") {
+        eprintln!("bench: 2/5 consumer alone vs raw bulk and the reference consumer");
+        consumer_alone(&a, &mut figs).await?;
+    }
+
+    let env = [
+        ("MONGODB_DATABASE", "bench_e2e"),
+        ("CONSUMER_GROUP", "bench-e2e"),
+        ("METRICS_FILE", "/tmp/pipedemo-bench.jsonl"),
+    ];
+    eprintln!(
+        "bench: 3/5 open loop at {:?} events/s, {} s each",
+        a.rates, a.seconds
+    );
+    for &rate in a.rates.iter().filter(|_| run("open-loop")) {
+        let (v, u) = open_loop(&a, rate, a.seconds, &env)?;
+        latency_figures(&mut figs, &format!("{rate} ev/s"), &v, rate == 500);
+        resources.insert(format!("open loop {rate} ev/s"), u);
+    }
+    if run("burst") {
+        eprintln!("bench: 4/5 burst of {}", a.burst);
+        let (v, u) = burst(&a, &env)?;
+        let drain = ms(&v, &["duration_secs"]) - ms(&v, &["insert_secs"]);
+        figs.push(at_most(
+            figure("burst: last outbox commit → last MongoDB write", drain, "s"),
+            3.0,
+        ));
+        figs.push(at_least(
+            figure(
+                "burst: sustained end to end",
+                ms(&v, &["throughput_eps"]),
+                "events/s",
+            ),
+            5000.0,
+        ));
+        resources.insert("burst".into(), u);
+    }
+    for (k, u) in &resources {
+        figs.push(at_most(
+            figure(&format!("pipedemo RSS, {k}"), u.max_rss_mb, "MB"),
+            100.0,
+        ));
+        figs.push(figure(
+            &format!("pipedemo CPU, {k}"),
+            u.cpu_percent,
+            "% of a core",
+        ));
+    }
+
+    if run("scale-out") {
+        eprintln!("bench: scale-out with 1 and 2 consumers on 4 partitions");
+        scale_out(&a, &mut figs).await?;
+    }
+    if run("defaults") {
+        debezium_defaults(&a, &env, &mut figs)?;
+    }
+
+    // The table.
+    println!(
+        "\n{:<58} {:>12} {:<12} {:>8}  target / baseline",
+        "figure", "value", "unit", "ratio"
+    );
+    for f in &figs {
+        let mark = match f.met {
+            Some(true) => "✓",
+            Some(false) => "✗",
+            None => " ",
+        };
+        let base = f
+            .baseline
+            .as_ref()
+            .map_or(String::new(), |(n, v)| format!(" (baseline {n}: {v:.0})"));
+        println!(
+            "{:<58} {:>12.1} {:<12} {:>8} {mark} {}{base}",
+            f.name,
+            f.value,
+            f.unit,
+            f.ratio.map_or(String::new(), |r| format!("{r:.2}×")),
+            f.target
+        );
+    }
+    println!("\nbench took {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &a.out,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "generated_at": chrono::Utc::now().to_rfc3339(),
+            "machine_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "seconds": started.elapsed().as_secs_f64(),
+            "figures": figs,
+            "resources": resources,
+        }))?,
+    )?;
+    println!("results written to {}", a.out.display());
+    Ok(())
+}
