@@ -15,8 +15,6 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use serde::Serialize;
 use serde_json::Value;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{Json, Type};
 use tokio_util::sync::CancellationToken;
 
 use pipedemo::config::Settings;
@@ -220,28 +218,9 @@ async fn generator_vs_copy(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
         rates.push((batch, events.len() as f64 / t.elapsed().as_secs_f64()));
     }
     pg.batch_execute("TRUNCATE bench_outbox").await?;
+    // The baseline: the same rows as one COPY.
     let t = Instant::now();
-    let sink = pg
-        .copy_in("COPY bench_outbox (event_id, aggregate_id, aggregate_type, event_type, payload) FROM STDIN BINARY")
-        .await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[Type::UUID, Type::UUID, Type::TEXT, Type::TEXT, Type::JSONB],
-    );
-    futures::pin_mut!(writer);
-    for e in &events {
-        writer
-            .as_mut()
-            .write(&[
-                &e.event_id,
-                &e.aggregate_id,
-                &e.aggregate_type,
-                &e.event_type,
-                &Json(&e.payload),
-            ])
-            .await?;
-    }
-    writer.finish().await?;
+    outbox::insert_batch_into(&pg, "bench_outbox", &events).await?;
     let copy_rate = events.len() as f64 / t.elapsed().as_secs_f64();
     pg.batch_execute("DROP TABLE bench_outbox").await?;
     for (batch, rate) in rates {
@@ -266,22 +245,8 @@ fn with_db(s: &Settings, db: &str, group: &str) -> Settings {
 
 async fn wait_topic_filled(s: &Settings, from: i64, n: i64) -> Result<f64> {
     let t = Instant::now();
-    let topic = s.kafka.topic();
     loop {
-        let (s2, topic2) = (s.clone(), topic.clone());
-        let high: i64 = tokio::task::spawn_blocking(move || -> Result<i64> {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let c: BaseConsumer = kafka::client_config(&s2.kafka).create()?;
-            let md = c.fetch_metadata(Some(&topic2), Duration::from_secs(10))?;
-            let mut sum = 0;
-            for p in md.topics()[0].partitions() {
-                sum += c
-                    .fetch_watermarks(&topic2, p.id(), Duration::from_secs(10))?
-                    .1;
-            }
-            Ok(sum)
-        })
-        .await??;
+        let high = topic_end(s).await?;
         if high - from >= n {
             return Ok(t.elapsed().as_secs_f64());
         }

@@ -39,36 +39,13 @@ pub struct PhaseOptions {
     pub seed: Option<u64>,
 }
 
-/// Options of `load`.
+/// Options of `load`: one phase, and the consumer's tuning.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Events to generate.
-    pub events: u64,
-    /// Rows per INSERT transaction.
-    pub batch_size: usize,
-    /// Target insert rate, events/s.
-    pub rate: Option<f64>,
-    /// Pause after each batch.
-    pub batch_delay: Duration,
-    /// Wait after the last insert.
-    pub timeout: Duration,
-    /// Seed for reproducible data.
-    pub seed: Option<u64>,
+    /// The events and their pacing.
+    pub phase: PhaseOptions,
     /// Consumer tuning.
     pub consumer: ConsumerOptions,
-}
-
-impl LoadOptions {
-    fn phase(&self) -> PhaseOptions {
-        PhaseOptions {
-            events: self.events,
-            batch_size: self.batch_size,
-            rate: self.rate,
-            batch_delay: self.batch_delay,
-            timeout: self.timeout,
-            seed: self.seed,
-        }
-    }
 }
 
 /// What a phase measured.
@@ -308,10 +285,7 @@ impl Session {
 
 /// Runs a one-phase load with no display.
 pub async fn run(s: &Settings, opts: &LoadOptions, stop: CancellationToken) -> Result<LoadResult> {
-    let mut session = Session::start(s, opts.consumer.clone(), &stop).await?;
-    let r = session.run_phase("load", &opts.phase(), &stop).await;
-    session.finish().await?;
-    r
+    run_with(s, opts, stop, |_| {}).await
 }
 
 /// Like [`run`], returning the session's live state too, for a display running meanwhile.
@@ -323,7 +297,7 @@ pub async fn run_with(
 ) -> Result<LoadResult> {
     let mut session = Session::start(s, opts.consumer.clone(), &stop).await?;
     on_start(session.live.clone());
-    let r = session.run_phase("load", &opts.phase(), &stop).await;
+    let r = session.run_phase("load", &opts.phase, &stop).await;
     session.finish().await?;
     r
 }

@@ -227,19 +227,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             display,
         } => {
-            if let Some(r) = rate {
-                anyhow::ensure!(
-                    r > 0.0 && r.is_finite(),
-                    "--rate must be a positive number of events per second"
-                );
-            }
+            check_rate(rate)?;
             let opts = load::LoadOptions {
-                events,
-                batch_size: batch_size as usize,
-                rate,
-                batch_delay: Duration::from_millis(batch_delay_ms),
-                timeout: Duration::from_secs(timeout_secs),
-                seed,
+                phase: load::PhaseOptions {
+                    events,
+                    batch_size: batch_size as usize,
+                    rate,
+                    batch_delay: Duration::from_millis(batch_delay_ms),
+                    timeout: Duration::from_secs(timeout_secs),
+                    seed,
+                },
                 consumer: ConsumerOptions::default(),
             };
             let stop = stop_on_signals();
@@ -282,12 +279,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             display,
         } => {
-            if let Some(r) = rate {
-                anyhow::ensure!(
-                    r > 0.0 && r.is_finite(),
-                    "--rate must be a positive number of events per second"
-                );
-            }
+            check_rate(rate)?;
             let opts = full::FullOptions {
                 phases,
                 batch_size: batch_size as usize,
@@ -368,6 +360,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_rate(rate: Option<f64>) -> Result<()> {
+    if let Some(r) = rate {
+        anyhow::ensure!(
+            r > 0.0 && r.is_finite(),
+            "--rate must be a positive number of events per second"
+        );
+    }
+    Ok(())
 }
 
 /// A running display: the dashboard or headless progress lines.

@@ -69,16 +69,25 @@ pub fn load(r: &LoadResult) -> String {
     );
     let _ = writeln!(out, "  dead-lettered {}, missing {}", s.errors, s.missing);
     out.push('\n');
-    header(&mut out);
+    latency_table(&mut out, &s.stages, &s.by_type);
+    out
+}
+
+/// The latency table: one row per stage, then end-to-end per event type.
+fn latency_table(
+    out: &mut String,
+    stages: &std::collections::BTreeMap<&'static str, Summary>,
+    by_type: &std::collections::BTreeMap<String, Summary>,
+) {
+    header(out);
     for (key, name) in STAGES {
-        if let Some(st) = s.stages.get(key) {
-            row(&mut out, name, st);
+        if let Some(st) = stages.get(key) {
+            row(out, name, st);
         }
     }
-    for (t, st) in &s.by_type {
-        row(&mut out, t, st);
+    for (t, st) in by_type {
+        row(out, t, st);
     }
-    out
 }
 
 /// The table of phases `full` prints between and after phases.
@@ -184,15 +193,7 @@ pub fn verify(r: &VerifyReport) -> String {
             "Latency: no metrics recorded for these events (run `pipedemo load` with the same METRICS_FILE)"
         );
     } else {
-        header(&mut out);
-        for (key, name) in STAGES {
-            if let Some(st) = r.latency.get(key) {
-                row(&mut out, name, st);
-            }
-        }
-        for (t, st) in &r.latency_by_type {
-            row(&mut out, t, st);
-        }
+        latency_table(&mut out, &r.latency, &r.latency_by_type);
     }
     if r.throughput_eps > 0.0 {
         let _ = writeln!(

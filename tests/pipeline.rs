@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use pipedemo::config::Settings;
 use pipedemo::consumer::{ConsumerOptions, Pipeline};
 use pipedemo::kafka::{self, ResetTo};
-use pipedemo::load::{self, LoadOptions};
+use pipedemo::load::{self, LoadOptions, PhaseOptions};
 use pipedemo::metrics::{self, MetricEvent};
 use pipedemo::setup::{self, SetupOptions};
 use pipedemo::verify;
@@ -30,12 +30,14 @@ fn setup_opts() -> SetupOptions {
 
 fn load_opts(events: u64) -> LoadOptions {
     LoadOptions {
-        events,
-        batch_size: 100,
-        rate: None,
-        batch_delay: Duration::ZERO,
-        timeout: Duration::from_secs(120),
-        seed: Some(events),
+        phase: PhaseOptions {
+            events,
+            batch_size: 100,
+            rate: None,
+            batch_delay: Duration::ZERO,
+            timeout: Duration::from_secs(120),
+            seed: Some(events),
+        },
         consumer: ConsumerOptions::default(),
     }
 }
