@@ -410,6 +410,11 @@ fn open_loop(a: &Args, rate: u64, secs: u64, env: &[(&str, &str)]) -> Result<(Va
 
 fn burst(a: &Args, env: &[(&str, &str)]) -> Result<(Value, Usage)> {
     run_pipedemo(a, env, &["setup"])?;
+    burst_load(a, env)
+}
+
+/// The burst itself, on whatever connector setup left.
+fn burst_load(a: &Args, env: &[(&str, &str)]) -> Result<(Value, Usage)> {
     run_pipedemo(
         a,
         env,
@@ -613,19 +618,7 @@ fn debezium_defaults(a: &Args, env: &[(&str, &str)], figs: &mut Vec<Figure>) -> 
                 "--no-tui",
             ],
         )?;
-        let (vb, _) = run_pipedemo(
-            a,
-            env,
-            &[
-                "load",
-                "--events",
-                &a.burst.to_string(),
-                "--batch-size",
-                "1000",
-                "--json",
-                "--no-tui",
-            ],
-        )?;
+        let (vb, _) = burst_load(a, env)?;
         Ok((v500, vb))
     })();
     run_pipedemo(a, &[], &["setup"])?; // back to the tuned connector, whatever happened
