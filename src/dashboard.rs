@@ -148,7 +148,10 @@ fn render_throughput(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
     };
     let lines = vec![
         Line::from(format!("Current  {:>8} ev/s", thousands(s.current_eps))),
-        Line::from(format!("Average  {:>8.0} ev/s", s.average_eps)),
+        Line::from(format!(
+            "Average  {:>8} ev/s",
+            thousands(s.average_eps.round() as u64)
+        )),
         Line::from(format!("Peak     {:>8} ev/s", thousands(s.peak_eps))),
         Line::styled(
             format!(
