@@ -1,0 +1,222 @@
+//! Fault injection under load (slow; run alone with `cargo test --test faults`). Each scenario
+//! sends 10,000 events while something breaks, then proves with `verify` that every event is in
+//! its read model exactly once and the counters are exact. Needs the stack started by
+//! `scripts/stack.sh up` (the tests stop and start its services).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pipedemo::config::Settings;
+use pipedemo::connect::Tuning;
+use pipedemo::setup::{self, SetupOptions};
+use pipedemo::{generator, outbox, verify};
+
+const EVENTS: u64 = 10_000;
+
+struct Scenario {
+    name: &'static str,
+    settings: Settings,
+    metrics: std::path::PathBuf,
+}
+
+impl Scenario {
+    async fn new(name: &'static str) -> Scenario {
+        let settings = common::settings(name, &[]);
+        setup::run(
+            &settings,
+            &SetupOptions {
+                keep: false,
+                from_earliest: false,
+                partitions: 1,
+                tuning: Tuning::Tuned,
+            },
+        )
+        .await
+        .expect("setup");
+        let metrics = settings.metrics_file.clone();
+        Scenario {
+            name,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Starts `pipedemo consume` for this scenario; its stderr goes to a log file.
+    fn consumer(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+            .arg("consume")
+            .env("MONGODB_DATABASE", &self.settings.mongo.mongodb_database)
+            .env("CONSUMER_GROUP", &self.settings.kafka.group)
+            .env("METRICS_FILE", &self.metrics)
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("pipedemo consume starts")
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "pipedemo-fault-{}-{}.log",
+            self.name,
+            std::process::id()
+        ))
+    }
+
+    /// Inserts the events at about 1,000/s in 100-row batches, in the background.
+    fn load(&self) -> tokio::task::JoinHandle<()> {
+        let pg = self.settings.pg.clone();
+        tokio::spawn(async move {
+            let mut client = outbox::connect(&pg).await.expect("PostgreSQL");
+            let mut events = generator::Generator::new(EVENTS, None);
+            loop {
+                let batch: Vec<_> = events.by_ref().take(100).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                loop {
+                    match outbox::insert_batch(&client, &batch).await {
+                        Ok(_) => break,
+                        // Committed before the connection broke: the batch is in.
+                        Err(e) if format!("{e:#}").contains("duplicate key") => break,
+                        Err(_) => {
+                            // PostgreSQL may be restarting: reconnect and retry the batch.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            if let Ok(c) = outbox::connect(&pg).await {
+                                client = c;
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    /// Waits until verify passes (or fails after `limit`) and returns the last report.
+    async fn settle(&self, limit: Duration) -> verify::VerifyReport {
+        let deadline = Instant::now() + limit;
+        loop {
+            let r = verify::run(&self.settings, false)
+                .await
+                .expect("verify runs");
+            if (r.passed && r.total_events == EVENTS) || Instant::now() > deadline {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+fn stack(args: &[&str]) {
+    let ok = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
+        .args(args)
+        .status()
+        .expect("scripts/stack.sh runs")
+        .success();
+    assert!(ok, "scripts/stack.sh {args:?} failed");
+}
+
+fn kill(child: &mut Child, signal: &str) {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+fn assert_exact(r: &verify::VerifyReport, log: &std::path::Path) {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        r.passed,
+        "verify failed: {r:#?}\nconsumer log tail:\n{}",
+        tail(&log)
+    );
+    assert_eq!((r.total_events, r.found_events), (EVENTS, EVENTS));
+    assert!(r.duplicated_ids.is_empty());
+    assert_eq!(r.integrity_check, "PASS");
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn stop_consumer(mut c: Child) {
+    kill(&mut c, "-TERM");
+    let _ = c.wait();
+}
+
+#[tokio::test]
+async fn consumer_killed_three_times_loses_and_duplicates_nothing() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = Scenario::new("fault_kill").await;
+    let mut consumer = s.consumer();
+    let load = s.load();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        kill(&mut consumer, "-KILL");
+        let _ = consumer.wait();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        consumer = s.consumer();
+    }
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(120)).await;
+    stop_consumer(consumer);
+    assert_exact(&r, &s.log());
+}
+
+#[tokio::test]
+async fn mongodb_down_for_10_seconds_is_retried_and_caught_up() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = Scenario::new("fault_mongo").await;
+    let consumer = s.consumer();
+    let load = s.load();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack(&["stop", "mongo"]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stack(&["start", "mongo"]);
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(120)).await;
+    stop_consumer(consumer);
+    assert_exact(&r, &s.log());
+    let log = std::fs::read_to_string(s.log()).unwrap();
+    assert!(
+        log.contains("MongoDB unavailable; retrying"),
+        "the outage is shown:\n{}",
+        tail(&log)
+    );
+    assert!(log.contains("MongoDB is back"), "{}", tail(&log));
+}
+
+#[tokio::test]
+async fn graceful_stop_mid_load_commits_and_exits_zero() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = Scenario::new("fault_term").await;
+    let mut consumer = s.consumer();
+    let load = s.load();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kill(&mut consumer, "-TERM");
+    let status = consumer.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+    let consumer = s.consumer();
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(120)).await;
+    stop_consumer(consumer);
+    assert_exact(&r, &s.log());
+    let log = std::fs::read_to_string(s.log()).unwrap();
+    assert!(
+        log.contains("stopping: finishing the batch in hand"),
+        "{}",
+        tail(&log)
+    );
+}
