@@ -220,3 +220,55 @@ async fn graceful_stop_mid_load_commits_and_exits_zero() {
         tail(&log)
     );
 }
+
+#[tokio::test]
+async fn kafka_broker_down_for_10_seconds_loses_nothing() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = Scenario::new("fault_kafka").await;
+    let consumer = s.consumer();
+    let load = s.load();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack(&["stop", "kafka"]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stack(&["start", "kafka"]);
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(180)).await;
+    stop_consumer(consumer);
+    assert_exact(&r, &s.log());
+}
+
+#[tokio::test]
+async fn kafka_connect_restarted_mid_load_resends_are_absorbed() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = Scenario::new("fault_connect").await;
+    let consumer = s.consumer();
+    let load = s.load();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stack(&["stop", "connect"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack(&["start", "connect"]);
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(180)).await;
+    stop_consumer(consumer);
+    assert_exact(&r, &s.log());
+}
+
+#[tokio::test]
+async fn postgresql_restarted_between_batches_loses_nothing() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = Scenario::new("fault_postgres").await;
+    let consumer = s.consumer();
+    let load = s.load();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The inserter retries its batch until PostgreSQL is back; Debezium reconnects by itself.
+    stack(&["stop", "postgres"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack(&["start", "postgres"]);
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(180)).await;
+    stop_consumer(consumer);
+    assert_exact(&r, &s.log());
+}
