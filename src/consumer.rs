@@ -284,7 +284,14 @@ impl Pipeline {
                 }
             }
             let t4_us = now_us();
-            match self.registry.handle(&change.event) {
+            let handled = crate::envelope::check_created_at(&change.event, t4_us)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    self.registry
+                        .handle(&change.event)
+                        .map_err(|e| e.to_string())
+                });
+            match handled {
                 Ok(op) => {
                     ops.push(op);
                     pending.push(Pending {

@@ -231,14 +231,53 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
     })))
 }
 
+/// The largest event payload accepted. Outbox payloads are small records; one this large is a
+/// mistake upstream, and goes to the dead-letter topic instead of into a read model.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// How far in the future a `created_at` may be before it is treated as bad data (clock skew
+/// beyond this would make every latency figure wrong).
+pub const MAX_FUTURE_US: i64 = 60_000_000;
+
+/// Rejects an event whose `created_at` is more than [`MAX_FUTURE_US`] ahead of `now_us`.
+pub fn check_created_at(event: &OutboxEvent, now_us: i64) -> Result<(), EnvelopeError> {
+    let ahead = event.created_at_us - now_us;
+    if ahead > MAX_FUTURE_US {
+        return Err(EnvelopeError::BadField {
+            field: "created_at",
+            reason: format!(
+                "{:.0} s in the future (clock skew between PostgreSQL and this host?)",
+                ahead as f64 / 1e6
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn parse_row(row: Row) -> Result<OutboxEvent, EnvelopeError> {
     let payload = match row.payload {
         None | Some(Value::Null) => return Err(EnvelopeError::MissingField("payload")),
+        Some(Value::String(s)) if s.len() > MAX_PAYLOAD_BYTES => {
+            return Err(EnvelopeError::BadField {
+                field: "payload",
+                reason: format!(
+                    "{} bytes, more than the {MAX_PAYLOAD_BYTES} accepted",
+                    s.len()
+                ),
+            })
+        }
         Some(Value::String(s)) => {
             serde_json::from_str::<Value>(&s).map_err(|e| EnvelopeError::BadField {
                 field: "payload",
                 reason: format!("not JSON ({e})"),
             })?
+        }
+        // An object payload (not Debezium's string form) is measured once, on this rare path.
+        Some(v) if v.to_string().len() > MAX_PAYLOAD_BYTES => {
+            return Err(EnvelopeError::BadField {
+                field: "payload",
+                reason: format!("more than the {MAX_PAYLOAD_BYTES} bytes accepted"),
+            })
         }
         Some(v) => v,
     };
@@ -447,6 +486,18 @@ mod tests {
                 "{err:?} should contain {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn oversize_payloads_and_future_timestamps_are_rejected() {
+        let big = format!(r#"{{\"bio\":\"{}\"}}"#, "x".repeat(MAX_PAYLOAD_BYTES));
+        let v = row(&GOOD.replace(r#"{\"email\":\"a@b.c\"}"#, &big));
+        let err = decode(None, Some(v.as_bytes())).unwrap_err().to_string();
+        assert!(err.contains("more than the 262144 accepted"), "{err}");
+        let c = change(decode(None, Some(row(GOOD).as_bytes())).unwrap());
+        assert!(check_created_at(&c.event, c.event.created_at_us).is_ok());
+        let err = check_created_at(&c.event, c.event.created_at_us - 3_600_000_000).unwrap_err();
+        assert!(err.to_string().contains("3600 s in the future"), "{err}");
     }
 
     #[test]

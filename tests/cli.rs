@@ -79,3 +79,39 @@ fn bad_arguments_are_refused_with_a_reason() {
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).contains("--yes"), "{}", text(&o));
 }
+
+#[tokio::test]
+async fn bad_configuration_fails_in_one_line_without_secrets() {
+    common::require_stack();
+    // A topic that does not exist.
+    let o = pipedemo(&["consume", "--topic", "no.such.topic"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("Kafka topic no.such.topic does not exist; run `pipedemo setup` first"),
+        "{}",
+        text(&o)
+    );
+    // A report path that cannot be written.
+    let o = pipedemo(&["verify", "--report", "/nonexistent-dir/report.json"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o).contains("cannot write the report to /nonexistent-dir/report.json"),
+        "{}",
+        text(&o)
+    );
+    // A wrong password, with debug logs on: the password appears nowhere.
+    let secret = "s3cr3t-Pa55word-913";
+    let o = Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+        .args(["setup", "--pg-password", secret, "--log-level", "debug"])
+        .env(
+            "MONGODB_URI",
+            format!("mongodb://admin:{secret}@127.0.0.1:1/?serverSelectionTimeoutMS=500"),
+        )
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("rejected the credentials"), "{out}");
+    assert!(out.contains("mongodb://admin:***@127.0.0.1:1"), "{out}");
+    assert!(!out.contains(secret), "the password leaked:\n{out}");
+}

@@ -1,0 +1,453 @@
+//! Every kind of bad message in the outbox topic: each is dead-lettered with its reason and
+//! counted, skipped on purpose, or accepted, and the pipeline goes on. Needs the stack up.
+
+mod common;
+
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use pipedemo::connect::Tuning;
+use pipedemo::consumer::ConsumerOptions;
+use pipedemo::kafka;
+use pipedemo::load::{self, LoadOptions, PhaseOptions};
+use pipedemo::setup::{self, SetupOptions};
+use pipedemo::verify;
+
+enum Expect {
+    /// Dead-lettered with a reason containing this text.
+    Dead(&'static str),
+    /// Skipped on purpose (counted, not dead-lettered).
+    Skipped,
+    /// Written to the read models (users/_id).
+    Applied(Uuid),
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn user_payload() -> Value {
+    json!({"email": "ada@example.com", "username": "ada", "first_name": "Ada", "last_name": "Lovelace"})
+}
+
+fn row(event_type: &str, aggregate: Uuid, payload: Value, created_at: &str) -> Value {
+    json!({
+        "event_id": Uuid::new_v4().to_string(),
+        "aggregate_id": aggregate.to_string(),
+        "aggregate_type": "User",
+        "event_type": event_type,
+        "payload": payload,
+        "status": "pending",
+        "created_at": created_at,
+    })
+}
+
+fn envelope(op: &str, after: Value) -> Vec<u8> {
+    let ms = chrono::Utc::now().timestamp_millis();
+    let (before, after) = if op == "d" {
+        (after, Value::Null)
+    } else {
+        (Value::Null, after)
+    };
+    serde_json::to_vec(&json!({
+        "before": before, "after": after, "source": {"ts_ms": ms}, "op": op, "ts_ms": ms,
+    }))
+    .unwrap()
+}
+
+fn user_event(payload: Value) -> Vec<u8> {
+    envelope(
+        "c",
+        row(
+            "UserCreated",
+            Uuid::new_v4(),
+            Value::String(payload.to_string()),
+            &now(),
+        ),
+    )
+}
+
+/// A case: its name, the message key and value to produce, and what must become of it.
+type Case = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, Expect);
+
+fn cases() -> Vec<Case> {
+    let mut v: Vec<Case> = Vec::new();
+    let mut ok = |name, key, value: Vec<u8>, e| v.push((name, key, Some(value), e));
+    ok(
+        "not JSON",
+        None,
+        b"hello, world".to_vec(),
+        Expect::Dead("not JSON"),
+    );
+    ok(
+        "JSON but not an envelope",
+        None,
+        br#"{"hello":"world"}"#.to_vec(),
+        Expect::Dead("no `op`"),
+    );
+    ok(
+        "non-UTF-8 bytes",
+        None,
+        vec![0xff, 0xfe, 0x00, 0x41],
+        Expect::Dead("not UTF-8"),
+    );
+    let id = Uuid::new_v4();
+    let wrapped = json!({"schema": {"type": "struct"}, "payload": serde_json::from_slice::<Value>(
+        &envelope("c", row("UserCreated", id, Value::String(user_payload().to_string()), &now()))).unwrap()});
+    ok(
+        "schema-wrapped envelope",
+        None,
+        serde_json::to_vec(&wrapped).unwrap(),
+        Expect::Applied(id),
+    );
+    ok(
+        "snapshot read (op r)",
+        None,
+        envelope(
+            "r",
+            row(
+                "UserCreated",
+                Uuid::new_v4(),
+                Value::String(user_payload().to_string()),
+                &now(),
+            ),
+        ),
+        Expect::Skipped,
+    );
+    ok(
+        "update (op u)",
+        None,
+        envelope(
+            "u",
+            row(
+                "UserCreated",
+                Uuid::new_v4(),
+                Value::String(user_payload().to_string()),
+                &now(),
+            ),
+        ),
+        Expect::Skipped,
+    );
+    ok(
+        "delete (op d)",
+        None,
+        envelope(
+            "d",
+            row(
+                "UserCreated",
+                Uuid::new_v4(),
+                Value::String(user_payload().to_string()),
+                &now(),
+            ),
+        ),
+        Expect::Skipped,
+    );
+    ok(
+        "unknown event_type",
+        None,
+        envelope(
+            "c",
+            row(
+                "UserDeleted",
+                Uuid::new_v4(),
+                Value::String("{}".into()),
+                &now(),
+            ),
+        ),
+        Expect::Dead("unknown event_type `UserDeleted`"),
+    );
+    ok(
+        "missing payload",
+        None,
+        envelope("c", row("UserCreated", Uuid::new_v4(), Value::Null, &now())),
+        Expect::Dead("has no `payload`"),
+    );
+    ok(
+        "payload not an object",
+        None,
+        envelope(
+            "c",
+            row(
+                "UserCreated",
+                Uuid::new_v4(),
+                Value::String("[1,2]".into()),
+                &now(),
+            ),
+        ),
+        Expect::Dead("expected a JSON object"),
+    );
+    let id = Uuid::new_v4();
+    ok(
+        "payload as an object, not a string",
+        None,
+        envelope("c", row("UserCreated", id, user_payload(), &now())),
+        Expect::Applied(id),
+    );
+    let mut bad_uuid = row(
+        "UserCreated",
+        Uuid::new_v4(),
+        Value::String(user_payload().to_string()),
+        &now(),
+    );
+    bad_uuid["event_id"] = json!("not-a-uuid");
+    ok(
+        "bad UUID",
+        None,
+        envelope("c", bad_uuid),
+        Expect::Dead("is not a UUID"),
+    );
+    ok(
+        "UserCreated without email",
+        None,
+        user_event(json!({"username": "x", "first_name": "a", "last_name": "b"})),
+        Expect::Dead("missing field `email`"),
+    );
+    ok("ActivityCreated without title", None, envelope("c", row("ActivityCreated", Uuid::new_v4(), Value::String(json!({"creator_user_id": Uuid::new_v4().to_string(), "max_participants": 5, "start_date": "2027-01-01T00:00:00Z"}).to_string()), &now())), Expect::Dead("missing field `title`"));
+    ok(
+        "ParticipantJoined without user_id",
+        None,
+        envelope(
+            "c",
+            row(
+                "ParticipantJoined",
+                Uuid::new_v4(),
+                Value::String("{}".into()),
+                &now(),
+            ),
+        ),
+        Expect::Dead("missing field `user_id`"),
+    );
+    ok("wrong type (string for int)", None, envelope("c", row("ActivityCreated", Uuid::new_v4(), Value::String(json!({"title": "t", "creator_user_id": Uuid::new_v4().to_string(), "max_participants": "ten", "start_date": "2027-01-01T00:00:00Z"}).to_string()), &now())), Expect::Dead("invalid type: string \"ten\""));
+    let big = json!({"email": "a@b.c", "username": "x", "first_name": "a", "last_name": "b", "bio": "x".repeat(900_000)});
+    ok(
+        "oversize payload (900 KB)",
+        None,
+        user_event(big),
+        Expect::Dead("more than the 262144"),
+    );
+    ok(
+        "join for an activity never seen",
+        None,
+        envelope(
+            "c",
+            row(
+                "ParticipantJoined",
+                Uuid::new_v4(),
+                Value::String(json!({"user_id": Uuid::new_v4().to_string()}).to_string()),
+                &now(),
+            ),
+        ),
+        Expect::Dead("not found after"),
+    );
+    let id = Uuid::new_v4();
+    let dup = envelope(
+        "c",
+        row(
+            "UserCreated",
+            id,
+            Value::String(user_payload().to_string()),
+            &now(),
+        ),
+    );
+    ok(
+        "duplicate event_id (first)",
+        None,
+        dup.clone(),
+        Expect::Applied(id),
+    );
+    ok("duplicate event_id (again)", None, dup, Expect::Applied(id));
+    let r = row(
+        "UserCreated",
+        Uuid::new_v4(),
+        Value::String(user_payload().to_string()),
+        &now(),
+    );
+    let key = serde_json::to_vec(&json!({"aggregate_id": Uuid::new_v4().to_string()})).unwrap();
+    ok(
+        "key disagrees with the row",
+        Some(key),
+        envelope("c", r),
+        Expect::Dead("disagrees with the row's aggregate_id"),
+    );
+    ok(
+        "created_at unparsable",
+        None,
+        envelope(
+            "c",
+            row(
+                "UserCreated",
+                Uuid::new_v4(),
+                Value::String(user_payload().to_string()),
+                "yesterday",
+            ),
+        ),
+        Expect::Dead("not an ISO-8601 timestamp"),
+    );
+    ok(
+        "created_at in the future",
+        None,
+        envelope(
+            "c",
+            row(
+                "UserCreated",
+                Uuid::new_v4(),
+                Value::String(user_payload().to_string()),
+                "2999-01-01T00:00:00Z",
+            ),
+        ),
+        Expect::Dead("in the future"),
+    );
+    v.push(("tombstone (null value)", None, None, Expect::Skipped));
+    v
+}
+
+#[tokio::test]
+async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes_on() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("badinput", &[]);
+    setup::run(
+        &s,
+        &SetupOptions {
+            keep: false,
+            from_earliest: false,
+            partitions: 1,
+            tuning: Tuning::Tuned,
+        },
+    )
+    .await
+    .expect("setup");
+    let dlq = s.kafka.dlq_topic();
+    let dlq_start = {
+        let s = s.clone();
+        let dlq = dlq.clone();
+        tokio::task::spawn_blocking(move || {
+            let c: rdkafka::consumer::BaseConsumer =
+                kafka::client_config(&s.kafka).create().unwrap();
+            c.fetch_watermarks(&dlq, 0, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .await
+        .unwrap()
+    };
+
+    let cases = cases();
+    assert!(cases.len() >= 20, "at least 20 kinds");
+    let producer: FutureProducer = kafka::client_config(&s.kafka)
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    let topic = s.kafka.topic();
+    for (name, key, value, _) in &cases {
+        let mut rec = FutureRecord::<[u8], [u8]>::to(&topic);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+
+    let opts = LoadOptions {
+        phase: PhaseOptions {
+            events: 100,
+            batch_size: 100,
+            rate: None,
+            batch_delay: Duration::ZERO,
+            timeout: Duration::from_secs(120),
+            seed: Some(3),
+        },
+        consumer: ConsumerOptions {
+            missing_activity_wait: Duration::from_secs(2),
+            ..ConsumerOptions::default()
+        },
+    };
+    let r = load::run(&s, &opts, CancellationToken::new())
+        .await
+        .expect("the run goes on");
+    assert!(r.missing.is_empty(), "the good events still arrive");
+    let dead: Vec<&str> = cases
+        .iter()
+        .filter_map(|c| match c.3 {
+            Expect::Dead(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        r.stats.errors,
+        dead.len() as u64,
+        "each bad message counted once"
+    );
+
+    // Each is in the dead-letter topic with its reason and original bytes.
+    let consumer: StreamConsumer = kafka::client_config(&s.kafka)
+        .set("group.id", "pipedemo-test-badinput-reader")
+        .set("fetch.message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&dlq, 0, Offset::Offset(dlq_start))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < dead.len() {
+        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("dead letter")
+            .unwrap();
+        let h = m.headers().expect("headers");
+        let reason = h
+            .iter()
+            .find(|h| h.key == "pipedemo.error")
+            .and_then(|h| h.value)
+            .expect("reason");
+        reasons.push(String::from_utf8_lossy(reason).into_owned());
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), consumer.recv())
+            .await
+            .is_err(),
+        "no extra dead letters: {reasons:#?}"
+    );
+    for (name, _, _, e) in &cases {
+        if let Expect::Dead(text) = e {
+            assert!(
+                reasons.iter().any(|r| r.contains(text)),
+                "{name}: no reason containing {text:?} in {reasons:#?}"
+            );
+        }
+    }
+
+    // Accepted ones are in the read model, the duplicate once.
+    let client = mongodb::Client::with_uri_str(s.mongo.mongodb_uri.expose())
+        .await
+        .unwrap();
+    let users = client
+        .database(&s.mongo.mongodb_database)
+        .collection::<mongodb::bson::Document>("users");
+    for (name, _, _, e) in &cases {
+        if let Expect::Applied(id) = e {
+            let n = users
+                .count_documents(doc! { "_id": id.to_string() })
+                .await
+                .unwrap();
+            assert_eq!(n, 1, "{name}");
+        }
+    }
+    let v = verify::run(&s, false).await.unwrap();
+    assert!(v.passed, "{v:#?}");
+    assert_eq!(v.found_events, 100);
+}
