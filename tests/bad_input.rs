@@ -6,19 +6,14 @@ mod common;
 use std::time::Duration;
 
 use mongodb::bson::doc;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use pipedemo::connect::Tuning;
 use pipedemo::consumer::ConsumerOptions;
 use pipedemo::kafka;
 use pipedemo::load::{self, LoadOptions, PhaseOptions};
-use pipedemo::setup::{self, SetupOptions};
 use pipedemo::verify;
 
 enum Expect {
@@ -314,31 +309,8 @@ async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes
     common::require_stack();
     let _guard = common::serial().lock().await;
     let s = common::settings("badinput", &[]);
-    setup::run(
-        &s,
-        &SetupOptions {
-            keep: false,
-            from_earliest: false,
-            partitions: 1,
-            tuning: Tuning::Tuned,
-        },
-    )
-    .await
-    .expect("setup");
-    let dlq = s.kafka.dlq_topic();
-    let dlq_start = {
-        let s = s.clone();
-        let dlq = dlq.clone();
-        tokio::task::spawn_blocking(move || {
-            let c: rdkafka::consumer::BaseConsumer =
-                kafka::client_config(&s.kafka).create().unwrap();
-            c.fetch_watermarks(&dlq, 0, Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .await
-        .unwrap()
-    };
+    common::setup(&s).await;
+    let dlq_start = common::end_offset(&s, &s.kafka.dlq_topic()).await;
 
     let cases = cases();
     assert!(cases.len() >= 20, "at least 20 kinds");
@@ -392,36 +364,8 @@ async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes
         "each bad message counted once"
     );
 
-    // Each is in the dead-letter topic with its reason and original bytes.
-    let consumer: StreamConsumer = kafka::client_config(&s.kafka)
-        .set("group.id", "pipedemo-test-badinput-reader")
-        .set("fetch.message.max.bytes", "2000000")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&dlq, 0, Offset::Offset(dlq_start))
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut reasons = Vec::new();
-    while reasons.len() < dead.len() {
-        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
-            .await
-            .expect("dead letter")
-            .unwrap();
-        let h = m.headers().expect("headers");
-        let reason = h
-            .iter()
-            .find(|h| h.key == "pipedemo.error")
-            .and_then(|h| h.value)
-            .expect("reason");
-        reasons.push(String::from_utf8_lossy(reason).into_owned());
-    }
-    assert!(
-        tokio::time::timeout(Duration::from_secs(2), consumer.recv())
-            .await
-            .is_err(),
-        "no extra dead letters: {reasons:#?}"
-    );
+    // Each is in the dead-letter topic with its reason and original bytes, and no other.
+    let reasons = common::dead_letter_reasons(&s, dlq_start, dead.len()).await;
     for (name, _, _, e) in &cases {
         if let Expect::Dead(text) = e {
             assert!(

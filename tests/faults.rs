@@ -9,8 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pipedemo::config::Settings;
-use pipedemo::connect::Tuning;
-use pipedemo::setup::{self, SetupOptions};
 use pipedemo::{generator, outbox, verify};
 
 const EVENTS: u64 = 10_000;
@@ -24,17 +22,7 @@ struct Scenario {
 impl Scenario {
     async fn new(name: &'static str) -> Scenario {
         let settings = common::settings(name, &[]);
-        setup::run(
-            &settings,
-            &SetupOptions {
-                keep: false,
-                from_earliest: false,
-                partitions: 1,
-                tuning: Tuning::Tuned,
-            },
-        )
-        .await
-        .expect("setup");
+        common::setup(&settings).await;
         let metrics = settings.metrics_file.clone();
         Scenario {
             name,
@@ -173,21 +161,39 @@ async fn consumer_killed_three_times_loses_and_duplicates_nothing() {
     assert_exact(&r, &s.log());
 }
 
+/// Runs a load with a consumer, stops `service` after `after`, starts it again after
+/// `down_for`, and returns the scenario once verify has settled and passed.
+async fn outage(
+    name: &'static str,
+    service: &str,
+    after: Duration,
+    down_for: Duration,
+) -> Scenario {
+    let s = Scenario::new(name).await;
+    let consumer = s.consumer();
+    let load = s.load();
+    tokio::time::sleep(after).await;
+    stack(&["stop", service]);
+    tokio::time::sleep(down_for).await;
+    stack(&["start", service]);
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(180)).await;
+    stop_consumer(consumer);
+    assert_exact(&r, &s.log());
+    s
+}
+
 #[tokio::test]
 async fn mongodb_down_for_10_seconds_is_retried_and_caught_up() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let s = Scenario::new("fault_mongo").await;
-    let consumer = s.consumer();
-    let load = s.load();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack(&["stop", "mongo"]);
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    stack(&["start", "mongo"]);
-    load.await.unwrap();
-    let r = s.settle(Duration::from_secs(120)).await;
-    stop_consumer(consumer);
-    assert_exact(&r, &s.log());
+    let s = outage(
+        "fault_mongo",
+        "mongo",
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .await;
     let log = std::fs::read_to_string(s.log()).unwrap();
     assert!(
         log.contains("MongoDB unavailable; retrying"),
@@ -225,50 +231,38 @@ async fn graceful_stop_mid_load_commits_and_exits_zero() {
 async fn kafka_broker_down_for_10_seconds_loses_nothing() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let s = Scenario::new("fault_kafka").await;
-    let consumer = s.consumer();
-    let load = s.load();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack(&["stop", "kafka"]);
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    stack(&["start", "kafka"]);
-    load.await.unwrap();
-    let r = s.settle(Duration::from_secs(180)).await;
-    stop_consumer(consumer);
-    assert_exact(&r, &s.log());
+    outage(
+        "fault_kafka",
+        "kafka",
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn kafka_connect_restarted_mid_load_resends_are_absorbed() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let s = Scenario::new("fault_connect").await;
-    let consumer = s.consumer();
-    let load = s.load();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stack(&["stop", "connect"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack(&["start", "connect"]);
-    load.await.unwrap();
-    let r = s.settle(Duration::from_secs(180)).await;
-    stop_consumer(consumer);
-    assert_exact(&r, &s.log());
+    outage(
+        "fault_connect",
+        "connect",
+        Duration::from_secs(3),
+        Duration::from_secs(2),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn postgresql_restarted_between_batches_loses_nothing() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let s = Scenario::new("fault_postgres").await;
-    let consumer = s.consumer();
-    let load = s.load();
-    tokio::time::sleep(Duration::from_secs(3)).await;
     // The inserter retries its batch until PostgreSQL is back; Debezium reconnects by itself.
-    stack(&["stop", "postgres"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack(&["start", "postgres"]);
-    load.await.unwrap();
-    let r = s.settle(Duration::from_secs(180)).await;
-    stop_consumer(consumer);
-    assert_exact(&r, &s.log());
+    outage(
+        "fault_postgres",
+        "postgres",
+        Duration::from_secs(3),
+        Duration::from_secs(2),
+    )
+    .await;
 }

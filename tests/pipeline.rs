@@ -1,32 +1,18 @@
-//! The pipeline end to end against the real stack: setup → load → verify, replay, dead letters,
-//! and clear errors for wrong settings. Needs `scripts/stack.sh up` (or docker compose).
+//! The pipeline end to end against the real stack: setup → load → verify, replay, and clear
+//! errors for wrong settings (bad messages: tests/bad_input.rs). Needs `scripts/stack.sh up` (or docker compose).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use pipedemo::config::Settings;
 use pipedemo::consumer::{ConsumerOptions, Pipeline};
 use pipedemo::kafka::{self, ResetTo};
 use pipedemo::load::{self, LoadOptions, PhaseOptions};
 use pipedemo::metrics::{self, MetricEvent};
-use pipedemo::setup::{self, SetupOptions};
+use pipedemo::setup;
 use pipedemo::verify;
-
-fn setup_opts() -> SetupOptions {
-    SetupOptions {
-        keep: false,
-        from_earliest: false,
-        partitions: 1,
-        tuning: pipedemo::connect::Tuning::Tuned,
-    }
-}
 
 fn load_opts(events: u64) -> LoadOptions {
     LoadOptions {
@@ -47,7 +33,7 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing() {
     common::require_stack();
     let _guard = common::serial().lock().await;
     let s = common::settings("pipeline", &[]);
-    setup::run(&s, &setup_opts()).await.expect("setup");
+    common::setup(&s).await;
     let started_ms = pipedemo::clock::now_us() / 1000;
 
     let r = load::run(&s, &load_opts(1000), CancellationToken::new())
@@ -99,87 +85,6 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing() {
         before.checksum, after.checksum,
         "replay changed the read models"
     );
-}
-
-#[tokio::test]
-async fn bad_messages_go_to_the_dead_letter_topic_and_the_run_still_verifies() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let s = common::settings("dlq", &[]);
-    setup::run(&s, &setup_opts()).await.expect("setup");
-    let dlq = s.kafka.dlq_topic();
-    let (_, dlq_end) = watermarks(&s, &dlq).await;
-
-    let producer: FutureProducer = kafka::client_config(&s.kafka).create().unwrap();
-    let unknown = r#"{"before":null,"after":{"event_id":"0b8f8a8e-7c1e-4a0e-9f00-000000000001","aggregate_id":"0b8f8a8e-7c1e-4a0e-9f00-000000000002","aggregate_type":"User","event_type":"UserDeleted","payload":"{}","created_at":"2026-11-22T20:00:00Z"},"source":{"ts_ms":1},"op":"c","ts_ms":2}"#;
-    let bad: [&[u8]; 3] = [
-        b"this is not json",
-        unknown.as_bytes(),
-        br#"{"op":"c","after":{"event_id":"x"}}"#,
-    ];
-    for v in bad {
-        producer
-            .send(
-                FutureRecord::<(), [u8]>::to(&s.kafka.topic()).payload(v),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("produced");
-    }
-
-    let r = load::run(&s, &load_opts(100), CancellationToken::new())
-        .await
-        .expect("load");
-    assert!(r.missing.is_empty());
-    assert_eq!(r.stats.errors, 3, "the three bad messages are counted");
-    let v = verify::run(&s, false).await.unwrap();
-    assert!(v.passed, "{v:#?}");
-    assert_eq!(v.found_events, 100);
-
-    // All three are kept in the dead-letter topic with the reason.
-    let consumer: StreamConsumer = kafka::client_config(&s.kafka)
-        .set("group.id", "pipedemo-test-dlq-reader")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&dlq, 0, Offset::Offset(dlq_end))
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut reasons = Vec::new();
-    while reasons.len() < 3 {
-        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
-            .await
-            .expect("dead letter")
-            .unwrap();
-        let h = m.headers().expect("headers");
-        let reason = h
-            .iter()
-            .find(|h| h.key == "pipedemo.error")
-            .and_then(|h| h.value)
-            .expect("reason header");
-        reasons.push(String::from_utf8_lossy(reason).into_owned());
-        assert!(h.iter().any(|h| h.key == "pipedemo.original.offset"));
-        assert!(m.payload().is_some(), "original bytes kept");
-    }
-    let all = reasons.join(" | ");
-    assert!(all.contains("not JSON"), "{all}");
-    assert!(all.contains("unknown event_type `UserDeleted`"), "{all}");
-    assert!(
-        all.contains("not a UUID") || all.contains("has no"),
-        "{all}"
-    );
-}
-
-async fn watermarks(s: &Settings, topic: &str) -> (i64, i64) {
-    let s = s.clone();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let c: rdkafka::consumer::BaseConsumer = kafka::client_config(&s.kafka).create().unwrap();
-        c.fetch_watermarks(&topic, 0, Duration::from_secs(10))
-            .unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -58,3 +58,73 @@ pub fn settings(test: &str, extra: &[&str]) -> Settings {
         .expect("valid test settings")
         .settings
 }
+
+/// `pipedemo setup` for a test: fresh data, group at the end, one partition, tuned connector.
+pub async fn setup(s: &Settings) {
+    use pipedemo::setup::{run, SetupOptions};
+    run(
+        s,
+        &SetupOptions {
+            keep: false,
+            from_earliest: false,
+            partitions: 1,
+            tuning: pipedemo::connect::Tuning::Tuned,
+        },
+    )
+    .await
+    .expect("setup");
+}
+
+/// The end offset of partition 0 of `topic` (where the next message will go).
+pub async fn end_offset(s: &Settings, topic: &str) -> i64 {
+    let (s, topic) = (s.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer;
+        let c: rdkafka::consumer::BaseConsumer =
+            pipedemo::kafka::client_config(&s.kafka).create().unwrap();
+        c.fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            .unwrap()
+            .1
+    })
+    .await
+    .unwrap()
+}
+
+/// Reads `n` messages of the dead-letter topic from `from`, returning their reasons; fails if
+/// they do not come within 20 s each.
+pub async fn dead_letter_reasons(s: &Settings, from: i64, n: usize) -> Vec<String> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let consumer: StreamConsumer = pipedemo::kafka::client_config(&s.kafka)
+        .set("group.id", "pipedemo-test-dlq-reader")
+        .set("fetch.message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&s.kafka.dlq_topic(), 0, rdkafka::Offset::Offset(from))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} dead letters: {reasons:#?}", reasons.len()))
+            .unwrap();
+        let h = m.headers().expect("dead letters carry headers");
+        assert!(h.iter().any(|h| h.key == "pipedemo.original.offset"));
+        assert!(m.payload().is_some(), "the original bytes are kept");
+        let reason = h
+            .iter()
+            .find(|h| h.key == "pipedemo.error")
+            .and_then(|h| h.value)
+            .expect("reason header");
+        reasons.push(String::from_utf8_lossy(reason).into_owned());
+    }
+    let extra = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+    assert!(
+        extra.is_err(),
+        "more dead letters than expected: {reasons:#?}"
+    );
+    reasons
+}
