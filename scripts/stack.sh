@@ -33,11 +33,18 @@ DEBEZIUM_VERSION=3.3.2.Final
 SECANTUS_CRATE=secantus-mdb
 SECANTUS_VERSION=0.5.3-beta.196
 
+# Knobs for running a second, differently configured service next to the stack (the tests use
+# them to prove pipedemo's errors for a PostgreSQL without logical decoding and a Connect
+# without Debezium): give it its own STACK_DIR and port as well.
+PG_WAL_LEVEL="${PG_WAL_LEVEL:-logical}"
+CONNECT_GROUP_ID="${CONNECT_GROUP_ID:-pipedemo-connect}"
+
 READY_TIMEOUT="${STACK_READY_TIMEOUT:-180}"
 SERVICES=(postgres kafka connect mongo)
 
 KAFKA_HOME="$STACK_CACHE/kafka-$KAFKA_VERSION"
 PLUGIN_DIR="$STACK_CACHE/plugins-$DEBEZIUM_VERSION"
+CONNECT_PLUGIN_PATH="${CONNECT_PLUGIN_PATH:-$PLUGIN_DIR}"
 SECANTUS_HOME="$STACK_CACHE/secantus-$SECANTUS_VERSION"
 LOG_DIR="$STACK_DIR/logs"
 RUN_DIR="$STACK_DIR/run"
@@ -238,7 +245,7 @@ start_postgres() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$sock'
-wal_level = logical
+wal_level = $PG_WAL_LEVEL
 max_replication_slots = 10
 max_wal_senders = 10
 max_connections = 100
@@ -339,23 +346,28 @@ EOF
 }
 
 connect_ready() {
-  curl -fsS "http://127.0.0.1:$CONNECT_PORT/connector-plugins" 2>/dev/null | grep -q 'io.debezium.connector.postgresql.PostgresConnector'
+  local plugins
+  plugins="$(curl -fsS "http://127.0.0.1:$CONNECT_PORT/connector-plugins" 2>/dev/null)" || return 1
+  # A worker given another plugin path only has to answer.
+  [[ "$CONNECT_PLUGIN_PATH" != "$PLUGIN_DIR" ]] || grep -q 'io.debezium.connector.postgresql.PostgresConnector' <<<"$plugins"
 }
 
 start_connect() {
-  local conf="$STACK_DIR/conf/connect.properties"
+  local conf="$STACK_DIR/conf/connect.properties" storage=connect
+  # Another Connect cluster must not share the stack's storage topics.
+  [[ "$CONNECT_GROUP_ID" == pipedemo-connect ]] || storage="$CONNECT_GROUP_ID"
   install_kafka
   install_debezium
   write_log4j connect
   cat >"$conf" <<EOF
 bootstrap.servers=127.0.0.1:$KAFKA_PORT
-group.id=pipedemo-connect
+group.id=$CONNECT_GROUP_ID
 listeners=http://127.0.0.1:$CONNECT_PORT
 rest.advertised.host.name=127.0.0.1
 rest.advertised.port=$CONNECT_PORT
-config.storage.topic=connect-configs
-offset.storage.topic=connect-offsets
-status.storage.topic=connect-status
+config.storage.topic=$storage-configs
+offset.storage.topic=$storage-offsets
+status.storage.topic=$storage-status
 config.storage.replication.factor=1
 offset.storage.replication.factor=1
 status.storage.replication.factor=1
@@ -364,7 +376,7 @@ key.converter=org.apache.kafka.connect.json.JsonConverter
 value.converter=org.apache.kafka.connect.json.JsonConverter
 key.converter.schemas.enable=false
 value.converter.schemas.enable=false
-plugin.path=$PLUGIN_DIR
+plugin.path=$CONNECT_PLUGIN_PATH
 plugin.discovery=hybrid_warn
 topic.creation.enable=true
 EOF

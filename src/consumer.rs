@@ -207,6 +207,9 @@ impl Pipeline {
                 // Stopped during an outage: the batch is not committed and will be redelivered.
                 return Ok(totals);
             }
+            fail::fail_point!("consumer-before-commit", |_| crash(
+                "consumer-before-commit"
+            ));
             self.commit(&batch, CommitMode::Async);
         }
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
@@ -343,6 +346,7 @@ impl Pipeline {
             }
         }
 
+        fail::fail_point!("consumer-after-write", |_| crash("consumer-after-write"));
         let mut applied_per_type: BTreeMap<String, i64> = BTreeMap::new();
         let mut activity_counts: BTreeMap<String, i64> = BTreeMap::new();
         let mut records = Vec::with_capacity(pending.len());
@@ -518,6 +522,13 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Ends the process at once, as SIGKILL would, from an armed fail point: nothing after this
+/// point of the batch (statistics, dead letters, offset commit) happens.
+fn crash(point: &str) -> ! {
+    eprintln!("fail point {point}: aborting the process");
+    std::process::abort()
 }
 
 /// A short label for dashboards and logs: username, activity title, or the joining user.

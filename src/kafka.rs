@@ -37,15 +37,10 @@ fn unreachable_hint(args: &KafkaArgs, e: impl std::fmt::Display) -> anyhow::Erro
 
 /// Partitions of `topic`, or `None` when it does not exist. Fails when Kafka is unreachable.
 pub async fn partitions(args: &KafkaArgs, topic: &str) -> Result<Option<Vec<i32>>> {
-    let args = args.clone();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = client_config(&args)
-            .create()
-            .context("creating a Kafka client")?;
+    with_client(args, topic, false, |c, args, topic| {
         let md = c
-            .fetch_metadata(Some(&topic), TIMEOUT)
-            .map_err(|e| unreachable_hint(&args, e))?;
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| unreachable_hint(args, e))?;
         let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
             return Ok(None);
         };
@@ -59,6 +54,26 @@ pub async fn partitions(args: &KafkaArgs, topic: &str) -> Result<Option<Vec<i32>
                 RDKafkaErrorCode::from(e)
             ),
         }
+    })
+    .await
+}
+
+/// Runs `f` on a blocking thread (librdkafka's metadata and offset calls block) with a fresh
+/// client, in the consumer group when `in_group`.
+async fn with_client<T, F>(args: &KafkaArgs, topic: &str, in_group: bool, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&BaseConsumer, &KafkaArgs, &str) -> Result<T> + Send + 'static,
+{
+    let args = args.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut config = client_config(&args);
+        if in_group {
+            config.set("group.id", &args.group);
+        }
+        let c: BaseConsumer = config.create().context("creating a Kafka client")?;
+        f(&c, &args, &topic)
     })
     .await?
 }
@@ -157,39 +172,117 @@ pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<(
     .await?
 }
 
-/// The group's lag on `topic`: messages in the topic not yet committed by the group.
-pub async fn group_lag(args: &KafkaArgs, topic: &str) -> Result<i64> {
+/// Offsets of one partition: the first message still kept and the next one to be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Partition id.
+    pub partition: i32,
+    /// First offset still in the partition.
+    pub low: i64,
+    /// Offset the next message will get.
+    pub high: i64,
+}
+
+/// The watermarks of every partition of `topic` (empty when it does not exist).
+pub async fn watermarks(args: &KafkaArgs, topic: &str) -> Result<Vec<Watermarks>> {
     let Some(parts) = partitions(args, topic).await? else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
-    let args = args.clone();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = client_config(&args)
-            .set("group.id", &args.group)
-            .create()
-            .context("creating a Kafka consumer")?;
+    with_client(args, topic, false, move |c, args, topic| {
+        parts
+            .into_iter()
+            .map(|partition| {
+                let (low, high) = c
+                    .fetch_watermarks(topic, partition, TIMEOUT)
+                    .map_err(|e| unreachable_hint(args, e))?;
+                Ok(Watermarks {
+                    partition,
+                    low,
+                    high,
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Deletes every message now in `topic` (its partitions start again at their current end
+/// offsets), so that "from the start" means from this demo on. Returns how many were deleted.
+pub async fn clear_topic(args: &KafkaArgs, topic: &str) -> Result<i64> {
+    let marks = watermarks(args, topic).await?;
+    let doomed: i64 = marks.iter().map(|w| w.high - w.low).sum();
+    if doomed == 0 {
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for w in &marks {
+        tpl.add_partition_offset(topic, w.partition, Offset::Offset(w.high))?;
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(args)
+        .create()
+        .context("creating a Kafka admin client")?;
+    let res = admin
+        .delete_records(&tpl, &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await
+        .map_err(|e| anyhow!("deleting the old messages of Kafka topic {topic} failed: {e}"))?;
+    for e in res.elements() {
+        if let Err(err) = e.error() {
+            bail!(
+                "deleting the old messages of Kafka topic {topic} partition {} failed: {err}",
+                e.partition()
+            );
+        }
+    }
+    Ok(doomed)
+}
+
+/// The offsets `group` has committed on `topic`, by partition (absent: nothing committed).
+pub async fn committed(args: &KafkaArgs, topic: &str) -> Result<Vec<(i32, Option<i64>)>> {
+    let Some(parts) = partitions(args, topic).await? else {
+        return Ok(Vec::new());
+    };
+    with_client(args, topic, true, move |c, args, topic| {
         let mut tpl = TopicPartitionList::new();
         for p in &parts {
-            tpl.add_partition(&topic, *p);
+            tpl.add_partition(topic, *p);
         }
-        let committed = c
+        let got = c
             .committed_offsets(tpl, TIMEOUT)
-            .map_err(|e| unreachable_hint(&args, e))?;
-        let mut lag = 0;
-        for p in parts {
-            let (low, high) = c
-                .fetch_watermarks(&topic, p, TIMEOUT)
-                .map_err(|e| unreachable_hint(&args, e))?;
-            let done = match committed.find_partition(&topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => low,
-            };
-            lag += (high - done).max(0);
-        }
-        Ok(lag)
+            .map_err(|e| unreachable_hint(args, e))?;
+        Ok(parts
+            .into_iter()
+            .map(|p| {
+                let off = match got.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                };
+                (p, off)
+            })
+            .collect())
     })
-    .await?
+    .await
+}
+
+/// The group's lag on `topic`: messages in the topic not yet committed by the group.
+pub async fn group_lag(args: &KafkaArgs, topic: &str) -> Result<i64> {
+    let marks = watermarks(args, topic).await?;
+    let done = committed(args, topic).await?;
+    Ok(behind(&marks, &done))
+}
+
+/// Messages between the `committed` offsets and the `ends` (a partition with nothing committed
+/// is behind by all it holds).
+pub fn behind(ends: &[Watermarks], committed: &[(i32, Option<i64>)]) -> i64 {
+    ends.iter()
+        .map(|w| {
+            let done = committed
+                .iter()
+                .find(|(p, _)| *p == w.partition)
+                .and_then(|(_, o)| *o)
+                .unwrap_or(w.low);
+            (w.high - done).max(0)
+        })
+        .sum()
 }
 
 /// Sends messages that cannot be handled to the dead-letter topic, with the reason and the
@@ -261,5 +354,26 @@ impl DeadLetters {
             )
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behind_counts_from_the_commit_or_the_start() {
+        let w = |partition, low, high| Watermarks {
+            partition,
+            low,
+            high,
+        };
+        let ends = [w(0, 0, 100), w(1, 40, 50), w(2, 0, 7)];
+        assert_eq!(behind(&ends, &[(0, Some(90)), (1, None)]), 10 + 10 + 7);
+        // Committed past the end captured earlier: caught up, never negative.
+        assert_eq!(
+            behind(&ends, &[(0, Some(120)), (1, Some(50)), (2, Some(7))]),
+            0
+        );
     }
 }

@@ -27,6 +27,7 @@ pub mod load;
 pub mod metrics;
 pub mod outbox;
 pub mod plots;
+pub mod replay;
 pub mod report;
 pub mod setup;
 pub mod stats;

@@ -43,7 +43,7 @@ struct DisplayArgs {
 enum Command {
     /// Check the services and prepare table, connector, topics, indexes and consumer group.
     Setup {
-        /// Keep earlier demo data (outbox rows, read models, metrics file).
+        /// Keep earlier demo data (outbox rows, the topic's messages, read models, metrics file).
         #[arg(long)]
         keep: bool,
         /// Start the consumer group at the beginning of the topic instead of its end.
@@ -134,6 +134,16 @@ enum Command {
         /// Treat snapshot reads (op r) as events instead of skipping them.
         #[arg(long)]
         include_snapshot: bool,
+    },
+    /// Consume the whole topic again from its start (the group must have no running consumer),
+    /// then stop. Idempotent read models stay as they were: compare `verify --checksum`.
+    Replay {
+        /// Give up when not caught up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Check that every outbox event is in MongoDB exactly once, and report latency.
     Verify {
@@ -327,6 +337,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "Consumed: {} applied, {} already applied, {} dead-lettered, {} skipped",
                 totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
             );
+        }
+        Command::Replay { timeout_secs, json } => {
+            let r = pipedemo::replay::run(s, Duration::from_secs(timeout_secs), stop_on_signals())
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{}", r.describe());
+            }
+            if !r.complete {
+                anyhow::bail!(
+                    "the replay stopped before reaching the end of {}; run `pipedemo replay` \
+                     again (replays are idempotent)",
+                    s.kafka.topic()
+                );
+            }
         }
         Command::Verify {
             report: path,
@@ -558,6 +584,9 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     init_logging(&cli.settings);
+    // Fault injection for the reliability tests (FAILPOINTS, see README "Reliability"); unset,
+    // every fail point is off.
+    let _failpoints = fail::FailScenario::setup();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

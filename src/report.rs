@@ -194,6 +194,17 @@ pub fn verify(r: &VerifyReport) -> String {
         );
     } else {
         latency_table(&mut out, &r.latency, &r.latency_by_type);
+        let timed = r.latency.get("total").map_or(0, |t| t.count);
+        if timed < r.found_events {
+            // Honest sample size: percentiles describe the timed events only.
+            let _ = writeln!(
+                out,
+                "Note: latency covers {timed} of the {} events found; the others have no timing \
+                 record (written by a consumer killed before it recorded them, or by \
+                 `pipedemo replay`).",
+                r.found_events
+            );
+        }
     }
     if r.throughput_eps > 0.0 {
         let _ = writeln!(

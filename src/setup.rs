@@ -135,7 +135,7 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
         }
         step(
             true,
-            "previous demo data removed (outbox rows, read models, metrics file)",
+            "previous demo data removed (outbox rows, read models, metrics file; topic below)",
         );
     }
     store.ensure_indexes().await?;
@@ -147,10 +147,23 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     let topic = s.kafka.topic();
     let parts = kafka::ensure_topic(&s.kafka, &topic, opts.partitions).await?;
     kafka::ensure_topic(&s.kafka, &s.kafka.dlq_topic(), 1).await?;
+    // The outbox rows and read models are gone, so their messages go too: otherwise a replay
+    // "from the start" would rebuild read models of events verify no longer knows. Dead
+    // letters stay: they are the record of what could not be handled.
+    let cleared = if opts.keep {
+        0
+    } else {
+        kafka::clear_topic(&s.kafka, &topic).await?
+    };
     step(
         true,
         &format!(
-            "topics {topic} ({parts} partition(s)) and {}",
+            "topics {topic} ({parts} partition(s){}) and {}",
+            if cleared > 0 {
+                format!(", {cleared} old messages deleted")
+            } else {
+                String::new()
+            },
             s.kafka.dlq_topic()
         ),
     );

@@ -3,15 +3,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use pipedemo::consumer::{ConsumerOptions, Pipeline};
-use pipedemo::kafka::{self, ResetTo};
+use pipedemo::consumer::ConsumerOptions;
 use pipedemo::load::{self, LoadOptions, PhaseOptions};
-use pipedemo::metrics::{self, MetricEvent};
+use pipedemo::replay;
 use pipedemo::setup;
+use pipedemo::store::ReadModels;
 use pipedemo::verify;
 
 fn load_opts(events: u64) -> LoadOptions {
@@ -29,12 +29,11 @@ fn load_opts(events: u64) -> LoadOptions {
 }
 
 #[tokio::test]
-async fn load_1000_verifies_and_replaying_the_topic_changes_nothing() {
+async fn load_1000_verifies_and_replaying_the_topic_changes_nothing_or_rebuilds_lost_read_models() {
     common::require_stack();
     let _guard = common::serial().lock().await;
     let s = common::settings("pipeline", &[]);
     common::setup(&s).await;
-    let started_ms = pipedemo::clock::now_us() / 1000;
 
     let r = load::run(&s, &load_opts(1000), CancellationToken::new())
         .await
@@ -54,29 +53,13 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing() {
     assert_eq!(before.latency["total"].count, 1000);
     assert!(before.latency["total"].p50_ms > 0.0);
 
-    // Replay this run's part of the topic (earlier runs' events belong to other read models).
-    kafka::reset_group(&s.kafka, &s.kafka.topic(), ResetTo::Timestamp(started_ms))
+    // setup cleared the topic, so its start is this run: replay all of it.
+    let r = replay::run(&s, Duration::from_secs(120), CancellationToken::new())
         .await
-        .unwrap();
-    let (tx, mut rx) = metrics::channel();
-    let (pipeline, _) = Pipeline::new(&s, ConsumerOptions::default(), tx)
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(pipeline.run(stop.clone()));
-    let mut replayed = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while replayed < 1000 && Instant::now() < deadline {
-        if let Ok(Some(MetricEvent::Event(e))) =
-            tokio::time::timeout(Duration::from_secs(5), rx.recv()).await
-        {
-            assert!(!e.applied, "replay wrote event {} again", e.event_id);
-            replayed += 1;
-        }
-    }
-    stop.cancel();
-    let totals = task.await.unwrap().unwrap();
-    assert!(replayed >= 1000, "replayed {replayed}, totals {totals:?}");
+        .expect("replay");
+    assert!(r.complete, "{r:?}");
+    assert_eq!(r.messages, 1000, "{r:?}");
+    assert_eq!((r.applied, r.already_applied), (0, 1000), "{r:?}");
 
     let after = verify::run(&s, true).await.expect("verify after replay");
     assert!(after.passed, "{after:#?}");
@@ -84,6 +67,24 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing() {
     assert_eq!(
         before.checksum, after.checksum,
         "replay changed the read models"
+    );
+
+    // Read models lost: the topic alone rebuilds them, identical.
+    ReadModels::connect(&s.mongo)
+        .await
+        .unwrap()
+        .drop_all()
+        .await
+        .unwrap();
+    let r = replay::run(&s, Duration::from_secs(120), CancellationToken::new())
+        .await
+        .expect("rebuild");
+    assert_eq!((r.applied, r.already_applied), (1000, 0), "{r:?}");
+    let rebuilt = verify::run(&s, true).await.expect("verify after rebuild");
+    assert!(rebuilt.passed, "{rebuilt:#?}");
+    assert_eq!(
+        before.checksum, rebuilt.checksum,
+        "rebuilt read models differ"
     );
 }
 
