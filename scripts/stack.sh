@@ -3,7 +3,8 @@
 # Kafka Connect with the Debezium PostgreSQL connector, and a MongoDB-wire-protocol server, all
 # on loopback with the same ports and credentials as docker-compose.yml.
 #
-#   scripts/stack.sh up | down | status | logs [SERVICE] | start SERVICE | stop SERVICE | install | env
+#   scripts/stack.sh up | down | status | logs [SERVICE] | start SERVICE | stop SERVICE |
+#                    kill SERVICE | install | env
 #
 # Everything it needs comes from package registries: Debian packages (PostgreSQL, Java, Maven),
 # Maven Central (Kafka, Connect, Debezium) and crates.io (the MongoDB-compatible server).
@@ -430,6 +431,24 @@ stop_one() {
   esac
 }
 
+# A crash, for fault tests: no clean shutdown, nothing flushed.
+kill_one() {
+  local pid bin
+  case "$1" in
+    postgres)
+      bin="$(pg_bindir)" || return 0
+      as_pg "$bin/pg_ctl" -D "$STACK_DIR/postgres/data" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+      rm -f "$(pid_file postgres)"
+      ;;
+    *)
+      pid="$(running_pid "$1")" || return 0
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      rm -f "$(pid_file "$1")"
+      ;;
+  esac
+}
+
 cmd_up() {
   local started=() svc
   cmd_install
@@ -501,7 +520,7 @@ EOF
 }
 
 usage() {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -526,6 +545,12 @@ main() {
       port_of "$1" >/dev/null
       stop_one "$1"
       say "$1 stopped"
+      ;;
+    kill)
+      [[ $# -eq 1 ]] || die "usage: scripts/stack.sh kill SERVICE (${SERVICES[*]})"
+      port_of "$1" >/dev/null
+      kill_one "$1"
+      say "$1 killed"
       ;;
     -h | --help | help) usage ;;
     *) say "unknown command '$cmd'"; usage ;;

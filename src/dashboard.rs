@@ -389,6 +389,9 @@ pub async fn run(
 
 /// One plain progress line, for headless runs (at most one a second).
 pub fn progress_line(s: &Snapshot) -> String {
+    if s.observing {
+        return health_line(s);
+    }
     format!(
         "[{}] {} {}/{} · {} ev/s (avg {:.0}, peak {}) · p50 {} p95 {} p99 {} · errors {} · lag {}",
         state_name(s.state),
@@ -404,6 +407,32 @@ pub fn progress_line(s: &Snapshot) -> String {
         s.errors,
         s.health.lag.map_or("?".into(), |l| l.to_string()),
     )
+}
+
+/// The health-only line of `monitor --observe`: lag, connector and read-model counts.
+fn health_line(s: &Snapshot) -> String {
+    let h = &s.health;
+    let counts: Vec<String> = h
+        .mongo_counts
+        .iter()
+        .map(|(c, n)| format!("{c} {}", thousands(*n)))
+        .collect();
+    let mut line = format!(
+        "[{}] observing · lag {} · Debezium {} · MongoDB {}",
+        state_name(s.state),
+        h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64)),
+        h.connector.as_deref().unwrap_or("?"),
+        if counts.is_empty() {
+            "?".to_owned()
+        } else {
+            counts.join(", ")
+        }
+    );
+    if let Some(p) = &h.problem {
+        line.push_str(" · problem: ");
+        line.push_str(p);
+    }
+    line
 }
 
 /// Prints a progress line every `every` until `done` or `stop`.

@@ -37,25 +37,26 @@ fn unreachable_hint(args: &KafkaArgs, e: impl std::fmt::Display) -> anyhow::Erro
 
 /// Partitions of `topic`, or `None` when it does not exist. Fails when Kafka is unreachable.
 pub async fn partitions(args: &KafkaArgs, topic: &str) -> Result<Option<Vec<i32>>> {
-    with_client(args, topic, false, |c, args, topic| {
-        let md = c
-            .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(|e| unreachable_hint(args, e))?;
-        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-            return Ok(None);
-        };
-        match t.error() {
-            None => Ok(Some(t.partitions().iter().map(|p| p.id()).collect())),
-            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
-                Ok(None)
-            }
-            Some(e) => bail!(
-                "Kafka reports topic {topic} as {:?}",
-                RDKafkaErrorCode::from(e)
-            ),
+    with_client(args, topic, false, partitions_with).await
+}
+
+fn partitions_with(c: &BaseConsumer, args: &KafkaArgs, topic: &str) -> Result<Option<Vec<i32>>> {
+    let md = c
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(|e| unreachable_hint(args, e))?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match t.error() {
+        None => Ok(Some(t.partitions().iter().map(|p| p.id()).collect())),
+        Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+            Ok(None)
         }
-    })
-    .await
+        Some(e) => bail!(
+            "Kafka reports topic {topic} as {:?}",
+            RDKafkaErrorCode::from(e)
+        ),
+    }
 }
 
 /// Runs `f` on a blocking thread (librdkafka's metadata and offset calls block) with a fresh
@@ -185,25 +186,32 @@ pub struct Watermarks {
 
 /// The watermarks of every partition of `topic` (empty when it does not exist).
 pub async fn watermarks(args: &KafkaArgs, topic: &str) -> Result<Vec<Watermarks>> {
-    let Some(parts) = partitions(args, topic).await? else {
-        return Ok(Vec::new());
-    };
-    with_client(args, topic, false, move |c, args, topic| {
-        parts
-            .into_iter()
-            .map(|partition| {
-                let (low, high) = c
-                    .fetch_watermarks(topic, partition, TIMEOUT)
-                    .map_err(|e| unreachable_hint(args, e))?;
-                Ok(Watermarks {
-                    partition,
-                    low,
-                    high,
-                })
-            })
-            .collect()
+    with_client(args, topic, false, |c, args, topic| {
+        let parts = partitions_with(c, args, topic)?.unwrap_or_default();
+        watermarks_with(c, args, topic, &parts)
     })
     .await
+}
+
+fn watermarks_with(
+    c: &BaseConsumer,
+    args: &KafkaArgs,
+    topic: &str,
+    parts: &[i32],
+) -> Result<Vec<Watermarks>> {
+    parts
+        .iter()
+        .map(|&partition| {
+            let (low, high) = c
+                .fetch_watermarks(topic, partition, TIMEOUT)
+                .map_err(|e| unreachable_hint(args, e))?;
+            Ok(Watermarks {
+                partition,
+                low,
+                high,
+            })
+        })
+        .collect()
 }
 
 /// Deletes every message now in `topic` (its partitions start again at their current end
@@ -238,36 +246,71 @@ pub async fn clear_topic(args: &KafkaArgs, topic: &str) -> Result<i64> {
 
 /// The offsets `group` has committed on `topic`, by partition (absent: nothing committed).
 pub async fn committed(args: &KafkaArgs, topic: &str) -> Result<Vec<(i32, Option<i64>)>> {
-    let Some(parts) = partitions(args, topic).await? else {
-        return Ok(Vec::new());
-    };
-    with_client(args, topic, true, move |c, args, topic| {
-        let mut tpl = TopicPartitionList::new();
-        for p in &parts {
-            tpl.add_partition(topic, *p);
-        }
-        let got = c
-            .committed_offsets(tpl, TIMEOUT)
-            .map_err(|e| unreachable_hint(args, e))?;
-        Ok(parts
-            .into_iter()
-            .map(|p| {
-                let off = match got.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Some(o),
-                    _ => None,
-                };
-                (p, off)
-            })
-            .collect())
+    with_client(args, topic, true, |c, args, topic| {
+        let parts = partitions_with(c, args, topic)?.unwrap_or_default();
+        committed_with(c, args, topic, &parts)
     })
     .await
 }
 
-/// The group's lag on `topic`: messages in the topic not yet committed by the group.
-pub async fn group_lag(args: &KafkaArgs, topic: &str) -> Result<i64> {
-    let marks = watermarks(args, topic).await?;
-    let done = committed(args, topic).await?;
-    Ok(behind(&marks, &done))
+fn committed_with(
+    c: &BaseConsumer,
+    args: &KafkaArgs,
+    topic: &str,
+    parts: &[i32],
+) -> Result<Vec<(i32, Option<i64>)>> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in parts {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, TIMEOUT)
+        .map_err(|e| unreachable_hint(args, e))?;
+    Ok(parts
+        .iter()
+        .map(|&p| {
+            let off = match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            (p, off)
+        })
+        .collect())
+}
+
+/// Measures the consumer group's lag with one long-lived client, for callers that ask often
+/// (the dashboard, every second) and should not open new broker connections each time.
+pub struct LagProbe {
+    client: std::sync::Arc<BaseConsumer>,
+    args: KafkaArgs,
+    topic: String,
+}
+
+impl LagProbe {
+    /// A probe of `args.group` on `topic`. Connects lazily.
+    pub fn new(args: &KafkaArgs, topic: &str) -> Result<Self> {
+        let client = client_config(args)
+            .set("group.id", &args.group)
+            .create()
+            .context("creating a Kafka client")?;
+        Ok(LagProbe {
+            client: std::sync::Arc::new(client),
+            args: args.clone(),
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Messages in the topic not yet committed by the group (0 when the topic does not exist).
+    pub async fn lag(&self) -> Result<i64> {
+        let (c, args, topic) = (self.client.clone(), self.args.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let parts = partitions_with(&c, &args, &topic)?.unwrap_or_default();
+            let marks = watermarks_with(&c, &args, &topic, &parts)?;
+            let done = committed_with(&c, &args, &topic, &parts)?;
+            Ok(behind(&marks, &done))
+        })
+        .await?
+    }
 }
 
 /// Messages between the `committed` offsets and the `ends` (a partition with nothing committed

@@ -121,6 +121,8 @@ pub struct Live {
     pub health: Health,
     /// Set when the run ended.
     pub complete: bool,
+    /// Watching health only (`monitor --observe`): nothing is consumed here.
+    pub observing: bool,
     /// (T0 µs, T5 µs, total latency ms) of every applied event, for the report's plots.
     pub points: Vec<(i64, i64, f64)>,
 }
@@ -138,6 +140,7 @@ impl Default for Live {
             outage: 0,
             health: Health::default(),
             complete: false,
+            observing: false,
             points: Vec::new(),
         }
     }
@@ -318,9 +321,15 @@ impl Live {
         let uptime = (now_us() - self.started_us).max(0) as f64 / 1e6;
         Snapshot {
             state: self.state(),
-            phase: phase
-                .map(|p| p.name.clone())
-                .unwrap_or_else(|| "consuming".into()),
+            observing: self.observing,
+            phase: phase.map(|p| p.name.clone()).unwrap_or_else(|| {
+                if self.observing {
+                    "observing"
+                } else {
+                    "consuming"
+                }
+                .into()
+            }),
             phase_done: phase.map_or(0, |p| p.done()),
             phase_target: phase.map_or(0, |p| p.target),
             processed: if target > 0 {
@@ -373,6 +382,8 @@ impl Live {
 pub struct Snapshot {
     /// Colour of the run.
     pub state: RunState,
+    /// Watching health only: the consumer figures do not apply.
+    pub observing: bool,
     /// Current phase name.
     pub phase: String,
     /// Events of the current phase arrived.

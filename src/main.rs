@@ -554,7 +554,10 @@ async fn run_full(
 async fn monitor(s: &Settings, observe: bool, d: DisplayArgs) -> Result<()> {
     let stop = stop_on_signals();
     if observe {
-        let live: Shared = std::sync::Arc::new(std::sync::Mutex::new(Live::default()));
+        let live: Shared = std::sync::Arc::new(std::sync::Mutex::new(Live {
+            observing: true,
+            ..Live::default()
+        }));
         let poller = tokio::spawn(pipedemo::health::poll(
             s.clone(),
             live.clone(),

@@ -115,3 +115,56 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
     assert!(out.contains("mongodb://admin:***@127.0.0.1:1"), "{out}");
     assert!(!out.contains(secret), "the password leaked:\n{out}");
 }
+
+/// Runs `pipedemo monitor --observe --no-tui` for a few seconds, stops it with SIGTERM and
+/// returns its exit status and output.
+fn observe_for(secs: u64, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+        .args(["monitor", "--observe", "--no-tui"])
+        .env("CONSUMER_GROUP", "pipedemo-test-cli")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pipedemo runs");
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status, text(&o))
+}
+
+#[tokio::test]
+async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let (status, out) = observe_for(4, &[]);
+    assert!(status.success(), "{out}");
+    let healthy = out
+        .lines()
+        .find(|l| l.starts_with("[RUNNING] observing · lag ") && !l.contains("lag ?"))
+        .unwrap_or_else(|| panic!("no complete health line:\n{out}"));
+    assert!(healthy.contains("Debezium RUNNING 1/1"), "{healthy}");
+    assert!(
+        healthy.contains("MongoDB activities ") && healthy.contains("users "),
+        "{healthy}"
+    );
+
+    let (status, out) = observe_for(
+        4,
+        &[(
+            "MONGODB_URI",
+            "mongodb://u:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        )],
+    );
+    assert!(status.success(), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("[DEGRADED] observing")
+            && l.contains("Debezium RUNNING")
+            && l.contains("problem: MongoDB: unreachable at mongodb://u:***@127.0.0.1:1")),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "the password leaked:\n{out}");
+}
