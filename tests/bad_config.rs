@@ -1,8 +1,9 @@
-//! Services that answer but are set up wrong for change data capture: a PostgreSQL without
-//! logical decoding and a Kafka Connect without the Debezium plugin. Each is a real server,
-//! started next to the stack by `scripts/stack.sh` in its own directory on a free port.
-//! `pipedemo setup` must stop with a one-line error that says how to fix it, exit non-zero,
-//! and leave nothing half-done. Needs `scripts/stack.sh up` for the other services.
+//! Bad configuration, as a user meets it: `pipedemo setup` must stop with one error line that
+//! says what is wrong and how to fix it, exit non-zero, leak no password, and leave nothing
+//! half-done. Wrong settings for each service, and services that answer but are set up wrong
+//! for change data capture: a PostgreSQL without logical decoding and a Kafka Connect without
+//! the Debezium plugin, each a real server started next to the stack by `scripts/stack.sh` in
+//! its own directory on a free port. Needs `scripts/stack.sh up` for the other services.
 
 mod common;
 
@@ -77,7 +78,8 @@ fn setup(name: &str, extra: &[String]) -> Output {
         .expect("pipedemo runs")
 }
 
-/// The `error: …` line; there must be exactly one, and it must say all of `expected`.
+/// The `error: …` line; there must be exactly one, and it must say all of `expected`. No
+/// password of these tests may appear anywhere in the output.
 fn one_error_line(o: &Output, expected: &[&str]) -> String {
     assert_eq!(o.status.code(), Some(2), "setup must fail: {o:?}");
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -87,6 +89,9 @@ fn one_error_line(o: &Output, expected: &[&str]) -> String {
         assert!(errors[0].contains(e), "{:?} should say {e:?}", errors[0]);
     }
     assert!(!stderr.contains("Setup complete"), "{stderr}");
+    for secret in ["wrong-secret-42", "hunter2"] {
+        assert!(!stderr.contains(secret), "a password leaked:\n{stderr}");
+    }
     errors[0].to_owned()
 }
 
@@ -195,4 +200,57 @@ async fn connect_without_the_debezium_plugin_is_refused_before_anything_is_creat
     nothing_created("noplugin", &url).await;
     drop(connect);
     let _ = std::fs::remove_dir_all(empty);
+}
+
+#[tokio::test]
+async fn a_wrong_setting_for_any_service_is_named_with_its_fix_and_nothing_is_created() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let cases: [(&str, &[&str]); 7] = [
+        (
+            "--pg-port=1",
+            &[
+                "PostgreSQL at 127.0.0.1:1 is unreachable",
+                "scripts/stack.sh up",
+            ],
+        ),
+        (
+            "--pg-password=wrong-secret-42",
+            &["rejected the credentials", "POSTGRES_PASSWORD"],
+        ),
+        (
+            "--pg-db=no_such_db",
+            &["database `no_such_db` does not exist"],
+        ),
+        (
+            "--bootstrap-servers=127.0.0.1:1",
+            &[
+                "Kafka at 127.0.0.1:1 is unreachable",
+                "KAFKA_BOOTSTRAP_SERVERS",
+            ],
+        ),
+        (
+            "--connect-url=http://127.0.0.1:1",
+            &["Kafka Connect at http://127.0.0.1:1 is unreachable"],
+        ),
+        (
+            "--mongodb-uri=mongodb://u:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=1000",
+            &[
+                "MongoDB at mongodb://u:***@127.0.0.1:1",
+                "unreachable",
+                "MONGODB_URI",
+            ],
+        ),
+        (
+            "--mongodb-uri=mongo:/broken",
+            &[
+                "not a valid MongoDB connection string",
+                "mongodb://127.0.0.1:27017",
+            ],
+        ),
+    ];
+    for (arg, expected) in cases {
+        one_error_line(&setup("badconfig", &[arg.to_owned()]), expected);
+        nothing_created("badconfig", "http://127.0.0.1:8083").await;
+    }
 }
