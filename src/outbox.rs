@@ -110,9 +110,26 @@ pub async fn insert_batch(client: &Client, events: &[NewEvent]) -> Result<u64> {
     insert_batch_into(client, "event_outbox", events).await
 }
 
+/// A table name cannot be a bind parameter, so anything but a plain identifier is refused
+/// before it could reach SQL text.
+fn plain_identifier(table: &str) -> Result<()> {
+    let ok = table
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && table
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        bail!("`{table}` is not a plain lowercase table name");
+    }
+    Ok(())
+}
+
 /// [`insert_batch`] into another table of the same shape (the benchmark's scratch table).
 /// `table` is a name from code, never from input.
 pub async fn insert_batch_into(client: &Client, table: &str, events: &[NewEvent]) -> Result<u64> {
+    plain_identifier(table)?;
     if events.is_empty() {
         return Ok(0);
     }
@@ -180,4 +197,26 @@ pub async fn all_events(client: &Client) -> Result<Vec<StoredEvent>> {
 /// The server's version string.
 pub async fn server_version(client: &Client) -> Result<String> {
     Ok(client.query_one("SHOW server_version", &[]).await?.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_identifier;
+
+    #[test]
+    fn only_plain_table_names_reach_sql() {
+        assert!(plain_identifier("event_outbox").is_ok());
+        assert!(plain_identifier("bench_outbox2").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "Event",
+            "a b",
+            "x; DROP TABLE y",
+            "t\"",
+            "public.t",
+        ] {
+            assert!(plain_identifier(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }
