@@ -70,8 +70,17 @@ impl ClientContext for Ctx {}
 
 impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            self.assigned.send_replace(tpl.count() > 0);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                // Debug: at info it would draw over the dashboard, which shares the terminal.
+                tracing::debug!(?parts, "partitions assigned");
+                self.assigned.send_replace(!parts.is_empty());
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::debug!(partitions = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod health;
 pub mod kafka;
 pub mod live;
 pub mod load;
+pub mod logsink;
 pub mod metrics;
 pub mod outbox;
 pub mod plots;

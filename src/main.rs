@@ -177,7 +177,7 @@ fn init_logging(s: &Settings) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(pipedemo::logsink::Writer::default)
         .with_target(false);
     if s.log_json {
         builder.json().init();
@@ -405,10 +405,21 @@ struct Shown {
     tui: bool,
 }
 
+/// Where log lines go while the dashboard is up: next to the metrics file.
+static DASHBOARD_LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 impl Shown {
     fn start(live: Shared, d: DisplayArgs, stop: &CancellationToken) -> Shown {
         let done = CancellationToken::new();
         let tui = dashboard::use_tui(d.no_tui);
+        if tui {
+            if let Some(path) = DASHBOARD_LOG.get() {
+                if let Err(e) = pipedemo::logsink::divert(path) {
+                    // Better a scribbled dashboard than no log lines at all.
+                    tracing::warn!(error = %e, path = %path.display(), "log lines stay on the terminal");
+                }
+            }
+        }
         let refresh = Duration::from_millis(d.refresh_ms);
         let (stop, done2) = (stop.clone(), done.clone());
         let task = tokio::spawn(async move {
@@ -427,6 +438,14 @@ impl Shown {
     async fn end(self) {
         self.done.cancel();
         let _ = self.task.await;
+        if let Some((path, lines)) = pipedemo::logsink::restore() {
+            if lines > 0 {
+                eprintln!(
+                    "{lines} log line(s) written during the dashboard are in {}",
+                    path.display()
+                );
+            }
+        }
     }
 }
 
@@ -587,6 +606,13 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     init_logging(&cli.settings);
+    let _ = DASHBOARD_LOG.set(
+        cli.settings
+            .metrics_file
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join("pipedemo.log"),
+    );
     // Fault injection for the reliability tests (FAILPOINTS, see README "Reliability"); unset,
     // every fail point is off.
     let _failpoints = fail::FailScenario::setup();

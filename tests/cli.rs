@@ -168,3 +168,49 @@ async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
     );
     assert!(!out.contains("hunter2"), "the password leaked:\n{out}");
 }
+
+#[tokio::test]
+async fn replay_refuses_while_a_consumer_of_the_group_runs() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let o = pipedemo(&["setup"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut consumer = Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+        .arg("consume")
+        .env("MONGODB_DATABASE", "pipedemo_test_cli")
+        .env("CONSUMER_GROUP", "pipedemo-test-cli")
+        .env("LOG_LEVEL", "debug")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pipedemo consume starts");
+    // Wait until it is a member of the group with its partition.
+    let stderr = consumer.stderr.take().unwrap();
+    let (joined_tx, joined) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("partitions assigned") {
+                let _ = joined_tx.send(());
+            }
+        }
+    });
+    joined
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the consumer joined its group");
+    let o = pipedemo(&["replay"]);
+    Command::new("kill")
+        .args(["-TERM", &consumer.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = consumer.wait_with_output();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot reset consumer group pipedemo-test-cli")
+            && text(&o).contains("stop any running `pipedemo consume`"),
+        "{}",
+        text(&o)
+    );
+}

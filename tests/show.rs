@@ -136,7 +136,7 @@ async fn dashboard_runs_live_in_a_real_terminal() {
     let dir = std::env::temp_dir().join(format!("pipedemo-tmux-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cmd = format!(
-        "MONGODB_DATABASE=pipedemo_test_show CONSUMER_GROUP=pipedemo-test-show METRICS_FILE={d}/m.jsonl {bin} full --phases 10,100,2000 --refresh-ms 100 --report-json {d}/r.json --report-html {d}/r.html; echo EXIT=$?; sleep 60",
+        "LOG_LEVEL=pipedemo=debug MONGODB_DATABASE=pipedemo_test_show CONSUMER_GROUP=pipedemo-test-show METRICS_FILE={d}/m.jsonl {bin} full --phases 10,100,2000 --refresh-ms 100 --report-json {d}/r.json --report-html {d}/r.html; echo EXIT=$?; sleep 60",
         bin = env!("CARGO_BIN_EXE_pipedemo"),
         d = dir.display()
     );
@@ -155,14 +155,25 @@ async fn dashboard_runs_live_in_a_real_terminal() {
         ],
     );
 
+    // Debug logs (a line per consumer batch) are on: they must not reach the screen while the
+    // dashboard is up, but the log file next to the metrics file.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut dashboard = String::new();
     let mut end = String::new();
+    let mut frames = 0;
     while Instant::now() < deadline {
-        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "show", "-S", "-200"]);
-        if pane.contains("Pipeline health") && pane.contains("phase:") && dashboard.is_empty() {
-            dashboard = pane.clone();
+        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "show"]);
+        if pane.contains("Pipeline health") && pane.contains("phase:") {
+            frames += 1;
+            assert!(
+                !pane.contains("DEBUG") && !pane.contains(" WARN "),
+                "a log line drew over the dashboard:\n{pane}"
+            );
+            if dashboard.is_empty() {
+                dashboard = pane.clone();
+            }
         }
+        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "show", "-S", "-200"]);
         if pane.contains("EXIT=") {
             end = pane;
             break;
@@ -170,7 +181,17 @@ async fn dashboard_runs_live_in_a_real_terminal() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tmux(&socket, &["kill-server"]);
+    let log = std::fs::read_to_string(dir.join("pipedemo.log")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
+    assert!(frames > 0, "the dashboard was never seen");
+    assert!(
+        log.contains("DEBUG") && log.contains("batch") && !log.contains('\x1b'),
+        "the dashboard's log lines, without colour codes, go to pipedemo.log:\n{log}"
+    );
+    assert!(
+        end.contains("log line(s) written during the dashboard are in"),
+        "{end}"
+    );
     for panel in [
         "pipedemo · CDC pipeline",
         "Throughput",
