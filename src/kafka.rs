@@ -244,15 +244,6 @@ pub async fn clear_topic(args: &KafkaArgs, topic: &str) -> Result<i64> {
     Ok(doomed)
 }
 
-/// The offsets `group` has committed on `topic`, by partition (absent: nothing committed).
-pub async fn committed(args: &KafkaArgs, topic: &str) -> Result<Vec<(i32, Option<i64>)>> {
-    with_client(args, topic, true, |c, args, topic| {
-        let parts = partitions_with(c, args, topic)?.unwrap_or_default();
-        committed_with(c, args, topic, &parts)
-    })
-    .await
-}
-
 fn committed_with(
     c: &BaseConsumer,
     args: &KafkaArgs,
@@ -302,12 +293,24 @@ impl LagProbe {
 
     /// Messages in the topic not yet committed by the group (0 when the topic does not exist).
     pub async fn lag(&self) -> Result<i64> {
+        self.behind_of(None).await
+    }
+
+    /// Messages between the group's committed offsets and `ends` (watermarks taken earlier).
+    pub async fn behind(&self, ends: &[Watermarks]) -> Result<i64> {
+        self.behind_of(Some(ends.to_vec())).await
+    }
+
+    async fn behind_of(&self, ends: Option<Vec<Watermarks>>) -> Result<i64> {
         let (c, args, topic) = (self.client.clone(), self.args.clone(), self.topic.clone());
         tokio::task::spawn_blocking(move || {
             let parts = partitions_with(&c, &args, &topic)?.unwrap_or_default();
-            let marks = watermarks_with(&c, &args, &topic, &parts)?;
+            let ends = match ends {
+                Some(e) => e,
+                None => watermarks_with(&c, &args, &topic, &parts)?,
+            };
             let done = committed_with(&c, &args, &topic, &parts)?;
-            Ok(behind(&marks, &done))
+            Ok(behind(&ends, &done))
         })
         .await?
     }

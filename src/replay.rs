@@ -55,11 +55,12 @@ pub async fn run(s: &Settings, timeout: Duration, stop: CancellationToken) -> Re
     // The consumer logs outages itself; its per-event records are not kept (see above).
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
 
+    let probe = kafka::LagProbe::new(&s.kafka, &topic)?;
     let deadline = Instant::now() + timeout;
     let mut last_log = Instant::now();
     let mut complete = false;
     while !halt.is_cancelled() {
-        let behind = kafka::behind(&ends, &kafka::committed(&s.kafka, &topic).await?);
+        let behind = probe.behind(&ends).await?;
         if behind == 0 {
             complete = true;
             break;

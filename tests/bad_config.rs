@@ -30,27 +30,18 @@ impl SideService {
             env: all,
             dir,
         };
-        let out = side.stack("start");
+        let out = common::stack_sh(&["start", service], &side.env);
         assert!(
             out.status.success(),
-            "starting the side {service} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            "starting the side {service} failed (its output is above)"
         );
         side
-    }
-
-    fn stack(&self, cmd: &str) -> Output {
-        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
-            .args([cmd, self.service])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("scripts/stack.sh runs")
     }
 }
 
 impl Drop for SideService {
     fn drop(&mut self) {
-        let _ = self.stack("stop");
+        let _ = common::stack_sh(&["stop", self.service], &self.env);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

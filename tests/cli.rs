@@ -4,16 +4,20 @@ mod common;
 
 use std::process::{Command, Output};
 
-fn pipedemo(args: &[&str]) -> Output {
+/// `pipedemo ARGS` with this file's own read models, group and metrics file.
+fn command(args: &[&str]) -> Command {
     let metrics = std::env::temp_dir().join(format!("pipedemo-cli-{}.jsonl", std::process::id()));
-    Command::new(env!("CARGO_BIN_EXE_pipedemo"))
-        .args(args)
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pipedemo"));
+    c.args(args)
         .env("MONGODB_DATABASE", "pipedemo_test_cli")
         .env("CONSUMER_GROUP", "pipedemo-test-cli")
         .env("METRICS_FILE", &metrics)
-        .env("POSTGRES_PASSWORD", "pipedemo")
-        .output()
-        .expect("pipedemo runs")
+        .env("POSTGRES_PASSWORD", "pipedemo");
+    c
+}
+
+fn pipedemo(args: &[&str]) -> Output {
+    command(args).output().expect("pipedemo runs")
 }
 
 fn text(o: &Output) -> String {
@@ -119,9 +123,7 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
 /// Runs `pipedemo monitor --observe --no-tui` for a few seconds, stops it with SIGTERM and
 /// returns its exit status and output.
 fn observe_for(secs: u64, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_pipedemo"))
-        .args(["monitor", "--observe", "--no-tui"])
-        .env("CONSUMER_GROUP", "pipedemo-test-cli")
+    let child = command(&["monitor", "--observe", "--no-tui"])
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -175,11 +177,7 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
     let _guard = common::serial().lock().await;
     let o = pipedemo(&["setup"]);
     assert!(o.status.success(), "{}", text(&o));
-    let mut consumer = Command::new(env!("CARGO_BIN_EXE_pipedemo"))
-        .arg("consume")
-        .env("MONGODB_DATABASE", "pipedemo_test_cli")
-        .env("CONSUMER_GROUP", "pipedemo-test-cli")
-        .env("LOG_LEVEL", "debug")
+    let mut consumer = command(&["consume"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("pipedemo consume starts");

@@ -14,6 +14,16 @@ pub fn serial() -> &'static tokio::sync::Mutex<()> {
     LOCK.get_or_init(|| tokio::sync::Mutex::new(()))
 }
 
+/// Runs `scripts/stack.sh` with `args` and extra environment.
+pub fn stack_sh(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("scripts/stack.sh runs")
+}
+
 /// Fails the test, saying how to start the stack, unless all four services listen.
 pub fn require_stack() {
     let down: Vec<&str> = [
