@@ -63,7 +63,7 @@ pub struct Totals {
 
 /// Tells when the group has given this consumer partitions.
 struct Ctx {
-    assigned: watch::Sender<bool>,
+    assigned: std::sync::Arc<watch::Sender<bool>>,
 }
 
 impl ClientContext for Ctx {}
@@ -73,12 +73,11 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                // Debug: at info it would draw over the dashboard, which shares the terminal.
-                tracing::debug!(?parts, "partitions assigned");
+                tracing::info!(?parts, "partitions assigned");
                 self.assigned.send_replace(!parts.is_empty());
             }
             Rebalance::Revoke(tpl) => {
-                tracing::debug!(partitions = tpl.count(), "partitions revoked");
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
@@ -103,6 +102,10 @@ impl Assigned {
 /// The consumer, ready to run.
 pub struct Pipeline {
     consumer: StreamConsumer<Ctx>,
+    kafka: crate::config::KafkaArgs,
+    assigned: std::sync::Arc<watch::Sender<bool>>,
+    /// Messages waiting at the last idle check without partitions (see `unstall`).
+    idle_waiting: Option<i64>,
     topic: String,
     dlq: DeadLetters,
     store: ReadModels,
@@ -148,27 +151,15 @@ impl Pipeline {
             anyhow::bail!("Kafka topic {topic} does not exist; run `pipedemo setup` first");
         }
         let (tx, rx) = watch::channel(false);
-        let consumer: StreamConsumer<Ctx> = client_config(&settings.kafka)
-            .set("group.id", &settings.kafka.group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            // Low latency: answer fetches at once rather than waiting to fill them.
-            .set("fetch.wait.max.ms", "5")
-            .set("fetch.queue.backoff.ms", "1")
-            .set("session.timeout.ms", "10000")
-            // librdkafka pre-fetches up to 64 MB per partition by default; 8 MB keeps memory
-            // bounded and is still thousands of envelopes ahead.
-            .set("queued.max.messages.kbytes", "8192")
-            .set("heartbeat.interval.ms", "1000")
-            .create_with_context(Ctx { assigned: tx })
-            .context("creating the Kafka consumer")?;
-        consumer
-            .subscribe(&[&topic])
-            .with_context(|| format!("subscribing to {topic}"))?;
+        let assigned = std::sync::Arc::new(tx);
+        let consumer = subscribe(&settings.kafka, &topic, &assigned)?;
         let dlq = DeadLetters::new(&settings.kafka)?;
         Ok((
             Pipeline {
                 consumer,
+                kafka: settings.kafka.clone(),
+                assigned,
+                idle_waiting: None,
                 topic,
                 dlq,
                 store,
@@ -181,7 +172,7 @@ impl Pipeline {
     }
 
     /// Consumes until `stop` is cancelled, then finishes the batch in hand, commits and returns.
-    pub async fn run(self, stop: CancellationToken) -> Result<Totals> {
+    pub async fn run(mut self, stop: CancellationToken) -> Result<Totals> {
         let mut totals = Totals::default();
         // Repairs global statistics after a crash between a write and its statistics update.
         self.retry(&stop, || self.store.recompute_statistics())
@@ -190,9 +181,16 @@ impl Pipeline {
             let first = tokio::select! {
                 _ = stop.cancelled() => break,
                 m = self.consumer.recv() => m,
+                _ = tokio::time::sleep(STALL_AFTER) => {
+                    self.unstall()?;
+                    continue;
+                }
             };
             let first = match first {
-                Ok(m) => m.detach(),
+                Ok(m) => {
+                    self.idle_waiting = None;
+                    m.detach()
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Kafka consumer error; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -220,12 +218,80 @@ impl Pipeline {
                 "consumer-before-commit"
             ));
             self.commit(&batch, CommitMode::Async);
+            // Makes the consumer stop, as librdkafka sometimes does after a broker outage
+            // (fetching paused, or partitions dropped while the group thinks them taken), so
+            // that the tests can see `unstall` recover.
+            if let Some(how) = fail::eval("consumer-stop-fetching", |arg| arg) {
+                if how.as_deref() == Some("unassign") {
+                    let _ = self.consumer.unassign();
+                } else if let Ok(a) = self.consumer.assignment() {
+                    let _ = self.consumer.pause(&a);
+                }
+            }
         }
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing consumed yet is the usual cause; every handled batch was committed.
             tracing::debug!(error = %e, "final commit");
         }
         Ok(totals)
+    }
+
+    /// Called after [`STALL_AFTER`] without a message. librdkafka sometimes stops consuming
+    /// after every broker connection was lost: the group revokes the partitions and never
+    /// assigns them again, or fetching stops (rust-rdkafka #597), while messages wait in the
+    /// topic. Then the Kafka consumer is made anew; nothing is lost, because offsets are
+    /// committed only after the writes.
+    fn unstall(&mut self) -> Result<()> {
+        let Some(waiting) = self.waiting() else {
+            self.idle_waiting = None;
+            return Ok(());
+        };
+        let assigned = self
+            .consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false);
+        // Without partitions, another member may hold them: only a group that made no
+        // progress at all since the last check is stuck.
+        if !assigned && self.idle_waiting != Some(waiting) {
+            self.idle_waiting = Some(waiting);
+            return Ok(());
+        }
+        tracing::warn!(
+            waiting,
+            assigned,
+            "the Kafka consumer received nothing for {STALL_AFTER:?} although messages are waiting; reconnecting"
+        );
+        self.idle_waiting = None;
+        self.consumer = subscribe(&self.kafka, &self.topic, &self.assigned)?;
+        Ok(())
+    }
+
+    /// Messages waiting past this consumer's position on its partitions, or, with no
+    /// partitions, past the group's committed offsets on the whole topic.
+    fn waiting(&self) -> Option<i64> {
+        const T: Duration = Duration::from_secs(2);
+        let mut parts = self.consumer.assignment().ok()?;
+        let position = self.consumer.position().ok()?;
+        if parts.count() == 0 {
+            let md = self.consumer.fetch_metadata(Some(&self.topic), T).ok()?;
+            for p in md.topics().first()?.partitions() {
+                parts.add_partition(&self.topic, p.id());
+            }
+        }
+        let committed = self.consumer.committed_offsets(parts.clone(), T).ok()?;
+        let mut waiting = 0;
+        for e in parts.elements() {
+            let p = e.partition();
+            let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, T).ok()?;
+            let at = |l: &TopicPartitionList| match l.find_partition(&self.topic, p)?.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            let next = at(&position).or_else(|| at(&committed)).unwrap_or(low);
+            waiting += (high - next).max(0);
+        }
+        (waiting > 0).then_some(waiting)
     }
 
     fn commit(&self, batch: &[Received], mode: CommitMode) {
@@ -531,6 +597,37 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// How long without a message before the consumer checks whether it is stuck.
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
+/// A Kafka consumer in the group, subscribed to `topic`.
+fn subscribe(
+    kafka: &crate::config::KafkaArgs,
+    topic: &str,
+    assigned: &std::sync::Arc<watch::Sender<bool>>,
+) -> Result<StreamConsumer<Ctx>> {
+    let consumer: StreamConsumer<Ctx> = client_config(kafka)
+        .set("group.id", &kafka.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        // Low latency: answer fetches at once rather than waiting to fill them.
+        .set("fetch.wait.max.ms", "5")
+        .set("fetch.queue.backoff.ms", "1")
+        .set("session.timeout.ms", "10000")
+        // librdkafka pre-fetches up to 64 MB per partition by default; 8 MB keeps memory
+        // bounded and is still thousands of envelopes ahead.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("heartbeat.interval.ms", "1000")
+        .create_with_context(Ctx {
+            assigned: assigned.clone(),
+        })
+        .context("creating the Kafka consumer")?;
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("subscribing to {topic}"))?;
+    Ok(consumer)
 }
 
 /// Ends the process at once, as SIGKILL would, from an armed fail point: nothing after this

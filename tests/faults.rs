@@ -160,11 +160,7 @@ impl Scenario {
 }
 
 fn stack(args: &[&str]) {
-    let ok = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
-        .args(args)
-        .status()
-        .expect("scripts/stack.sh runs")
-        .success();
+    let ok = common::stack_sh(args, &[]).status.success();
     assert!(ok, "scripts/stack.sh {args:?} failed");
 }
 
@@ -290,6 +286,34 @@ async fn consumer_crashing_between_mongodb_write_and_offset_commit_duplicates_no
         "{text}"
     );
     s.replay_changes_nothing().await;
+}
+
+#[tokio::test]
+async fn consumer_that_stops_consuming_reconnects_by_itself() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    // After its third batch the Kafka consumer stops while the load goes on, in the two ways
+    // librdkafka has been seen to after a broker outage: fetching paused, or its partitions
+    // dropped while the group still counts them as taken.
+    for (name, how) in [
+        ("fault_stall_paused", "pause"),
+        ("fault_stall_unassigned", "unassign"),
+    ] {
+        let s = Scenario::new(name).await;
+        let consumer =
+            s.consumer_with_failpoints(&format!("consumer-stop-fetching=2*off->1*return({how})"));
+        s.load().await.unwrap();
+        let r = s.settle(Duration::from_secs(120)).await;
+        stop_consumer(consumer);
+        assert_exact(&r, &s.log());
+        let log = std::fs::read_to_string(s.log()).unwrap();
+        assert!(
+            log.contains("although messages are waiting; reconnecting"),
+            "{name}: {}",
+            tail(&log)
+        );
+        s.replay_changes_nothing().await;
+    }
 }
 
 /// Runs a load with a consumer, stops `service` after `after` (`scripts/stack.sh stop`, or
