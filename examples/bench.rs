@@ -18,11 +18,12 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use pipedemo::config::Settings;
-use pipedemo::consumer::{ConsumerOptions, Pipeline};
-use pipedemo::kafka::{self, ResetTo};
-use pipedemo::metrics::{self, MetricEvent};
-use pipedemo::store::ReadModels;
-use pipedemo::{clock, generator, outbox};
+use pipedemo::pipeline::consumer::{self, ConsumerOptions};
+use pipedemo::pipeline::kafka::{self, ResetTo};
+use pipedemo::pipeline::store::ReadModels;
+use pipedemo::pipeline::{generator, outbox};
+use pipedemo::telemetry::clock;
+use pipedemo::telemetry::metrics::{self, MetricEvent};
 
 #[derive(Parser)]
 struct Args {
@@ -298,9 +299,7 @@ async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
         max_batch: a.max_batch,
         ..ConsumerOptions::default()
     };
-    let (pipeline, _) = Pipeline::new(&s, opts, tx).await?;
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(pipeline.run(stop.clone()));
+    let running = consumer::start(&s, opts, tx, &CancellationToken::new()).await?;
     let (mut first, mut last, mut seen) = (i64::MAX, 0i64, 0u64);
     while seen < n {
         match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
@@ -313,8 +312,7 @@ async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
             _ => bail!("the consumer stalled after {seen} of {n} events"),
         }
     }
-    stop.cancel();
-    task.await??;
+    running.finish().await?;
     let pipedemo_rate = n as f64 / ((last - first) as f64 / 1e6);
 
     // Raw bulk insert of the resulting documents into the same server.

@@ -9,10 +9,10 @@ use std::time::Instant;
 use clap::Parser;
 use mongodb::bson::doc;
 use pipedemo::config::Settings;
-use pipedemo::envelope::OutboxEvent;
-use pipedemo::generator;
-use pipedemo::handlers::Registry;
-use pipedemo::store::{Outcome, ReadModels};
+use pipedemo::pipeline::envelope::OutboxEvent;
+use pipedemo::pipeline::generator;
+use pipedemo::pipeline::handlers::Registry;
+use pipedemo::pipeline::store::{Outcome, ReadModels};
 
 #[derive(Parser)]
 struct Args {
@@ -45,15 +45,8 @@ async fn main() -> anyhow::Result<()> {
     let ops: Vec<_> = generator::generate(a.events, Some(1))
         .into_iter()
         .map(|e| {
-            reg.handle(&OutboxEvent {
-                event_id: e.event_id,
-                aggregate_id: e.aggregate_id,
-                aggregate_type: e.aggregate_type,
-                event_type: e.event_type,
-                payload: e.payload,
-                created_at_us: 1_795_000_000_000_000,
-            })
-            .unwrap()
+            reg.handle(&OutboxEvent::from_new(e, 1_795_000_000_000_000))
+                .unwrap()
         })
         .collect();
     let mut checks = Vec::new();
@@ -97,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
         "statistics",
         g.get_document("events")?.get_i64("ParticipantJoined")? == mix.joins as i64,
     ));
-    let sum = pipedemo::checksum::read_models(db).await.is_ok();
+    let sum = pipedemo::check::checksum::read_models(db).await.is_ok();
     checks.push(("checksum readable", sum));
     store.drop_all().await?;
     let ok = checks.iter().all(|c| c.1);

@@ -2,35 +2,26 @@
 //! PostgreSQL `event_outbox` → Debezium → Kafka → consumer → MongoDB read models, with the
 //! timing of every event at each stage (T0–T5).
 //!
-//! Data flows one way: [`generator`] → [`outbox`] (PostgreSQL); Kafka → [`consumer`] →
-//! [`handlers`] → [`store`] (MongoDB), with [`metrics`] on a channel to whoever reports.
+//! The folders follow the data:
+//! - [`pipeline`]: the pipeline itself, in flow order: [`pipeline::generator`] →
+//!   [`pipeline::outbox`] (PostgreSQL) → [`pipeline::connect`] (Debezium) → [`pipeline::kafka`]
+//!   → [`pipeline::consumer`] → [`pipeline::envelope`] → [`pipeline::handlers`] →
+//!   [`pipeline::store`] (MongoDB);
+//! - [`telemetry`]: what the consumer measures, on a channel: [`telemetry::metrics`] →
+//!   [`telemetry::live`] and [`telemetry::stats`], plus the [`show::health`] poller;
+//! - [`show`]: what people read: the dashboard, the text and HTML reports, their plots;
+//! - [`check`]: proof that nothing was lost: [`check::verify`], [`check::checksum`];
+//! - [`commands`]: one module per subcommand, wiring the above; [`cli`] parses the command line.
+//!
+//! Shared vocabulary: [`config`] (settings) and [`event`] (the event types).
 
 #![warn(missing_docs)]
 
-pub mod checksum;
-pub mod cleanup;
-pub mod clock;
+pub mod check;
+pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod connect;
-pub mod consumer;
-pub mod dashboard;
-pub mod demo_report;
-pub mod diagnose;
-pub mod envelope;
-pub mod full;
-pub mod generator;
-pub mod handlers;
-pub mod health;
-pub mod kafka;
-pub mod live;
-pub mod load;
-pub mod logsink;
-pub mod metrics;
-pub mod outbox;
-pub mod plots;
-pub mod replay;
-pub mod report;
-pub mod setup;
-pub mod stats;
-pub mod store;
-pub mod verify;
+pub mod event;
+pub mod pipeline;
+pub mod show;
+pub mod telemetry;

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// A service started by `scripts/stack.sh start` with extra settings; stopped when dropped.
 struct SideService {
@@ -56,15 +56,12 @@ fn free_port() -> u16 {
 
 /// `pipedemo setup` with names of its own, so that anything it created would be found.
 fn setup(name: &str, extra: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+    common::pipedemo(name)
         .arg("setup")
         .args(extra)
-        .env("MONGODB_DATABASE", format!("pipedemo_test_{name}"))
         .env("TOPIC_PREFIX", format!("pipedemo_test_{name}"))
         .env("CONNECTOR_NAME", format!("pipedemo-test-{name}"))
         .env("REPLICATION_SLOT", format!("pipedemo_test_{name}"))
-        .env("CONSUMER_GROUP", format!("pipedemo-test-{name}"))
-        .env("POSTGRES_PASSWORD", "pipedemo")
         .output()
         .expect("pipedemo runs")
 }
@@ -99,7 +96,9 @@ async fn nothing_created(name: &str, connect_url: &str) {
     );
     let topic = format!("pipedemo_test_{name}.public.event_outbox");
     assert_eq!(
-        pipedemo::kafka::partitions(&s.kafka, &topic).await.unwrap(),
+        pipedemo::pipeline::kafka::partitions(&s.kafka, &topic)
+            .await
+            .unwrap(),
         None,
         "topic {topic} was created"
     );
@@ -137,7 +136,7 @@ async fn postgres_without_logical_decoding_is_refused_before_anything_is_created
 
     // The misconfigured server itself got no table and no replication slot.
     let s = common::settings("walreplica", &[&format!("--pg-port={port}")]);
-    let c = pipedemo::outbox::connect(&s.pg).await.unwrap();
+    let c = pipedemo::pipeline::outbox::connect(&s.pg).await.unwrap();
     let row = c
         .query_one(
             "SELECT to_regclass('public.event_outbox') IS NULL, \

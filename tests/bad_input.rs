@@ -11,10 +11,11 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use pipedemo::consumer::ConsumerOptions;
-use pipedemo::kafka;
-use pipedemo::load::{self, LoadOptions, PhaseOptions};
-use pipedemo::verify;
+use pipedemo::check::verify;
+use pipedemo::commands::load::{self, LoadOptions};
+use pipedemo::commands::session::PhaseOptions;
+use pipedemo::pipeline::consumer::ConsumerOptions;
+use pipedemo::pipeline::kafka;
 
 enum Expect {
     /// Dead-lettered with a reason containing this text.
@@ -58,14 +59,23 @@ fn envelope(op: &str, after: Value) -> Vec<u8> {
     .unwrap()
 }
 
+/// A UserCreated envelope whose row says it was created at `created_at`.
+fn user_created_at(created_at: &str) -> Vec<u8> {
+    user_row(user_payload(), created_at)
+}
+
 fn user_event(payload: Value) -> Vec<u8> {
+    user_row(payload, &now())
+}
+
+fn user_row(payload: Value, created_at: &str) -> Vec<u8> {
     envelope(
         "c",
         row(
             "UserCreated",
             Uuid::new_v4(),
             Value::String(payload.to_string()),
-            &now(),
+            created_at,
         ),
     )
 }
@@ -275,29 +285,13 @@ fn cases() -> Vec<Case> {
     ok(
         "created_at unparsable",
         None,
-        envelope(
-            "c",
-            row(
-                "UserCreated",
-                Uuid::new_v4(),
-                Value::String(user_payload().to_string()),
-                "yesterday",
-            ),
-        ),
+        user_created_at("yesterday"),
         Expect::Dead("not an ISO-8601 timestamp"),
     );
     ok(
         "created_at in the future",
         None,
-        envelope(
-            "c",
-            row(
-                "UserCreated",
-                Uuid::new_v4(),
-                Value::String(user_payload().to_string()),
-                "2999-01-01T00:00:00Z",
-            ),
-        ),
+        user_created_at("2999-01-01T00:00:00Z"),
         Expect::Dead("in the future"),
     );
     v.push(("tombstone (null value)", None, None, Expect::Skipped));
@@ -335,12 +329,8 @@ async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes
 
     let opts = LoadOptions {
         phase: PhaseOptions {
-            events: 100,
-            batch_size: 100,
-            rate: None,
-            batch_delay: Duration::ZERO,
-            timeout: Duration::from_secs(120),
             seed: Some(3),
+            ..PhaseOptions::unpaced(100)
         },
         consumer: ConsumerOptions {
             missing_activity_wait: Duration::from_secs(2),

@@ -2,30 +2,19 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
-/// `pipedemo ARGS` with this file's own read models, group and metrics file.
+use common::{text, Spawned};
+
+/// `pipedemo ARGS` in this file's own world.
 fn command(args: &[&str]) -> Command {
-    let metrics = std::env::temp_dir().join(format!("pipedemo-cli-{}.jsonl", std::process::id()));
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipedemo"));
-    c.args(args)
-        .env("MONGODB_DATABASE", "pipedemo_test_cli")
-        .env("CONSUMER_GROUP", "pipedemo-test-cli")
-        .env("METRICS_FILE", &metrics)
-        .env("POSTGRES_PASSWORD", "pipedemo");
+    let mut c = common::pipedemo("cli");
+    c.args(args);
     c
 }
 
 fn pipedemo(args: &[&str]) -> Output {
     command(args).output().expect("pipedemo runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test]
@@ -57,7 +46,7 @@ async fn setup_load_verify_as_a_user_runs_them() {
     assert_eq!(r["integrity_check"], "PASS");
 
     // A row the consumer never sees makes verify fail with a non-zero exit.
-    let pg = pipedemo::outbox::connect(&common::settings("cli", &[]).pg)
+    let pg = pipedemo::pipeline::outbox::connect(&common::settings("cli", &[]).pg)
         .await
         .unwrap();
     pg.execute(
@@ -105,8 +94,7 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
     );
     // A wrong password, with debug logs on: the password appears nowhere.
     let secret = "s3cr3t-Pa55word-913";
-    let o = Command::new(env!("CARGO_BIN_EXE_pipedemo"))
-        .args(["setup", "--pg-password", secret, "--log-level", "debug"])
+    let o = command(&["setup", "--pg-password", secret, "--log-level", "debug"])
         .env(
             "MONGODB_URI",
             format!("mongodb://admin:{secret}@127.0.0.1:1/?serverSelectionTimeoutMS=500"),
@@ -123,18 +111,15 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
 /// Runs `pipedemo monitor --observe --no-tui` for a few seconds, stops it with SIGTERM and
 /// returns its exit status and output.
 fn observe_for(secs: u64, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let child = command(&["monitor", "--observe", "--no-tui"])
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("pipedemo runs");
+    let mut child = Spawned::start(
+        command(&["monitor", "--observe", "--no-tui"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     std::thread::sleep(std::time::Duration::from_secs(secs));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    child.signal("-TERM");
+    let o = child.wait();
     (o.status, text(&o))
 }
 
@@ -177,12 +162,9 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
     let _guard = common::serial().lock().await;
     let o = pipedemo(&["setup"]);
     assert!(o.status.success(), "{}", text(&o));
-    let mut consumer = command(&["consume"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("pipedemo consume starts");
+    let mut consumer = Spawned::start(command(&["consume"]).stderr(Stdio::piped()));
     // Wait until it is a member of the group with its partition.
-    let stderr = consumer.stderr.take().unwrap();
+    let stderr = consumer.child().stderr.take().unwrap();
     let (joined_tx, joined) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -199,11 +181,8 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("the consumer joined its group");
     let o = pipedemo(&["replay"]);
-    Command::new("kill")
-        .args(["-TERM", &consumer.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = consumer.wait_with_output();
+    consumer.signal("-TERM");
+    let _ = consumer.wait();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("cannot reset consumer group pipedemo-test-cli")

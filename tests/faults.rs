@@ -5,11 +5,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
+
+use common::Spawned;
 use std::time::{Duration, Instant};
 
+use pipedemo::check::verify;
 use pipedemo::config::Settings;
-use pipedemo::{generator, outbox, verify};
+use pipedemo::pipeline::{generator, outbox};
+use pipedemo::telemetry::stats::Stage;
 
 const EVENTS: u64 = 10_000;
 
@@ -32,28 +36,25 @@ impl Scenario {
     }
 
     /// Starts `pipedemo consume` for this scenario; its stderr goes to a log file.
-    fn consumer(&self) -> Child {
+    fn consumer(&self) -> Spawned {
         self.consumer_with_failpoints("")
     }
 
     /// Starts `pipedemo consume` with fail points armed (`FAILPOINTS` syntax of the `fail` crate).
-    fn consumer_with_failpoints(&self, failpoints: &str) -> Child {
+    fn consumer_with_failpoints(&self, failpoints: &str) -> Spawned {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log())
             .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_pipedemo"))
-            .arg("consume")
-            .env("MONGODB_DATABASE", &self.settings.mongo.mongodb_database)
-            .env("CONSUMER_GROUP", &self.settings.kafka.group)
-            .env("METRICS_FILE", &self.metrics)
-            .env("LOG_LEVEL", "info")
-            .env("FAILPOINTS", failpoints)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("pipedemo consume starts")
+        Spawned::start(
+            common::pipedemo(self.name)
+                .arg("consume")
+                .env("LOG_LEVEL", "info")
+                .env("FAILPOINTS", failpoints)
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
     }
 
     fn log(&self) -> std::path::PathBuf {
@@ -98,11 +99,8 @@ impl Scenario {
     /// models' checksum is unchanged and that nothing was written anew.
     async fn replay_changes_nothing(&self) {
         let before = verify::run(&self.settings, true).await.expect("verify");
-        let out = Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+        let out = common::pipedemo(self.name)
             .args(["replay", "--json", "--timeout-secs", "180"])
-            .env("MONGODB_DATABASE", &self.settings.mongo.mongodb_database)
-            .env("CONSUMER_GROUP", &self.settings.kafka.group)
-            .env("METRICS_FILE", &self.metrics)
             .output()
             .expect("pipedemo replay runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -137,10 +135,12 @@ impl Scenario {
 
     /// Events the consumers found already applied: delivered more than once.
     fn redelivered(&self) -> usize {
-        let (records, _) = pipedemo::metrics::read_file(&self.metrics).unwrap();
+        let (records, _) = pipedemo::telemetry::metrics::read_file(&self.metrics).unwrap();
         records
             .iter()
-            .filter(|e| matches!(e, pipedemo::metrics::MetricEvent::Event(r) if !r.applied))
+            .filter(
+                |e| matches!(e, pipedemo::telemetry::metrics::MetricEvent::Event(r) if !r.applied),
+            )
             .count()
     }
 
@@ -164,13 +164,6 @@ fn stack(args: &[&str]) {
     assert!(ok, "scripts/stack.sh {args:?} failed");
 }
 
-fn kill(child: &mut Child, signal: &str) {
-    Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
 fn assert_exact(r: &verify::VerifyReport, log: &std::path::Path) {
     let log = std::fs::read_to_string(log).unwrap_or_default();
     assert!(
@@ -180,7 +173,11 @@ fn assert_exact(r: &verify::VerifyReport, log: &std::path::Path) {
     );
     assert_eq!((r.total_events, r.found_events), (EVENTS, EVENTS));
     assert!(r.duplicated_ids.is_empty());
-    assert_eq!(r.integrity_check, "PASS");
+    assert!(
+        r.integrity_passed,
+        "integrity issues: {:?}",
+        r.integrity_issues
+    );
 }
 
 fn tail(s: &str) -> String {
@@ -188,8 +185,8 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-fn stop_consumer(mut c: Child) {
-    kill(&mut c, "-TERM");
+fn stop_consumer(mut c: Spawned) {
+    c.signal("-TERM");
     let _ = c.wait();
 }
 
@@ -202,7 +199,7 @@ async fn consumer_killed_three_times_loses_and_duplicates_nothing() {
     let load = s.load();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        kill(&mut consumer, "-KILL");
+        consumer.signal("-KILL");
         let _ = consumer.wait();
         tokio::time::sleep(Duration::from_millis(500)).await;
         consumer = s.consumer();
@@ -215,15 +212,14 @@ async fn consumer_killed_three_times_loses_and_duplicates_nothing() {
 }
 
 /// Waits for a consumer that must crash at an armed fail point; fails the test otherwise.
-async fn expect_abort(mut c: Child, point: &str, log: &std::path::Path) {
+async fn expect_abort(mut c: Spawned, point: &str, log: &std::path::Path) {
     use std::os::unix::process::ExitStatusExt;
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        if let Some(st) = c.try_wait().unwrap() {
+        if let Some(st) = c.child().try_wait().unwrap() {
             break st;
         }
         if Instant::now() > deadline {
-            kill(&mut c, "-KILL");
             panic!("fail point {point} did not fire within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -276,9 +272,9 @@ async fn consumer_crashing_between_mongodb_write_and_offset_commit_duplicates_no
     );
     // The batch written just before the first crash has no timing records: the report says so
     // instead of presenting the percentiles as covering every event.
-    let timed = r.latency["total"].count;
+    let timed = r.latency[&Stage::Total].count;
     assert!(timed < EVENTS, "{timed} timed events");
-    let text = pipedemo::report::verify(&r);
+    let text = pipedemo::show::report::verify(&r);
     assert!(
         text.contains(&format!(
             "latency covers {timed} of the {EVENTS} events found"
@@ -370,8 +366,8 @@ async fn graceful_stop_mid_load_commits_and_exits_zero() {
     let mut consumer = s.consumer();
     let load = s.load();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    kill(&mut consumer, "-TERM");
-    let status = consumer.wait().unwrap();
+    consumer.signal("-TERM");
+    let status = consumer.wait().status;
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
     let consumer = s.consumer();
     load.await.unwrap();

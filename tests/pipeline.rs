@@ -7,21 +7,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use pipedemo::consumer::ConsumerOptions;
-use pipedemo::load::{self, LoadOptions, PhaseOptions};
-use pipedemo::replay;
-use pipedemo::store::ReadModels;
-use pipedemo::verify;
+use pipedemo::check::verify;
+use pipedemo::commands::load::{self, LoadOptions};
+use pipedemo::commands::replay;
+use pipedemo::commands::session::PhaseOptions;
+use pipedemo::pipeline::consumer::ConsumerOptions;
+use pipedemo::pipeline::store::ReadModels;
+use pipedemo::telemetry::stats::Stage;
 
 fn load_opts(events: u64) -> LoadOptions {
     LoadOptions {
         phase: PhaseOptions {
-            events,
-            batch_size: 100,
-            rate: None,
-            batch_delay: Duration::ZERO,
-            timeout: Duration::from_secs(120),
             seed: Some(events),
+            ..PhaseOptions::unpaced(events)
         },
         consumer: ConsumerOptions::default(),
     }
@@ -40,7 +38,7 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing_or_rebuilds_
     assert!(r.missing.is_empty(), "missing: {:?}", r.missing);
     assert_eq!(r.stats.applied_total(), 1000);
     assert_eq!(r.stats.errors, 0);
-    assert_eq!(r.stats.stages.total.count(), 1000);
+    assert_eq!(r.stats.stages.get(Stage::Total).count(), 1000);
 
     let before = verify::run(&s, true).await.expect("verify");
     assert!(before.passed, "{before:#?}");
@@ -48,9 +46,9 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing_or_rebuilds_
     assert_eq!(before.by_type["UserCreated"].found, 500);
     assert_eq!(before.by_type["ActivityCreated"].found, 300);
     assert_eq!(before.by_type["ParticipantJoined"].found, 200);
-    assert_eq!(before.integrity_check, "PASS");
-    assert_eq!(before.latency["total"].count, 1000);
-    assert!(before.latency["total"].p50_ms > 0.0);
+    assert!(before.integrity_passed);
+    assert_eq!(before.latency[&Stage::Total].count, 1000);
+    assert!(before.latency[&Stage::Total].p50_ms > 0.0);
 
     // setup cleared the topic, so its start is this run: replay all of it.
     let r = replay::run(&s, Duration::from_secs(120), CancellationToken::new())

@@ -7,10 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn pipedemo() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipedemo"));
-    c.env("MONGODB_DATABASE", "pipedemo_test_show")
-        .env("CONSUMER_GROUP", "pipedemo-test-show");
-    c
+    common::pipedemo("show")
 }
 
 #[tokio::test]

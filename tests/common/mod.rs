@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -15,8 +17,8 @@ pub fn serial() -> &'static tokio::sync::Mutex<()> {
 }
 
 /// Runs `scripts/stack.sh` with `args` and extra environment.
-pub fn stack_sh(args: &[&str], env: &[(String, String)]) -> std::process::Output {
-    std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
+pub fn stack_sh(args: &[&str], env: &[(String, String)]) -> Output {
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stderr(std::process::Stdio::inherit())
@@ -24,25 +26,108 @@ pub fn stack_sh(args: &[&str], env: &[(String, String)]) -> std::process::Output
         .expect("scripts/stack.sh runs")
 }
 
-/// Fails the test, saying how to start the stack, unless all four services listen.
+/// Fails the test, saying how to start the stack, unless all four services listen where the
+/// settings (flags' defaults, or the environment: POSTGRES_PORT, KAFKA_BOOTSTRAP_SERVERS,
+/// CONNECT_URL, MONGODB_URI, …) say they are.
 pub fn require_stack() {
-    let down: Vec<&str> = [
-        ("PostgreSQL 127.0.0.1:5432", "127.0.0.1:5432"),
-        ("Kafka 127.0.0.1:9092", "127.0.0.1:9092"),
-        ("Kafka Connect 127.0.0.1:8083", "127.0.0.1:8083"),
-        ("MongoDB 127.0.0.1:27017", "127.0.0.1:27017"),
-    ]
-    .iter()
-    .filter(|(_, addr)| {
-        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_err()
-    })
-    .map(|(name, _)| *name)
-    .collect();
+    let s = settings("probe", &[]);
+    let host_port = |url: &str| -> String {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+        rest.split(['/', '?', ','])
+            .next()
+            .unwrap_or(rest)
+            .to_owned()
+    };
+    let services = [
+        ("PostgreSQL", format!("{}:{}", s.pg.host, s.pg.port)),
+        ("Kafka", host_port(&s.kafka.bootstrap_servers)),
+        ("Kafka Connect", host_port(&s.connect.connect_url)),
+        ("MongoDB", host_port(s.mongo.mongodb_uri.expose())),
+    ];
+    let down: Vec<String> = services
+        .iter()
+        .filter(|(_, addr)| {
+            let reachable = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
+                .map(|mut a| {
+                    a.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+                })
+                .unwrap_or(false);
+            !reachable
+        })
+        .map(|(name, addr)| format!("{name} {addr}"))
+        .collect();
     assert!(
         down.is_empty(),
         "the stack is not up ({} unreachable): run `scripts/stack.sh up` (or `docker compose up -d --wait`) before `cargo test`",
         down.join(", ")
     );
+}
+
+/// The metrics file of test `name` (shared by its [`settings`] and its [`pipedemo`] commands).
+pub fn metrics_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pipedemo-test-{name}-{}.jsonl", std::process::id()))
+}
+
+/// `pipedemo` as a user runs it, in test `name`'s own world: its read-model database
+/// (`pipedemo_test_NAME`), consumer group (`pipedemo-test-NAME`) and metrics file, so that
+/// tests do not see each other's data. Add arguments and environment as needed.
+pub fn pipedemo(name: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pipedemo"));
+    c.env("MONGODB_DATABASE", format!("pipedemo_test_{name}"))
+        .env("CONSUMER_GROUP", format!("pipedemo-test-{name}"))
+        .env("METRICS_FILE", metrics_file(name))
+        .env("POSTGRES_PASSWORD", "pipedemo");
+    c
+}
+
+/// Stdout and stderr of a finished command, as one text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A process the test started; killed when dropped, so a failing test leaves none behind.
+pub struct Spawned(Option<Child>);
+
+impl Spawned {
+    /// Starts `c`.
+    pub fn start(c: &mut Command) -> Spawned {
+        Spawned(Some(c.spawn().expect("the process starts")))
+    }
+
+    /// The running child.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+
+    /// Sends `signal` (`-TERM`, `-KILL`, `-INT`) to it.
+    pub fn signal(&mut self, signal: &str) {
+        let pid = self.child().id().to_string();
+        let ok = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pid} failed");
+    }
+
+    /// Waits for it to end, with whatever output was piped.
+    pub fn wait(mut self) -> Output {
+        let child = self.0.take().expect("not waited for yet");
+        child.wait_with_output().expect("waiting for the process")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 #[derive(Parser)]
@@ -54,9 +139,7 @@ struct Args {
 /// Default settings (as a user with the stack up has), with this test's own read-model
 /// database, consumer group and metrics file so tests do not see each other's data.
 pub fn settings(test: &str, extra: &[&str]) -> Settings {
-    let metrics =
-        std::env::temp_dir().join(format!("pipedemo-test-{test}-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&metrics);
+    let metrics = metrics_file(test);
     let mut argv = vec![
         "pipedemo".to_owned(),
         format!("--mongodb-database=pipedemo_test_{test}"),
@@ -71,14 +154,14 @@ pub fn settings(test: &str, extra: &[&str]) -> Settings {
 
 /// `pipedemo setup` for a test: fresh data, group at the end, one partition, tuned connector.
 pub async fn setup(s: &Settings) {
-    use pipedemo::setup::{run, SetupOptions};
+    use pipedemo::commands::setup::{run, SetupOptions};
     run(
         s,
         &SetupOptions {
             keep: false,
             from_earliest: false,
             partitions: 1,
-            tuning: pipedemo::connect::Tuning::Tuned,
+            tuning: pipedemo::pipeline::connect::Tuning::Tuned,
         },
     )
     .await
@@ -90,8 +173,9 @@ pub async fn end_offset(s: &Settings, topic: &str) -> i64 {
     let (s, topic) = (s.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::Consumer;
-        let c: rdkafka::consumer::BaseConsumer =
-            pipedemo::kafka::client_config(&s.kafka).create().unwrap();
+        let c: rdkafka::consumer::BaseConsumer = pipedemo::pipeline::kafka::client_config(&s.kafka)
+            .create()
+            .unwrap();
         c.fetch_watermarks(&topic, 0, Duration::from_secs(10))
             .unwrap()
             .1
@@ -106,7 +190,7 @@ pub async fn dead_letter_reasons(s: &Settings, from: i64, n: usize) -> Vec<Strin
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
     use rdkafka::Message;
-    let consumer: StreamConsumer = pipedemo::kafka::client_config(&s.kafka)
+    let consumer: StreamConsumer = pipedemo::pipeline::kafka::client_config(&s.kafka)
         .set("group.id", "pipedemo-test-dlq-reader")
         .set("fetch.message.max.bytes", "2000000")
         .create()

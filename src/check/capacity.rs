@@ -1,0 +1,253 @@
+//! What counts as a sustained rate, and which rate to try next: the decisions of
+//! `pipedemo capacity`, apart from the runs that feed them.
+//!
+//! A sweep offers rising open-loop rates (geometric), then narrows the interval between the
+//! highest rate sustained and the lowest one not sustained (the knee). A step is sustained
+//! when its p99 latency, counted from each event's scheduled insert time, is within the SLO
+//! and the backlog (events inserted but not yet in MongoDB) did not grow over the step.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::telemetry::stats::{Stage, Summary};
+
+/// The next rate to offer, from what the earlier steps found.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    start: f64,
+    max: f64,
+    growth: f64,
+    refinements: u32,
+    /// The highest rate sustained so far.
+    sustained: Option<f64>,
+    /// The lowest rate not sustained so far.
+    failed: Option<f64>,
+    refined: u32,
+}
+
+/// Below this rate a sweep gives up looking down: the pipeline is broken, not slow.
+const FLOOR_EPS: f64 = 10.0;
+
+impl Sweep {
+    /// Starts at `start` ev/s, multiplies by `growth` until a step fails or `max` is reached,
+    /// then halves the interval around the knee `refinements` times.
+    pub fn new(start: f64, max: f64, growth: f64, refinements: u32) -> Sweep {
+        Sweep {
+            start: start.min(max),
+            max,
+            growth: growth.max(1.1),
+            refinements,
+            sustained: None,
+            failed: None,
+            refined: 0,
+        }
+    }
+
+    /// The rate of the next step, or `None` when the sweep is over.
+    pub fn next(&self) -> Option<f64> {
+        match (self.sustained, self.failed) {
+            (None, None) => Some(self.start),
+            (Some(ok), None) if ok >= self.max => None,
+            (Some(ok), None) => Some((ok * self.growth).min(self.max)),
+            (None, Some(bad)) => Some(bad / self.growth).filter(|r| *r >= FLOOR_EPS),
+            (Some(ok), Some(bad)) => {
+                // Narrow while the interval is wider than 5 % of the knee.
+                let mid = (ok + bad) / 2.0;
+                (self.refined < self.refinements && bad - ok > 0.05 * ok).then_some(mid)
+            }
+        }
+    }
+
+    /// Takes a step's verdict into account.
+    pub fn record(&mut self, rate: f64, sustained: bool) {
+        if self.sustained.is_some() && self.failed.is_some() {
+            self.refined += 1;
+        }
+        if sustained {
+            self.sustained = Some(self.sustained.map_or(rate, |r| r.max(rate)));
+        } else {
+            self.failed = Some(self.failed.map_or(rate, |r| r.min(rate)));
+        }
+    }
+
+    /// The highest rate sustained.
+    pub fn sustained(&self) -> Option<f64> {
+        self.sustained
+    }
+}
+
+/// The least-squares slope of `(seconds, backlog)` samples, in events per second (0 with
+/// fewer than two distinct times).
+pub fn slope(samples: &[(f64, f64)]) -> f64 {
+    let n = samples.len() as f64;
+    if samples.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = samples
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (num, den) = samples.iter().fold((0.0, 0.0), |(num, den), (x, y)| {
+        (num + (x - mx) * (y - my), den + (x - mx) * (x - mx))
+    });
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// How fast a backlog may grow before a step counts as falling behind: 2 % of the offered
+/// rate, and at least 5 events/s so that a few slow batches at low rates do not count.
+pub fn backlog_limit(offered: f64) -> f64 {
+    (0.02 * offered).max(5.0)
+}
+
+/// Why a step was or was not sustained.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    /// p99 within the SLO and no growing backlog.
+    pub sustained: bool,
+    /// What broke, or "within the SLO".
+    pub reason: String,
+}
+
+/// Judges a step: its p99 from schedule against the SLO, its backlog slope against
+/// [`backlog_limit`], and whether every event of it arrived.
+pub fn judge(
+    offered: f64,
+    p99_ms: f64,
+    slo_p99_ms: f64,
+    backlog_slope: f64,
+    missing: u64,
+) -> Verdict {
+    let mut broken = Vec::new();
+    if p99_ms > slo_p99_ms {
+        broken.push(format!("p99 {p99_ms:.1} ms > SLO {slo_p99_ms} ms"));
+    }
+    let limit = backlog_limit(offered);
+    if backlog_slope > limit {
+        broken.push(format!(
+            "backlog grew {backlog_slope:.0} events/s (limit {limit:.0})"
+        ));
+    }
+    if missing > 0 {
+        broken.push(format!("{missing} events did not arrive in time"));
+    }
+    Verdict {
+        sustained: broken.is_empty(),
+        reason: if broken.is_empty() {
+            "within the SLO".into()
+        } else {
+            broken.join("; ")
+        },
+    }
+}
+
+/// The stage whose p99 grew most from the highest sustained step to the first step above
+/// it: where the pipeline gives way first. `None` when there is no such pair of steps.
+pub fn limiting_stage(
+    below: &BTreeMap<Stage, Summary>,
+    above: &BTreeMap<Stage, Summary>,
+) -> Option<(Stage, f64)> {
+    Stage::PARTS
+        .iter()
+        .filter_map(|s| {
+            let grew = above.get(s)?.p99_ms - below.get(s).map_or(0.0, |b| b.p99_ms);
+            Some((*s, grew))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// Rows per insert transaction for an open-loop `rate`: about 5 ms of events, so that an
+/// event waits at most that long for its batch and a batch is never a burst.
+pub fn batch_size(rate: f64) -> usize {
+    ((rate * 0.005).ceil() as usize).clamp(1, 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mut sweep: Sweep, capacity: f64) -> (Vec<f64>, Option<f64>) {
+        let mut offered = Vec::new();
+        while let Some(r) = sweep.next() {
+            assert!(offered.len() < 50, "the sweep ends");
+            offered.push(r);
+            sweep.record(r, r <= capacity);
+        }
+        (offered, sweep.sustained())
+    }
+
+    #[test]
+    fn rates_grow_geometrically_then_narrow_around_the_knee() {
+        let (offered, found) = run(Sweep::new(500.0, 20_000.0, 2.0, 3), 4_200.0);
+        assert_eq!(
+            offered,
+            [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 6000.0, 5000.0, 4500.0]
+        );
+        assert_eq!(found, Some(4000.0));
+    }
+
+    #[test]
+    fn the_sweep_stops_at_the_maximum_and_looks_down_when_the_start_fails() {
+        let (offered, found) = run(Sweep::new(500.0, 3000.0, 2.0, 2), 1e9);
+        assert_eq!(offered, [500.0, 1000.0, 2000.0, 3000.0]);
+        assert_eq!(found, Some(3000.0));
+        let (offered, found) = run(Sweep::new(1000.0, 20_000.0, 2.0, 1), 300.0);
+        assert_eq!(offered, [1000.0, 500.0, 250.0, 375.0]);
+        assert_eq!(found, Some(250.0));
+        let (_, found) = run(Sweep::new(100.0, 20_000.0, 2.0, 1), 0.0);
+        assert_eq!(found, None, "nothing sustained, down to the floor");
+    }
+
+    #[test]
+    fn backlog_slope_is_least_squares() {
+        let flat = [(0.0, 20.0), (1.0, 22.0), (2.0, 18.0), (3.0, 20.0)];
+        assert!(slope(&flat).abs() < 1.0);
+        let growing: Vec<(f64, f64)> = (0..10).map(|t| (t as f64, 100.0 * t as f64)).collect();
+        assert!((slope(&growing) - 100.0).abs() < 1e-9);
+        assert_eq!(slope(&[(1.0, 5.0)]), 0.0);
+    }
+
+    #[test]
+    fn a_step_is_sustained_within_the_slo_without_a_growing_backlog() {
+        assert!(judge(2000.0, 30.0, 50.0, 3.0, 0).sustained);
+        let v = judge(2000.0, 80.0, 50.0, 300.0, 0);
+        assert!(!v.sustained);
+        assert_eq!(
+            v.reason,
+            "p99 80.0 ms > SLO 50 ms; backlog grew 300 events/s (limit 40)"
+        );
+        assert!(!judge(100.0, 10.0, 50.0, 0.0, 3).sustained);
+    }
+
+    #[test]
+    fn the_limit_is_the_stage_that_grew_most_at_the_knee() {
+        let p99 = |v: [f64; 4]| -> BTreeMap<Stage, Summary> {
+            Stage::PARTS
+                .iter()
+                .zip(v)
+                .map(|(s, p99_ms)| {
+                    (
+                        *s,
+                        Summary {
+                            p99_ms,
+                            ..Summary::default()
+                        },
+                    )
+                })
+                .collect()
+        };
+        let below = p99([10.0, 12.0, 20.0, 15.0]);
+        let above = p99([15.0, 14.0, 140.0, 90.0]);
+        assert_eq!(limiting_stage(&below, &above), Some((Stage::Poll, 120.0)));
+    }
+
+    #[test]
+    fn batches_hold_about_five_milliseconds_of_events() {
+        assert_eq!(batch_size(2.0), 1);
+        assert_eq!(batch_size(4000.0), 20);
+        assert_eq!(batch_size(1e7), 1000);
+    }
+}

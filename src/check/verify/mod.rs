@@ -1,0 +1,282 @@
+//! `pipedemo verify`: proves every outbox event landed exactly once in its read model, that the
+//! read models are consistent, and reports latency from the metrics file.
+//!
+//! [`fetch`] reads PostgreSQL and MongoDB; [`rules::check`] decides; [`latency`] measures from
+//! the metrics file; [`run`] puts the report together.
+
+pub mod rules;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::event::EventType;
+use crate::pipeline::outbox;
+use crate::pipeline::store::ReadModels;
+use crate::telemetry::metrics::{self, MetricEvent};
+use crate::telemetry::stats::{self, RunStats, Stage, Summary};
+pub use rules::{Observed, TypeCount};
+
+/// At most this many ids and issues are listed in the report (all are counted).
+const LISTED: usize = 100;
+
+/// The verification report (also written as JSON).
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// Events in event_outbox.
+    pub total_events: u64,
+    /// Of those, traced in MongoDB.
+    pub found_events: u64,
+    /// found / total × 100.
+    pub success_rate: f64,
+    /// Per type.
+    pub by_type: BTreeMap<String, TypeCount>,
+    /// Event ids missing from the read models (at most 100 listed).
+    pub missing_ids: Vec<Uuid>,
+    /// Number missing.
+    pub missing: u64,
+    /// Event ids applied more than once.
+    pub duplicated_ids: Vec<Uuid>,
+    /// Read-model entries whose event is not in event_outbox (left from an earlier run).
+    pub extra: u64,
+    /// Referential-integrity and consistency problems.
+    pub integrity_issues: Vec<String>,
+    /// No integrity problem; written as `"integrity_check": "PASS"` or `"FAIL"`.
+    #[serde(rename = "integrity_check", serialize_with = "pass_fail")]
+    pub integrity_passed: bool,
+    /// Latency by stage, from the metrics file.
+    pub latency: BTreeMap<Stage, Summary>,
+    /// End-to-end latency by type.
+    pub latency_by_type: BTreeMap<EventType, Summary>,
+    /// Events/s from first T0 to last T5 of the measured events.
+    pub throughput_eps: f64,
+    /// Dead-lettered messages recorded in the metrics file.
+    pub dead_lettered: u64,
+    /// Latency samples below zero (clock resolution), recorded as 0.
+    pub negative_samples: u64,
+    /// The verdict on p95.
+    pub verdict: String,
+    /// A checksum of all read models (order-independent), for replay comparisons.
+    pub checksum: Option<String>,
+    /// True when nothing is missing or duplicated and integrity holds.
+    pub passed: bool,
+}
+
+fn pass_fail<S: Serializer>(passed: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(pass_fail_text(*passed))
+}
+
+/// `PASS` or `FAIL`, as reports print a check.
+pub fn pass_fail_text(passed: bool) -> &'static str {
+    if passed {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// Reads the outbox and the read models.
+pub async fn fetch(s: &Settings) -> Result<(Observed, ReadModels)> {
+    let pg = outbox::connect(&s.pg).await?;
+    outbox::check_table(&pg).await?;
+    let events = outbox::all_events(&pg).await?;
+    let store = ReadModels::connect(&s.mongo).await?;
+    let db = store.database();
+    let users = all_of(
+        db,
+        "users",
+        doc! { "metadata.source_event_id": 1, "allowed_users": 1 },
+    )
+    .await?;
+    let activities = all_of(
+        db,
+        "activities",
+        doc! { "creator_id": 1, "metadata.source_event_id": 1, "participants": 1, "allowed_users": 1 },
+    )
+    .await?;
+    let global_statistics = db
+        .collection::<Document>("statistics")
+        .find_one(doc! { "_id": "global" })
+        .await?;
+    let observed = Observed {
+        events,
+        users,
+        activities,
+        global_statistics,
+    };
+    Ok((observed, store))
+}
+
+/// Every document of a collection, projected.
+async fn all_of(db: &mongodb::Database, coll: &str, projection: Document) -> Result<Vec<Document>> {
+    let read = async {
+        db.collection::<Document>(coll)
+            .find(doc! {})
+            .projection(projection)
+            .await?
+            .try_collect::<Vec<_>>()
+            .await
+    };
+    read.await
+        .with_context(|| format!("reading MongoDB collection {coll}"))
+}
+
+/// Latency of the events of this outbox from the metrics file: the first applied record of
+/// each event (a redelivery's record would time the redelivery), and every dead letter.
+pub fn latency(records: &[MetricEvent], outbox_ids: &HashSet<Uuid>) -> RunStats {
+    let mut run = RunStats::default();
+    let mut counted: HashSet<Uuid> = HashSet::new();
+    for ev in records {
+        match ev {
+            MetricEvent::Event(r)
+                if r.applied && outbox_ids.contains(&r.event_id) && counted.insert(r.event_id) =>
+            {
+                run.record(ev)
+            }
+            MetricEvent::Error(_) => run.record(ev),
+            _ => {}
+        }
+    }
+    run
+}
+
+/// Runs the verification. The metrics file may be absent: latency is then left empty.
+pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
+    let (observed, store) = fetch(s).await?;
+    let findings = rules::check(&observed);
+    let records = if s.metrics_file.exists() {
+        metrics::read_file(&s.metrics_file)?.0
+    } else {
+        Vec::new()
+    };
+    let outbox_ids: HashSet<Uuid> = observed.events.iter().map(|e| e.event_id).collect();
+    let timing = latency(&records, &outbox_ids);
+    let checksum = if with_checksum {
+        Some(crate::check::checksum::read_models(store.database()).await?)
+    } else {
+        None
+    };
+    Ok(report(
+        observed.events.len() as u64,
+        findings,
+        &timing,
+        checksum,
+    ))
+}
+
+/// The report from the findings and the timing.
+pub fn report(
+    total: u64,
+    mut f: rules::Findings,
+    timing: &RunStats,
+    checksum: Option<String>,
+) -> VerifyReport {
+    let latency = timing.stages.summaries();
+    let found = f.found();
+    let passed = f.passed();
+    let missing = f.missing_ids.len() as u64;
+    f.missing_ids.truncate(LISTED);
+    VerifyReport {
+        total_events: total,
+        found_events: found,
+        success_rate: if total > 0 {
+            found as f64 * 100.0 / total as f64
+        } else {
+            100.0
+        },
+        by_type: f.by_type,
+        missing_ids: f.missing_ids,
+        missing,
+        duplicated_ids: f.duplicated_ids,
+        extra: f.extra,
+        integrity_passed: f.issues.is_empty(),
+        integrity_issues: f.issues.into_iter().take(LISTED).collect(),
+        verdict: if timing.stages.get(Stage::Total).count() > 0 {
+            stats::verdict(stats::total(&latency).p95_ms).to_owned()
+        } else {
+            "no latency data".into()
+        },
+        latency,
+        latency_by_type: timing.by_type_summaries(),
+        throughput_eps: timing.throughput(),
+        dead_lettered: timing.errors,
+        negative_samples: timing.stages.negative(),
+        checksum,
+        passed,
+    }
+}
+
+/// Writes the report as pretty JSON.
+pub fn write_report(report: &VerifyReport, path: &Path) -> Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json).with_context(|| {
+        format!(
+            "cannot write the report to {} (choose a writable --report path)",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::{EventRecord, Timing};
+
+    fn record(event_id: Uuid, applied: bool, total_ms: i64) -> MetricEvent {
+        let timing = Timing {
+            t0_us: 1_000_000,
+            t5_us: 1_000_000 + total_ms * 1000,
+            ..Timing::default()
+        };
+        MetricEvent::Event(EventRecord {
+            event_id,
+            event_type: EventType::UserCreated,
+            aggregate_id: event_id,
+            label: String::new(),
+            partition: 0,
+            offset: 0,
+            applied,
+            stages: timing.stages(),
+            timing,
+        })
+    }
+
+    #[test]
+    fn latency_counts_each_event_of_this_outbox_once() {
+        let (a, b, old) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let records = [
+            record(a, true, 10),
+            record(a, true, 900), // a redelivery's second record
+            record(b, false, 5),  // found already applied: not a latency
+            record(old, true, 7), // an earlier run's event
+        ];
+        let run = latency(&records, &HashSet::from([a, b]));
+        let total = run.stages.get(Stage::Total);
+        assert_eq!(total.count(), 1);
+        assert!(
+            (total.quantile_ms(1.0) - 10.0).abs() < 0.05,
+            "the first record counts"
+        );
+    }
+
+    #[test]
+    fn the_report_fails_when_anything_is_missing_and_lists_at_most_100() {
+        let f = rules::Findings {
+            missing_ids: (0..150).map(|_| Uuid::new_v4()).collect(),
+            ..rules::Findings::default()
+        };
+        let r = report(150, f, &RunStats::default(), None);
+        assert!(!r.passed && r.integrity_passed);
+        assert_eq!((r.missing, r.missing_ids.len()), (150, 100));
+        assert_eq!(r.verdict, "no latency data");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["integrity_check"], "PASS");
+        assert_eq!(json["success_rate"], 0.0);
+    }
+}

@@ -1,0 +1,42 @@
+//! `pipedemo consume`: the consumer alone, until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::signals::stop_on_signals;
+use crate::config::Settings;
+use crate::pipeline::consumer::{self, ConsumerOptions};
+use crate::telemetry::live::{self, Sink};
+use crate::telemetry::metrics::{self, MetricsFile};
+
+/// The flags of `pipedemo consume`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Treat snapshot reads (op r) as events instead of skipping them.
+    #[arg(long)]
+    pub include_snapshot: bool,
+}
+
+/// Consumes until stopped, appending timing records to the metrics file.
+pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    let (tx, rx) = metrics::channel();
+    let sink = Sink {
+        file: Some(MetricsFile::append(&s.metrics_file)?),
+        ..Sink::default()
+    };
+    let opts = ConsumerOptions {
+        include_snapshot: a.include_snapshot,
+        ..ConsumerOptions::default()
+    };
+    let running = consumer::start(s, opts, tx, &stop_on_signals()).await?;
+    let writer = tokio::spawn(live::collect(rx, sink));
+    tracing::info!(topic = %s.kafka.topic(), group = %s.kafka.group, "consuming; Ctrl-C to stop");
+    let totals = running.join().await?;
+    writer.await??;
+    eprintln!(
+        "Consumed: {} applied, {} already applied, {} dead-lettered, {} skipped",
+        totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,76 @@
+//! How a run is shown while it goes: the live dashboard on a terminal, or one plain line a
+//! second on stderr.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::show::{dashboard, logsink};
+use crate::telemetry::live::Shared;
+
+/// How progress is shown.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct DisplayArgs {
+    /// Plain progress lines instead of the live dashboard (automatic when not on a terminal).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Dashboard refresh interval, milliseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=10_000))]
+    pub refresh_ms: u64,
+}
+
+/// Where log lines go while the dashboard is up (next to the metrics file); set once at start.
+pub static DASHBOARD_LOG: OnceLock<PathBuf> = OnceLock::new();
+
+/// A running display: the dashboard or headless progress lines.
+pub struct Shown {
+    task: tokio::task::JoinHandle<()>,
+    done: CancellationToken,
+    /// The dashboard (true) or plain lines.
+    pub tui: bool,
+}
+
+impl Shown {
+    /// Starts showing `live` until [`Shown::end`]; `stop` is cancelled when the user quits the
+    /// dashboard.
+    pub fn start(live: Shared, d: DisplayArgs, stop: &CancellationToken) -> Shown {
+        let done = CancellationToken::new();
+        let tui = dashboard::use_tui(d.no_tui);
+        if tui {
+            if let Some(path) = DASHBOARD_LOG.get() {
+                if let Err(e) = logsink::divert(path) {
+                    // Better a scribbled dashboard than no log lines at all.
+                    tracing::warn!(error = %e, path = %path.display(), "log lines stay on the terminal");
+                }
+            }
+        }
+        let refresh = Duration::from_millis(d.refresh_ms);
+        let (stop, done2) = (stop.clone(), done.clone());
+        let task = tokio::spawn(async move {
+            if tui {
+                if let Err(e) = dashboard::run(live, refresh, stop, done2).await {
+                    eprintln!("dashboard failed: {e:#}");
+                }
+            } else {
+                dashboard::run_headless(live, Duration::from_secs(1), stop, done2).await;
+            }
+        });
+        Shown { task, done, tui }
+    }
+
+    /// Stops the display; the terminal is restored when this returns.
+    pub async fn end(self) {
+        self.done.cancel();
+        let _ = self.task.await;
+        if let Some((path, lines)) = logsink::restore() {
+            if lines > 0 {
+                eprintln!(
+                    "{lines} log line(s) written during the dashboard are in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

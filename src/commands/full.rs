@@ -1,0 +1,325 @@
+//! `pipedemo full`: the whole show. Setup, phases of growing load (10 → 100 → 1,000 → 10,000 by
+//! default) with one consumer throughout, verification, and the reports.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::display::{DisplayArgs, Shown};
+use super::load::PacingArgs;
+use super::session::{PhaseOptions, PhaseResult, PhaseSummary, Session};
+use super::setup::{self, SetupOptions};
+use super::signals::stop_on_signals;
+use crate::check::verify::{self, pass_fail_text, VerifyReport};
+use crate::config::Settings;
+use crate::pipeline::connect::{Connect, Tuning};
+use crate::pipeline::consumer::ConsumerOptions;
+use crate::pipeline::store::ReadModels;
+use crate::show::{demo_report, report};
+use crate::telemetry::live::Shared;
+use crate::telemetry::stats;
+
+/// The flags of `pipedemo full`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Events per phase, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub phases: Vec<u64>,
+    /// How events are batched and paced.
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+    /// Partitions of the outbox topic, when setup creates it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
+    pub partitions: i32,
+    /// Fail (exit 1) when the p95 end-to-end latency is above this, in ms.
+    #[arg(long)]
+    pub max_p95_ms: Option<f64>,
+    /// Fail (exit 1) when the last phase's throughput is below this, in events/s.
+    #[arg(long)]
+    pub min_throughput: Option<f64>,
+    /// JSON report path.
+    #[arg(long, default_value = "demo_report.json")]
+    pub report_json: PathBuf,
+    /// HTML report path.
+    #[arg(long, default_value = "demo_report.html")]
+    pub report_html: PathBuf,
+    /// Print the final outcome as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// How progress is shown.
+    #[command(flatten)]
+    pub display: DisplayArgs,
+}
+
+/// The pause after each batch when `--batch-delay-ms` is not given.
+const DEFAULT_BATCH_DELAY_MS: u64 = 10;
+
+/// Options of `full`.
+#[derive(Clone, Debug)]
+pub struct FullOptions {
+    /// One phase per entry, in order.
+    pub phases: Vec<PhaseOptions>,
+    /// Setup options.
+    pub setup: SetupOptions,
+    /// Fail when the run's p95 end-to-end latency exceeds this (ms).
+    pub max_p95_ms: Option<f64>,
+    /// Fail when the last phase's throughput is below this (events/s).
+    pub min_throughput: Option<f64>,
+    /// Where to write the JSON report.
+    pub report_json: PathBuf,
+    /// Where to write the HTML report.
+    pub report_html: PathBuf,
+}
+
+impl From<&Args> for FullOptions {
+    fn from(a: &Args) -> Self {
+        FullOptions {
+            phases: a
+                .phases
+                .iter()
+                .map(|&n| a.pacing.phase(n, DEFAULT_BATCH_DELAY_MS, None))
+                .collect(),
+            setup: SetupOptions {
+                keep: false,
+                from_earliest: false,
+                partitions: a.partitions,
+                tuning: Tuning::Tuned,
+            },
+            max_p95_ms: a.max_p95_ms,
+            min_throughput: a.min_throughput,
+            report_json: a.report_json.clone(),
+            report_html: a.report_html.clone(),
+        }
+    }
+}
+
+/// The name of phase `i`.
+pub fn phase_name(i: usize) -> String {
+    match i {
+        0 => "warm-up".into(),
+        1 => "moderate".into(),
+        2 => "stress".into(),
+        3 => "extreme".into(),
+        n => format!("phase {}", n + 1),
+    }
+}
+
+/// What `full` measured.
+#[derive(Debug, Serialize)]
+pub struct FullOutcome {
+    /// Per-phase summaries.
+    pub phases: Vec<PhaseSummary>,
+    /// The verification.
+    pub verification: VerifyReport,
+    /// Threshold violations (empty when all held).
+    pub threshold_failures: Vec<String>,
+    /// Events over all phases.
+    pub total_events: u64,
+    /// Seconds from the first phase's start to the last one's end.
+    pub total_secs: f64,
+}
+
+impl FullOutcome {
+    /// Verification passed and no threshold broke.
+    pub fn passed(&self) -> bool {
+        self.verification.passed && self.threshold_failures.is_empty()
+    }
+}
+
+/// Hears how the show goes, for a display: the live state once, then each finished phase.
+pub trait Observer {
+    /// The session started; `live` is what to draw from.
+    fn started(&mut self, live: Shared);
+    /// A phase finished.
+    fn phase_done(&mut self, r: &PhaseResult);
+}
+
+/// The thresholds that broke, one sentence each.
+pub fn threshold_failures(
+    o: &FullOptions,
+    verification: &VerifyReport,
+    last: Option<&PhaseSummary>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let p95 = stats::total(&verification.latency).p95_ms;
+    if let Some(max) = o.max_p95_ms.filter(|max| p95 > *max) {
+        failures.push(format!(
+            "p95 end-to-end latency {p95:.1} ms is above --max-p95-ms {max}"
+        ));
+    }
+    if let (Some(min), Some(last)) = (o.min_throughput, last) {
+        if last.throughput_eps < min {
+            failures.push(format!(
+                "{} phase throughput {:.0} events/s is below --min-throughput {min}",
+                last.phase, last.throughput_eps
+            ));
+        }
+    }
+    failures
+}
+
+/// Runs the show: setup, the phases, verification.
+pub async fn run(
+    s: &Settings,
+    o: &FullOptions,
+    observer: &mut dyn Observer,
+    stop: CancellationToken,
+) -> Result<(FullOutcome, Shared, setup::Versions)> {
+    let versions = setup::run(s, &o.setup).await?;
+    let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
+    let live = session.live.clone();
+    observer.started(live.clone());
+    let mut results = Vec::new();
+    for (i, phase) in o.phases.iter().enumerate() {
+        if stop.is_cancelled() {
+            break;
+        }
+        let r = session.run_phase(&phase_name(i), phase, &stop).await?;
+        observer.phase_done(&r);
+        results.push(r);
+    }
+    session.finish().await?;
+    let verification = verify::run(s, false).await?;
+    let phases: Vec<PhaseSummary> = results.iter().map(PhaseResult::summary).collect();
+    let threshold_failures = threshold_failures(o, &verification, phases.last());
+    let total_secs = {
+        let l = live.lock();
+        match (l.phases.first(), l.phases.last()) {
+            (Some(a), Some(b)) => {
+                (b.finished_us.unwrap_or(b.started_us) - a.started_us).max(0) as f64 / 1e6
+            }
+            _ => 0.0,
+        }
+    };
+    let outcome = FullOutcome {
+        total_events: results.iter().map(|r| r.events).sum(),
+        phases,
+        verification,
+        threshold_failures,
+        total_secs,
+    };
+    Ok((outcome, live, versions))
+}
+
+/// The display of `full`: phase tables between phases (headless) or after the run (TUI).
+struct FullDisplay {
+    args: DisplayArgs,
+    stop: CancellationToken,
+    shown: Option<Shown>,
+    phases: Vec<PhaseSummary>,
+    detail: Vec<String>,
+    live: Option<Shared>,
+}
+
+impl Observer for FullDisplay {
+    fn started(&mut self, live: Shared) {
+        self.live = Some(live.clone());
+        self.shown = Some(Shown::start(live, self.args, &self.stop));
+    }
+
+    fn phase_done(&mut self, r: &PhaseResult) {
+        self.phases.push(r.summary());
+        let detail = self.live.as_ref().and_then(|l| {
+            let l = l.lock();
+            l.phases
+                .last()
+                .filter(|p| !p.detail.is_empty())
+                .map(|p| report::event_lines(&p.detail))
+        });
+        if self.shown.as_ref().is_some_and(|s| s.tui) {
+            self.detail.extend(detail);
+            return;
+        }
+        if let Some(d) = detail {
+            eprint!("{d}");
+        }
+        eprintln!(
+            "\nPhase {} done:\n{}",
+            r.name,
+            report::phase_table(&self.phases)
+        );
+    }
+}
+
+/// `pipedemo full`: the show on a display, both reports, and the closing lines.
+pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    let o = FullOptions::from(&a);
+    let stop = stop_on_signals();
+    let mut display = FullDisplay {
+        args: a.display,
+        stop: stop.clone(),
+        shown: None,
+        phases: Vec::new(),
+        detail: Vec::new(),
+        live: None,
+    };
+    let result = run(s, &o, &mut display, stop.clone()).await;
+    if let Some(shown) = display.shown.take() {
+        let tui = shown.tui;
+        shown.end().await;
+        if tui {
+            for d in &display.detail {
+                print!("Warm-up events:\n{d}");
+            }
+            println!("\nPhases:\n{}", report::phase_table(&display.phases));
+        }
+    }
+    let (outcome, live, versions) = result?;
+    let connect = Connect::new(&s.connect)?;
+    let store = ReadModels::connect(&s.mongo).await?;
+    let method = demo_report::Method::new(
+        versions.postgres,
+        connect.kafka_version().await,
+        versions.debezium,
+        store.server_version().await,
+    );
+    demo_report::write_json(&o.report_json, &outcome, &method)?;
+    demo_report::write_html(&o.report_html, &outcome, &method, &live.lock())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print!("{}", report::verify(&outcome.verification));
+    }
+    print!("{}", closing_lines(&outcome, &o));
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The thresholds that broke, the verdict, the success rate and where the reports are.
+fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
+    let mut out = String::new();
+    for f in &outcome.threshold_failures {
+        out += &format!("✗ threshold: {f}\n");
+    }
+    let v = &outcome.verification;
+    let rate = if outcome.total_secs > 0.0 {
+        outcome.total_events as f64 / outcome.total_secs
+    } else {
+        0.0
+    };
+    out += &format!(
+        "\n{} Demo complete! {} events processed in {:.1} s ({rate:.0} events/s overall)\n",
+        if outcome.passed() { "✅" } else { "❌" },
+        report::thousands(outcome.total_events),
+        outcome.total_secs,
+    );
+    out += &format!(
+        "   Success rate: {:.2}% ({} of {} verified) · integrity {}\n",
+        v.success_rate,
+        report::thousands(v.found_events),
+        report::thousands(v.total_events),
+        pass_fail_text(v.integrity_passed)
+    );
+    out += &format!(
+        "   Reports: {} and {}\n",
+        o.report_json.display(),
+        o.report_html.display()
+    );
+    out
+}

@@ -1,0 +1,142 @@
+//! `pipedemo load`: generates events into the outbox while the consumer runs in this process,
+//! until every one of them is in MongoDB.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use super::display::{DisplayArgs, Shown};
+use super::session::{PhaseOptions, PhaseResult, Session};
+use super::signals::stop_on_signals;
+use crate::config::Settings;
+use crate::pipeline::consumer::ConsumerOptions;
+use crate::show::report;
+use crate::telemetry::live::Shared;
+
+/// How events are generated and paced: shared by `load` and `full`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PacingArgs {
+    /// Rows per INSERT transaction.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+    /// Target insert rate in events per second, open loop (default: as fast as batches go).
+    #[arg(long, value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// Pause after each batch, in milliseconds [default: 0 for load, 10 for full].
+    #[arg(long)]
+    pub batch_delay_ms: Option<u64>,
+    /// Seconds to wait, after a phase's last insert, for its events to reach MongoDB.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+}
+
+impl PacingArgs {
+    /// The options of a phase of `events`, with this command's default batch delay.
+    pub fn phase(&self, events: u64, default_delay_ms: u64, seed: Option<u64>) -> PhaseOptions {
+        PhaseOptions {
+            events,
+            batch_size: self.batch_size as usize,
+            rate: self.rate,
+            batch_delay: Duration::from_millis(self.batch_delay_ms.unwrap_or(default_delay_ms)),
+            timeout: Duration::from_secs(self.timeout_secs),
+            seed,
+        }
+    }
+}
+
+/// `--rate`: a positive, finite number of events per second.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err("must be a positive number of events per second".into()),
+    }
+}
+
+/// The flags of `pipedemo load`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Number of events (50% UserCreated, 30% ActivityCreated, 20% ParticipantJoined).
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub events: u64,
+    /// How events are batched and paced.
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+    /// Seed for reproducible fake data.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// How progress is shown.
+    #[command(flatten)]
+    pub display: DisplayArgs,
+}
+
+/// Options of `load`: one phase, and the consumer's tuning.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The events and their pacing.
+    pub phase: PhaseOptions,
+    /// Consumer tuning.
+    pub consumer: ConsumerOptions,
+}
+
+impl From<&Args> for LoadOptions {
+    fn from(a: &Args) -> Self {
+        LoadOptions {
+            phase: a.pacing.phase(a.events, 0, a.seed),
+            consumer: ConsumerOptions::default(),
+        }
+    }
+}
+
+/// Runs a one-phase load with no display.
+pub async fn run(s: &Settings, opts: &LoadOptions, stop: CancellationToken) -> Result<PhaseResult> {
+    run_with(s, opts, stop, |_| {}).await
+}
+
+/// Like [`run`]; `on_start` gets the session's live state, for a display running meanwhile.
+pub async fn run_with(
+    s: &Settings,
+    opts: &LoadOptions,
+    stop: CancellationToken,
+    on_start: impl FnOnce(Shared),
+) -> Result<PhaseResult> {
+    let mut session = Session::start(s, opts.consumer.clone(), &stop).await?;
+    on_start(session.live.clone());
+    let r = session.run_phase("load", &opts.phase, &stop).await;
+    session.finish().await?;
+    r
+}
+
+/// `pipedemo load`: the load on a display, then its summary.
+pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    let opts = LoadOptions::from(&a);
+    let stop = stop_on_signals();
+    let mut shown = None;
+    let result = run_with(s, &opts, stop.clone(), |live| {
+        shown = Some(Shown::start(live, a.display, &stop));
+    })
+    .await;
+    if let Some(shown) = shown {
+        shown.end().await;
+    }
+    let result = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&result.summary())?);
+    } else {
+        print!("{}", report::load(&result));
+    }
+    if let Some(first) = result.missing.first() {
+        anyhow::bail!(
+            "{} of {} events did not reach MongoDB within {} s (first: {first}); \
+             check `scripts/stack.sh status` and the connector with `pipedemo setup --keep`",
+            result.missing.len(),
+            a.events,
+            a.pacing.timeout_secs,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,65 @@
+//! One module per subcommand, each owning its flags (`Args`), the options they become, and
+//! the wiring of pipeline, telemetry and display that the command runs. [`session`] is the
+//! in-process run that `load`, `full` and `monitor` share.
+
+pub mod capacity;
+pub mod cleanup;
+pub mod consume;
+pub mod display;
+pub mod full;
+pub mod load;
+pub mod monitor;
+pub mod replay;
+pub mod session;
+pub mod setup;
+pub mod signals;
+pub mod verify;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::config::Settings;
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check the services and prepare table, connector, topics, indexes and consumer group.
+    Setup(setup::Args),
+    /// Generate events into the outbox and consume them until all are in MongoDB.
+    Load(load::Args),
+    /// The live dashboard without generating events: consume what arrives until stopped.
+    Monitor(monitor::Args),
+    /// The whole show: setup, phases of growing load, verification and reports.
+    Full(full::Args),
+    /// The highest rate the pipeline sustains within a p99 latency target: an open-loop
+    /// rate sweep, every event verified.
+    Capacity(capacity::Args),
+    /// Run the consumer alone until interrupted (Ctrl-C / SIGTERM).
+    Consume(consume::Args),
+    /// Consume the whole topic again from its start (the group must have no running consumer),
+    /// then stop. Idempotent read models stay as they were: compare `verify --checksum`.
+    Replay(replay::Args),
+    /// Check that every outbox event is in MongoDB exactly once, and report latency.
+    Verify(verify::Args),
+    /// Delete demo data: outbox rows, the read-model database, metrics and report files.
+    Cleanup(cleanup::Args),
+}
+
+impl Command {
+    /// Runs the subcommand; the exit code says whether its checks passed.
+    pub async fn run(self, s: &Settings) -> Result<ExitCode> {
+        match self {
+            Command::Setup(a) => setup::command(s, a).await,
+            Command::Load(a) => load::command(s, a).await,
+            Command::Monitor(a) => monitor::command(s, a).await,
+            Command::Full(a) => full::command(s, a).await,
+            Command::Capacity(a) => capacity::command(s, a).await,
+            Command::Consume(a) => consume::command(s, a).await,
+            Command::Replay(a) => replay::command(s, a).await,
+            Command::Verify(a) => verify::command(s, a).await,
+            Command::Cleanup(a) => cleanup::command(s, a).await,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `pipedemo monitor`: the dashboard without generating events.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::display::{DisplayArgs, Shown};
+use super::session::Session;
+use super::signals::stop_on_signals;
+use crate::config::Settings;
+use crate::pipeline::consumer::ConsumerOptions;
+use crate::telemetry::live::{Live, Shared};
+
+/// The flags of `pipedemo monitor`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Only watch lag, the connector and MongoDB counts; do not consume.
+    #[arg(long)]
+    pub observe: bool,
+    /// How progress is shown.
+    #[command(flatten)]
+    pub display: DisplayArgs,
+}
+
+/// Shows the pipeline until stopped: consuming what arrives, or only watching it.
+pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    let stop = stop_on_signals();
+    if a.observe {
+        let live = Shared::new(Live {
+            observing: true,
+            ..Live::default()
+        });
+        let poller = tokio::spawn(crate::show::health::poll(
+            s.clone(),
+            live.clone(),
+            Duration::from_secs(1),
+            stop.clone(),
+        ));
+        let shown = Shown::start(live, a.display, &stop);
+        stop.cancelled().await;
+        shown.end().await;
+        let _ = poller.await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let session = Session::start(s, ConsumerOptions::default(), &stop).await?;
+    let shown = Shown::start(session.live.clone(), a.display, &stop);
+    stop.cancelled().await;
+    shown.end().await;
+    let totals = session.finish().await?;
+    eprintln!(
+        "Monitor stopped: {} applied, {} already applied, {} dead-lettered, {} skipped",
+        totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,301 @@
+//! A run with the consumer in this process: the consumer, the metrics collector (live state
+//! and metrics file) and the health poller, plus the generator feeding the outbox phase by
+//! phase. `load` is one phase, `full` several, `monitor` none.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::event::EventType;
+use crate::pipeline::consumer::{self, ConsumerOptions, Totals};
+use crate::pipeline::generator::{Generator, Mix};
+use crate::pipeline::outbox::{self, NewEvent};
+use crate::telemetry::live::{self, Live, Shared, Sink};
+use crate::telemetry::metrics::{self, MetricsFile};
+use crate::telemetry::stats::{Latency, RunStats, Stage, Summary};
+
+/// How one phase generates its events.
+#[derive(Clone, Debug)]
+pub struct PhaseOptions {
+    /// Events to generate.
+    pub events: u64,
+    /// Rows per INSERT transaction.
+    pub batch_size: usize,
+    /// Target insert rate, events/s (open loop: batches are sent on schedule).
+    pub rate: Option<f64>,
+    /// Pause after each batch.
+    pub batch_delay: Duration,
+    /// How long to wait, after the last insert, for the events to reach MongoDB.
+    pub timeout: Duration,
+    /// Seed for reproducible data.
+    pub seed: Option<u64>,
+}
+
+impl PhaseOptions {
+    /// `events` as fast as they go: batches of 100, no pacing, two minutes to arrive.
+    pub fn unpaced(events: u64) -> Self {
+        PhaseOptions {
+            events,
+            batch_size: 100,
+            rate: None,
+            batch_delay: Duration::ZERO,
+            timeout: Duration::from_secs(120),
+            seed: None,
+        }
+    }
+}
+
+/// What a phase measured.
+#[derive(Debug, Clone)]
+pub struct PhaseResult {
+    /// Phase name.
+    pub name: String,
+    /// Events asked for.
+    pub events: u64,
+    /// The mix of types.
+    pub mix: Mix,
+    /// Metrics of this phase's events.
+    pub stats: RunStats,
+    /// Seconds spent inserting.
+    pub insert_secs: f64,
+    /// Seconds from the first insert until the last event was in MongoDB.
+    pub wall_secs: f64,
+    /// Event ids that never arrived (empty on success).
+    pub missing: Vec<Uuid>,
+    /// For paced phases: T5 minus each event's scheduled insert time.
+    pub from_schedule: Option<Latency>,
+    /// Events of the phase that arrived before its inserts ended.
+    pub arrived_while_inserting: u64,
+    /// (seconds since the phase began, events inserted and not yet arrived) at each insert.
+    pub backlog: Vec<(f64, f64)>,
+}
+
+/// A JSON form of [`PhaseResult`].
+#[derive(Serialize, Clone, Debug)]
+pub struct PhaseSummary {
+    /// Phase name.
+    pub phase: String,
+    /// Events asked for.
+    pub events: u64,
+    /// Events found in MongoDB.
+    pub delivered: u64,
+    /// Events missing.
+    pub missing: usize,
+    /// Dead-lettered messages.
+    pub errors: u64,
+    /// First insert to last write, s.
+    pub duration_secs: f64,
+    /// delivered / duration.
+    pub throughput_eps: f64,
+    /// Insert phase only, events/s.
+    pub insert_rate_eps: f64,
+    /// Seconds spent inserting.
+    pub insert_secs: f64,
+    /// Latency by stage.
+    pub stages: BTreeMap<Stage, Summary>,
+    /// End-to-end latency by type.
+    pub by_type: BTreeMap<EventType, Summary>,
+    /// For paced runs: latency from each event's scheduled insert time to its write
+    /// (open-loop measurement, immune to coordinated omission).
+    pub total_from_schedule: Option<Summary>,
+}
+
+impl PhaseResult {
+    /// The JSON summary.
+    pub fn summary(&self) -> PhaseSummary {
+        let delivered =
+            self.stats.applied_total() + self.stats.already_applied.values().sum::<u64>();
+        PhaseSummary {
+            phase: self.name.clone(),
+            events: self.events,
+            delivered,
+            missing: self.missing.len(),
+            errors: self.stats.errors,
+            duration_secs: self.wall_secs,
+            throughput_eps: if self.wall_secs > 0.0 {
+                delivered as f64 / self.wall_secs
+            } else {
+                0.0
+            },
+            insert_rate_eps: if self.insert_secs > 0.0 {
+                self.events as f64 / self.insert_secs
+            } else {
+                0.0
+            },
+            stages: self.stats.stages.summaries(),
+            by_type: self.stats.by_type_summaries(),
+            total_from_schedule: self.from_schedule.as_ref().map(|l| l.summary()),
+            insert_secs: self.insert_secs,
+        }
+    }
+}
+
+/// The consumer, collector and health poller of a run.
+pub struct Session {
+    /// The live state the dashboard reads.
+    pub live: Shared,
+    changed: watch::Receiver<u64>,
+    consumer: consumer::Running,
+    collector: JoinHandle<Result<()>>,
+    health: JoinHandle<()>,
+    health_stop: CancellationToken,
+    pg: tokio_postgres::Client,
+}
+
+impl Session {
+    /// Starts everything and waits until the consumer has its partitions.
+    pub async fn start(
+        s: &Settings,
+        opts: ConsumerOptions,
+        stop: &CancellationToken,
+    ) -> Result<Session> {
+        let pg = outbox::connect(&s.pg).await?;
+        outbox::check_table(&pg).await?;
+        let file = MetricsFile::append(&s.metrics_file)?;
+        let (tx, rx) = metrics::channel();
+        let live = Shared::new(Live::default());
+        let (changed_tx, changed) = watch::channel(0);
+        let collector = tokio::spawn(live::collect(
+            rx,
+            Sink {
+                live: Some(live.clone()),
+                file: Some(file),
+                changed: Some(changed_tx),
+            },
+        ));
+        let mut consumer = consumer::start(s, opts, tx, stop).await?;
+        let health_stop = stop.child_token();
+        let health = tokio::spawn(crate::show::health::poll(
+            s.clone(),
+            live.clone(),
+            Duration::from_secs(1),
+            health_stop.clone(),
+        ));
+        consumer.assigned.wait(Duration::from_secs(30)).await?;
+        Ok(Session {
+            live,
+            changed,
+            consumer,
+            collector,
+            health,
+            health_stop,
+            pg,
+        })
+    }
+
+    /// Inserts a phase's events and waits until all are in MongoDB (or dead-lettered), the
+    /// timeout passes, or `stop` is cancelled.
+    pub async fn run_phase(
+        &mut self,
+        name: &str,
+        o: &PhaseOptions,
+        stop: &CancellationToken,
+    ) -> Result<PhaseResult> {
+        if o.events == 0 {
+            bail!("--events must be at least 1");
+        }
+        if o.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        self.live.lock().begin_phase_of(name, o.events);
+        let started = Instant::now();
+        self.insert(o, started, stop).await?;
+        let insert_secs = started.elapsed().as_secs_f64();
+        let arrived_while_inserting = self.live.lock().phases.last().map_or(0, |p| p.received);
+        tracing::debug!(phase = name, secs = insert_secs, "outbox rows inserted");
+
+        let deadline = tokio::time::Instant::now() + o.timeout;
+        while self.phase_waiting() > 0 && !stop.is_cancelled() {
+            tokio::select! {
+                r = self.changed.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = stop.cancelled() => break,
+            }
+        }
+        let wall_secs = started.elapsed().as_secs_f64();
+        let l = self.live.lock();
+        let p = l.phases.last().context("the phase begun above")?;
+        Ok(PhaseResult {
+            name: name.to_owned(),
+            events: o.events,
+            mix: Mix::for_total(o.events),
+            stats: p.stats.clone(),
+            insert_secs,
+            wall_secs: p.finished_us.map_or(wall_secs, |_| p.secs()),
+            missing: p.waiting.iter().copied().collect(),
+            from_schedule: (!p.scheduled.is_empty()).then(|| p.from_schedule.clone()),
+            arrived_while_inserting,
+            backlog: p
+                .backlog
+                .iter()
+                .map(|(at, n)| ((at - p.started_us) as f64 / 1e6, *n as f64))
+                .collect(),
+        })
+    }
+
+    /// Generates and inserts the phase's events batch by batch (a large phase never sits in
+    /// memory whole), open loop when paced: each batch is due when its first event is, however
+    /// long earlier ones took.
+    async fn insert(
+        &self,
+        o: &PhaseOptions,
+        started: Instant,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let mut events = Generator::new(o.events, o.seed);
+        let start_us = crate::telemetry::clock::now_us();
+        let mut sent = 0u64;
+        loop {
+            let chunk: Vec<NewEvent> = events.by_ref().take(o.batch_size).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let due: Option<Vec<i64>> = o.rate.map(|rate| {
+                (0..chunk.len())
+                    .map(|k| start_us + ((sent + k as u64) as f64 / rate * 1e6) as i64)
+                    .collect()
+            });
+            if let Some(rate) = o.rate {
+                let due = started + Duration::from_secs_f64(sent as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            self.live
+                .lock()
+                .await_ids(chunk.iter().map(|e| e.event_id), due.as_deref());
+            outbox::insert_batch(&self.pg, &chunk).await?;
+            sent += chunk.len() as u64;
+            if !o.batch_delay.is_zero() {
+                tokio::time::sleep(o.batch_delay).await;
+            }
+        }
+    }
+
+    fn phase_waiting(&self) -> u64 {
+        self.live
+            .lock()
+            .phases
+            .last()
+            .map_or(0, |p| p.target - p.received)
+    }
+
+    /// Stops the consumer (committing offsets), drains the metrics and marks the run complete.
+    pub async fn finish(self) -> Result<Totals> {
+        let totals = self.consumer.finish().await?;
+        // The consumer held the only sender; the collector ends when it has drained.
+        self.collector.await.context("metrics collector")??;
+        self.health_stop.cancel();
+        let _ = self.health.await;
+        self.live.lock().complete = true;
+        Ok(totals)
+    }
+}

@@ -1,0 +1,300 @@
+//! `pipedemo setup`: checks every service, prepares the outbox table, the Debezium connector,
+//! the topics, the read-model indexes and the consumer group. Safe to run again.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Settings;
+use crate::pipeline::connect::{connector_config, Connect, ConnectError, Tuning};
+use crate::pipeline::kafka::{self, ResetTo};
+use crate::pipeline::outbox;
+use crate::pipeline::store::ReadModels;
+
+/// The flags of `pipedemo setup`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Keep earlier demo data (outbox rows, the topic's messages, read models, metrics file).
+    #[arg(long)]
+    pub keep: bool,
+    /// Start the consumer group at the beginning of the topic instead of its end.
+    #[arg(long)]
+    pub from_earliest: bool,
+    /// Partitions of the outbox topic, when setup creates it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
+    pub partitions: i32,
+    /// Register the connector with Debezium's default settings instead of pipedemo's
+    /// latency tuning (for comparisons).
+    #[arg(long)]
+    pub debezium_defaults: bool,
+}
+
+impl From<&Args> for SetupOptions {
+    fn from(a: &Args) -> Self {
+        SetupOptions {
+            keep: a.keep,
+            from_earliest: a.from_earliest,
+            partitions: a.partitions,
+            tuning: if a.debezium_defaults {
+                Tuning::Defaults
+            } else {
+                Tuning::Tuned
+            },
+        }
+    }
+}
+
+/// `pipedemo setup`.
+pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    run(s, &SetupOptions::from(&a)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `setup`.
+#[derive(Clone, Debug)]
+pub struct SetupOptions {
+    /// Keep previous demo data (outbox rows, read models, metrics file).
+    pub keep: bool,
+    /// Point the consumer group at the start of the topic instead of its end.
+    pub from_earliest: bool,
+    /// Partitions of the outbox topic when it is created.
+    pub partitions: i32,
+    /// Latency tuning of the connector, or Debezium's defaults.
+    pub tuning: Tuning,
+}
+
+/// Versions found while checking, for reports.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Versions {
+    /// PostgreSQL server version.
+    pub postgres: String,
+    /// Debezium PostgreSQL connector version.
+    pub debezium: String,
+}
+
+fn step(ok: bool, what: &str) {
+    eprintln!("  {} {what}", if ok { "✓" } else { "✗" });
+}
+
+/// Checks every service; reports all problems at once rather than the first.
+pub async fn check_services(s: &Settings) -> Result<Versions> {
+    let topic = s.kafka.topic();
+    let (pg, kafka_ok, connect, mongo) = tokio::join!(
+        async {
+            let c = outbox::connect(&s.pg).await?;
+            outbox::check_logical_decoding(&c).await?;
+            outbox::server_version(&c).await
+        },
+        kafka::partitions(&s.kafka, &topic),
+        async { Connect::new(&s.connect)?.check_plugin().await },
+        ReadModels::connect(&s.mongo),
+    );
+    let mut problems = Vec::new();
+    let mut v = Versions::default();
+    match pg {
+        Ok(ver) => {
+            step(
+                true,
+                &format!(
+                    "PostgreSQL {ver} at {} (wal_level=logical)",
+                    s.pg.describe()
+                ),
+            );
+            v.postgres = ver;
+        }
+        Err(e) => {
+            step(false, &format!("PostgreSQL: {e}"));
+            problems.push(e);
+        }
+    }
+    match kafka_ok {
+        Ok(_) => step(true, &format!("Kafka at {}", s.kafka.bootstrap_servers)),
+        Err(e) => {
+            step(false, &format!("Kafka: {e}"));
+            problems.push(e);
+        }
+    }
+    match connect {
+        Ok(ver) => {
+            step(
+                true,
+                &format!(
+                    "Kafka Connect at {} with Debezium PostgreSQL {ver}",
+                    s.connect.connect_url
+                ),
+            );
+            v.debezium = ver;
+        }
+        Err(e) => {
+            step(false, &format!("Kafka Connect: {e}"));
+            problems.push(e);
+        }
+    }
+    match mongo {
+        Ok(_) => step(true, &format!("MongoDB at {}", s.mongo.describe())),
+        Err(e) => {
+            step(false, &format!("MongoDB: {e}"));
+            problems.push(e);
+        }
+    }
+    match problems.len() {
+        0 => Ok(v),
+        1 => Err(problems.remove(0)),
+        n => bail!(
+            "{n} services are not usable:\n  - {}",
+            problems
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  - ")
+        ),
+    }
+}
+
+/// Runs the whole setup.
+pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
+    let started = Instant::now();
+    eprintln!("Checking services…");
+    let versions = check_services(s).await?;
+
+    let pg = outbox::connect(&s.pg).await?;
+    outbox::create_table(&pg).await?;
+    step(true, "table event_outbox ready");
+
+    let store = ReadModels::connect(&s.mongo).await?;
+    if !opts.keep {
+        outbox::truncate(&pg).await?;
+        store.drop_all().await?;
+        match std::fs::remove_file(&s.metrics_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing {}", s.metrics_file.display()))
+            }
+        }
+        step(
+            true,
+            "previous demo data removed (outbox rows, read models, metrics file; topic below)",
+        );
+    }
+    store.ensure_indexes().await?;
+    step(
+        true,
+        &format!("MongoDB indexes ready in `{}`", s.mongo.mongodb_database),
+    );
+    prepare_topics(s, opts).await?;
+    start_connector(s, opts, &pg).await?;
+
+    let topic = s.kafka.topic();
+    let to = if opts.from_earliest {
+        ResetTo::Earliest
+    } else {
+        ResetTo::End
+    };
+    kafka::reset_group(&s.kafka, &topic, to).await?;
+    step(
+        true,
+        &format!(
+            "consumer group {} set to the {} of {topic}",
+            s.kafka.group,
+            if opts.from_earliest { "start" } else { "end" }
+        ),
+    );
+    eprintln!(
+        "Setup complete in {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(versions)
+}
+
+/// Creates the outbox and dead-letter topics, and (unless keeping) empties the outbox topic.
+async fn prepare_topics(s: &Settings, opts: &SetupOptions) -> Result<()> {
+    let topic = s.kafka.topic();
+    let parts = kafka::ensure_topic(&s.kafka, &topic, opts.partitions).await?;
+    kafka::ensure_topic(&s.kafka, &s.kafka.dlq_topic(), 1).await?;
+    // The outbox rows and read models are gone, so their messages go too: otherwise a replay
+    // "from the start" would rebuild read models of events verify no longer knows. Dead
+    // letters stay: they are the record of what could not be handled.
+    let cleared = if opts.keep {
+        0
+    } else {
+        kafka::clear_topic(&s.kafka, &topic).await?
+    };
+    step(
+        true,
+        &format!(
+            "topics {topic} ({parts} partition(s){}) and {}",
+            if cleared > 0 {
+                format!(", {cleared} old messages deleted")
+            } else {
+                String::new()
+            },
+            s.kafka.dlq_topic()
+        ),
+    );
+    Ok(())
+}
+
+/// Registers or updates the connector and waits until it streams from its slot.
+async fn start_connector(
+    s: &Settings,
+    opts: &SetupOptions,
+    pg: &tokio_postgres::Client,
+) -> Result<()> {
+    let connect = Connect::new(&s.connect)?;
+    let config = connector_config(&s.pg, &s.kafka, &s.connect, opts.tuning);
+    connect.upsert(&config).await?;
+    let status = match connect.wait_running(Duration::from_secs(60)).await {
+        Ok(st) => st,
+        Err(ConnectError::OffsetsGone { .. }) => {
+            // Connect remembers a WAL position from a slot that is gone (PostgreSQL re-created,
+            // or the slot dropped): start again from the new slot.
+            step(
+                true,
+                "stored connector offsets point at WAL no longer on the server; resetting them",
+            );
+            connect.reset_offsets().await?;
+            connect.restart().await?;
+            connect.wait_running(Duration::from_secs(60)).await?
+        }
+        Err(ConnectError::Unreachable(e)) => return Err(e),
+        Err(_) => {
+            // A connector that failed before (say, PostgreSQL was down) stays FAILED until restarted.
+            connect.restart().await?;
+            connect.wait_running(Duration::from_secs(60)).await?
+        }
+    };
+    wait_slot_active(pg, &s.connect.slot).await?;
+    step(
+        true,
+        &format!(
+            "Debezium connector {} {} streaming from slot {}",
+            s.connect.connector_name,
+            status.describe(),
+            s.connect.slot
+        ),
+    );
+    Ok(())
+}
+
+/// Debezium's task is RUNNING a little before its replication stream is; rows inserted in
+/// between are still captured (the slot exists), but waiting makes the first latencies honest.
+async fn wait_slot_active(pg: &tokio_postgres::Client, slot: &str) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let row = pg
+            .query_opt(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?;
+        if let Some(r) = row {
+            if r.get::<_, bool>(0) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("replication slot {slot} is not active after 30 s: check the Kafka Connect log")
+}

@@ -1,0 +1,406 @@
+//! Registering and watching the Debezium PostgreSQL connector over Kafka Connect's REST API.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::{ConnectArgs, KafkaArgs, PostgresArgs};
+use crate::pipeline::diagnose::root_cause;
+
+const PLUGIN: &str = "io.debezium.connector.postgresql.PostgresConnector";
+
+/// A Kafka Connect REST client.
+pub struct Connect {
+    http: reqwest::Client,
+    base: String,
+    name: String,
+}
+
+/// States of the connector and its tasks.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Status {
+    /// The connector's state.
+    pub connector: State,
+    /// Each task's state.
+    #[serde(default)]
+    pub tasks: Vec<State>,
+}
+
+/// One state entry.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct State {
+    /// RUNNING, PAUSED, FAILED, UNASSIGNED, …
+    pub state: String,
+    /// Version of the plugin.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Stack trace when FAILED.
+    #[serde(default)]
+    pub trace: Option<String>,
+}
+
+impl Status {
+    /// The connector and all (at least one) tasks are RUNNING.
+    pub fn running(&self) -> bool {
+        self.connector.state == "RUNNING"
+            && !self.tasks.is_empty()
+            && self.tasks.iter().all(|t| t.state == "RUNNING")
+    }
+
+    /// A compact summary: the connector's state and running/all tasks, e.g. `RUNNING 1/1`.
+    pub fn short(&self) -> String {
+        let running = self.tasks.iter().filter(|t| t.state == "RUNNING").count();
+        format!("{} {running}/{}", self.connector.state, self.tasks.len())
+    }
+
+    /// A one-line summary, e.g. `RUNNING (task 0 RUNNING)`.
+    pub fn describe(&self) -> String {
+        let tasks: Vec<String> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("task {i} {}", t.state))
+            .collect();
+        format!(
+            "{} ({})",
+            self.connector.state,
+            if tasks.is_empty() {
+                "no tasks".into()
+            } else {
+                tasks.join(", ")
+            }
+        )
+    }
+
+    fn failure(&self) -> Option<String> {
+        std::iter::once(&self.connector)
+            .chain(&self.tasks)
+            .find(|s| s.state == "FAILED")
+            .map(|s| {
+                let trace = s.trace.as_deref().unwrap_or("no trace");
+                // The first "Caused by" says more than the wrapper exception.
+                trace
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with("Caused by"))
+                    .or_else(|| trace.lines().next())
+                    .unwrap_or(trace)
+                    .to_owned()
+            })
+    }
+}
+
+/// Why the connector is not running.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Kafka Connect did not answer; the message says how to fix it.
+    #[error(transparent)]
+    Unreachable(anyhow::Error),
+    /// The connector FAILED because its stored offsets point at WAL that PostgreSQL no longer
+    /// has (the slot was dropped, or PostgreSQL re-created): resetting the offsets fixes it.
+    #[error("Debezium connector {name} FAILED: {cause}. Its stored offsets point at WAL no longer on the server; `pipedemo setup` resets them.")]
+    OffsetsGone {
+        /// The connector.
+        name: String,
+        /// The first cause in its trace.
+        cause: String,
+    },
+    /// The connector or its task FAILED for another cause.
+    #[error("Debezium connector {name} FAILED: {cause}. Check the PostgreSQL settings (host as seen from Connect, user with REPLICATION, wal_level=logical).")]
+    Failed {
+        /// The connector.
+        name: String,
+        /// The first cause in its trace.
+        cause: String,
+    },
+    /// Still not RUNNING when the wait ended.
+    #[error("Debezium connector {name} not RUNNING after {timeout:?} (last state {last})")]
+    NotRunning {
+        /// The connector.
+        name: String,
+        /// How long it was given.
+        timeout: Duration,
+        /// Its state then.
+        last: String,
+    },
+}
+
+impl ConnectError {
+    /// The error for a connector that FAILED with `cause` (the first "Caused by" of its trace).
+    pub fn failed(name: &str, cause: String) -> ConnectError {
+        // Debezium's PostgreSQL connector says so when the slot no longer holds the WAL
+        // position it stored; its trace is the only place that tells.
+        let name = name.to_owned();
+        if cause.contains("no longer available on the server") {
+            ConnectError::OffsetsGone { name, cause }
+        } else {
+            ConnectError::Failed { name, cause }
+        }
+    }
+}
+
+/// Whether the connector gets pipedemo's latency tuning or Debezium's defaults (for the
+/// benchmark's comparison).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    /// poll.interval.ms 10, larger batches and queue, producer linger 0.
+    Tuned,
+    /// Debezium's and Connect's defaults (poll.interval.ms 500, …).
+    Defaults,
+}
+
+/// The connector configuration: pgoutput, `public.event_outbox` only, JSON without schemas,
+/// no initial snapshot (only new events matter), records keyed by `aggregate_id` so that each
+/// aggregate's events stay in one partition, in order. Tuned for latency: Debezium polls its
+/// queue every 10 ms instead of 500 ms and Connect's producer sends at once (linger 0).
+pub fn connector_config(
+    pg: &PostgresArgs,
+    kafka: &KafkaArgs,
+    c: &ConnectArgs,
+    tuning: Tuning,
+) -> Value {
+    let mut config = json!({
+        "connector.class": PLUGIN,
+        "tasks.max": "1",
+        "plugin.name": "pgoutput",
+        "database.hostname": c.connector_db_host.as_deref().unwrap_or(&pg.host),
+        "database.port": pg.port.to_string(),
+        "database.user": pg.user,
+        "database.password": pg.password.expose(),
+        "database.dbname": pg.db,
+        "topic.prefix": kafka.topic_prefix,
+        "table.include.list": "public.event_outbox",
+        "slot.name": c.slot,
+        "publication.name": format!("{}_pub", c.slot),
+        "publication.autocreate.mode": "filtered",
+        "snapshot.mode": "no_data",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "false",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "false",
+        "message.key.columns": "public.event_outbox:aggregate_id",
+        "heartbeat.interval.ms": "10000",
+        "topic.creation.default.replication.factor": "1",
+        "topic.creation.default.partitions": "1",
+    });
+    if tuning == Tuning::Tuned {
+        for (k, v) in [
+            ("poll.interval.ms", "10"),
+            ("max.batch.size", "4096"),
+            ("max.queue.size", "32768"),
+            ("producer.override.linger.ms", "0"),
+        ] {
+            config[k] = json!(v);
+        }
+    }
+    config
+}
+
+impl Connect {
+    /// A client for `args.connect_url`.
+    pub fn new(args: &ConnectArgs) -> Result<Self> {
+        Ok(Connect {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+            base: args.connect_url.trim_end_matches('/').to_owned(),
+            name: args.connector_name.clone(),
+        })
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        anyhow!(
+            "Kafka Connect at {} is unreachable ({}). Start the stack (scripts/stack.sh up, or \
+             docker compose up -d --wait) or set CONNECT_URL.",
+            self.base,
+            root_cause(&e)
+        )
+    }
+
+    /// Checks Connect answers and has the Debezium PostgreSQL plugin. Returns its version.
+    pub async fn check_plugin(&self) -> Result<String> {
+        let plugins: Vec<Value> = self
+            .http
+            .get(format!("{}/connector-plugins", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?
+            .error_for_status()
+            .context("Kafka Connect /connector-plugins")?
+            .json()
+            .await?;
+        plugins
+            .iter()
+            .find(|p| p["class"] == PLUGIN)
+            .map(|p| p["version"].as_str().unwrap_or("?").to_owned())
+            .ok_or_else(|| {
+                anyhow!(
+                    "Kafka Connect at {} has no Debezium PostgreSQL plugin ({PLUGIN}); install \
+                     debezium-connector-postgres on its plugin.path (scripts/stack.sh does) and restart Connect",
+                    self.base
+                )
+            })
+    }
+
+    /// The Kafka version of the Connect worker (its REST root), for reports.
+    pub async fn kafka_version(&self) -> String {
+        let v: Option<Value> = match self.http.get(&self.base).send().await {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        v.and_then(|v| v["version"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Creates or updates the connector (PUT is idempotent).
+    pub async fn upsert(&self, config: &Value) -> Result<()> {
+        let resp = self
+            .http
+            .put(format!("{}/connectors/{}/config", self.base, self.name))
+            .json(config)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!(
+                "Kafka Connect refused connector {} ({status}): {}",
+                self.name,
+                body["message"].as_str().unwrap_or("no message")
+            );
+        }
+        Ok(())
+    }
+
+    /// The connector's status, or `None` if it is not registered.
+    pub async fn status(&self) -> Result<Option<Status>> {
+        let resp = self
+            .http
+            .get(format!("{}/connectors/{}/status", self.base, self.name))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(resp.error_for_status()?.json().await?))
+    }
+
+    /// Forgets the connector's stored source offsets (stop, delete offsets, resume), so it
+    /// starts from its replication slot again. Needed when the slot was dropped or PostgreSQL
+    /// was re-created while Kafka kept the old offsets.
+    pub async fn reset_offsets(&self) -> Result<()> {
+        let url = format!("{}/connectors/{}", self.base, self.name);
+        self.http
+            .put(format!("{url}/stop"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        for _ in 0..40 {
+            if let Some(s) = self.status().await? {
+                if s.connector.state == "STOPPED" {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let resp = self
+            .http
+            .delete(format!("{url}/offsets"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!(
+                "Kafka Connect could not reset the offsets of {}: {}",
+                self.name,
+                body["message"].as_str().unwrap_or("no message")
+            );
+        }
+        self.http
+            .put(format!("{url}/resume"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(())
+    }
+
+    /// Restarts the connector and its tasks (used after a config update and after failures).
+    pub async fn restart(&self) -> Result<()> {
+        self.http
+            .post(format!(
+                "{}/connectors/{}/restart?includeTasks=true&onlyFailed=false",
+                self.base, self.name
+            ))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(())
+    }
+
+    /// Waits until the connector and its task run; fails early with the cause if one FAILED.
+    pub async fn wait_running(&self, timeout: Duration) -> Result<Status, ConnectError> {
+        let start = Instant::now();
+        let mut last = Status::default();
+        while start.elapsed() < timeout {
+            if let Some(s) = self.status().await.map_err(ConnectError::Unreachable)? {
+                if s.running() {
+                    return Ok(s);
+                }
+                if let Some(cause) = s.failure() {
+                    return Err(ConnectError::failed(&self.name, cause));
+                }
+                last = s;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(ConnectError::NotRunning {
+            name: self.name.clone(),
+            timeout,
+            last: last.describe(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(trace: &str) -> Status {
+        Status {
+            connector: State {
+                state: "RUNNING".into(),
+                ..State::default()
+            },
+            tasks: vec![State {
+                state: "FAILED".into(),
+                version: None,
+                trace: Some(trace.into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_failure_is_told_by_its_first_cause_and_stale_offsets_are_recognised() {
+        let gone = failed(
+            "org.apache.kafka.connect.errors.ConnectException: An exception occurred\n\tat x\n\
+             Caused by: io.debezium.DebeziumException: Saved offset LSN 0/1A2B is no longer available on the server\n\tat y",
+        );
+        assert!(!gone.running());
+        let cause = gone.failure().unwrap();
+        assert!(cause.starts_with("Caused by: io.debezium.DebeziumException"));
+        assert!(matches!(
+            ConnectError::failed("c", cause),
+            ConnectError::OffsetsGone { .. }
+        ));
+        let other =
+            failed("Caused by: org.postgresql.util.PSQLException: password authentication failed");
+        let e = ConnectError::failed("c", other.failure().unwrap());
+        assert!(matches!(e, ConnectError::Failed { .. }));
+        assert!(e.to_string().contains("user with REPLICATION"), "{e}");
+    }
+}

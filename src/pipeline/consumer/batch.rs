@@ -1,0 +1,453 @@
+//! The consumer's decisions for one batch, apart from Kafka and MongoDB so they can be tested
+//! without either: [`plan`] classifies each message (write, skip or dead letter) and collects
+//! the writes; [`account`] turns the store's results into counts, statistics, timing records
+//! and the dead letters that the writes themselves produced.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::event::EventType;
+use crate::pipeline::envelope::{check_created_at, decode, Decoded, Op, OutboxEvent};
+use crate::pipeline::handlers::{Registry, WriteOp};
+use crate::pipeline::store::{Outcome, WriteResult};
+use crate::telemetry::metrics::{EventRecord, Timing};
+
+/// What the consumer knows of one received Kafka message.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    /// The record key.
+    pub key: Option<&'a [u8]>,
+    /// The record value (`None`: a tombstone).
+    pub payload: Option<&'a [u8]>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The record's timestamp (T2), ms, when it has one.
+    pub timestamp_ms: Option<i64>,
+    /// When the consumer received it (T3), µs.
+    pub t3_us: i64,
+}
+
+/// A message that cannot be handled, bound for the dead-letter topic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// Its index in the batch (for its original bytes).
+    pub index: usize,
+    /// Why; goes into the `pipedemo.error` header.
+    pub reason: String,
+    /// The event id, when the message was readable that far.
+    pub event_id: Option<Uuid>,
+    /// The event type as the row named it, when readable.
+    pub event_type: Option<String>,
+}
+
+/// A message skipped on purpose (snapshot read, update, delete, tombstone, …).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Skip {
+    /// Its index in the batch.
+    pub index: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// An event whose write is in [`Plan::ops`] at the same position.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// Its index in the batch.
+    pub index: usize,
+    /// Where it came from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The event.
+    pub event: OutboxEvent,
+    /// T0–T4 (T5 comes with the write's acknowledgement).
+    pub timing: Timing,
+}
+
+/// What a batch asks for.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The writes, one per [`Plan::pending`] event, in batch order.
+    pub ops: Vec<WriteOp>,
+    /// The events behind the writes.
+    pub pending: Vec<Pending>,
+    /// Messages that cannot be handled.
+    pub dead: Vec<DeadLetter>,
+    /// Messages skipped on purpose.
+    pub skipped: Vec<Skip>,
+}
+
+/// Classifies every message of a batch. `now_us` gives T4 (the handler's start) per event.
+pub fn plan<'a>(
+    batch: impl IntoIterator<Item = Message<'a>>,
+    registry: &Registry,
+    include_snapshot: bool,
+    mut now_us: impl FnMut() -> i64,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (index, m) in batch.into_iter().enumerate() {
+        let change = match decode(m.key, m.payload) {
+            Ok(Decoded::Change(c)) => c,
+            Ok(Decoded::Tombstone) => {
+                plan.skip(index, "tombstone".into());
+                continue;
+            }
+            Ok(Decoded::NoRow(op)) => {
+                plan.skip(index, format!("op `{}` carries no row", op.code()));
+                continue;
+            }
+            Err(e) => {
+                plan.dead.push(DeadLetter {
+                    index,
+                    reason: e.to_string(),
+                    event_id: None,
+                    event_type: None,
+                });
+                continue;
+            }
+        };
+        match change.op {
+            Op::Create => {}
+            Op::Read if include_snapshot => {}
+            Op::Read => {
+                plan.skip(index, "snapshot read".into());
+                continue;
+            }
+            other => {
+                plan.skip(
+                    index,
+                    format!("op `{}` (only inserts are events)", other.code()),
+                );
+                continue;
+            }
+        }
+        let t4_us = now_us();
+        let handled = check_created_at(&change.event, t4_us)
+            .map_err(|e| e.to_string())
+            .and_then(|()| registry.handle(&change.event).map_err(|e| e.to_string()));
+        match handled {
+            Ok(op) => {
+                plan.ops.push(op);
+                plan.pending.push(Pending {
+                    index,
+                    partition: m.partition,
+                    offset: m.offset,
+                    timing: Timing {
+                        t0_us: change.event.created_at_us,
+                        commit_us: change.committed_us,
+                        t1_us: change.captured_us,
+                        t2_us: m.timestamp_ms.map_or(0, |ms| ms * 1000),
+                        t3_us: m.t3_us,
+                        t4_us,
+                        t5_us: 0,
+                    },
+                    event: change.event,
+                });
+            }
+            Err(reason) => plan.dead.push(DeadLetter {
+                index,
+                reason,
+                event_id: Some(change.event.event_id),
+                event_type: Some(change.event.event_type.clone()),
+            }),
+        }
+    }
+    plan
+}
+
+impl Plan {
+    fn skip(&mut self, index: usize, reason: String) {
+        self.skipped.push(Skip { index, reason });
+    }
+}
+
+/// What a batch's writes came to.
+#[derive(Debug, Default, PartialEq)]
+pub struct Account {
+    /// Events written now.
+    pub applied: u64,
+    /// Events found already written (a replay or a redelivery).
+    pub already_applied: u64,
+    /// Applied events per type, for the global statistics.
+    pub applied_per_type: BTreeMap<EventType, i64>,
+    /// Each joined activity's participant count after the batch (`$max`, so a replay
+    /// refreshes a count a crash left behind and can never lower or double it).
+    pub activity_counts: BTreeMap<String, i64>,
+    /// One timing record per event written or found written.
+    pub records: Vec<EventRecord>,
+    /// Events whose write could not be done: a join whose activity never came, or a document
+    /// the server rejected.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// Accounts for the results of [`Plan::ops`] (one per op, same order). `missing_wait` is how
+/// long a join waited for its activity, for the dead-letter reason.
+pub fn account(
+    pending: Vec<Pending>,
+    ops: &[WriteOp],
+    results: &[WriteResult],
+    missing_wait: Duration,
+) -> Account {
+    let mut acc = Account::default();
+    for ((p, r), op) in pending.into_iter().zip(results).zip(ops) {
+        let applied = match &r.outcome {
+            Outcome::Applied => true,
+            Outcome::AlreadyApplied => false,
+            Outcome::ActivityMissing => {
+                acc.dead.push(p.dead(format!(
+                    "activity {} not found after {missing_wait:?} (ParticipantJoined before its \
+                     ActivityCreated)",
+                    p.event.aggregate_id
+                )));
+                continue;
+            }
+            Outcome::Rejected(reason) => {
+                acc.dead
+                    .push(p.dead(format!("MongoDB rejected the write: {reason}")));
+                continue;
+            }
+        };
+        if let (WriteOp::Join { activity_id, .. }, Some(n)) = (op, r.participant_count) {
+            let e = acc.activity_counts.entry(activity_id.clone()).or_default();
+            *e = (*e).max(n);
+        }
+        if applied {
+            *acc.applied_per_type.entry(op.event_type()).or_default() += 1;
+            acc.applied += 1;
+        } else {
+            acc.already_applied += 1;
+        }
+        let mut timing = p.timing;
+        timing.t5_us = r.acked_us;
+        acc.records.push(EventRecord {
+            event_id: p.event.event_id,
+            label: label(op.event_type(), &p.event),
+            event_type: op.event_type(),
+            aggregate_id: p.event.aggregate_id,
+            partition: p.partition,
+            offset: p.offset,
+            applied,
+            stages: timing.stages(),
+            timing,
+        });
+    }
+    acc
+}
+
+impl Pending {
+    fn dead(&self, reason: String) -> DeadLetter {
+        DeadLetter {
+            index: self.index,
+            reason,
+            event_id: Some(self.event.event_id),
+            event_type: Some(self.event.event_type.clone()),
+        }
+    }
+}
+
+/// A short label for dashboards and logs: username, activity title, or the joining user.
+pub fn label(t: EventType, e: &OutboxEvent) -> String {
+    let field = match t {
+        EventType::UserCreated => "username",
+        EventType::ActivityCreated => "title",
+        EventType::ParticipantJoined => "user_id",
+    };
+    let s = e.payload.get(field).and_then(|v| v.as_str()).unwrap_or("");
+    s.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW_US: i64 = 1_795_377_600_500_000;
+
+    fn row(event_type: &str, aggregate: Uuid, payload: serde_json::Value) -> Vec<u8> {
+        json!({
+            "op": "c",
+            "ts_us": NOW_US - 400_000,
+            "source": { "ts_us": NOW_US - 450_000 },
+            "after": {
+                "event_id": Uuid::new_v4().to_string(),
+                "aggregate_id": aggregate.to_string(),
+                "aggregate_type": "X",
+                "event_type": event_type,
+                "payload": payload.to_string(),
+                "created_at": "2026-11-22T20:00:00.000000Z",
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn user() -> Vec<u8> {
+        row(
+            "UserCreated",
+            Uuid::new_v4(),
+            json!({"email":"a@b.c","username":"ada","first_name":"A","last_name":"L"}),
+        )
+    }
+
+    fn join(activity: Uuid) -> Vec<u8> {
+        row(
+            "ParticipantJoined",
+            activity,
+            json!({ "user_id": Uuid::new_v4().to_string() }),
+        )
+    }
+
+    fn messages(values: &[Option<Vec<u8>>]) -> Vec<Message<'_>> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Message {
+                key: None,
+                payload: v.as_deref(),
+                partition: 0,
+                offset: 100 + i as i64,
+                timestamp_ms: Some(NOW_US / 1000 - 300),
+                t3_us: NOW_US - 100_000,
+            })
+            .collect()
+    }
+
+    fn planned(values: &[Option<Vec<u8>>]) -> Plan {
+        plan(messages(values), &Registry::standard(), false, || NOW_US)
+    }
+
+    fn result(outcome: Outcome, participant_count: Option<i64>) -> WriteResult {
+        WriteResult {
+            outcome,
+            acked_us: NOW_US + 1_000,
+            participant_count,
+        }
+    }
+
+    #[test]
+    fn plan_sorts_messages_into_writes_skips_and_dead_letters() {
+        let mut snapshot: serde_json::Value = serde_json::from_slice(&user()).unwrap();
+        snapshot["op"] = json!("r");
+        let unknown = row("UserDeleted", Uuid::new_v4(), json!({}));
+        let p = planned(&[
+            Some(user()),
+            None,
+            Some(b"not json".to_vec()),
+            Some(snapshot.to_string().into_bytes()),
+            Some(unknown),
+            Some(join(Uuid::new_v4())),
+        ]);
+        assert_eq!(p.ops.len(), 2);
+        assert_eq!(
+            p.pending.iter().map(|e| e.index).collect::<Vec<_>>(),
+            [0, 5]
+        );
+        assert_eq!(p.ops[1].event_type(), EventType::ParticipantJoined);
+        let skipped: Vec<(usize, &str)> = p
+            .skipped
+            .iter()
+            .map(|s| (s.index, s.reason.as_str()))
+            .collect();
+        assert_eq!(skipped, [(1, "tombstone"), (3, "snapshot read")]);
+        assert_eq!(p.dead.len(), 2);
+        assert_eq!(p.dead[0].index, 2);
+        assert!(p.dead[0].reason.starts_with("message value is not JSON"));
+        assert_eq!(p.dead[0].event_id, None);
+        assert_eq!(p.dead[1].index, 4);
+        assert!(p.dead[1]
+            .reason
+            .contains("unknown event_type `UserDeleted`"));
+        assert_eq!(p.dead[1].event_type.as_deref(), Some("UserDeleted"));
+    }
+
+    #[test]
+    fn plan_stamps_t0_to_t4() {
+        let p = planned(&[Some(user())]);
+        let t = p.pending[0].timing;
+        assert_eq!(t.t1_us, NOW_US - 400_000);
+        assert_eq!(t.commit_us, Some(NOW_US - 450_000));
+        assert_eq!(t.t2_us, (NOW_US / 1000 - 300) * 1000);
+        assert_eq!((t.t3_us, t.t4_us, t.t5_us), (NOW_US - 100_000, NOW_US, 0));
+    }
+
+    #[test]
+    fn snapshot_reads_are_events_when_asked_for() {
+        let mut snapshot: serde_json::Value = serde_json::from_slice(&user()).unwrap();
+        snapshot["op"] = json!("r");
+        let values = [Some(snapshot.to_string().into_bytes())];
+        let p = plan(messages(&values), &Registry::standard(), true, || NOW_US);
+        assert_eq!((p.ops.len(), p.skipped.len()), (1, 0));
+    }
+
+    #[test]
+    fn account_counts_applied_and_duplicates_apart() {
+        let activity = Uuid::new_v4();
+        let p = planned(&[Some(user()), Some(user()), Some(join(activity))]);
+        let results = [
+            result(Outcome::Applied, Some(0)),
+            result(Outcome::AlreadyApplied, Some(0)),
+            result(Outcome::AlreadyApplied, Some(4)),
+        ];
+        let a = account(p.pending, &p.ops, &results, Duration::from_secs(10));
+        assert_eq!((a.applied, a.already_applied), (1, 2));
+        assert_eq!(
+            a.applied_per_type,
+            BTreeMap::from([(EventType::UserCreated, 1)])
+        );
+        // A join found already applied still refreshes its activity's count ($max).
+        assert_eq!(
+            a.activity_counts,
+            BTreeMap::from([(activity.to_string(), 4)])
+        );
+        assert_eq!(a.records.len(), 3);
+        assert!(a.records[0].applied && !a.records[1].applied);
+        assert_eq!(a.records[0].timing.t5_us, NOW_US + 1_000);
+        assert_eq!(
+            a.records[0].stages.total_us,
+            NOW_US + 1_000 - a.records[0].timing.t0_us
+        );
+        assert_eq!(a.records[0].label, "ada");
+        assert!(a.dead.is_empty());
+    }
+
+    #[test]
+    fn account_keeps_the_highest_count_per_activity() {
+        let activity = Uuid::new_v4();
+        let p = planned(&[Some(join(activity)), Some(join(activity))]);
+        let results = [
+            result(Outcome::Applied, Some(7)),
+            result(Outcome::Applied, Some(5)),
+        ];
+        let a = account(p.pending, &p.ops, &results, Duration::from_secs(10));
+        assert_eq!(a.activity_counts[&activity.to_string()], 7);
+        assert_eq!(a.applied_per_type[&EventType::ParticipantJoined], 2);
+    }
+
+    #[test]
+    fn writes_that_cannot_be_done_become_dead_letters_not_counts() {
+        let activity = Uuid::new_v4();
+        let p = planned(&[Some(join(activity)), Some(user())]);
+        let event_ids: Vec<Uuid> = p.pending.iter().map(|e| e.event.event_id).collect();
+        let results = [
+            result(Outcome::ActivityMissing, None),
+            result(Outcome::Rejected("document too large".into()), None),
+        ];
+        let a = account(p.pending, &p.ops, &results, Duration::from_secs(10));
+        assert_eq!((a.applied, a.already_applied), (0, 0));
+        assert!(a.records.is_empty() && a.activity_counts.is_empty());
+        assert_eq!(a.dead.len(), 2);
+        assert_eq!(a.dead[0].event_id, Some(event_ids[0]));
+        assert!(a.dead[0]
+            .reason
+            .starts_with(&format!("activity {activity} not found after 10s")));
+        assert_eq!(
+            a.dead[1].reason,
+            "MongoDB rejected the write: document too large"
+        );
+        assert_eq!(a.dead[1].index, 1);
+    }
+}

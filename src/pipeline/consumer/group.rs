@@ -1,0 +1,159 @@
+//! The consumer's membership in its Kafka consumer group: subscribing, hearing about partition
+//! assignment, and telling a consumer that has stopped receiving from one with nothing to do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, Offset};
+use tokio::sync::watch;
+
+use crate::config::KafkaArgs;
+use crate::pipeline::kafka::client_config;
+
+/// Tells when the group has given this consumer partitions.
+pub(super) struct Ctx {
+    assigned: Arc<watch::Sender<bool>>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?parts, "partitions assigned");
+                self.assigned.send_replace(!parts.is_empty());
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
+
+/// A running consumer's handle on its partition assignment.
+#[derive(Clone)]
+pub struct Assigned(watch::Receiver<bool>);
+
+impl Assigned {
+    /// Waits until the group has assigned partitions, or `timeout` passes.
+    pub async fn wait(&mut self, timeout: Duration) -> Result<()> {
+        tokio::time::timeout(timeout, self.0.wait_for(|a| *a))
+            .await
+            .context("the consumer got no partitions from its group in time")?
+            .context("the consumer stopped")?;
+        Ok(())
+    }
+}
+
+/// Makes group members that report their assignment to one [`Assigned`].
+pub(super) struct Membership {
+    kafka: KafkaArgs,
+    topic: String,
+    assigned: Arc<watch::Sender<bool>>,
+}
+
+impl Membership {
+    /// A membership of `kafka.group` on `topic`, and the handle that hears its assignments.
+    pub(super) fn new(kafka: &KafkaArgs, topic: &str) -> (Membership, Assigned) {
+        let (tx, rx) = watch::channel(false);
+        let m = Membership {
+            kafka: kafka.clone(),
+            topic: topic.to_owned(),
+            assigned: Arc::new(tx),
+        };
+        (m, Assigned(rx))
+    }
+
+    /// A new Kafka consumer in the group, subscribed to the topic.
+    pub(super) fn subscribe(&self) -> Result<StreamConsumer<Ctx>> {
+        let consumer: StreamConsumer<Ctx> = client_config(&self.kafka)
+            .set("group.id", &self.kafka.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // Low latency: answer fetches at once rather than waiting to fill them.
+            .set("fetch.wait.max.ms", "5")
+            .set("fetch.queue.backoff.ms", "1")
+            .set("session.timeout.ms", "10000")
+            // librdkafka pre-fetches up to 64 MB per partition by default; 8 MB keeps memory
+            // bounded and is still thousands of envelopes ahead.
+            .set("queued.max.messages.kbytes", "8192")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(Ctx {
+                assigned: self.assigned.clone(),
+            })
+            .context("creating the Kafka consumer")?;
+        consumer
+            .subscribe(&[&self.topic])
+            .with_context(|| format!("subscribing to {}", self.topic))?;
+        Ok(consumer)
+    }
+}
+
+/// The consumer's own positions on the partitions it holds, or `None` when it holds none
+/// (local state: no broker round trip).
+pub(super) fn positions(c: &StreamConsumer<Ctx>) -> Option<Vec<(i32, Option<i64>)>> {
+    let held = c.assignment().ok()?;
+    if held.count() == 0 {
+        return None;
+    }
+    let pos = c.position().ok();
+    Some(
+        held.elements()
+            .iter()
+            .map(|e| {
+                let p = e.partition();
+                let at = pos
+                    .as_ref()
+                    .and_then(|l| l.find_partition(e.topic(), p))
+                    .and_then(|x| match x.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                (p, at)
+            })
+            .collect(),
+    )
+}
+
+/// What to do after a quiet spell with `waiting` messages, given how many were waiting at the
+/// previous quiet check without partitions (`idle_before`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stalled {
+    /// Nothing is wrong (nothing waits, or another member may be consuming).
+    No,
+    /// Nothing moved: make a new Kafka consumer.
+    Reconnect,
+}
+
+/// librdkafka sometimes stops consuming after losing every broker: the group revokes the
+/// partitions and never assigns them again, or fetching stops (rust-rdkafka #597), while
+/// messages wait. Holding partitions with messages waiting is stuck at once; holding none, the
+/// partitions may be another member's, so only a count that has not moved since the previous
+/// check is stuck.
+pub(super) fn stalled(waiting: i64, holds_partitions: bool, idle_before: Option<i64>) -> Stalled {
+    if waiting <= 0 || (!holds_partitions && idle_before != Some(waiting)) {
+        Stalled::No
+    } else {
+        Stalled::Reconnect
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_consumer_is_stuck_only_when_messages_wait_for_it() {
+        assert_eq!(stalled(0, true, None), Stalled::No);
+        assert_eq!(stalled(500, true, None), Stalled::Reconnect);
+        // Without partitions: first sighting, or another member making progress.
+        assert_eq!(stalled(500, false, None), Stalled::No);
+        assert_eq!(stalled(500, false, Some(800)), Stalled::No);
+        assert_eq!(stalled(500, false, Some(500)), Stalled::Reconnect);
+    }
+}

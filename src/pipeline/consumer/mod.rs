@@ -1,0 +1,463 @@
+//! The enhanced consumer: Kafka → envelope → handler → MongoDB, with T0–T5 per event.
+//!
+//! Messages are taken in batches of whatever is already fetched (never waiting to fill one, so
+//! latency stays low at low rates). A batch's writes go to MongoDB together; its offsets are
+//! committed only after every write and every dead-letter send of the batch is acknowledged.
+//! MongoDB or Kafka outages are retried with backoff and nothing is committed meanwhile, so
+//! delivery is at-least-once and the idempotent read models absorb redeliveries.
+//!
+//! [`batch`] holds the decisions (what each message is, what the results add up to); this
+//! module does the I/O around them; [`group`] is the Kafka consumer-group membership. [`start`]
+//! is the one way every command runs a consumer.
+
+pub mod batch;
+mod group;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::pipeline::backoff::{self, Backoff};
+use crate::pipeline::handlers::{Registry, WriteOp};
+use crate::pipeline::kafka::{DeadLetters, LagProbe};
+use crate::pipeline::store::{Outcome, ReadModels, TransientError, WriteResult};
+use crate::telemetry::clock::now_us;
+use crate::telemetry::metrics::{ErrorRecord, MetricEvent, MetricsSender};
+
+use batch::{DeadLetter, Message};
+pub use group::Assigned;
+use group::{Ctx, Membership, Stalled};
+
+/// Tuning of the consumer.
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    /// Most messages handled as one batch.
+    pub max_batch: usize,
+    /// Process snapshot reads (`op: r`) as events instead of skipping them.
+    pub include_snapshot: bool,
+    /// How long a join waits for its activity before it is dead-lettered.
+    pub missing_activity_wait: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            max_batch: 1000,
+            include_snapshot: false,
+            missing_activity_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counts of what a consumer run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Events written now.
+    pub applied: u64,
+    /// Events found already written.
+    pub already_applied: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Messages skipped on purpose.
+    pub skipped: u64,
+}
+
+/// A consumer running on its own task.
+pub struct Running {
+    task: JoinHandle<Result<Totals>>,
+    stop: CancellationToken,
+    /// Tells when the group has given it partitions.
+    pub assigned: Assigned,
+}
+
+impl Running {
+    /// Whether it has stopped (by itself: an error, or `stop`).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops it (the batch in hand is finished and committed) and returns what it did.
+    pub async fn finish(self) -> Result<Totals> {
+        self.stop.cancel();
+        self.join().await
+    }
+
+    /// Waits until it stops by itself or by the `stop` it was started with.
+    pub async fn join(self) -> Result<Totals> {
+        self.task.await.context("consumer task")?
+    }
+}
+
+/// Connects to Kafka and MongoDB, subscribes to the outbox topic and consumes on a task until
+/// `stop` is cancelled (or [`Running::finish`]), sending what it measures on `metrics`.
+pub async fn start(
+    settings: &Settings,
+    opts: ConsumerOptions,
+    metrics: MetricsSender,
+    stop: &CancellationToken,
+) -> Result<Running> {
+    let (pipeline, assigned) = Pipeline::new(settings, opts, metrics).await?;
+    let stop = stop.child_token();
+    let task = tokio::spawn(pipeline.run(stop.clone()));
+    Ok(Running {
+        task,
+        stop,
+        assigned,
+    })
+}
+
+/// The consumer, ready to run.
+struct Pipeline {
+    consumer: StreamConsumer<Ctx>,
+    membership: Membership,
+    probe: LagProbe,
+    /// Messages waiting at the last quiet check without partitions (see `unstall`).
+    idle_waiting: Option<i64>,
+    topic: String,
+    dlq: DeadLetters,
+    store: ReadModels,
+    registry: Registry,
+    metrics: MetricsSender,
+    opts: ConsumerOptions,
+}
+
+/// One message of a batch, with its receive time (T3).
+struct Received {
+    msg: OwnedMessage,
+    t3_us: i64,
+}
+
+impl Received {
+    fn new(msg: OwnedMessage) -> Self {
+        Received {
+            msg,
+            t3_us: now_us(),
+        }
+    }
+
+    fn view(&self) -> Message<'_> {
+        Message {
+            key: self.msg.key(),
+            payload: self.msg.payload(),
+            partition: self.msg.partition(),
+            offset: self.msg.offset(),
+            timestamp_ms: self.msg.timestamp().to_millis(),
+            t3_us: self.t3_us,
+        }
+    }
+}
+
+/// How long without a message before the consumer checks whether it is stuck.
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
+impl Pipeline {
+    async fn new(
+        settings: &Settings,
+        opts: ConsumerOptions,
+        metrics: MetricsSender,
+    ) -> Result<(Self, Assigned)> {
+        let store = ReadModels::connect(&settings.mongo).await?;
+        let topic = settings.kafka.topic();
+        if crate::pipeline::kafka::partitions(&settings.kafka, &topic)
+            .await?
+            .is_none()
+        {
+            anyhow::bail!("Kafka topic {topic} does not exist; run `pipedemo setup` first");
+        }
+        let (membership, assigned) = Membership::new(&settings.kafka, &topic);
+        let consumer = membership.subscribe()?;
+        Ok((
+            Pipeline {
+                consumer,
+                membership,
+                probe: LagProbe::new(&settings.kafka, &topic)?,
+                idle_waiting: None,
+                dlq: DeadLetters::new(&settings.kafka)?,
+                topic,
+                store,
+                registry: Registry::standard(),
+                metrics,
+                opts,
+            },
+            assigned,
+        ))
+    }
+
+    /// Consumes until `stop` is cancelled, then finishes the batch in hand, commits and returns.
+    async fn run(mut self, stop: CancellationToken) -> Result<Totals> {
+        let mut totals = Totals::default();
+        // Repairs global statistics after a crash between a write and its statistics update.
+        self.mongo(&stop, || self.store.recompute_statistics())
+            .await;
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = self.consumer.recv() => m,
+                _ = tokio::time::sleep(STALL_AFTER) => {
+                    self.unstall().await?;
+                    continue;
+                }
+            };
+            let first = match first {
+                Ok(m) => {
+                    self.idle_waiting = None;
+                    m.detach()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![Received::new(first)];
+            while batch.len() < self.opts.max_batch {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(Received::new(m.detach())),
+                    _ => break,
+                }
+            }
+            if !self.process(&batch, &stop, &mut totals).await {
+                // Stopped during an outage: the batch is not committed and will be redelivered.
+                return Ok(totals);
+            }
+            fail::fail_point!("consumer-before-commit", |_| crash(
+                "consumer-before-commit"
+            ));
+            self.commit(&batch, CommitMode::Async);
+            self.stop_fetching_if_armed();
+        }
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing consumed yet is the usual cause; every handled batch was committed.
+            tracing::debug!(error = %e, "final commit");
+        }
+        Ok(totals)
+    }
+
+    /// Makes the consumer stop, as librdkafka sometimes does after a broker outage (fetching
+    /// paused, or partitions dropped while the group thinks them taken), so that the tests can
+    /// see [`Self::unstall`] recover. Off unless the fail point is armed.
+    fn stop_fetching_if_armed(&self) {
+        if let Some(how) = fail::eval("consumer-stop-fetching", |arg| arg) {
+            if how.as_deref() == Some("unassign") {
+                let _ = self.consumer.unassign();
+            } else if let Ok(a) = self.consumer.assignment() {
+                let _ = self.consumer.pause(&a);
+            }
+        }
+    }
+
+    /// Called after [`STALL_AFTER`] without a message: makes the Kafka consumer anew when it
+    /// has stopped receiving while messages wait (see [`group::stalled`]). Nothing is lost,
+    /// because offsets are committed only after the writes.
+    async fn unstall(&mut self) -> Result<()> {
+        let positions = group::positions(&self.consumer);
+        let holds = positions.is_some();
+        let waiting = match self.probe.waiting(positions).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot tell whether messages wait");
+                0
+            }
+        };
+        match group::stalled(waiting, holds, self.idle_waiting) {
+            Stalled::No => {
+                self.idle_waiting = (!holds && waiting > 0).then_some(waiting);
+            }
+            Stalled::Reconnect => {
+                tracing::warn!(
+                    waiting,
+                    assigned = holds,
+                    "the Kafka consumer received nothing for {STALL_AFTER:?} although messages are waiting; reconnecting"
+                );
+                self.idle_waiting = None;
+                self.consumer = self.membership.subscribe()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, batch: &[Received], mode: CommitMode) {
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for r in batch {
+            let e = next.entry(r.msg.partition()).or_insert(0);
+            *e = (*e).max(r.msg.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in next {
+            let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered (idempotent)");
+        }
+    }
+
+    /// Handles a batch completely: plan, write, account, statistics, dead letters, metrics.
+    /// Returns false if `stop` came during an outage.
+    async fn process(
+        &self,
+        batch: &[Received],
+        stop: &CancellationToken,
+        totals: &mut Totals,
+    ) -> bool {
+        let t_start = std::time::Instant::now();
+        let plan = batch::plan(
+            batch.iter().map(Received::view),
+            &self.registry,
+            self.opts.include_snapshot,
+            now_us,
+        );
+        for s in &plan.skipped {
+            let m = &batch[s.index].msg;
+            totals.skipped += 1;
+            tracing::debug!(partition = m.partition(), offset = m.offset(), reason = %s.reason, "skipped");
+            let _ = self.metrics.send(MetricEvent::Skipped {
+                partition: m.partition(),
+                offset: m.offset(),
+                reason: s.reason.clone(),
+            });
+        }
+        let t_apply = std::time::Instant::now();
+        let Some(results) = self.write(&plan.ops, stop).await else {
+            return false;
+        };
+        let apply_us = t_apply.elapsed().as_micros();
+        fail::fail_point!("consumer-after-write", |_| crash("consumer-after-write"));
+        let acc = batch::account(
+            plan.pending,
+            &plan.ops,
+            &results,
+            self.opts.missing_activity_wait,
+        );
+        totals.applied += acc.applied;
+        totals.already_applied += acc.already_applied;
+        let t_stats = std::time::Instant::now();
+        let recorded = self
+            .mongo(stop, || {
+                self.store
+                    .record_statistics(&acc.applied_per_type, &acc.activity_counts)
+            })
+            .await;
+        if recorded.is_none() {
+            return false;
+        }
+        tracing::debug!(
+            messages = batch.len(),
+            decode_us = (t_apply - t_start).as_micros(),
+            apply_us,
+            stats_us = t_stats.elapsed().as_micros(),
+            "batch"
+        );
+        for d in plan.dead.iter().chain(&acc.dead) {
+            if !self.dead_letter(&batch[d.index].msg, d, stop).await {
+                return false;
+            }
+            totals.dead_lettered += 1;
+        }
+        for r in acc.records {
+            let _ = self.metrics.send(MetricEvent::Event(r));
+        }
+        true
+    }
+
+    /// Performs the writes; joins that came before their activity are tried again for
+    /// [`ConsumerOptions::missing_activity_wait`] (the activity may be in a later batch of
+    /// another partition), then left as [`Outcome::ActivityMissing`].
+    async fn write(&self, ops: &[WriteOp], stop: &CancellationToken) -> Option<Vec<WriteResult>> {
+        let mut results = self.mongo(stop, || self.store.apply(ops)).await?;
+        let deadline = tokio::time::Instant::now() + self.opts.missing_activity_wait;
+        let mut wait = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        loop {
+            let missing: Vec<usize> = (0..ops.len())
+                .filter(|&i| results[i].outcome == Outcome::ActivityMissing)
+                .collect();
+            if missing.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Some(results);
+            }
+            if !wait.wait(stop).await {
+                return None;
+            }
+            let again: Vec<WriteOp> = missing.iter().map(|&i| ops[i].clone()).collect();
+            let again = self.mongo(stop, || self.store.apply(&again)).await?;
+            for (i, r) in missing.into_iter().zip(again) {
+                results[i] = r;
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        m: &OwnedMessage,
+        d: &DeadLetter,
+        stop: &CancellationToken,
+    ) -> bool {
+        let event_id = d.event_id.map(|id| id.to_string()).unwrap_or_default();
+        tracing::error!(
+            topic = %self.topic, partition = m.partition(), offset = m.offset(),
+            event_id = %event_id, reason = %d.reason,
+            "message cannot be handled; sent to the dead-letter topic {}", self.dlq.topic()
+        );
+        let source = (self.topic.as_str(), m.partition(), m.offset());
+        let sent = backoff::retry(
+            stop,
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            || self.dlq.send(m.key(), m.payload(), source, &d.reason),
+            |e, _, _| tracing::warn!(error = %e, "dead-letter send failed; retrying"),
+        )
+        .await;
+        if sent.is_none() {
+            return false;
+        }
+        let _ = self.metrics.send(MetricEvent::Error(ErrorRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            event_id: d.event_id,
+            event_type: d.event_type.clone(),
+            reason: d.reason.clone(),
+            at_us: now_us(),
+        }));
+        true
+    }
+
+    /// Runs a MongoDB call until it succeeds, backing off while the server is unavailable and
+    /// reporting the outage. `None` if stopped first.
+    async fn mongo<T, F, Fut>(&self, stop: &CancellationToken, f: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, TransientError>>,
+    {
+        let mut failures = 0;
+        let v = backoff::retry(
+            stop,
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            f,
+            |e, attempt, wait| {
+                failures = attempt;
+                tracing::warn!(error = %e, attempt, "MongoDB unavailable; retrying in {wait:?} (offsets not committed)");
+                let _ = self.metrics.send(MetricEvent::Outage {
+                    reason: e.to_string(),
+                    attempt,
+                });
+            },
+        )
+        .await;
+        if v.is_some() && failures > 0 {
+            tracing::info!(attempts = failures + 1, "MongoDB is back; continuing");
+        }
+        v
+    }
+}
+
+/// Ends the process at once, as SIGKILL would, from an armed fail point: nothing after this
+/// point of the batch (statistics, dead letters, offset commit) happens.
+fn crash(point: &str) -> ! {
+    eprintln!("fail point {point}: aborting the process");
+    std::process::abort()
+}

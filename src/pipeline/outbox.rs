@@ -1,0 +1,235 @@
+//! The PostgreSQL side: connecting with clear errors, the `event_outbox` table, batched inserts
+//! and reading events back for verification.
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, Type};
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use crate::config::PostgresArgs;
+use crate::event::EventType;
+use crate::pipeline::diagnose::root_cause;
+
+/// The table DDL. `created_at` defaults to `clock_timestamp()`, the row's own creation time
+/// (`now()` would give every row of a transaction the transaction's start time), so T0 is exact.
+pub const CREATE_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS event_outbox (
+    event_id       uuid PRIMARY KEY,
+    aggregate_id   uuid NOT NULL,
+    aggregate_type text NOT NULL,
+    event_type     text NOT NULL,
+    payload        jsonb NOT NULL,
+    status         text NOT NULL DEFAULT 'pending',
+    created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+)";
+
+/// Connects, turning the usual failures into instructions.
+pub async fn connect(args: &PostgresArgs) -> Result<Client> {
+    let (client, conn) = args
+        .client_config()
+        .connect(NoTls)
+        .await
+        .map_err(|e| explain(args, &e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+fn explain(args: &PostgresArgs, e: &tokio_postgres::Error) -> anyhow::Error {
+    let at = args.describe();
+    match e.code() {
+        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => anyhow!(
+            "PostgreSQL rejected the credentials for {at}: check POSTGRES_USER and POSTGRES_PASSWORD"
+        ),
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => anyhow!(
+            "PostgreSQL database `{}` does not exist at {}:{}: create it or set POSTGRES_DB",
+            args.db, args.host, args.port
+        ),
+        Some(c) => anyhow!("PostgreSQL at {at} refused the connection: {} ({})", e, c.code()),
+        None => anyhow!(
+            "PostgreSQL at {}:{} is unreachable ({}). Start the stack (scripts/stack.sh up, or \
+             docker compose up -d --wait) or set POSTGRES_HOST/POSTGRES_PORT.",
+            args.host,
+            args.port,
+            root_cause(e)
+        ),
+    }
+}
+
+/// Fails unless logical decoding is on, which Debezium needs.
+pub async fn check_logical_decoding(client: &Client) -> Result<()> {
+    let row = client.query_one("SHOW wal_level", &[]).await?;
+    let level: String = row.get(0);
+    if level != "logical" {
+        bail!(
+            "PostgreSQL wal_level is `{level}`, Debezium needs `logical`: set wal_level = logical \
+             in postgresql.conf (or `-c wal_level=logical`) and restart PostgreSQL"
+        );
+    }
+    Ok(())
+}
+
+/// Creates `event_outbox` if missing.
+pub async fn create_table(client: &Client) -> Result<()> {
+    client
+        .batch_execute(CREATE_TABLE)
+        .await
+        .context("creating table event_outbox")?;
+    Ok(())
+}
+
+/// Fails with a hint when `event_outbox` is missing.
+pub async fn check_table(client: &Client) -> Result<()> {
+    let row = client
+        .query_one("SELECT to_regclass('public.event_outbox') IS NOT NULL", &[])
+        .await?;
+    if !row.get::<_, bool>(0) {
+        bail!("table event_outbox does not exist; run `pipedemo setup` first");
+    }
+    Ok(())
+}
+
+/// Deletes all outbox rows.
+pub async fn truncate(client: &Client) -> Result<()> {
+    client
+        .batch_execute("TRUNCATE event_outbox")
+        .await
+        .context("emptying event_outbox")?;
+    Ok(())
+}
+
+/// One row to insert into `event_outbox` (`created_at` comes from the table's default).
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// Primary key.
+    pub event_id: Uuid,
+    /// The user or activity.
+    pub aggregate_id: Uuid,
+    /// The event type; the row's `aggregate_type` follows from it.
+    pub event_type: EventType,
+    /// The data.
+    pub payload: serde_json::Value,
+}
+
+/// Inserts events in one transaction with `COPY … FROM STDIN BINARY`, the fastest way
+/// PostgreSQL takes rows. `created_at` still comes from its `clock_timestamp()` default, per
+/// row. Returns how many were written.
+pub async fn insert_batch(client: &Client, events: &[NewEvent]) -> Result<u64> {
+    insert_batch_into(client, "event_outbox", events).await
+}
+
+/// A table name cannot be a bind parameter, so anything but a plain identifier is refused
+/// before it could reach SQL text.
+fn plain_identifier(table: &str) -> Result<()> {
+    let ok = table
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && table
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        bail!("`{table}` is not a plain lowercase table name");
+    }
+    Ok(())
+}
+
+/// [`insert_batch`] into another table of the same shape (the benchmark's scratch table).
+/// `table` is a name from code, never from input.
+pub async fn insert_batch_into(client: &Client, table: &str, events: &[NewEvent]) -> Result<u64> {
+    plain_identifier(table)?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    // One COPY statement is one transaction by itself: atomic, without BEGIN/COMMIT round trips.
+    let sink = client
+        .copy_in(&format!(
+            "COPY {table} (event_id, aggregate_id, aggregate_type, event_type, payload) FROM STDIN BINARY"
+        ))
+        .await
+        .with_context(|| format!("starting COPY into {table}"))?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[Type::UUID, Type::UUID, Type::TEXT, Type::TEXT, Type::JSONB],
+    );
+    futures::pin_mut!(writer);
+    for e in events {
+        writer
+            .as_mut()
+            .write(&[
+                &e.event_id,
+                &e.aggregate_id,
+                &e.event_type.aggregate_type(),
+                &e.event_type.as_str(),
+                &Json(&e.payload),
+            ])
+            .await
+            .with_context(|| format!("writing outbox rows into {table}"))?;
+    }
+    writer
+        .finish()
+        .await
+        .with_context(|| format!("finishing COPY into {table}"))
+}
+
+/// An outbox row as `verify` needs it.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    /// Primary key.
+    pub event_id: Uuid,
+    /// Aggregate.
+    pub aggregate_id: Uuid,
+    /// Type.
+    pub event_type: String,
+}
+
+/// Every outbox row.
+pub async fn all_events(client: &Client) -> Result<Vec<StoredEvent>> {
+    let rows = client
+        .query(
+            "SELECT event_id, aggregate_id, event_type FROM event_outbox ORDER BY created_at",
+            &[],
+        )
+        .await
+        .context("reading event_outbox")?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredEvent {
+            event_id: r.get(0),
+            aggregate_id: r.get(1),
+            event_type: r.get(2),
+        })
+        .collect())
+}
+
+/// The server's version string.
+pub async fn server_version(client: &Client) -> Result<String> {
+    Ok(client.query_one("SHOW server_version", &[]).await?.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_identifier;
+
+    #[test]
+    fn only_plain_table_names_reach_sql() {
+        assert!(plain_identifier("event_outbox").is_ok());
+        assert!(plain_identifier("bench_outbox2").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "Event",
+            "a b",
+            "x; DROP TABLE y",
+            "t\"",
+            "public.t",
+        ] {
+            assert!(plain_identifier(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

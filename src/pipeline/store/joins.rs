@@ -1,0 +1,305 @@
+//! Planning a batch's joins (`ParticipantJoined`) as one guarded `update` command, and reading
+//! its reply, apart from the server: plan → execute (in [`super`]) → interpret.
+//!
+//! For each activity, the joins whose event ids are not yet in its participant list become one
+//! statement that pushes them all, and matches only while none of those ids is in the list:
+//! so a statement runs at most once, even if the batch comes again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use mongodb::bson::{doc, Bson, Document};
+
+use super::Outcome;
+use crate::pipeline::handlers::WriteOp;
+
+/// An activity's participants as read before the update.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Existing {
+    /// `participants.count`.
+    pub count: i64,
+    /// The `source_event_id` of every participant entry.
+    pub events: HashSet<String>,
+}
+
+impl Existing {
+    /// The activity id and its participants, from a document projected to
+    /// `participants.count` and `participants.list.source_event_id`.
+    pub fn of(d: &Document) -> (String, Existing) {
+        let p = d.get_document("participants").ok();
+        let count = p.and_then(|p| p.get_i64("count").ok()).unwrap_or(0);
+        let events = p
+            .and_then(|p| p.get_array("list").ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|e| e.as_document()?.get_str("source_event_id").ok())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let id = d.get_str("_id").unwrap_or_default().to_owned();
+        (id, Existing { count, events })
+    }
+}
+
+/// What to send, and what is known before sending.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Joins settled by the read alone: (op index, outcome, participant count).
+    pub settled: Vec<(usize, Outcome, Option<i64>)>,
+    /// One `update` statement per activity with new joins.
+    pub statements: Vec<Document>,
+    /// Per statement, in order: its joins (op indexes) and the count after them.
+    pub pending: Vec<(Vec<usize>, i64)>,
+}
+
+impl Plan {
+    /// The joins that the statements carry.
+    pub fn statement_joins(&self) -> impl Iterator<Item = usize> + '_ {
+        self.pending
+            .iter()
+            .flat_map(|(idxs, _)| idxs.iter().copied())
+    }
+}
+
+/// Plans the joins `by_activity` (op indexes per activity, in batch order) against what the
+/// activities held. A join whose event is already listed is already applied; one whose
+/// activity does not exist is missing; the rest go into the activity's statement.
+pub fn plan(
+    ops: &[WriteOp],
+    by_activity: BTreeMap<&str, Vec<usize>>,
+    mut existing: HashMap<String, Existing>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (activity_id, idxs) in by_activity {
+        let Some(state) = existing.get_mut(activity_id) else {
+            for i in idxs {
+                plan.settled.push((i, Outcome::ActivityMissing, None));
+            }
+            continue;
+        };
+        let mut fresh = Vec::new();
+        for i in idxs {
+            if state.events.insert(ops[i].source_event_id().to_owned()) {
+                fresh.push(i);
+            } else {
+                plan.settled
+                    .push((i, Outcome::AlreadyApplied, Some(state.count)));
+            }
+        }
+        if fresh.is_empty() {
+            continue;
+        }
+        state.count += fresh.len() as i64;
+        plan.statements.push(statement(ops, activity_id, &fresh));
+        plan.pending.push((fresh, state.count));
+    }
+    plan
+}
+
+/// The guarded update adding the joins `fresh` to one activity.
+fn statement(ops: &[WriteOp], activity_id: &str, fresh: &[usize]) -> Document {
+    let mut entries = Vec::new();
+    let mut users = Vec::new();
+    let mut event_ids = Vec::new();
+    let mut last_joined = Bson::Null;
+    for &i in fresh {
+        if let WriteOp::Join { entry, user_id, .. } = &ops[i] {
+            event_ids.push(Bson::String(ops[i].source_event_id().to_owned()));
+            entries.push(Bson::Document(entry.clone()));
+            users.push(Bson::String(user_id.clone()));
+            last_joined = entry.get("joined_at").cloned().unwrap_or(Bson::Null);
+        }
+    }
+    doc! {
+        "q": { "_id": activity_id, "participants.list.source_event_id": { "$nin": event_ids } },
+        "u": {
+            "$push": { "participants.list": { "$each": entries } },
+            "$inc": { "participants.count": fresh.len() as i64 },
+            "$addToSet": { "allowed_users": { "$each": users } },
+            "$set": { "metadata.updated_at": last_joined },
+        },
+    }
+}
+
+/// What the server's reply to the statements means.
+#[derive(Debug, PartialEq)]
+pub enum Reply {
+    /// Every statement matched or was rejected: (op index, outcome, count after).
+    Settled(Vec<(usize, Outcome, i64)>),
+    /// Some statement matched nothing: another writer changed an activity between the read
+    /// and the update, so each join must be settled alone.
+    Contended,
+}
+
+/// Reads the `update` command's reply (`n` matched, `writeErrors` by statement index).
+pub fn interpret(reply: &Document, plan: &Plan) -> Reply {
+    let mut rejected: HashMap<usize, String> = HashMap::new();
+    if let Ok(errors) = reply.get_array("writeErrors") {
+        for e in errors.iter().filter_map(Bson::as_document) {
+            let index = e.get_i32("index").unwrap_or(-1);
+            let msg = e.get_str("errmsg").unwrap_or("write error");
+            rejected.insert(
+                index as usize,
+                format!("{msg} (code {})", e.get_i32("code").unwrap_or(0)),
+            );
+        }
+    }
+    let matched = match reply.get("n") {
+        Some(Bson::Int32(n)) => *n as usize,
+        Some(Bson::Int64(n)) => *n as usize,
+        _ => 0,
+    };
+    if matched + rejected.len() < plan.statements.len() {
+        return Reply::Contended;
+    }
+    let mut out = Vec::new();
+    for (k, (idxs, count)) in plan.pending.iter().enumerate() {
+        let outcome = match rejected.get(&k) {
+            Some(reason) => Outcome::Rejected(reason.clone()),
+            None => Outcome::Applied,
+        };
+        out.extend(idxs.iter().map(|&i| (i, outcome.clone(), *count)));
+    }
+    Reply::Settled(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(activity: &str, event: &str, user: &str) -> WriteOp {
+        WriteOp::Join {
+            activity_id: activity.into(),
+            user_id: user.into(),
+            entry: doc! { "user_id": user, "source_event_id": event, "joined_at": 1_i64 },
+        }
+    }
+
+    fn by_activity(ops: &[WriteOp]) -> BTreeMap<&str, Vec<usize>> {
+        let mut m: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            m.entry(op.key()).or_default().push(i);
+        }
+        m
+    }
+
+    fn existing(entries: &[(&str, i64, &[&str])]) -> HashMap<String, Existing> {
+        entries
+            .iter()
+            .map(|(id, count, events)| {
+                let events = events.iter().map(|e| e.to_string()).collect();
+                (
+                    id.to_string(),
+                    Existing {
+                        count: *count,
+                        events,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_joins_of_one_activity_share_one_guarded_statement() {
+        let ops = [join("a1", "e1", "u1"), join("a1", "e2", "u2")];
+        let plan = plan(&ops, by_activity(&ops), existing(&[("a1", 3, &["e0"])]));
+        assert!(plan.settled.is_empty());
+        assert_eq!(plan.pending, [(vec![0, 1], 5)]);
+        let s = &plan.statements[0];
+        let guard = s.get_document("q").unwrap();
+        assert_eq!(guard.get_str("_id").unwrap(), "a1");
+        let nin = guard
+            .get_document("participants.list.source_event_id")
+            .unwrap()
+            .get_array("$nin")
+            .unwrap();
+        assert_eq!(nin, &vec![Bson::from("e1"), Bson::from("e2")]);
+        let u = s.get_document("u").unwrap();
+        assert_eq!(
+            u.get_document("$inc")
+                .unwrap()
+                .get_i64("participants.count")
+                .unwrap(),
+            2
+        );
+        let pushed = u
+            .get_document("$push")
+            .unwrap()
+            .get_document("participants.list")
+            .unwrap()
+            .get_array("$each")
+            .unwrap();
+        assert_eq!(pushed.len(), 2);
+    }
+
+    #[test]
+    fn joins_already_listed_or_repeated_in_the_batch_are_already_applied() {
+        // e1 is stored already; e2 comes twice in the batch (a redelivery inside one batch).
+        let ops = [
+            join("a1", "e1", "u1"),
+            join("a1", "e2", "u2"),
+            join("a1", "e2", "u2"),
+        ];
+        let plan = plan(&ops, by_activity(&ops), existing(&[("a1", 1, &["e1"])]));
+        assert_eq!(
+            plan.settled,
+            [
+                (0, Outcome::AlreadyApplied, Some(1)),
+                (2, Outcome::AlreadyApplied, Some(1)),
+            ]
+        );
+        assert_eq!(plan.pending, [(vec![1], 2)]);
+    }
+
+    #[test]
+    fn joins_of_a_missing_activity_send_nothing() {
+        let ops = [join("nope", "e1", "u1")];
+        let plan = plan(&ops, by_activity(&ops), existing(&[]));
+        assert_eq!(plan.settled, [(0, Outcome::ActivityMissing, None)]);
+        assert!(plan.statements.is_empty());
+    }
+
+    #[test]
+    fn a_reply_settles_each_statement_or_says_it_was_contended() {
+        let ops = [join("a1", "e1", "u1"), join("a2", "e2", "u2")];
+        let plan = plan(
+            &ops,
+            by_activity(&ops),
+            existing(&[("a1", 0, &[]), ("a2", 4, &[])]),
+        );
+        assert_eq!(
+            interpret(&doc! { "n": 2, "ok": 1 }, &plan),
+            Reply::Settled(vec![(0, Outcome::Applied, 1), (1, Outcome::Applied, 5)])
+        );
+        let rejected = doc! { "n": 1, "writeErrors": [
+            { "index": 1, "code": 17419, "errmsg": "document too large" }
+        ] };
+        assert_eq!(
+            interpret(&rejected, &plan),
+            Reply::Settled(vec![
+                (0, Outcome::Applied, 1),
+                (
+                    1,
+                    Outcome::Rejected("document too large (code 17419)".into()),
+                    5
+                ),
+            ])
+        );
+        assert_eq!(interpret(&doc! { "n": 1 }, &plan), Reply::Contended);
+        assert_eq!(plan.statement_joins().collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn existing_reads_the_projected_document() {
+        let d = doc! { "_id": "a1", "participants": { "count": 2_i64, "list": [
+            { "source_event_id": "e1" }, { "source_event_id": "e2" }
+        ] } };
+        let (id, e) = Existing::of(&d);
+        assert_eq!(id, "a1");
+        assert_eq!(e.count, 2);
+        assert_eq!(
+            e.events,
+            HashSet::from(["e1".to_string(), "e2".to_string()])
+        );
+    }
+}

@@ -1,0 +1,579 @@
+//! The live terminal dashboard (ratatui + crossterm) and its headless counterpart.
+//!
+//! [`render`] draws one [`Snapshot`] and is pure, so tests render into ratatui's `TestBackend`.
+//! [`run`] owns the terminal: it redraws every refresh interval from snapshots of the shared
+//! live state, never touching the consumer, and `q`, Esc or Ctrl-C stop the run.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Sparkline, Table};
+use ratatui::Frame;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::EventType;
+use crate::show::report::thousands;
+use crate::telemetry::live::{RunState, Shared, Snapshot};
+use crate::telemetry::stats::{Stage, Summary};
+
+fn state_color(s: RunState) -> Color {
+    match s {
+        RunState::Running => Color::Green,
+        RunState::Degraded => Color::Yellow,
+        RunState::Error => Color::Red,
+        RunState::Complete => Color::Blue,
+    }
+}
+
+fn state_name(s: RunState) -> &'static str {
+    match s {
+        RunState::Running => "RUNNING",
+        RunState::Degraded => "DEGRADED",
+        RunState::Error => "ERROR",
+        RunState::Complete => "COMPLETE",
+    }
+}
+
+fn panel(title: &str, color: Color) -> Block<'_> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(color))
+        .title(Span::styled(
+            format!(" {title} "),
+            Style::default().add_modifier(Modifier::BOLD),
+        ))
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs as u64;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else {
+        format!("{v:.1}ms")
+    }
+}
+
+/// Draws the whole dashboard.
+pub fn render(f: &mut Frame, s: &Snapshot) {
+    let color = state_color(s.state);
+    let [header, row1, row2, row3] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Min(4),
+    ])
+    .areas(f.area());
+    render_header(f, header, s, color);
+    let [a, b] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(row1);
+    render_throughput(f, a, s, color);
+    render_latency(f, b, s, color);
+    let [a, b] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(row2);
+    render_stages(f, a, s, color);
+    render_types(f, b, s, color);
+    let [a, b] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row3);
+    render_recent(f, a, s, color);
+    render_health(f, b, s, color);
+}
+
+fn render_header(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let block = panel("pipedemo · CDC pipeline", color);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [line, gauge] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
+    let remaining = s.target.saturating_sub(s.processed);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(
+                format!(" {} ", state_name(s.state)),
+                Style::default()
+                    .fg(Color::Black)
+                    .bg(color)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(
+                "  phase: {}  uptime: {}  ",
+                s.phase,
+                hms(s.uptime_secs)
+            )),
+            // Outages and probe failures go here: the health panel has no room to spare.
+            Span::styled(
+                if s.outage > 0 {
+                    format!("MongoDB down, retry #{} (nothing committed)", s.outage)
+                } else {
+                    s.health.problem.clone().unwrap_or_default()
+                },
+                Style::default().fg(Color::Yellow),
+            ),
+        ])),
+        line,
+    );
+    let (ratio, label) = if s.target > 0 {
+        (
+            (s.processed as f64 / s.target as f64).clamp(0.0, 1.0),
+            format!(
+                "{} / {} processed · {} remaining",
+                thousands(s.processed),
+                thousands(s.target),
+                thousands(remaining)
+            ),
+        )
+    } else {
+        (0.0, format!("{} processed", thousands(s.processed)))
+    };
+    f.render_widget(
+        Gauge::default()
+            .gauge_style(Style::default().fg(color).bg(Color::DarkGray))
+            .ratio(ratio)
+            .label(label),
+        gauge,
+    );
+}
+
+fn render_throughput(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let err_style = if s.errors > 0 {
+        Style::default().fg(Color::Red)
+    } else {
+        Style::default()
+    };
+    let lines = vec![
+        Line::from(format!("Current  {:>8} ev/s", thousands(s.current_eps))),
+        Line::from(format!(
+            "Average  {:>8} ev/s",
+            thousands(s.average_eps.round() as u64)
+        )),
+        Line::from(format!("Peak     {:>8} ev/s", thousands(s.peak_eps))),
+        Line::styled(
+            format!(
+                "Errors   {:>8} ({:.2}%)",
+                thousands(s.errors),
+                s.error_rate * 100.0
+            ),
+            err_style,
+        ),
+    ];
+    let block = panel("Throughput", color);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [text, spark] = Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(inner);
+    f.render_widget(Paragraph::new(lines), text);
+    f.render_widget(
+        tail_sparkline(&s.eps_history, spark.width, Color::Cyan),
+        spark,
+    );
+}
+
+fn tail_sparkline(data: &[u64], width: u16, color: Color) -> Sparkline<'static> {
+    let from = data.len().saturating_sub(width as usize);
+    Sparkline::default()
+        .data(data[from..].to_vec())
+        .style(Style::default().fg(color))
+}
+
+fn render_latency(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let t = &s.total;
+    let lines = vec![
+        Line::from(format!(
+            "min {:>7}  mean {:>7}  max {:>7}",
+            ms(t.min_ms),
+            ms(t.mean_ms),
+            ms(t.max_ms)
+        )),
+        Line::from(format!(
+            "p50 {:>7}  p95  {:>7}  p99 {:>7}",
+            ms(t.p50_ms),
+            ms(t.p95_ms),
+            ms(t.p99_ms)
+        )),
+        Line::styled("p95 per second:", Style::default().fg(Color::DarkGray)),
+    ];
+    let block = panel("Latency end-to-end (whole run)", color);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [text, spark] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    f.render_widget(Paragraph::new(lines), text);
+    f.render_widget(
+        tail_sparkline(&s.p95_history, spark.width, Color::Magenta),
+        spark,
+    );
+}
+
+fn render_stages(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let none = Summary::default();
+    let stages: Vec<(&str, &Summary)> = Stage::PARTS
+        .iter()
+        .map(|stage| {
+            let name = match stage {
+                Stage::Cdc => "CDC capture  T1-T0",
+                Stage::Kafka => "Kafka        T2-T1",
+                Stage::Poll => "Poll         T3-T2",
+                Stage::Processing | Stage::Total => "Processing   T5-T3",
+            };
+            (name, s.stages.get(stage).unwrap_or(&none))
+        })
+        .collect();
+    let worst = stages
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1 .1.p95_ms.total_cmp(&b.1 .1.p95_ms))
+        .map(|(i, _)| i)
+        .filter(|_| s.total.count > 0);
+    let rows = stages.iter().enumerate().map(|(i, (name, st))| {
+        let style = if Some(i) == worst {
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        Row::new(vec![name.to_string(), ms(st.p50_ms), ms(st.p95_ms)]).style(style)
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(19),
+            Constraint::Length(9),
+            Constraint::Length(9),
+        ],
+    )
+    .header(
+        Row::new(vec!["Stage", "p50", "p95"]).style(Style::default().add_modifier(Modifier::BOLD)),
+    )
+    .block(panel("Stage breakdown", color));
+    f.render_widget(table, area);
+}
+
+fn render_types(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let mut lines: Vec<Line> = EventType::ALL
+        .iter()
+        .map(|t| {
+            Line::from(format!(
+                "{:<18}{:>8}",
+                t.as_str(),
+                thousands(s.by_type.get(t).copied().unwrap_or(0))
+            ))
+        })
+        .collect();
+    lines.push(Line::styled(
+        format!("{:<18}{:>8}", "Errors", thousands(s.errors)),
+        if s.errors > 0 {
+            Style::default().fg(Color::Red)
+        } else {
+            Style::default()
+        },
+    ));
+    f.render_widget(
+        Paragraph::new(lines).block(panel("Events by type", color)),
+        area,
+    );
+}
+
+fn render_recent(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    // Type, latency and time are fixed; the label takes what width is left.
+    let label_w = (area.width as usize)
+        .saturating_sub(2 + 2 + 18 + 9 + 9)
+        .max(4);
+    let lines: Vec<Line> = s
+        .recent
+        .iter()
+        .map(|e| {
+            let time = chrono::DateTime::from_timestamp_micros(e.at_us)
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let (mark, style) = if e.ok {
+                ("✓", Style::default().fg(Color::Green))
+            } else {
+                ("✗", Style::default().fg(Color::Red))
+            };
+            let label: String = e.label.chars().take(label_w).collect();
+            Line::from(vec![
+                Span::styled(mark, style),
+                Span::raw(format!(
+                    " {:<17} {label:<label_w$}{:>9} {time}",
+                    e.event_type.chars().take(17).collect::<String>(),
+                    if e.ok { ms(e.latency_ms) } else { "-".into() }
+                )),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(panel("Recent events", color)),
+        area,
+    );
+}
+
+fn render_health(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
+    let h = &s.health;
+    let count = |c: &str| h.mongo_counts.get(c).map_or("?".into(), |n| thousands(*n));
+    let connector_ok = h
+        .connector
+        .as_deref()
+        .is_some_and(|c| c.starts_with("RUNNING") && !c.contains("FAILED"));
+    let lag = h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64));
+    let lines = vec![
+        Line::from(format!("Consumer lag  {lag}")),
+        Line::styled(
+            format!("Debezium      {}", h.connector.as_deref().unwrap_or("?")),
+            if connector_ok {
+                Style::default()
+            } else {
+                Style::default().fg(Color::Yellow)
+            },
+        ),
+        Line::from(format!("Users         {}", count("users"))),
+        Line::from(format!("Activities    {}", count("activities"))),
+    ];
+    f.render_widget(
+        Paragraph::new(lines).block(panel("Pipeline health", color)),
+        area,
+    );
+}
+
+/// Whether to draw the dashboard: a terminal on stdout and not `--no-tui`.
+pub fn use_tui(no_tui: bool) -> bool {
+    !no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+/// Draws the dashboard until `done` or `stop` is cancelled; `q`, Esc or Ctrl-C cancel `stop`.
+/// The terminal is restored on return, also after a panic (ratatui's hook).
+pub async fn run(
+    live: Shared,
+    refresh: Duration,
+    stop: CancellationToken,
+    done: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let result = async {
+        loop {
+            let snap = live.lock().snapshot();
+            terminal.draw(|f| render(f, &snap))?;
+            if done.is_cancelled() || stop.is_cancelled() {
+                break;
+            }
+            // Keyboard polling blocks, so it runs off the async threads.
+            let key = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Event>> {
+                if event::poll(refresh)? {
+                    Ok(Some(event::read()?))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await??;
+            if let Some(Event::Key(k)) = key {
+                let ctrl_c =
+                    k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                if k.kind == KeyEventKind::Press
+                    && (matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c)
+                {
+                    stop.cancel();
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    ratatui::restore();
+    result
+}
+
+/// One plain progress line, for headless runs (at most one a second).
+pub fn progress_line(s: &Snapshot) -> String {
+    if s.observing {
+        return health_line(s);
+    }
+    format!(
+        "[{}] {} {}/{} · {} ev/s (avg {:.0}, peak {}) · p50 {} p95 {} p99 {} · errors {} · lag {}",
+        state_name(s.state),
+        s.phase,
+        thousands(s.phase_done),
+        thousands(s.phase_target),
+        thousands(s.current_eps),
+        s.average_eps,
+        thousands(s.peak_eps),
+        ms(s.total.p50_ms),
+        ms(s.total.p95_ms),
+        ms(s.total.p99_ms),
+        s.errors,
+        s.health.lag.map_or("?".into(), |l| l.to_string()),
+    )
+}
+
+/// The health-only line of `monitor --observe`: lag, connector and read-model counts.
+fn health_line(s: &Snapshot) -> String {
+    let h = &s.health;
+    let counts: Vec<String> = h
+        .mongo_counts
+        .iter()
+        .map(|(c, n)| format!("{c} {}", thousands(*n)))
+        .collect();
+    let mut line = format!(
+        "[{}] observing · lag {} · Debezium {} · MongoDB {}",
+        state_name(s.state),
+        h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64)),
+        h.connector.as_deref().unwrap_or("?"),
+        if counts.is_empty() {
+            "?".to_owned()
+        } else {
+            counts.join(", ")
+        }
+    );
+    if let Some(p) = &h.problem {
+        line.push_str(" · problem: ");
+        line.push_str(p);
+    }
+    line
+}
+
+/// Prints a progress line every `every` until `done` or `stop`.
+pub async fn run_headless(
+    live: Shared,
+    every: Duration,
+    stop: CancellationToken,
+    done: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.cancelled() => break,
+            _ = stop.cancelled() => break,
+        }
+        let snap = live.lock().snapshot();
+        eprintln!("{}", progress_line(&snap));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::clock::now_us;
+    use crate::telemetry::live::Live;
+    use crate::telemetry::metrics::{ErrorRecord, EventRecord, MetricEvent, Timing};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use uuid::Uuid;
+
+    fn screen(live: &Live, w: u16, h: u16) -> String {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let snap = live.snapshot();
+        t.draw(|f| render(f, &snap)).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..h)
+            .map(|y| {
+                (0..w)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn fed() -> Live {
+        let mut l = Live::default();
+        let ids: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
+        l.begin_phase("stress", ids.clone());
+        let t0 = now_us() - 2_000_000;
+        for (i, id) in ids.iter().take(30).enumerate() {
+            let timing = Timing {
+                t0_us: t0,
+                commit_us: None,
+                t1_us: t0 + 4_000,
+                t2_us: t0 + 5_000,
+                t3_us: t0 + 7_000,
+                t4_us: t0 + 7_100,
+                t5_us: t0 + 10_000 + i as i64 * 1000,
+            };
+            let (event_type, label) = match i % 3 {
+                0 => (EventType::UserCreated, "ada_lovelace"),
+                1 => (EventType::ActivityCreated, "Morning hike"),
+                _ => (EventType::ParticipantJoined, "grace"),
+            };
+            l.fold(&MetricEvent::Event(EventRecord {
+                event_id: *id,
+                event_type,
+                aggregate_id: *id,
+                label: label.into(),
+                partition: 0,
+                offset: i as i64,
+                applied: true,
+                stages: timing.stages(),
+                timing,
+            }));
+        }
+        l.fold(&MetricEvent::Error(ErrorRecord {
+            partition: 0,
+            offset: 99,
+            event_id: None,
+            event_type: None,
+            reason: "message value is not JSON".into(),
+            at_us: now_us(),
+        }));
+        l.health.lag = Some(10);
+        l.health.connector = Some("RUNNING 1/1".into());
+        l.health.mongo_counts.insert("users".into(), 10);
+        l.health.mongo_counts.insert("activities".into(), 10);
+        l
+    }
+
+    #[test]
+    fn panels_show_the_numbers_fed_in() {
+        let s = screen(&fed(), 100, 30);
+        for want in [
+            "ERROR",
+            "phase: stress",
+            "30 / 40 processed · 10 remaining",
+            "Throughput",
+            "Errors          1",
+            "Latency end-to-end",
+            "p50  24.0ms",
+            "max  39.0ms",
+            "CDC capture  T1-T0  4.0ms",
+            "Processing   T5-T3",
+            "UserCreated             10",
+            "ParticipantJoined       10",
+            "✗ error",
+            "✓ ParticipantJoined grace",
+            "Consumer lag  10",
+            "Debezium      RUNNING 1/1",
+            "Users         10",
+        ] {
+            assert!(s.contains(want), "{want:?} not on screen:\n{s}");
+        }
+    }
+
+    #[test]
+    fn fits_80x24_and_survives_tiny_terminals() {
+        let s = screen(&fed(), 80, 24);
+        assert!(
+            s.contains("Pipeline health") && s.contains("Recent events"),
+            "{s}"
+        );
+        for (w, h) in [(40, 10), (10, 3), (1, 1)] {
+            screen(&fed(), w, h);
+        }
+    }
+
+    #[test]
+    fn complete_runs_are_shown_as_complete() {
+        let mut l = fed();
+        l.complete = true;
+        assert!(screen(&l, 80, 24).contains("COMPLETE"));
+        assert!(progress_line(&l.snapshot()).starts_with("[COMPLETE] stress 30/40"));
+    }
+}

@@ -1,0 +1,195 @@
+//! The reports of `pipedemo full`: `demo_report.json` (every figure and how it was measured)
+//! and `demo_report.html` (one self-contained file with the same figures and plots).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::check::verify::pass_fail_text;
+use crate::commands::full::FullOutcome;
+use crate::show::plots;
+use crate::show::report::thousands;
+use crate::telemetry::live::Live;
+use crate::telemetry::stats::{self, Stage};
+
+/// How the figures were measured, and on what.
+#[derive(Clone, Debug, Serialize)]
+pub struct Method {
+    /// Where each timestamp comes from.
+    pub clocks: Vec<&'static str>,
+    /// PostgreSQL server version.
+    pub postgres: String,
+    /// Kafka (Connect worker) version.
+    pub kafka: String,
+    /// Debezium connector version.
+    pub debezium: String,
+    /// MongoDB-protocol server version.
+    pub mongo_server: String,
+    /// Cores of this machine.
+    pub machine_cores: usize,
+    /// pipedemo version.
+    pub pipedemo: &'static str,
+}
+
+impl Method {
+    /// The standard description with the given versions.
+    pub fn new(postgres: String, kafka: String, debezium: String, mongo_server: String) -> Self {
+        Method {
+            clocks: vec![
+                "T0: event_outbox.created_at = clock_timestamp() per row (PostgreSQL)",
+                "T1: Debezium envelope ts_us (Kafka Connect JVM clock)",
+                "T2: Kafka record timestamp, producer create time, 1 ms resolution",
+                "T3: consumer received the message; T4: handler started; T5: MongoDB acknowledged the write (pipedemo)",
+                "all clocks are this host's; stages below zero from the 1 ms resolution of T2 are counted and recorded as 0",
+            ],
+            postgres,
+            kafka,
+            debezium,
+            mongo_server,
+            machine_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pipedemo: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    generated_at: String,
+    passed: bool,
+    success_rate: f64,
+    integrity_check: &'static str,
+    total_events: u64,
+    total_secs: f64,
+    #[serde(flatten)]
+    outcome: &'a FullOutcome,
+    method: &'a Method,
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| {
+        format!(
+            "cannot write the report to {} (choose a writable path)",
+            path.display()
+        )
+    })
+}
+
+/// Writes `demo_report.json`.
+pub fn write_json(path: &Path, o: &FullOutcome, m: &Method) -> Result<()> {
+    let r = JsonReport {
+        generated_at: chrono::Utc::now().to_rfc3339(),
+        passed: o.passed(),
+        success_rate: o.verification.success_rate,
+        integrity_check: pass_fail_text(o.verification.integrity_passed),
+        total_events: o.total_events,
+        total_secs: o.total_secs,
+        outcome: o,
+        method: m,
+    };
+    write(path, &serde_json::to_string_pretty(&r)?)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Writes `demo_report.html`: summary tables and four plots, no external resources.
+pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Result<()> {
+    let v = &o.verification;
+    let mut h = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>pipedemo report</title><style>\
+         body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
+         td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}\
+         .pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}figure{margin:1em 0}</style></head><body>",
+    );
+    let verdict = if o.passed() {
+        "<span class=pass>PASS</span>"
+    } else {
+        "<span class=fail>FAIL</span>"
+    };
+    h.push_str(&format!(
+        "<h1>pipedemo: CDC pipeline report</h1><p>{} events in {:.1} s · {:.2}% verified · integrity {} · result {verdict}</p>",
+        thousands(o.total_events),
+        o.total_secs,
+        v.success_rate,
+        pass_fail_text(v.integrity_passed)
+    ));
+    h.push_str("<h2>Phases</h2><table><tr><th>phase</th><th>events</th><th>duration s</th><th>events/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>errors</th></tr>");
+    for p in &o.phases {
+        let t = stats::total(&p.stages);
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+            esc(&p.phase), thousands(p.events), p.duration_secs, p.throughput_eps, t.p50_ms, t.p95_ms, t.p99_ms, p.errors
+        ));
+    }
+    h.push_str("</table><h2>Latency by stage (all phases)</h2><table><tr><th>stage</th><th>count</th><th>min</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
+    for (stage, s) in &v.latency {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+            stage.label(), s.count, s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms
+        ));
+    }
+    h.push_str("</table>");
+    if !o.threshold_failures.is_empty() {
+        h.push_str("<h2>Thresholds broken</h2><ul>");
+        for f in &o.threshold_failures {
+            h.push_str(&format!("<li class=fail>{}</li>", esc(f)));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str(&figures(o, live));
+    h.push_str("<h2>Method</h2><ul>");
+    for c in &m.clocks {
+        h.push_str(&format!("<li>{}</li>", esc(c)));
+    }
+    h.push_str(&format!(
+        "</ul><p>PostgreSQL {} · Kafka {} · Debezium {} · MongoDB-protocol server {} · {} cores · pipedemo {}</p></body></html>",
+        esc(&m.postgres), esc(&m.kafka), esc(&m.debezium), esc(&m.mongo_server), m.machine_cores, m.pipedemo
+    ));
+    write(path, &h)
+}
+
+/// The four plots, as inline SVG figures.
+fn figures(o: &FullOutcome, live: &Live) -> String {
+    let points: Vec<(i64, f64)> = live.points.iter().map(|p| (p.0, p.2)).collect();
+    let mut per_second: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
+    for p in &live.points {
+        *per_second.entry(p.1.div_euclid(1_000_000)).or_default() += 1;
+    }
+    let per_second: Vec<(i64, u64)> = match (per_second.keys().next(), per_second.keys().last()) {
+        (Some(&a), Some(&b)) => (a..=b)
+            .map(|s| (s, per_second.get(&s).copied().unwrap_or(0)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let cdfs: Vec<(String, crate::telemetry::stats::Latency)> = live
+        .phases
+        .iter()
+        .map(|p| (p.name.clone(), p.stats.stages.get(Stage::Total).clone()))
+        .collect();
+    let bars: Vec<(&str, f64, f64)> = Stage::PARTS
+        .iter()
+        .map(|stage| {
+            let s = o
+                .verification
+                .latency
+                .get(stage)
+                .cloned()
+                .unwrap_or_default();
+            (stage.label(), s.p50_ms, s.p95_ms)
+        })
+        .collect();
+    let mut h = String::from("<h2>Plots</h2>");
+    for (id, svg) in [
+        ("latency-over-time", plots::latency_over_time(&points)),
+        ("latency-cdf", plots::latency_cdf(&cdfs)),
+        ("stage-breakdown", plots::stage_bars(&bars)),
+        ("throughput", plots::throughput(&per_second)),
+    ] {
+        h.push_str(&format!("<figure id=\"{id}\">{svg}</figure>"));
+    }
+    h
+}

@@ -1,0 +1,90 @@
+//! Polls pipeline health once a second, off the hot path: consumer lag, the Debezium
+//! connector's state and read-model document counts, into the live state.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::pipeline::connect::Connect;
+use crate::pipeline::kafka::LagProbe;
+use crate::pipeline::store::ReadModels;
+use crate::telemetry::live::{Health, Shared};
+
+const MONGO_CONNECT_WAIT: Duration = Duration::from_secs(2);
+
+/// Polls until `stop` is cancelled. A service that is down shows as the health problem and is
+/// asked again at the next poll.
+pub async fn poll(s: Settings, live: Shared, every: Duration, stop: CancellationToken) {
+    let connect = Connect::new(&s.connect);
+    let lag = LagProbe::new(&s.kafka, &s.kafka.topic());
+    let mut store: Option<ReadModels> = None;
+    loop {
+        let mut h = Health::default();
+        let mut problems = Vec::new();
+        // The three probes are independent; one slow service must not hold up the others.
+        let (lag_r, connector_r, counts_r) = tokio::join!(
+            async {
+                match &lag {
+                    Ok(p) => p.lag().await,
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                }
+            },
+            async {
+                match &connect {
+                    Ok(c) => c.status().await,
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                }
+            },
+            async {
+                if let Some(st) = &store {
+                    return (None, st.counts().await.map_err(anyhow::Error::from));
+                }
+                // Not connected yet (or never reached): try again, briefly, so the other
+                // figures still refresh about once a second.
+                match tokio::time::timeout(MONGO_CONNECT_WAIT, ReadModels::connect(&s.mongo)).await
+                {
+                    Ok(Ok(st)) => {
+                        let counts = st.counts().await.map_err(anyhow::Error::from);
+                        (Some(st), counts)
+                    }
+                    _ => (
+                        None,
+                        Err(anyhow::anyhow!("unreachable at {}", s.mongo.describe())),
+                    ),
+                }
+            },
+        );
+        match lag_r {
+            Ok(l) => h.lag = Some(l),
+            Err(e) => problems.push(format!("Kafka: {e}")),
+        }
+        match connector_r {
+            Ok(Some(st)) => {
+                if !st.running() {
+                    problems.push(format!("Debezium connector {}", st.describe()));
+                }
+                h.connector = Some(st.short());
+            }
+            Ok(None) => problems.push("Debezium connector not registered (run setup)".into()),
+            Err(e) => problems.push(format!("Connect: {e}")),
+        }
+        let (connected, counts) = counts_r;
+        if connected.is_some() {
+            store = connected;
+        }
+        match counts {
+            Ok(c) => h.mongo_counts = c,
+            Err(e) => problems.push(format!(
+                "MongoDB: {}",
+                crate::pipeline::diagnose::first_line(&e.to_string())
+            )),
+        }
+        h.problem = problems.into_iter().next();
+        live.lock().health = h;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! What people read: the live [`dashboard`] (or its headless lines) with the [`health`] it
+//! polls, the text [`report`]s, the JSON and HTML [`demo_report`] with its [`plots`], and the
+//! [`logsink`] that keeps log lines off the dashboard.
+
+pub mod dashboard;
+pub mod demo_report;
+pub mod health;
+pub mod logsink;
+pub mod plots;
+pub mod report;

@@ -1,0 +1,166 @@
+//! Charts for the HTML report, drawn by plotters as inline SVG.
+
+use plotters::prelude::*;
+
+use crate::telemetry::stats::Latency;
+
+const W: u32 = 900;
+const H: u32 = 380;
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn draw(
+    f: impl FnOnce(
+        &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    ) -> Result<(), Box<dyn std::error::Error>>,
+) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        if let Err(e) = f(&root) {
+            tracing::warn!("plot failed: {e}");
+        }
+        let _ = root.present();
+    }
+    svg
+}
+
+/// End-to-end latency of every event against the time it was created (seconds from the start).
+pub fn latency_over_time(points: &[(i64, f64)]) -> String {
+    draw(|root| {
+        let t0 = points.iter().map(|p| p.0).min().unwrap_or(0);
+        let xs: Vec<(f64, f64)> = points
+            .iter()
+            .map(|(t, l)| ((t - t0) as f64 / 1e6, *l))
+            .collect();
+        let xmax = xs.iter().map(|p| p.0).fold(1.0, f64::max);
+        let ymax = xs.iter().map(|p| p.1).fold(1.0, f64::max) * 1.05;
+        let mut c = ChartBuilder::on(root)
+            .caption("End-to-end latency over time", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
+        c.configure_mesh()
+            .x_desc("seconds since first event")
+            .y_desc("latency (ms)")
+            .draw()?;
+        c.draw_series(
+            xs.iter()
+                .map(|p| Circle::new(*p, 1, PALETTE[0].mix(0.5).filled())),
+        )?;
+        Ok(())
+    })
+}
+
+/// Cumulative distribution of end-to-end latency, one line per phase.
+pub fn latency_cdf(phases: &[(String, Latency)]) -> String {
+    draw(|root| {
+        let xmax = phases
+            .iter()
+            .map(|(_, l)| l.quantile_ms(1.0))
+            .fold(1.0, f64::max)
+            * 1.05;
+        let mut c = ChartBuilder::on(root)
+            .caption("Latency CDF per phase", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..xmax, 0.0..1.0)?;
+        c.configure_mesh()
+            .x_desc("end-to-end latency (ms)")
+            .y_desc("fraction of events")
+            .draw()?;
+        for (i, (name, l)) in phases.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            c.draw_series(LineSeries::new(l.cdf(), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    })
+}
+
+/// p50 and p95 of each stage as bars.
+pub fn stage_bars(stages: &[(&str, f64, f64)]) -> String {
+    draw(|root| {
+        let ymax = stages.iter().map(|s| s.2).fold(1.0, f64::max) * 1.1;
+        let n = stages.len() as f64;
+        let mut c = ChartBuilder::on(root)
+            .caption("Stage breakdown (p50 and p95)", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..n, 0.0..ymax)?;
+        let names: Vec<String> = stages.iter().map(|s| s.0.to_owned()).collect();
+        c.configure_mesh()
+            .disable_x_mesh()
+            .x_labels(stages.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                    names[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("ms")
+            .draw()?;
+        for (i, (_, p50, p95)) in stages.iter().enumerate() {
+            let x = i as f64;
+            c.draw_series([
+                Rectangle::new([(x + 0.1, 0.0), (x + 0.45, *p50)], PALETTE[0].filled()),
+                Rectangle::new([(x + 0.55, 0.0), (x + 0.9, *p95)], PALETTE[1].filled()),
+            ])?;
+        }
+        c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("p50")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], PALETTE[0].filled()));
+        c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("p95")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], PALETTE[1].filled()));
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    })
+}
+
+/// Events written per second.
+pub fn throughput(per_second: &[(i64, u64)]) -> String {
+    draw(|root| {
+        let s0 = per_second.first().map_or(0, |p| p.0);
+        let xs: Vec<(f64, f64)> = per_second
+            .iter()
+            .map(|(s, n)| ((s - s0) as f64, *n as f64))
+            .collect();
+        let xmax = xs.iter().map(|p| p.0).fold(1.0, f64::max);
+        let ymax = xs.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+        let mut c = ChartBuilder::on(root)
+            .caption("Throughput per second", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
+        c.configure_mesh()
+            .x_desc("seconds")
+            .y_desc("events written / s")
+            .draw()?;
+        c.draw_series(LineSeries::new(xs, PALETTE[2].stroke_width(2)))?;
+        Ok(())
+    })
+}

@@ -1,0 +1,307 @@
+//! Plain-text renderings of run results, for terminals and logs.
+
+use std::fmt::Write;
+
+use std::collections::BTreeMap;
+
+use crate::check::verify::{pass_fail_text, VerifyReport};
+use crate::commands::capacity::{CapacityReport, Step};
+use crate::commands::session::{PhaseResult, PhaseSummary};
+use crate::event::EventType;
+use crate::telemetry::live::RecentEvent;
+use crate::telemetry::stats::{self, Stage, Summary};
+
+/// A table row of latency figures; 80 columns wide.
+fn row(out: &mut String, name: &str, s: &Summary) {
+    let _ = writeln!(
+        out,
+        " {name:<17}{:>6}{:>7.1}{:>7.1}{:>7.1}{:>7.1}{:>7.1}{:>7.1}{:>7.1}",
+        s.count, s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms
+    );
+}
+
+fn header(out: &mut String) {
+    let _ = writeln!(
+        out,
+        " {:<17}{:>6}{:>7}{:>7}{:>7}{:>7}{:>7}{:>7}{:>7}",
+        "latency (ms)", "count", "min", "mean", "p50", "p95", "p99", "p99.9", "max"
+    );
+}
+
+/// Thousands separators: 10000 → 10,000.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The summary `load` prints.
+pub fn load(r: &PhaseResult) -> String {
+    let s = r.summary();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} events ({} UserCreated, {} ActivityCreated, {} ParticipantJoined)",
+        r.name,
+        thousands(r.events),
+        thousands(r.mix.users),
+        thousands(r.mix.activities),
+        thousands(r.mix.joins)
+    );
+    let _ = writeln!(
+        out,
+        "  inserted in {:.2} s ({:.0} events/s); {} of {} in MongoDB after {:.2} s: {:.0} events/s end to end",
+        r.insert_secs,
+        s.insert_rate_eps,
+        thousands(s.delivered),
+        thousands(r.events),
+        r.wall_secs,
+        s.throughput_eps
+    );
+    let _ = writeln!(out, "  dead-lettered {}, missing {}", s.errors, s.missing);
+    out.push('\n');
+    latency_table(&mut out, &s.stages, &s.by_type);
+    out
+}
+
+/// The latency table: one row per stage, then end-to-end per event type.
+fn latency_table(
+    out: &mut String,
+    stages: &BTreeMap<Stage, Summary>,
+    by_type: &BTreeMap<EventType, Summary>,
+) {
+    header(out);
+    for stage in Stage::ALL {
+        if let Some(st) = stages.get(&stage) {
+            row(out, stage.label(), st);
+        }
+    }
+    for (t, st) in by_type {
+        row(out, t.as_str(), st);
+    }
+}
+
+/// The table of phases `full` prints between and after phases.
+pub fn phase_table(phases: &[PhaseSummary]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<10}{:>9}{:>11}{:>11}{:>10}{:>10}{:>10}{:>8}",
+        "phase", "events", "duration", "events/s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    for p in phases {
+        let t = stats::total(&p.stages);
+        let _ = writeln!(
+            out,
+            "  {:<10}{:>9}{:>10.2}s{:>11.0}{:>10.1}{:>10.1}{:>10.1}{:>8}",
+            p.phase,
+            thousands(p.events),
+            p.duration_secs,
+            p.throughput_eps,
+            t.p50_ms,
+            t.p95_ms,
+            t.p99_ms,
+            p.errors
+        );
+    }
+    out
+}
+
+/// One row of the capacity table: offered and achieved rate, latency from schedule, backlog
+/// slope, CPU and the verdict.
+pub fn capacity_step(s: &Step) -> String {
+    let cpu = s
+        .cpu_pct
+        .iter()
+        .map(|(svc, pct)| format!("{} {pct:.0}%", svc.name()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "  {:>9}{:>10}{:>9.1}{:>9.1}{:>9.1}{:>9.1}{:>10.0}  {} {}  [{cpu}]",
+        thousands(s.offered_eps.round() as u64),
+        thousands(s.achieved_eps.round() as u64),
+        s.latency.p50_ms,
+        s.latency.p99_ms,
+        s.latency.p999_ms,
+        s.latency.max_ms,
+        s.backlog_slope_eps,
+        if s.verdict.sustained { "✓" } else { "✗" },
+        s.verdict.reason,
+    )
+}
+
+/// The capacity table and its answer.
+pub fn capacity(c: &CapacityReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:>9}{:>10}{:>9}{:>9}{:>9}{:>9}{:>10}  verdict  [CPU, % of a core]",
+        "offered/s", "achieved", "p50 ms", "p99 ms", "p99.9", "max", "backlog/s"
+    );
+    let mut steps: Vec<&Step> = c.steps.iter().collect();
+    steps.sort_by(|a, b| a.offered_eps.total_cmp(&b.offered_eps));
+    for s in steps {
+        let _ = writeln!(out, "{}", capacity_step(s));
+    }
+    let _ = writeln!(out, "{}", capacity_answer(c));
+    out
+}
+
+/// "This pipeline sustains N ev/s at p99 ≤ X ms", with the stage that limits it.
+pub fn capacity_answer(c: &CapacityReport) -> String {
+    let Some(rate) = c.sustained_eps else {
+        return format!(
+            "This pipeline sustained none of the rates offered at p99 ≤ {} ms ({} s steps).",
+            c.slo_p99_ms, c.step_secs
+        );
+    };
+    let limit = match (c.limiting_stage, c.limiting_growth_ms) {
+        (Some(stage), Some(grew)) => format!(
+            "; above it, {} grows first (p99 +{grew:.1} ms)",
+            stage.label()
+        ),
+        _ => "; no higher rate was offered".into(),
+    };
+    format!(
+        "This pipeline sustains {} ev/s at p99 ≤ {} ms ({} s steps, latency from schedule){limit}.",
+        thousands(rate.round() as u64),
+        c.slo_p99_ms,
+        c.step_secs
+    )
+}
+
+/// One line per event of a small phase (the warm-up's detailed view).
+pub fn event_lines(events: &[RecentEvent]) -> String {
+    let mut out = String::new();
+    for e in events {
+        let _ = writeln!(
+            out,
+            "    {} {:<18} {:<40} {:>8.1} ms",
+            if e.ok { "✓" } else { "✗" },
+            e.event_type,
+            e.label.chars().take(40).collect::<String>(),
+            e.latency_ms
+        );
+    }
+    out
+}
+
+/// The report `verify` prints, in the spirit of the seed's latency report.
+pub fn verify(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    let bar = "=".repeat(60);
+    let _ = writeln!(out, "VERIFICATION REPORT\n{bar}");
+    let _ = writeln!(
+        out,
+        "Events: {} in event_outbox, {} found in MongoDB ({:.2}%)",
+        thousands(r.total_events),
+        thousands(r.found_events),
+        r.success_rate
+    );
+    for (t, c) in &r.by_type {
+        let mark = if c.found == c.expected { "✓" } else { "✗" };
+        let _ = writeln!(
+            out,
+            "  {mark} {t:<20} {:>8} / {:<8}",
+            thousands(c.found),
+            thousands(c.expected)
+        );
+    }
+    if r.missing > 0 {
+        let _ = writeln!(
+            out,
+            "Missing: {} event(s), first: {:?}",
+            r.missing,
+            &r.missing_ids[..r.missing_ids.len().min(5)]
+        );
+    }
+    if !r.duplicated_ids.is_empty() {
+        let _ = writeln!(
+            out,
+            "Duplicated: {} event(s) applied more than once",
+            r.duplicated_ids.len()
+        );
+    }
+    if r.extra > 0 {
+        let _ = writeln!(
+            out,
+            "Note: {} read-model entries come from events no longer in event_outbox",
+            r.extra
+        );
+    }
+    let _ = writeln!(out, "Integrity: {}", pass_fail_text(r.integrity_passed));
+    for i in r.integrity_issues.iter().take(10) {
+        let _ = writeln!(out, "  - {i}");
+    }
+    if r.dead_lettered > 0 {
+        let _ = writeln!(
+            out,
+            "Dead-lettered messages (kept in the DLQ topic): {}",
+            r.dead_lettered
+        );
+    }
+    out.push('\n');
+    verify_latency(&mut out, r);
+    let _ = writeln!(out, "Assessment: {}", r.verdict);
+    if let Some(c) = &r.checksum {
+        let _ = writeln!(out, "Read-model checksum: {c}");
+    }
+    let _ = writeln!(out, "{bar}\nRESULT: {}", pass_fail_text(r.passed));
+    out
+}
+
+/// The latency part of the verification report, with the notes that keep it honest.
+fn verify_latency(out: &mut String, r: &VerifyReport) {
+    let timed = stats::total(&r.latency).count;
+    if timed == 0 {
+        let _ = writeln!(
+            out,
+            "Latency: no metrics recorded for these events (run `pipedemo load` with the same METRICS_FILE)"
+        );
+    } else {
+        latency_table(out, &r.latency, &r.latency_by_type);
+        if timed < r.found_events {
+            // Honest sample size: percentiles describe the timed events only.
+            let _ = writeln!(
+                out,
+                "Note: latency covers {timed} of the {} events found; the others have no timing \
+                 record (written by a consumer killed before it recorded them, or by \
+                 `pipedemo replay`).",
+                r.found_events
+            );
+        }
+    }
+    if r.throughput_eps > 0.0 {
+        let _ = writeln!(
+            out,
+            "\nThroughput (first T0 to last T5): {:.0} events/s",
+            r.throughput_eps
+        );
+    }
+    if r.negative_samples > 0 {
+        let _ = writeln!(
+            out,
+            "Note: {} stage samples were below 0 (Kafka timestamps have 1 ms resolution) and count as 0.",
+            r.negative_samples
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,560 @@
+//! The live state of a run, built from the metrics channel: what the dashboard, the headless
+//! progress lines and the final report read.
+//!
+//! One task owns the receiver and folds every event into [`Live`] behind a mutex; readers take
+//! a [`Snapshot`] every refresh. The consumer's hot path only sends on the channel.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::event::EventType;
+use crate::telemetry::clock::now_us;
+use crate::telemetry::metrics::{MetricEvent, MetricsFile, MetricsReceiver};
+use crate::telemetry::stats::{Latency, RunStats, Stage, Summary};
+
+/// How many recent events the dashboard lists.
+pub const RECENT: usize = 5;
+/// Seconds of per-second history kept for sparklines.
+pub const HISTORY_SECS: usize = 120;
+
+/// Overall state of the run, for the header's colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RunState {
+    /// Events are flowing or expected.
+    Running,
+    /// MongoDB or Kafka is failing; the consumer retries.
+    Degraded,
+    /// Messages were dead-lettered.
+    Error,
+    /// The run is over.
+    Complete,
+}
+
+/// One line of the recent-events panel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecentEvent {
+    /// Written (true) or dead-lettered (false).
+    pub ok: bool,
+    /// Event type, or "error".
+    pub event_type: String,
+    /// Username, title, user id, or the error reason.
+    pub label: String,
+    /// End-to-end latency, ms (0 for errors).
+    pub latency_ms: f64,
+    /// When, µs since the epoch.
+    pub at_us: i64,
+}
+
+/// Pipeline health polled outside the hot path.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Health {
+    /// Consumer-group lag on the outbox topic.
+    pub lag: Option<i64>,
+    /// Connector state, e.g. "RUNNING (task 0 RUNNING)".
+    pub connector: Option<String>,
+    /// Documents per read-model collection.
+    pub mongo_counts: BTreeMap<String, u64>,
+    /// The last error of a health probe.
+    pub problem: Option<String>,
+}
+
+/// One phase of a run (a `load`, or each step of `full`).
+#[derive(Clone, Debug)]
+pub struct Phase {
+    /// Name, e.g. "warm-up".
+    pub name: String,
+    /// Events of the phase.
+    pub target: u64,
+    /// Ids inserted and still awaited.
+    pub waiting: HashSet<Uuid>,
+    /// Events of the phase that arrived (written, already there, or dead-lettered).
+    pub received: u64,
+    /// Metrics of this phase's events.
+    pub stats: RunStats,
+    /// When the phase began inserting, µs.
+    pub started_us: i64,
+    /// When its last event arrived, µs.
+    pub finished_us: Option<i64>,
+    /// Every event of a small phase (≤ 20 events: the warm-up's detailed view).
+    pub detail: Vec<RecentEvent>,
+    /// For paced (open-loop) phases: when each event was due to be inserted, µs.
+    pub scheduled: HashMap<Uuid, i64>,
+    /// T5 minus the scheduled time: latency that a stalled inserter cannot hide.
+    pub from_schedule: Latency,
+    /// (µs, events inserted and not yet arrived), sampled at each insert: a growing backlog
+    /// means the pipeline falls behind the offered rate.
+    pub backlog: Vec<(i64, u64)>,
+}
+
+impl Phase {
+    /// Events of this phase that arrived (written, already there, or dead-lettered).
+    pub fn done(&self) -> u64 {
+        self.received
+    }
+
+    /// Seconds from its start to its end (or now).
+    pub fn secs(&self) -> f64 {
+        (self.finished_us.unwrap_or_else(now_us) - self.started_us).max(0) as f64 / 1e6
+    }
+}
+
+/// Everything known about the run so far.
+#[derive(Debug)]
+pub struct Live {
+    /// When the run started, µs.
+    pub started_us: i64,
+    /// All events of the run (all phases), including events of earlier runs if consumed.
+    pub all: RunStats,
+    /// Phases, in order; the last is the current one.
+    pub phases: Vec<Phase>,
+    /// Recent events, newest first.
+    pub recent: VecDeque<RecentEvent>,
+    /// Events written per second, oldest first, the last entry being the current second.
+    pub per_second: VecDeque<(i64, u64, Latency)>,
+    /// The highest per-second rate seen.
+    pub peak_eps: u64,
+    /// Messages dead-lettered.
+    pub errors: u64,
+    /// Consecutive failed attempts of the current outage (0 when none).
+    pub outage: u32,
+    /// Polled health.
+    pub health: Health,
+    /// Set when the run ended.
+    pub complete: bool,
+    /// Watching health only (`monitor --observe`): nothing is consumed here.
+    pub observing: bool,
+    /// (T0 µs, T5 µs, total latency ms) of every applied event, for the report's plots.
+    pub points: Vec<(i64, i64, f64)>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            started_us: now_us(),
+            all: RunStats::default(),
+            phases: Vec::new(),
+            recent: VecDeque::with_capacity(RECENT),
+            per_second: VecDeque::with_capacity(HISTORY_SECS),
+            peak_eps: 0,
+            errors: 0,
+            outage: 0,
+            health: Health::default(),
+            complete: false,
+            observing: false,
+            points: Vec::new(),
+        }
+    }
+}
+
+impl Live {
+    /// Folds one metric event in.
+    pub fn fold(&mut self, ev: &MetricEvent) {
+        self.all.record(ev);
+        match ev {
+            MetricEvent::Event(r) => {
+                self.outage = 0;
+                let total = r.timing.stages().total_us;
+                if let Some(p) = self.phases.last_mut() {
+                    if p.waiting.remove(&r.event_id) {
+                        p.received += 1;
+                        p.stats.record(ev);
+                        if let Some(due) = p.scheduled.get(&r.event_id) {
+                            p.from_schedule.record(r.timing.t5_us - due);
+                        }
+                        if p.received == p.target {
+                            p.finished_us = Some(r.timing.t5_us.max(now_us()));
+                        }
+                    }
+                }
+                if r.applied {
+                    self.points
+                        .push((r.timing.t0_us, r.timing.t5_us, total as f64 / 1000.0));
+                    self.tick(r.timing.t5_us, Some(total));
+                }
+                self.push_recent(RecentEvent {
+                    ok: true,
+                    event_type: r.event_type.to_string(),
+                    label: r.label.clone(),
+                    latency_ms: total as f64 / 1000.0,
+                    at_us: r.timing.t5_us,
+                });
+            }
+            MetricEvent::Error(e) => {
+                self.errors += 1;
+                // A dead letter counts against the phase running when it happened; when it
+                // is one of the phase's own events, that event is no longer awaited.
+                if let Some(p) = self.phases.last_mut() {
+                    let own = e.event_id.is_some_and(|id| p.waiting.remove(&id));
+                    if own {
+                        p.received += 1;
+                    }
+                    if own || p.finished_us.is_none() {
+                        p.stats.record(ev);
+                    }
+                    if own && p.received == p.target {
+                        p.finished_us = Some(now_us());
+                    }
+                }
+                self.push_recent(RecentEvent {
+                    ok: false,
+                    event_type: e.event_type.clone().unwrap_or_else(|| "error".into()),
+                    label: e.reason.chars().take(60).collect(),
+                    latency_ms: 0.0,
+                    at_us: e.at_us,
+                });
+            }
+            MetricEvent::Outage { attempt, .. } => self.outage = *attempt,
+            MetricEvent::Skipped { .. } => {}
+        }
+    }
+
+    fn push_recent(&mut self, e: RecentEvent) {
+        if let Some(p) = self.phases.last_mut() {
+            if p.target <= 20 && p.detail.len() < 20 && p.finished_us.is_none_or(|f| e.at_us <= f) {
+                p.detail.push(e.clone());
+            }
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_back();
+        }
+        self.recent.push_front(e);
+    }
+
+    /// Counts an applied event in its second (by T5).
+    fn tick(&mut self, at_us: i64, total_us: Option<i64>) {
+        let sec = at_us.div_euclid(1_000_000);
+        match self.per_second.back_mut() {
+            Some((s, n, l)) if *s == sec => {
+                *n += 1;
+                if let Some(t) = total_us {
+                    l.record(t);
+                }
+            }
+            Some((s, _, _)) if *s > sec => {
+                // A late event of an earlier second: count it there if still kept.
+                if let Some((_, n, l)) = self.per_second.iter_mut().find(|(s2, _, _)| *s2 == sec) {
+                    *n += 1;
+                    if let Some(t) = total_us {
+                        l.record(t);
+                    }
+                }
+            }
+            _ => {
+                let mut l = Latency::default();
+                if let Some(t) = total_us {
+                    l.record(t);
+                }
+                self.per_second.push_back((sec, 1, l));
+                while self.per_second.len() > HISTORY_SECS {
+                    self.per_second.pop_front();
+                }
+            }
+        }
+        let n = self.per_second.back().map_or(0, |(_, n, _)| *n);
+        self.peak_eps = self.peak_eps.max(n);
+    }
+
+    /// Starts a phase awaiting `ids`.
+    pub fn begin_phase(&mut self, name: &str, ids: impl IntoIterator<Item = Uuid>) {
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        self.begin_phase_of(name, ids.len() as u64);
+        self.await_ids(ids, None);
+    }
+
+    /// Starts a phase of `target` events whose ids come later, batch by batch ([`Self::await_ids`]),
+    /// so a large phase need not be generated up front.
+    pub fn begin_phase_of(&mut self, name: &str, target: u64) {
+        self.phases.push(Phase {
+            name: name.to_owned(),
+            target,
+            waiting: HashSet::new(),
+            received: 0,
+            stats: RunStats::default(),
+            started_us: now_us(),
+            finished_us: None,
+            detail: Vec::new(),
+            scheduled: HashMap::new(),
+            from_schedule: Latency::default(),
+            backlog: Vec::new(),
+        });
+    }
+
+    /// Adds ids the current phase awaits (before they are inserted), with the time each was
+    /// due for paced runs.
+    pub fn await_ids(&mut self, ids: impl IntoIterator<Item = Uuid>, due_us: Option<&[i64]>) {
+        let Some(p) = self.phases.last_mut() else {
+            return;
+        };
+        for (k, id) in ids.into_iter().enumerate() {
+            p.waiting.insert(id);
+            if let Some(d) = due_us.and_then(|d| d.get(k)) {
+                p.scheduled.insert(id, *d);
+            }
+        }
+        p.backlog.push((now_us(), p.waiting.len() as u64));
+    }
+
+    /// The run's state, for colours.
+    pub fn state(&self) -> RunState {
+        if self.complete {
+            RunState::Complete
+        } else if self.outage > 0 || self.health.problem.is_some() {
+            RunState::Degraded
+        } else if self.errors > 0 {
+            RunState::Error
+        } else {
+            RunState::Running
+        }
+    }
+
+    /// A copy for rendering.
+    pub fn snapshot(&self) -> Snapshot {
+        let now_sec = now_us().div_euclid(1_000_000);
+        // The last complete second's rate, so the figure does not flicker.
+        let current = self
+            .per_second
+            .iter()
+            .rev()
+            .find(|(s, _, _)| *s == now_sec - 1)
+            .map_or(0, |(_, n, _)| *n);
+        let phase = self.phases.last();
+        let processed: u64 = self.phases.iter().map(|p| p.done()).sum();
+        let target: u64 = self.phases.iter().map(|p| p.target).sum();
+        let uptime = (now_us() - self.started_us).max(0) as f64 / 1e6;
+        Snapshot {
+            state: self.state(),
+            observing: self.observing,
+            phase: phase.map(|p| p.name.clone()).unwrap_or_else(|| {
+                if self.observing {
+                    "observing"
+                } else {
+                    "consuming"
+                }
+                .into()
+            }),
+            phase_done: phase.map_or(0, |p| p.done()),
+            phase_target: phase.map_or(0, |p| p.target),
+            processed: if target > 0 {
+                processed
+            } else {
+                self.all.applied_total()
+            },
+            target,
+            uptime_secs: uptime,
+            current_eps: current,
+            average_eps: self.all.throughput(),
+            peak_eps: self.peak_eps,
+            errors: self.errors,
+            error_rate: if self.all.applied_total() + self.errors > 0 {
+                self.errors as f64 / (self.all.applied_total() + self.errors) as f64
+            } else {
+                0.0
+            },
+            total: self.all.stages.get(Stage::Total).summary(),
+            stages: Stage::PARTS
+                .iter()
+                .map(|s| (*s, self.all.stages.get(*s).summary()))
+                .collect(),
+            by_type: self
+                .all
+                .applied
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        *k,
+                        *v + self.all.already_applied.get(k).copied().unwrap_or(0),
+                    )
+                })
+                .collect(),
+            p95_history: self
+                .per_second
+                .iter()
+                .map(|(_, _, l)| (l.quantile_ms(0.95) * 1000.0) as u64)
+                .collect(),
+            eps_history: self.per_second.iter().map(|(_, n, _)| *n).collect(),
+            recent: self.recent.iter().cloned().collect(),
+            health: self.health.clone(),
+            outage: self.outage,
+        }
+    }
+}
+
+/// What one frame of the dashboard shows.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Colour of the run.
+    pub state: RunState,
+    /// Watching health only: the consumer figures do not apply.
+    pub observing: bool,
+    /// Current phase name.
+    pub phase: String,
+    /// Events of the current phase arrived.
+    pub phase_done: u64,
+    /// Events of the current phase.
+    pub phase_target: u64,
+    /// Events arrived, all phases.
+    pub processed: u64,
+    /// Events expected, all phases (0 when just consuming).
+    pub target: u64,
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// Events written in the last complete second.
+    pub current_eps: u64,
+    /// Average events/s.
+    pub average_eps: f64,
+    /// Peak events in one second.
+    pub peak_eps: u64,
+    /// Dead-lettered messages.
+    pub errors: u64,
+    /// errors / (errors + events).
+    pub error_rate: f64,
+    /// End-to-end latency over the whole run.
+    pub total: Summary,
+    /// The four stages of [`Stage::PARTS`] over the whole run.
+    pub stages: BTreeMap<Stage, Summary>,
+    /// Events per type.
+    pub by_type: BTreeMap<EventType, u64>,
+    /// Per-second p95 end-to-end latency, µs.
+    pub p95_history: Vec<u64>,
+    /// Per-second events written.
+    pub eps_history: Vec<u64>,
+    /// Newest first.
+    pub recent: Vec<RecentEvent>,
+    /// Polled health.
+    pub health: Health,
+    /// Current outage attempt (0: none).
+    pub outage: u32,
+}
+
+/// The live state, shared by the collector that writes it and the displays that read it.
+#[derive(Clone, Debug, Default)]
+pub struct Shared(Arc<Mutex<Live>>);
+
+impl Shared {
+    /// Shares `live`.
+    pub fn new(live: Live) -> Self {
+        Shared(Arc::new(Mutex::new(live)))
+    }
+
+    /// The state, for a short read or update. A panic while it was held leaves figures that are
+    /// still worth showing, so a poisoned lock is taken over rather than spreading the panic.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Where [`collect`] delivers the metric events.
+#[derive(Default)]
+pub struct Sink {
+    /// The live state to fold them into (the dashboard's and the report's source).
+    pub live: Option<Shared>,
+    /// The metrics file to append them to (what `verify` reads).
+    pub file: Option<MetricsFile>,
+    /// Bumped after each batch of events, so that waiters can re-check their phase.
+    pub changed: Option<watch::Sender<u64>>,
+}
+
+/// Feeds the channel into the sink until the channel closes (the consumer is gone).
+pub async fn collect(mut rx: MetricsReceiver, mut sink: Sink) -> anyhow::Result<()> {
+    let mut n = 0u64;
+    while let Some(ev) = rx.recv().await {
+        let mut batch = vec![ev];
+        while let Ok(ev) = rx.try_recv() {
+            batch.push(ev);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        if let Some(f) = sink.file.as_mut() {
+            for ev in &batch {
+                f.write(ev)?;
+            }
+            f.flush()?;
+        }
+        if let Some(live) = &sink.live {
+            let mut l = live.lock();
+            for ev in &batch {
+                l.fold(ev);
+            }
+        }
+        n += batch.len() as u64;
+        if let Some(c) = &sink.changed {
+            c.send_replace(n);
+        }
+    }
+    if let Some(f) = sink.file.as_mut() {
+        f.flush()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::{EventRecord, Timing};
+
+    pub(crate) fn event(id: Uuid, t0: i64, total_ms: i64, event_type: EventType) -> MetricEvent {
+        let timing = Timing {
+            t0_us: t0,
+            commit_us: None,
+            t1_us: t0 + 1000,
+            t2_us: t0 + 2000,
+            t3_us: t0 + 3000,
+            t4_us: t0 + 3100,
+            t5_us: t0 + total_ms * 1000,
+        };
+        MetricEvent::Event(EventRecord {
+            event_id: id,
+            event_type,
+            aggregate_id: id,
+            label: "ada".into(),
+            partition: 0,
+            offset: 0,
+            applied: true,
+            stages: timing.stages(),
+            timing,
+        })
+    }
+
+    #[test]
+    fn phases_complete_when_all_their_events_arrive() {
+        let mut l = Live::default();
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        l.begin_phase("warm-up", ids.clone());
+        let t0 = now_us();
+        for (i, id) in ids.iter().enumerate() {
+            l.fold(&event(*id, t0, 10 + i as i64, EventType::UserCreated));
+        }
+        let p = &l.phases[0];
+        assert_eq!((p.done(), p.target), (3, 3));
+        assert!(p.finished_us.is_some());
+        assert_eq!(p.stats.stages.get(Stage::Total).count(), 3);
+        let s = l.snapshot();
+        assert_eq!(s.processed, 3);
+        assert_eq!(s.by_type[&EventType::UserCreated], 3);
+        assert_eq!(s.recent.len(), 3);
+        assert_eq!(s.total.count, 3);
+        assert_eq!(l.points.len(), 3);
+    }
+
+    #[test]
+    fn recent_keeps_the_newest_five() {
+        let mut l = Live::default();
+        for i in 0..8 {
+            l.fold(&event(
+                Uuid::new_v4(),
+                now_us(),
+                i + 1,
+                EventType::UserCreated,
+            ));
+        }
+        assert_eq!(l.recent.len(), RECENT);
+        assert_eq!(l.recent[0].latency_ms, 8.0);
+    }
+}

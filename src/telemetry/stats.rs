@@ -1,0 +1,350 @@
+//! Latency statistics over full-resolution HdrHistograms (µs, 3 significant digits), and the
+//! aggregation of a run's metric events into per-stage and per-type summaries.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventType;
+use crate::telemetry::metrics::{EventRecord, MetricEvent, Stages};
+
+/// A latency histogram in microseconds.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    h: Histogram<u64>,
+    /// Samples below zero (clock resolution: Kafka timestamps are whole milliseconds); they are
+    /// recorded as 0 and counted here so the report can say so.
+    pub negative: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            // 1 µs to 1 hour; values above are clamped to the top (saturating record).
+            h: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            negative: 0,
+        }
+    }
+}
+
+/// Percentiles and moments of one latency distribution, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Standard deviation.
+    pub stddev_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 75th percentile.
+    pub p75_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Records one duration in µs.
+    pub fn record(&mut self, us: i64) {
+        if us < 0 {
+            self.negative += 1;
+        }
+        self.h.saturating_record(us.max(1) as u64);
+    }
+
+    /// Adds another histogram's samples.
+    pub fn merge(&mut self, other: &Latency) {
+        self.h.add(&other.h).expect("same bounds");
+        self.negative += other.negative;
+    }
+
+    /// Samples recorded.
+    pub fn count(&self) -> u64 {
+        self.h.len()
+    }
+
+    /// The value at a quantile (0.0–1.0), ms.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.h.is_empty() {
+            0.0
+        } else {
+            self.h.value_at_quantile(q) as f64 / 1000.0
+        }
+    }
+
+    /// The summary.
+    pub fn summary(&self) -> Summary {
+        if self.h.is_empty() {
+            return Summary::default();
+        }
+        let ms = |v: u64| v as f64 / 1000.0;
+        Summary {
+            count: self.h.len(),
+            min_ms: ms(self.h.min()),
+            mean_ms: self.h.mean() / 1000.0,
+            stddev_ms: self.h.stdev() / 1000.0,
+            p50_ms: ms(self.h.value_at_quantile(0.50)),
+            p75_ms: ms(self.h.value_at_quantile(0.75)),
+            p90_ms: ms(self.h.value_at_quantile(0.90)),
+            p95_ms: ms(self.h.value_at_quantile(0.95)),
+            p99_ms: ms(self.h.value_at_quantile(0.99)),
+            p999_ms: ms(self.h.value_at_quantile(0.999)),
+            max_ms: ms(self.h.max()),
+        }
+    }
+
+    /// Each recorded value (µs) with its count, for plots.
+    pub fn cdf(&self) -> Vec<(f64, f64)> {
+        let total = self.h.len() as f64;
+        let mut seen = 0u64;
+        self.h
+            .iter_recorded()
+            .map(|v| {
+                seen += v.count_since_last_iteration();
+                (v.value_iterated_to() as f64 / 1000.0, seen as f64 / total)
+            })
+            .collect()
+    }
+}
+
+/// A stage of the pipeline, the same key in every report and table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Stage {
+    /// CDC capture, T1 − T0: from the outbox row to Debezium.
+    #[serde(rename = "1_cdc_capture")]
+    Cdc,
+    /// Kafka delivery, T2 − T1: from Debezium to the Kafka record.
+    #[serde(rename = "2_kafka_delivery")]
+    Kafka,
+    /// Consumer poll, T3 − T2: from the Kafka record to the consumer.
+    #[serde(rename = "3_consumer_poll")]
+    Poll,
+    /// Processing, T5 − T3: decoding, the handler and the MongoDB write.
+    #[serde(rename = "4_processing")]
+    Processing,
+    /// End to end, T5 − T0.
+    #[serde(rename = "total")]
+    Total,
+}
+
+impl Stage {
+    /// The four stages that add up to [`Stage::Total`], in pipeline order.
+    pub const PARTS: [Stage; 4] = [Stage::Cdc, Stage::Kafka, Stage::Poll, Stage::Processing];
+    /// Every stage, end to end first (the order of the reports' tables).
+    pub const ALL: [Stage; 5] = [
+        Stage::Total,
+        Stage::Cdc,
+        Stage::Kafka,
+        Stage::Poll,
+        Stage::Processing,
+    ];
+
+    /// A short name with its timestamps, for tables.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Stage::Cdc => "CDC T1-T0",
+            Stage::Kafka => "Kafka T2-T1",
+            Stage::Poll => "poll T3-T2",
+            Stage::Processing => "processing T5-T3",
+            Stage::Total => "end-to-end T5-T0",
+        }
+    }
+
+    /// This stage's duration in an event's stage durations, µs.
+    pub const fn of(self, s: &Stages) -> i64 {
+        match self {
+            Stage::Cdc => s.cdc_us,
+            Stage::Kafka => s.kafka_us,
+            Stage::Poll => s.poll_us,
+            Stage::Processing => s.processing_us,
+            Stage::Total => s.total_us,
+        }
+    }
+}
+
+/// Histograms for each stage of the pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct StageLatencies {
+    /// In the order of [`Stage`]'s variants.
+    by_stage: [Latency; 5],
+}
+
+impl StageLatencies {
+    /// Records one event's stages.
+    pub fn record(&mut self, r: &EventRecord) {
+        let s = r.timing.stages();
+        for stage in Stage::ALL {
+            self.by_stage[stage as usize].record(stage.of(&s));
+        }
+    }
+
+    /// The histogram of one stage.
+    pub fn get(&self, stage: Stage) -> &Latency {
+        &self.by_stage[stage as usize]
+    }
+
+    /// Samples below zero over the four stages (clock resolution).
+    pub fn negative(&self) -> u64 {
+        Stage::PARTS.iter().map(|s| self.get(*s).negative).sum()
+    }
+
+    /// Summaries by stage.
+    pub fn summaries(&self) -> BTreeMap<Stage, Summary> {
+        Stage::ALL
+            .iter()
+            .map(|s| (*s, self.get(*s).summary()))
+            .collect()
+    }
+}
+
+/// The end-to-end summary of a stage table (empty when there is none).
+pub fn total(stages: &BTreeMap<Stage, Summary>) -> Summary {
+    stages.get(&Stage::Total).cloned().unwrap_or_default()
+}
+
+/// Aggregates a run's metric events.
+#[derive(Clone, Debug, Default)]
+pub struct RunStats {
+    /// Events applied now, by type.
+    pub applied: BTreeMap<EventType, u64>,
+    /// Events found already applied (replays), by type.
+    pub already_applied: BTreeMap<EventType, u64>,
+    /// Dead-lettered messages.
+    pub errors: u64,
+    /// Skipped messages (snapshot reads, deletes, tombstones).
+    pub skipped: u64,
+    /// Stage latencies of applied events.
+    pub stages: StageLatencies,
+    /// End-to-end latency of applied events, by type.
+    pub by_type: BTreeMap<EventType, Latency>,
+    /// Earliest T0 seen.
+    pub first_t0_us: Option<i64>,
+    /// Latest T5 seen.
+    pub last_t5_us: Option<i64>,
+}
+
+impl RunStats {
+    /// Takes one metric event into account. Only applied events count towards latency: a
+    /// replayed event's "latency" would measure the replay, not the pipeline.
+    pub fn record(&mut self, ev: &MetricEvent) {
+        match ev {
+            MetricEvent::Event(r) if r.applied => {
+                *self.applied.entry(r.event_type).or_default() += 1;
+                self.stages.record(r);
+                self.by_type
+                    .entry(r.event_type)
+                    .or_default()
+                    .record(r.timing.stages().total_us);
+                self.first_t0_us = Some(
+                    self.first_t0_us
+                        .map_or(r.timing.t0_us, |t| t.min(r.timing.t0_us)),
+                );
+                self.last_t5_us = Some(
+                    self.last_t5_us
+                        .map_or(r.timing.t5_us, |t| t.max(r.timing.t5_us)),
+                );
+            }
+            MetricEvent::Event(r) => {
+                *self.already_applied.entry(r.event_type).or_default() += 1;
+            }
+            MetricEvent::Error(_) => self.errors += 1,
+            MetricEvent::Skipped { .. } => self.skipped += 1,
+            MetricEvent::Outage { .. } => {}
+        }
+    }
+
+    /// End-to-end latency summaries by type.
+    pub fn by_type_summaries(&self) -> BTreeMap<EventType, Summary> {
+        self.by_type
+            .iter()
+            .map(|(k, v)| (*k, v.summary()))
+            .collect()
+    }
+
+    /// Events applied, all types.
+    pub fn applied_total(&self) -> u64 {
+        self.applied.values().sum()
+    }
+
+    /// Seconds from the first T0 to the last T5.
+    pub fn span_secs(&self) -> f64 {
+        match (self.first_t0_us, self.last_t5_us) {
+            (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e6,
+            _ => 0.0,
+        }
+    }
+
+    /// Applied events per second over [`Self::span_secs`].
+    pub fn throughput(&self) -> f64 {
+        let s = self.span_secs();
+        if s > 0.0 {
+            self.applied_total() as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The seed's verdict on a p95 end-to-end latency.
+pub fn verdict(p95_ms: f64) -> &'static str {
+    if p95_ms < 50.0 {
+        "EXCELLENT - 95% of events processed in < 50ms"
+    } else if p95_ms < 100.0 {
+        "GOOD - 95% of events processed in < 100ms"
+    } else if p95_ms < 200.0 {
+        "ACCEPTABLE - 95% of events processed in < 200ms"
+    } else {
+        "NEEDS OPTIMIZATION - high p95 latency"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut l = Latency::default();
+        for ms in 1..=1000 {
+            l.record(ms * 1000);
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 1000);
+        assert_eq!(s.min_ms, 1.0);
+        assert!((s.p50_ms - 500.0).abs() <= 0.5, "{}", s.p50_ms);
+        assert!((s.p95_ms - 950.0).abs() <= 0.5, "{}", s.p95_ms);
+        assert!((s.p99_ms - 990.0).abs() <= 0.5, "{}", s.p99_ms);
+        assert!((s.max_ms - 1000.0).abs() <= 0.5, "{}", s.max_ms);
+        assert!((s.mean_ms - 500.5).abs() <= 0.5, "{}", s.mean_ms);
+        assert!((s.stddev_ms - 288.7).abs() <= 1.0, "{}", s.stddev_ms);
+    }
+
+    #[test]
+    fn negative_samples_are_counted_not_hidden() {
+        let mut l = Latency::default();
+        l.record(-300);
+        l.record(2_000);
+        assert_eq!(l.negative, 1);
+        assert_eq!(l.count(), 2);
+    }
+
+    #[test]
+    fn verdict_follows_the_seed_thresholds() {
+        assert!(verdict(10.0).starts_with("EXCELLENT"));
+        assert!(verdict(50.0).starts_with("GOOD"));
+        assert!(verdict(150.0).starts_with("ACCEPTABLE"));
+        assert!(verdict(250.0).starts_with("NEEDS"));
+    }
+}
