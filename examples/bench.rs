@@ -204,6 +204,8 @@ fn ms(v: &Value, path: &[&str]) -> f64 {
 
 async fn generator_vs_copy(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     let pg = outbox::connect(&a.settings.pg).await?;
+    // The scratch table copies event_outbox, which a fresh stack does not have yet.
+    outbox::create_table(&pg).await?;
     pg.batch_execute(
         "DROP TABLE IF EXISTS bench_outbox; CREATE TABLE bench_outbox (LIKE event_outbox INCLUDING ALL)",
     )

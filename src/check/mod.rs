@@ -4,4 +4,5 @@
 
 pub mod capacity;
 pub mod checksum;
+pub mod targets;
 pub mod verify;

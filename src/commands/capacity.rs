@@ -55,10 +55,9 @@ pub struct Args {
     pub display: DisplayArgs,
 }
 
-/// `--step`: a duration such as `15s`, `500ms` or `1m`, at least one second.
+/// `--step`: a duration such as `15s` or `1m`, at least one second.
 fn parse_step(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 15s, 90s or 2m"))?;
+    let d = super::load::parse_duration(s)?;
     if d < Duration::from_secs(1) {
         return Err(format!("`{s}` is too short: a step needs at least 1s"));
     }

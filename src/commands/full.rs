@@ -3,16 +3,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::capacity::{self, CapacityOptions, CapacityReport, Step};
 use super::display::{DisplayArgs, Shown};
 use super::load::PacingArgs;
 use super::session::{PhaseOptions, PhaseResult, PhaseSummary, Session};
 use super::setup::{self, SetupOptions};
 use super::signals::stop_on_signals;
+use crate::check::targets::Targets;
 use crate::check::verify::{self, pass_fail_text, VerifyReport};
 use crate::config::Settings;
 use crate::pipeline::connect::{Connect, Tuning};
@@ -28,6 +31,27 @@ pub struct Args {
     /// Events per phase, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub phases: Vec<u64>,
+    /// How long each phase lasts, comma-separated seconds (the last repeats): each phase is
+    /// offered open loop at its events ÷ its seconds, a rate this stack sustains.
+    #[arg(long, value_delimiter = ',', default_value = "5,15,30,75", value_parser = clap::value_parser!(u64).range(1..=86_400), conflicts_with_all = ["rate", "burst"])]
+    pub phase_secs: Vec<u64>,
+    /// The old overload show: unpaced 100-row batches every 10 ms, faster than the pipeline
+    /// absorbs; the report says so, and latency targets are not enforced.
+    #[arg(long)]
+    pub burst: bool,
+    /// How long each step of the closing capacity phase lasts, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = super::load::parse_duration)]
+    pub capacity_step: Duration,
+    /// The closing capacity phase's p99 target, ms.
+    #[arg(long, default_value_t = 50.0)]
+    pub slo_p99: f64,
+    /// Skip the closing capacity phase.
+    #[arg(long)]
+    pub no_capacity: bool,
+    /// How long to warm the JVMs (Kafka, Connect) at 400 events/s before the show, in a
+    /// phase of its own that is not held to the targets; `0s` skips it.
+    #[arg(long, default_value = "20s", value_parser = super::load::parse_duration)]
+    pub prewarm: Duration,
     /// How events are batched and paced.
     #[command(flatten)]
     pub pacing: PacingArgs,
@@ -54,14 +78,31 @@ pub struct Args {
     pub display: DisplayArgs,
 }
 
-/// The pause after each batch when `--batch-delay-ms` is not given.
-const DEFAULT_BATCH_DELAY_MS: u64 = 10;
+/// The name of the phase that warms the JVMs before the show.
+pub const PREWARM: &str = "pre-warm";
+
+/// The rate of the pre-warm phase, events/s: steady work for the JIT, below capacity. Measured
+/// on a cold stack: after 10 s at 200 events/s, Connect still stalled for half a second in the
+/// next phase; 20 s at 400 events/s leaves it warm.
+const PREWARM_RATE: f64 = 400.0;
+
+/// The pause after each batch of `--burst` when `--batch-delay-ms` is not given.
+const BURST_BATCH_DELAY_MS: u64 = 10;
 
 /// Options of `full`.
 #[derive(Clone, Debug)]
 pub struct FullOptions {
+    /// Events offered before the show to warm the JVMs (Kafka, Connect), shown as a phase of
+    /// its own and not held to the targets.
+    pub prewarm: Option<PhaseOptions>,
     /// One phase per entry, in order.
     pub phases: Vec<PhaseOptions>,
+    /// Unpaced overload (`--burst`): latency targets are reported, not enforced.
+    pub burst: bool,
+    /// The targets every phase must meet (unless `burst`).
+    pub targets: Targets,
+    /// The closing capacity phase, unless skipped.
+    pub capacity: Option<CapacityOptions>,
     /// Setup options.
     pub setup: SetupOptions,
     /// Fail when the run's p95 end-to-end latency exceeds this (ms).
@@ -80,8 +121,30 @@ impl From<&Args> for FullOptions {
             phases: a
                 .phases
                 .iter()
-                .map(|&n| a.pacing.phase(n, DEFAULT_BATCH_DELAY_MS, None))
+                .enumerate()
+                .map(|(i, &n)| {
+                    if a.burst {
+                        return a.pacing.phase(n, None, BURST_BATCH_DELAY_MS, None);
+                    }
+                    let secs = a.phase_secs.get(i).or(a.phase_secs.last()).copied();
+                    let rate = secs.map(|s| n as f64 / s as f64);
+                    a.pacing.phase(n, rate, 0, None)
+                })
                 .collect(),
+            prewarm: (!a.prewarm.is_zero()).then(|| {
+                let events = (PREWARM_RATE * a.prewarm.as_secs_f64()).ceil() as u64;
+                a.pacing.phase(events, Some(PREWARM_RATE), 0, None)
+            }),
+            burst: a.burst,
+            targets: Targets::default(),
+            capacity: (!a.no_capacity).then_some(CapacityOptions {
+                step: a.capacity_step,
+                slo_p99_ms: a.slo_p99,
+                start_rate: 500.0,
+                max_rate: 20_000.0,
+                growth: 2.0,
+                refinements: 2,
+            }),
             setup: SetupOptions {
                 keep: false,
                 from_earliest: false,
@@ -118,8 +181,18 @@ pub struct FullOutcome {
     pub threshold_failures: Vec<String>,
     /// Events over all phases.
     pub total_events: u64,
-    /// Seconds from the first phase's start to the last one's end.
+    /// Seconds the phases took (pre-warm and capacity phase apart).
     pub total_secs: f64,
+    /// Unpaced overload: the latency is queueing, not the pipeline's.
+    pub burst: bool,
+    /// The targets each phase was held to.
+    pub targets: Targets,
+    /// Per phase, the targets it missed (empty when met).
+    pub targets_missed: Vec<Vec<String>>,
+    /// The pre-warm phase before the show, not held to the targets.
+    pub prewarm: Option<PhaseSummary>,
+    /// The closing capacity phase.
+    pub capacity: Option<CapacityReport>,
 }
 
 impl FullOutcome {
@@ -135,6 +208,8 @@ pub trait Observer {
     fn started(&mut self, live: Shared);
     /// A phase finished.
     fn phase_done(&mut self, r: &PhaseResult);
+    /// A step of the closing capacity phase finished.
+    fn capacity_step(&mut self, s: &Step);
 }
 
 /// The thresholds that broke, one sentence each.
@@ -161,7 +236,7 @@ pub fn threshold_failures(
     failures
 }
 
-/// Runs the show: setup, the phases, verification.
+/// Runs the show: setup, the pre-warm, the phases, the capacity phase, verification.
 pub async fn run(
     s: &Settings,
     o: &FullOptions,
@@ -172,6 +247,14 @@ pub async fn run(
     let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
     let live = session.live.clone();
     observer.started(live.clone());
+    let prewarm = match &o.prewarm {
+        Some(p) if !stop.is_cancelled() => {
+            let r = session.run_phase(PREWARM, p, &stop).await?;
+            observer.phase_done(&r);
+            Some(r.summary())
+        }
+        _ => None,
+    };
     let mut results = Vec::new();
     for (i, phase) in o.phases.iter().enumerate() {
         if stop.is_cancelled() {
@@ -181,27 +264,60 @@ pub async fn run(
         observer.phase_done(&r);
         results.push(r);
     }
+    let capacity = match &o.capacity {
+        Some(c) if !stop.is_cancelled() => {
+            Some(capacity::sweep(&mut session, c, &stop, |s| observer.capacity_step(s)).await?)
+        }
+        _ => None,
+    };
     session.finish().await?;
     let verification = verify::run(s, false).await?;
+    let total_secs = results.iter().map(|r| r.wall_secs).sum();
     let phases: Vec<PhaseSummary> = results.iter().map(PhaseResult::summary).collect();
-    let threshold_failures = threshold_failures(o, &verification, phases.last());
-    let total_secs = {
-        let l = live.lock();
-        match (l.phases.first(), l.phases.last()) {
-            (Some(a), Some(b)) => {
-                (b.finished_us.unwrap_or(b.started_us) - a.started_us).max(0) as f64 / 1e6
+    let outcome = outcome(o, phases, prewarm, capacity, verification, total_secs);
+    Ok((outcome, live, versions))
+}
+
+/// The outcome: each phase against the targets, and the thresholds that broke.
+fn outcome(
+    o: &FullOptions,
+    phases: Vec<PhaseSummary>,
+    prewarm: Option<PhaseSummary>,
+    capacity: Option<CapacityReport>,
+    verification: VerifyReport,
+    total_secs: f64,
+) -> FullOutcome {
+    let mut threshold_failures = threshold_failures(o, &verification, phases.last());
+    let targets_missed: Vec<Vec<String>> = phases
+        .iter()
+        .map(|p| {
+            o.targets
+                .missed(&stats::total(&p.stages), p.delivered, p.events)
+        })
+        .collect();
+    if !o.burst {
+        for (p, missed) in phases.iter().zip(&targets_missed) {
+            if !missed.is_empty() {
+                threshold_failures.push(format!(
+                    "{} phase missed the targets: {}",
+                    p.phase,
+                    missed.join(", ")
+                ));
             }
-            _ => 0.0,
         }
-    };
-    let outcome = FullOutcome {
-        total_events: results.iter().map(|r| r.events).sum(),
+    }
+    FullOutcome {
+        total_events: phases.iter().map(|p| p.events).sum(),
         phases,
         verification,
         threshold_failures,
         total_secs,
-    };
-    Ok((outcome, live, versions))
+        burst: o.burst,
+        targets: o.targets,
+        targets_missed,
+        prewarm,
+        capacity,
+    }
 }
 
 /// The display of `full`: phase tables between phases (headless) or after the run (TUI).
@@ -241,6 +357,12 @@ impl Observer for FullDisplay {
             r.name,
             report::phase_table(&self.phases)
         );
+    }
+
+    fn capacity_step(&mut self, s: &Step) {
+        if !self.shown.as_ref().is_some_and(|s| s.tui) {
+            eprintln!("capacity step:{}", report::capacity_step(s));
+        }
     }
 }
 
@@ -291,9 +413,14 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     })
 }
 
-/// The thresholds that broke, the verdict, the success rate and where the reports are.
+/// The assessment of every phase against the targets, the capacity, the thresholds that
+/// broke, the verdict, the success rate and where the reports are.
 fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
     let mut out = String::new();
+    out += &report::assessment(outcome);
+    if let Some(c) = &outcome.capacity {
+        out += &format!("{}\n", report::capacity_answer(c));
+    }
     for f in &outcome.threshold_failures {
         out += &format!("✗ threshold: {f}\n");
     }

@@ -18,13 +18,13 @@ use crate::telemetry::live::Shared;
 /// How events are generated and paced: shared by `load` and `full`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PacingArgs {
-    /// Rows per INSERT transaction.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub batch_size: u64,
+    /// Rows per INSERT transaction [default: 100; with a rate, about 5 ms of events].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: Option<u64>,
     /// Target insert rate in events per second, open loop (default: as fast as batches go).
     #[arg(long, value_parser = positive_rate)]
     pub rate: Option<f64>,
-    /// Pause after each batch, in milliseconds [default: 0 for load, 10 for full].
+    /// Pause after each batch, in milliseconds [default: 0; 10 for `full --burst`].
     #[arg(long)]
     pub batch_delay_ms: Option<u64>,
     /// Seconds to wait, after a phase's last insert, for its events to reach MongoDB.
@@ -33,12 +33,24 @@ pub struct PacingArgs {
 }
 
 impl PacingArgs {
-    /// The options of a phase of `events`, with this command's default batch delay.
-    pub fn phase(&self, events: u64, default_delay_ms: u64, seed: Option<u64>) -> PhaseOptions {
+    /// The options of a phase of `events` at `rate` (the flag's when `None`), with this
+    /// command's default batch delay.
+    pub fn phase(
+        &self,
+        events: u64,
+        rate: Option<f64>,
+        default_delay_ms: u64,
+        seed: Option<u64>,
+    ) -> PhaseOptions {
+        let rate = self.rate.or(rate);
         PhaseOptions {
             events,
-            batch_size: self.batch_size as usize,
-            rate: self.rate,
+            // Paced, a batch holds a few milliseconds of events: a larger one would be a burst.
+            batch_size: self
+                .batch_size
+                .map(|b| b as usize)
+                .unwrap_or_else(|| rate.map_or(100, crate::check::capacity::batch_size)),
+            rate,
             batch_delay: Duration::from_millis(self.batch_delay_ms.unwrap_or(default_delay_ms)),
             timeout: Duration::from_secs(self.timeout_secs),
             seed,
@@ -58,8 +70,13 @@ fn positive_rate(s: &str) -> Result<f64, String> {
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// Number of events (50% UserCreated, 30% ActivityCreated, 20% ParticipantJoined).
-    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub events: u64,
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=10_000_000),
+          required_unless_present = "duration", conflicts_with = "duration")]
+    pub events: Option<u64>,
+    /// Instead of --events: run this long at --rate, e.g. `10m` (a soak run; the report
+    /// shows latency and memory over time).
+    #[arg(long, value_parser = parse_duration, requires = "rate")]
+    pub duration: Option<Duration>,
     /// How events are batched and paced.
     #[command(flatten)]
     pub pacing: PacingArgs,
@@ -83,10 +100,28 @@ pub struct LoadOptions {
     pub consumer: ConsumerOptions,
 }
 
+impl Args {
+    /// The events to generate: as asked, or `--rate` × `--duration`.
+    pub fn event_count(&self) -> u64 {
+        match (self.events, self.duration, self.pacing.rate) {
+            (Some(n), _, _) => n,
+            (None, Some(d), Some(rate)) => ((rate * d.as_secs_f64()).round() as u64).max(1),
+            // clap requires one of the two; a run of one event is the harmless fallback.
+            _ => 1,
+        }
+    }
+}
+
+/// A duration such as `90s`, `10m` or `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 90s, 10m or 1h"))
+}
+
 impl From<&Args> for LoadOptions {
     fn from(a: &Args) -> Self {
         LoadOptions {
-            phase: a.pacing.phase(a.events, 0, a.seed),
+            phase: a.pacing.phase(a.event_count(), None, 0, a.seed),
             consumer: ConsumerOptions::default(),
         }
     }
@@ -134,7 +169,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
             "{} of {} events did not reach MongoDB within {} s (first: {first}); \
              check `scripts/stack.sh status` and the connector with `pipedemo setup --keep`",
             result.missing.len(),
-            a.events,
+            opts.phase.events,
             a.pacing.timeout_secs,
         );
     }

@@ -27,10 +27,9 @@ pub struct Args {
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let stop = stop_on_signals();
     if a.observe {
-        let live = Shared::new(Live {
-            observing: true,
-            ..Live::default()
-        });
+        let mut watching = Live::default();
+        watching.observing = true;
+        let live = Shared::new(watching);
         let poller = tokio::spawn(crate::show::health::poll(
             s.clone(),
             live.clone(),

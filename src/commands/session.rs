@@ -17,7 +17,7 @@ use crate::event::EventType;
 use crate::pipeline::consumer::{self, ConsumerOptions, Totals};
 use crate::pipeline::generator::{Generator, Mix};
 use crate::pipeline::outbox::{self, NewEvent};
-use crate::telemetry::live::{self, Live, Shared, Sink};
+use crate::telemetry::live::{self, Live, Shared, Sink, WINDOW_SECS};
 use crate::telemetry::metrics::{self, MetricsFile};
 use crate::telemetry::stats::{Latency, RunStats, Stage, Summary};
 
@@ -36,6 +36,25 @@ pub struct PhaseOptions {
     pub timeout: Duration,
     /// Seed for reproducible data.
     pub seed: Option<u64>,
+}
+
+/// The run's windows from `since_us` on.
+fn timeline(l: &Live, since_us: i64) -> Vec<TimelinePoint> {
+    let since = since_us.div_euclid(1_000_000);
+    l.timeline
+        .iter()
+        .filter(|w| w.start_sec + WINDOW_SECS > since)
+        .map(|w| {
+            let s = w.latency.summary();
+            TimelinePoint {
+                at_secs: w.start_sec - since,
+                applied_eps: w.applied as f64 / WINDOW_SECS as f64,
+                p50_ms: s.p50_ms,
+                p99_ms: s.p99_ms,
+                rss_mb: w.rss_mb,
+            }
+        })
+        .collect()
 }
 
 impl PhaseOptions {
@@ -59,6 +78,8 @@ pub struct PhaseResult {
     pub name: String,
     /// Events asked for.
     pub events: u64,
+    /// The rate they were offered at (open loop), events/s; `None`: as fast as they went.
+    pub offered_eps: Option<f64>,
     /// The mix of types.
     pub mix: Mix,
     /// Metrics of this phase's events.
@@ -75,6 +96,23 @@ pub struct PhaseResult {
     pub arrived_while_inserting: u64,
     /// (seconds since the phase began, events inserted and not yet arrived) at each insert.
     pub backlog: Vec<(f64, f64)>,
+    /// The phase in windows of ten seconds: rate, latency and memory over time.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// One window of a phase's timeline.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TimelinePoint {
+    /// Seconds from the phase's start to the window's start.
+    pub at_secs: i64,
+    /// Events applied per second in the window.
+    pub applied_eps: f64,
+    /// End-to-end p50 of those events, ms.
+    pub p50_ms: f64,
+    /// End-to-end p99 of those events, ms.
+    pub p99_ms: f64,
+    /// pipedemo's resident memory, MB.
+    pub rss_mb: Option<f64>,
 }
 
 /// A JSON form of [`PhaseResult`].
@@ -84,6 +122,8 @@ pub struct PhaseSummary {
     pub phase: String,
     /// Events asked for.
     pub events: u64,
+    /// The rate offered (open loop), events/s; none when unpaced.
+    pub offered_eps: Option<f64>,
     /// Events found in MongoDB.
     pub delivered: u64,
     /// Events missing.
@@ -105,6 +145,8 @@ pub struct PhaseSummary {
     /// For paced runs: latency from each event's scheduled insert time to its write
     /// (open-loop measurement, immune to coordinated omission).
     pub total_from_schedule: Option<Summary>,
+    /// Rate, latency and pipedemo's memory in ten-second windows.
+    pub timeline: Vec<TimelinePoint>,
 }
 
 impl PhaseResult {
@@ -115,6 +157,7 @@ impl PhaseResult {
         PhaseSummary {
             phase: self.name.clone(),
             events: self.events,
+            offered_eps: self.offered_eps,
             delivered,
             missing: self.missing.len(),
             errors: self.stats.errors,
@@ -132,6 +175,7 @@ impl PhaseResult {
             stages: self.stats.stages.summaries(),
             by_type: self.stats.by_type_summaries(),
             total_from_schedule: self.from_schedule.as_ref().map(|l| l.summary()),
+            timeline: self.timeline.clone(),
             insert_secs: self.insert_secs,
         }
     }
@@ -225,13 +269,15 @@ impl Session {
         Ok(PhaseResult {
             name: name.to_owned(),
             events: o.events,
+            offered_eps: o.rate,
             mix: Mix::for_total(o.events),
             stats: p.stats.clone(),
             insert_secs,
             wall_secs: p.finished_us.map_or(wall_secs, |_| p.secs()),
             missing: p.waiting.iter().copied().collect(),
-            from_schedule: (!p.scheduled.is_empty()).then(|| p.from_schedule.clone()),
+            from_schedule: p.paced.then(|| p.from_schedule.clone()),
             arrived_while_inserting,
+            timeline: timeline(&l, p.started_us),
             backlog: p
                 .backlog
                 .iter()

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::verify::pass_fail_text;
+use crate::commands::capacity::CapacityReport;
 use crate::commands::full::FullOutcome;
 use crate::show::plots;
 use crate::show::report::thousands;
@@ -117,12 +118,39 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
         v.success_rate,
         pass_fail_text(v.integrity_passed)
     ));
-    h.push_str("<h2>Phases</h2><table><tr><th>phase</th><th>events</th><th>duration s</th><th>events/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>errors</th></tr>");
-    for p in &o.phases {
+    if o.burst {
+        h.push_str(
+            "<p class=fail>Burst: the offered load exceeded what the pipeline sustains, so \
+                    these latencies measure queueing, not the pipeline. The capacity section says \
+                    what rate it sustains.</p>",
+        );
+    }
+    if let Some(p) = &o.prewarm {
         let t = stats::total(&p.stages);
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
-            esc(&p.phase), thousands(p.events), p.duration_secs, p.throughput_eps, t.p50_ms, t.p95_ms, t.p99_ms, p.errors
+            "<p>Pre-warm: {} events at {} events/s warmed the JVMs before the show (not held to the targets): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms.</p>",
+            thousands(p.events),
+            p.offered_eps.map_or("?".into(), |r| format!("{r:.0}")),
+            t.p50_ms,
+            t.p95_ms,
+            t.p99_ms
+        ));
+    }
+    h.push_str(&format!(
+        "<h2>Phases</h2><p>Targets per phase: {}</p><table><tr><th>phase</th><th>events</th><th>offered ev/s</th><th>duration s</th><th>events/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>errors</th><th>targets</th></tr>",
+        esc(&o.targets.describe())
+    ));
+    for (p, missed) in o.phases.iter().zip(&o.targets_missed) {
+        let t = stats::total(&p.stages);
+        let verdict = if missed.is_empty() {
+            "<span class=pass>met</span>".to_owned()
+        } else {
+            format!("<span class=fail>{}</span>", esc(&missed.join(", ")))
+        };
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{verdict}</td></tr>",
+            esc(&p.phase), thousands(p.events), p.offered_eps.map_or("unpaced".into(), |r| format!("{r:.0}")),
+            p.duration_secs, p.throughput_eps, t.p50_ms, t.p95_ms, t.p99_ms, p.errors
         ));
     }
     h.push_str("</table><h2>Latency by stage (all phases)</h2><table><tr><th>stage</th><th>count</th><th>min</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
@@ -150,6 +178,33 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
         esc(&m.postgres), esc(&m.kafka), esc(&m.debezium), esc(&m.mongo_server), m.machine_cores, m.pipedemo
     ));
     write(path, &h)
+}
+
+/// The capacity sweep: its answer, a table per step and the latency-versus-rate plot.
+fn capacity_section(c: &CapacityReport) -> String {
+    let mut h = format!(
+        "<h2>Capacity</h2><p>{}</p><table><tr><th>offered ev/s</th><th>achieved ev/s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>backlog ev/s</th><th>verdict</th></tr>",
+        esc(&crate::show::report::capacity_answer(c))
+    );
+    let mut steps: Vec<_> = c.steps.iter().collect();
+    steps.sort_by(|a, b| a.offered_eps.total_cmp(&b.offered_eps));
+    for s in &steps {
+        h.push_str(&format!(
+            "<tr><td>{:.0}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
+            s.offered_eps, s.achieved_eps, s.latency.p50_ms, s.latency.p99_ms, s.latency.p999_ms,
+            s.latency.max_ms, s.backlog_slope_eps, esc(&s.verdict.reason)
+        ));
+    }
+    h.push_str("</table>");
+    let pts: Vec<(f64, f64, f64)> = steps
+        .iter()
+        .map(|s| (s.offered_eps, s.latency.p50_ms, s.latency.p99_ms))
+        .collect();
+    h.push_str(&format!(
+        "<figure id=\"latency-vs-rate\">{}</figure>",
+        plots::latency_vs_rate(&pts, c.slo_p99_ms, c.sustained_eps)
+    ));
+    h
 }
 
 /// The four plots, as inline SVG figures.
@@ -183,6 +238,9 @@ fn figures(o: &FullOutcome, live: &Live) -> String {
         })
         .collect();
     let mut h = String::from("<h2>Plots</h2>");
+    if let Some(c) = &o.capacity {
+        h.push_str(&capacity_section(c));
+    }
     for (id, svg) in [
         ("latency-over-time", plots::latency_over_time(&points)),
         ("latency-cdf", plots::latency_cdf(&cdfs)),

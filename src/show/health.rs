@@ -81,7 +81,13 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
             )),
         }
         h.problem = problems.into_iter().next();
-        live.lock().health = h;
+        {
+            let mut l = live.lock();
+            l.health = h;
+            if let Some(mb) = crate::telemetry::cpu::own_rss_mb() {
+                l.sample_rss(mb);
+            }
+        }
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(every) => {}

@@ -164,3 +164,59 @@ pub fn throughput(per_second: &[(i64, u64)]) -> String {
         Ok(())
     })
 }
+
+/// Latency against offered rate, from a capacity sweep: p50 and p99 (from schedule) per
+/// step, the SLO as a line, and the knee (the highest sustained rate) marked.
+pub fn latency_vs_rate(steps: &[(f64, f64, f64)], slo_ms: f64, knee: Option<f64>) -> String {
+    draw(|root| {
+        let mut pts = steps.to_vec();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max) * 1.05;
+        let ymax = pts.iter().map(|p| p.2).fold(slo_ms, f64::max) * 1.1;
+        let mut c = ChartBuilder::on(root)
+            .caption(
+                "Latency versus offered rate (capacity sweep)",
+                ("sans-serif", 20),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
+        c.configure_mesh()
+            .x_desc("offered rate (events/s)")
+            .y_desc("latency from schedule (ms)")
+            .draw()?;
+        for (i, (name, pick)) in [("p50", 1usize), ("p99", 2usize)].into_iter().enumerate() {
+            let line: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|p| (p.0, if pick == 1 { p.1 } else { p.2 }))
+                .collect();
+            let color = PALETTE[i];
+            c.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            c.draw_series(line.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        let slo = PALETTE[3];
+        c.draw_series(LineSeries::new(
+            [(0.0, slo_ms), (xmax, slo_ms)],
+            slo.stroke_width(1),
+        ))?
+        .label(format!("SLO p99 {slo_ms} ms"))
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], slo));
+        if let Some(k) = knee {
+            let knee_color = PALETTE[2];
+            c.draw_series(LineSeries::new(
+                [(k, 0.0), (k, ymax)],
+                knee_color.stroke_width(1),
+            ))?
+            .label(format!("sustained {k:.0} ev/s"))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], knee_color));
+        }
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
+        Ok(())
+    })
+}

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::check::verify::{pass_fail_text, VerifyReport};
 use crate::commands::capacity::{CapacityReport, Step};
-use crate::commands::session::{PhaseResult, PhaseSummary};
+use crate::commands::full::FullOutcome;
+use crate::commands::session::{PhaseResult, PhaseSummary, TimelinePoint};
 use crate::event::EventType;
 use crate::telemetry::live::RecentEvent;
 use crate::telemetry::stats::{self, Stage, Summary};
@@ -67,6 +68,32 @@ pub fn load(r: &PhaseResult) -> String {
     let _ = writeln!(out, "  dead-lettered {}, missing {}", s.errors, s.missing);
     out.push('\n');
     latency_table(&mut out, &s.stages, &s.by_type);
+    if s.timeline.len() > 3 {
+        out.push_str(&timeline(&s.timeline));
+    }
+    out
+}
+
+/// A long run over time: rate, latency and pipedemo's memory per window, so that a leak or
+/// a slow drift shows.
+pub fn timeline(points: &[TimelinePoint]) -> String {
+    let mut out = String::from("\nOver time (10 s windows):\n");
+    let _ = writeln!(
+        out,
+        "  {:>7}{:>11}{:>9}{:>9}{:>9}",
+        "at s", "events/s", "p50 ms", "p99 ms", "RSS MB"
+    );
+    for p in points {
+        let _ = writeln!(
+            out,
+            "  {:>7}{:>11.0}{:>9.1}{:>9.1}{:>9}",
+            p.at_secs,
+            p.applied_eps,
+            p.p50_ms,
+            p.p99_ms,
+            p.rss_mb.map_or("-".into(), |m| format!("{m:.1}"))
+        );
+    }
     out
 }
 
@@ -110,6 +137,57 @@ pub fn phase_table(phases: &[PhaseSummary]) -> String {
             p.errors
         );
     }
+    out
+}
+
+/// How every phase of `full` did against the targets.
+pub fn assessment(o: &FullOutcome) -> String {
+    let mut out = format!("\nTargets per phase: {}\n", o.targets.describe());
+    if let Some(p) = &o.prewarm {
+        let t = stats::total(&p.stages);
+        let _ = writeln!(
+            out,
+            "  · {:<9} {:>7} events warmed the JVMs first (not held to the targets): p50 {:.1} · p95 {:.1} · p99 {:.1} ms",
+            p.phase,
+            thousands(p.events),
+            t.p50_ms,
+            t.p95_ms,
+            t.p99_ms
+        );
+    }
+    for (p, missed) in o.phases.iter().zip(&o.targets_missed) {
+        let t = stats::total(&p.stages);
+        let offered = p
+            .offered_eps
+            .map_or("unpaced".into(), |r| format!("{r:.0} ev/s offered"));
+        let _ = writeln!(
+            out,
+            "  {} {:<9} {:>7} events, {offered:<17} p50 {:.1} · p95 {:.1} · p99 {:.1} ms{}",
+            if missed.is_empty() { "✓" } else { "✗" },
+            p.phase,
+            thousands(p.events),
+            t.p50_ms,
+            t.p95_ms,
+            t.p99_ms,
+            if missed.is_empty() {
+                String::new()
+            } else {
+                format!("  missed: {}", missed.join(", "))
+            }
+        );
+    }
+    let failed = o.targets_missed.iter().filter(|m| !m.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "Targets: {}",
+        match (o.burst, failed) {
+            (true, _) => "BURST - the offered load exceeded what the pipeline sustains; these \
+                          latencies measure queueing, not the pipeline (targets not enforced)"
+                .to_owned(),
+            (false, 0) => "met by every phase".to_owned(),
+            (false, n) => format!("missed by {n} phase(s)"),
+        }
+    );
     out
 }
 

@@ -115,6 +115,19 @@ impl CpuSample {
     }
 }
 
+/// This process's resident memory, MB (`VmRSS` of `/proc/self/status`).
+pub fn own_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
 /// The command name and user + system ticks of a `/proc/PID/stat` line.
 fn parse_stat(stat: &str) -> Option<(&str, u64)> {
     // The name is in parentheses and may itself hold spaces or parentheses.
@@ -169,5 +182,6 @@ mod tests {
         let b = CpuSample::now();
         assert!(b.ticks.contains_key(&Service::Pipedemo));
         assert!(b.since(&a)[&Service::Pipedemo] >= 0.0);
+        assert!(own_rss_mb().is_some_and(|mb| mb > 1.0));
     }
 }

@@ -81,7 +81,9 @@ pub struct Phase {
     pub finished_us: Option<i64>,
     /// Every event of a small phase (≤ 20 events: the warm-up's detailed view).
     pub detail: Vec<RecentEvent>,
-    /// For paced (open-loop) phases: when each event was due to be inserted, µs.
+    /// Paced (open loop): each event had a time it was due to be inserted.
+    pub paced: bool,
+    /// For paced phases: when each event still awaited was due to be inserted, µs.
     pub scheduled: HashMap<Uuid, i64>,
     /// T5 minus the scheduled time: latency that a stalled inserter cannot hide.
     pub from_schedule: Latency,
@@ -127,8 +129,45 @@ pub struct Live {
     pub complete: bool,
     /// Watching health only (`monitor --observe`): nothing is consumed here.
     pub observing: bool,
-    /// (T0 µs, T5 µs, total latency ms) of every applied event, for the report's plots.
+    /// (T0 µs, T5 µs, total latency ms) of applied events, for the report's plots: every
+    /// one, or every n-th once there were more than [`MAX_POINTS`].
     pub points: Vec<(i64, i64, f64)>,
+    /// Applied events offered to `points`, and how many per point kept.
+    points_seen: u64,
+    points_stride: u64,
+    /// The whole run in windows of [`WINDOW_SECS`]: how latency and memory move over a
+    /// long (soak) run.
+    pub timeline: Vec<Window>,
+}
+
+/// The most points kept for the report's plots.
+pub const MAX_POINTS: usize = 100_000;
+
+/// Seconds per [`Window`] of the timeline.
+pub const WINDOW_SECS: i64 = 10;
+
+/// A stretch of [`WINDOW_SECS`] of the run.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// Its first second (Unix time).
+    pub start_sec: i64,
+    /// Events applied in it (by T5).
+    pub applied: u64,
+    /// Their end-to-end latency.
+    pub latency: Latency,
+    /// pipedemo's resident memory, the highest sampled in it, MB.
+    pub rss_mb: Option<f64>,
+}
+
+impl Window {
+    fn at(sec: i64) -> Window {
+        Window {
+            start_sec: sec - sec.rem_euclid(WINDOW_SECS),
+            applied: 0,
+            latency: Latency::default(),
+            rss_mb: None,
+        }
+    }
 }
 
 impl Default for Live {
@@ -146,6 +185,9 @@ impl Default for Live {
             complete: false,
             observing: false,
             points: Vec::new(),
+            points_seen: 0,
+            points_stride: 1,
+            timeline: Vec::new(),
         }
     }
 }
@@ -162,7 +204,7 @@ impl Live {
                     if p.waiting.remove(&r.event_id) {
                         p.received += 1;
                         p.stats.record(ev);
-                        if let Some(due) = p.scheduled.get(&r.event_id) {
+                        if let Some(due) = p.scheduled.remove(&r.event_id) {
                             p.from_schedule.record(r.timing.t5_us - due);
                         }
                         if p.received == p.target {
@@ -171,8 +213,7 @@ impl Live {
                     }
                 }
                 if r.applied {
-                    self.points
-                        .push((r.timing.t0_us, r.timing.t5_us, total as f64 / 1000.0));
+                    self.keep_point((r.timing.t0_us, r.timing.t5_us, total as f64 / 1000.0));
                     self.tick(r.timing.t5_us, Some(total));
                 }
                 self.push_recent(RecentEvent {
@@ -224,9 +265,48 @@ impl Live {
         self.recent.push_front(e);
     }
 
+    /// The timeline window holding second `sec` (late events of a past window go to the
+    /// newest one; windows are for trends, not exact accounting).
+    fn window(&mut self, sec: i64) -> &mut Window {
+        let start = Window::at(sec).start_sec;
+        if self.timeline.last().is_none_or(|w| w.start_sec < start) {
+            self.timeline.push(Window::at(sec));
+        }
+        self.timeline.last_mut().expect("pushed above")
+    }
+
+    /// Keeps every event for the plots up to [`MAX_POINTS`], then every second, fourth, …
+    /// event, so that a long soak run does not grow without bound.
+    fn keep_point(&mut self, point: (i64, i64, f64)) {
+        self.points_seen += 1;
+        if self.points_seen % self.points_stride != 0 {
+            return;
+        }
+        self.points.push(point);
+        if self.points.len() >= MAX_POINTS {
+            let mut i = 0;
+            self.points.retain(|_| {
+                i += 1;
+                i % 2 == 0
+            });
+            self.points_stride *= 2;
+        }
+    }
+
+    /// Records pipedemo's resident memory now, MB.
+    pub fn sample_rss(&mut self, rss_mb: f64) {
+        let w = self.window(now_us().div_euclid(1_000_000));
+        w.rss_mb = Some(w.rss_mb.map_or(rss_mb, |r| r.max(rss_mb)));
+    }
+
     /// Counts an applied event in its second (by T5).
     fn tick(&mut self, at_us: i64, total_us: Option<i64>) {
         let sec = at_us.div_euclid(1_000_000);
+        let w = self.window(sec);
+        w.applied += 1;
+        if let Some(t) = total_us {
+            w.latency.record(t);
+        }
         match self.per_second.back_mut() {
             Some((s, n, l)) if *s == sec => {
                 *n += 1;
@@ -277,6 +357,7 @@ impl Live {
             started_us: now_us(),
             finished_us: None,
             detail: Vec::new(),
+            paced: false,
             scheduled: HashMap::new(),
             from_schedule: Latency::default(),
             backlog: Vec::new(),
@@ -293,6 +374,7 @@ impl Live {
             p.waiting.insert(id);
             if let Some(d) = due_us.and_then(|d| d.get(k)) {
                 p.scheduled.insert(id, *d);
+                p.paced = true;
             }
         }
         p.backlog.push((now_us(), p.waiting.len() as u64));
@@ -541,6 +623,19 @@ mod tests {
         assert_eq!(s.recent.len(), 3);
         assert_eq!(s.total.count, 3);
         assert_eq!(l.points.len(), 3);
+    }
+
+    #[test]
+    fn plot_points_stay_bounded_on_long_runs() {
+        let mut l = Live::default();
+        let t0 = now_us();
+        for i in 0..(MAX_POINTS as i64 * 3) {
+            l.keep_point((t0 + i, t0 + i + 1000, 1.0));
+        }
+        assert!(l.points.len() < MAX_POINTS, "{}", l.points.len());
+        assert!(l.points.len() >= MAX_POINTS / 2);
+        // Spread over the whole run, not only its start.
+        assert!(l.points.last().unwrap().0 > t0 + 2 * MAX_POINTS as i64);
     }
 
     #[test]

@@ -1,0 +1,155 @@
+//! `pipedemo capacity` and soak runs as a user runs them: a short sweep finds a sustained rate
+//! and verifies every event, `--min-rate` gates, bad durations are one clear line, and a soak
+//! reports latency and memory over time. Needs `scripts/stack.sh up` (or docker compose).
+
+mod common;
+
+use common::text;
+
+/// `pipedemo ARGS` in this file's own world.
+fn pipedemo(args: &[&str]) -> std::process::Output {
+    common::pipedemo("capacity")
+        .args(args)
+        .output()
+        .expect("pipedemo runs")
+}
+
+#[tokio::test]
+async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let o = pipedemo(&[
+        "capacity",
+        "--step",
+        "2s",
+        "--start-rate",
+        "100",
+        "--max-rate",
+        "400",
+        // A lax target: this test is about the sweep and the verification, not the machine.
+        "--slo-p99",
+        "250",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    let steps = r["steps"].as_array().unwrap();
+    let offered: Vec<f64> = steps
+        .iter()
+        .map(|s| s["offered_eps"].as_f64().unwrap())
+        .collect();
+    assert_eq!(offered[0], 100.0, "{r}");
+    let sustained = r["sustained_eps"].as_f64().expect("a sustained rate");
+    assert!(offered.contains(&sustained), "{r}");
+    let best = steps
+        .iter()
+        .find(|s| s["offered_eps"].as_f64() == Some(sustained))
+        .unwrap();
+    assert_eq!(best["verdict"]["sustained"], true);
+    assert!(
+        best["latency"]["p99_ms"].as_f64().unwrap() <= 50.0,
+        "{best}"
+    );
+    assert!(best["latency"]["count"].as_u64().unwrap() >= (sustained * 2.0) as u64 - 1);
+    assert!(
+        best["achieved_eps"].as_f64().unwrap() > 0.5 * sustained,
+        "{best}"
+    );
+    assert!(
+        best["cpu_pct"]["pipedemo"].as_f64().is_some(),
+        "CPU of pipedemo measured: {best}"
+    );
+    let v = &r["verification"];
+    assert_eq!(v["passed"], true, "{v}");
+    let events: u64 = steps.iter().map(|s| s["events"].as_u64().unwrap()).sum();
+    assert_eq!(
+        v["total_events"].as_u64(),
+        Some(events),
+        "every step's events"
+    );
+    assert_eq!(v["found_events"].as_u64(), Some(events));
+    assert_eq!(r["failures"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_min_rate_above_the_capacity_fails_and_says_why() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let o = pipedemo(&[
+        "capacity",
+        "--step",
+        "1s",
+        "--start-rate",
+        "100",
+        "--max-rate",
+        "200",
+        "--slo-p99",
+        "1000",
+        "--min-rate",
+        "1000000",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("events/s at p99 ≤ 1000 ms, below --min-rate 1000000"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("This pipeline sustains 200 ev/s"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_bad_duration_is_one_clear_line() {
+    for args in [
+        &["capacity", "--step", "fast"][..],
+        &["load", "--duration", "5 parsecs", "--rate", "10"][..],
+    ] {
+        let o = pipedemo(args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].contains("is not a duration") && lines[0].contains("like 90s"),
+            "{err}"
+        );
+    }
+    let o = pipedemo(&["capacity", "--step", "200ms"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("a step needs at least 1s"),
+        "{}",
+        text(&o)
+    );
+    let o = pipedemo(&["load", "--duration", "10s"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--rate"),
+        "a soak needs a rate: {}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn a_soak_run_reports_latency_and_memory_over_time() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let o = pipedemo(&["setup"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = pipedemo(&["load", "--duration", "22s", "--rate", "200", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON summary");
+    assert_eq!(r["events"], 4400);
+    assert_eq!(r["delivered"], 4400);
+    let timeline = r["timeline"].as_array().unwrap();
+    assert!(timeline.len() >= 2, "{r}");
+    for w in &timeline[..timeline.len() - 1] {
+        assert!(w["rss_mb"].as_f64().unwrap() > 1.0, "{w}");
+        assert!(w["p99_ms"].as_f64().unwrap() > 0.0, "{w}");
+        assert!(w["applied_eps"].as_f64().unwrap() > 0.0, "{w}");
+    }
+    let o = pipedemo(&["verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
