@@ -45,7 +45,7 @@ fn timeline(l: &Live, since_us: i64) -> Vec<TimelinePoint> {
         .iter()
         .filter(|w| w.start_sec + WINDOW_SECS > since)
         .map(|w| {
-            let s = w.latency.summary();
+            let s = w.summary();
             TimelinePoint {
                 at_secs: w.start_sec - since,
                 applied_eps: w.applied as f64 / WINDOW_SECS as f64,

@@ -153,18 +153,37 @@ pub struct Window {
     pub start_sec: i64,
     /// Events applied in it (by T5).
     pub applied: u64,
-    /// Their end-to-end latency.
-    pub latency: Latency,
+    /// Their end-to-end latency while the window is the newest; a full-resolution histogram
+    /// is large, so older windows keep only [`Window::summary`].
+    latency: Option<Latency>,
+    /// Their end-to-end latency, once the window is closed.
+    closed: Option<Summary>,
     /// pipedemo's resident memory, the highest sampled in it, MB.
     pub rss_mb: Option<f64>,
 }
 
 impl Window {
+    /// The window's end-to-end latency.
+    pub fn summary(&self) -> Summary {
+        match (&self.closed, &self.latency) {
+            (Some(s), _) => s.clone(),
+            (None, Some(l)) => l.summary(),
+            (None, None) => Summary::default(),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(l) = self.latency.take() {
+            self.closed = Some(l.summary());
+        }
+    }
+
     fn at(sec: i64) -> Window {
         Window {
             start_sec: sec - sec.rem_euclid(WINDOW_SECS),
             applied: 0,
-            latency: Latency::default(),
+            latency: Some(Latency::default()),
+            closed: None,
             rss_mb: None,
         }
     }
@@ -270,6 +289,9 @@ impl Live {
     fn window(&mut self, sec: i64) -> &mut Window {
         let start = Window::at(sec).start_sec;
         if self.timeline.last().is_none_or(|w| w.start_sec < start) {
+            if let Some(w) = self.timeline.last_mut() {
+                w.close();
+            }
             self.timeline.push(Window::at(sec));
         }
         self.timeline.last_mut().expect("pushed above")
@@ -305,7 +327,9 @@ impl Live {
         let w = self.window(sec);
         w.applied += 1;
         if let Some(t) = total_us {
-            w.latency.record(t);
+            if let Some(l) = w.latency.as_mut() {
+                l.record(t);
+            }
         }
         match self.per_second.back_mut() {
             Some((s, n, l)) if *s == sec => {
