@@ -125,6 +125,37 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
                     what rate it sustains.</p>",
         );
     }
+    h.push_str(&phases_section(o));
+    h.push_str("</table><h2>Latency by stage (all phases)</h2><table><tr><th>stage</th><th>count</th><th>min</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
+    for (stage, s) in &v.latency {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+            stage.label(), s.count, s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms
+        ));
+    }
+    h.push_str("</table>");
+    if !o.threshold_failures.is_empty() {
+        h.push_str("<h2>Thresholds broken</h2><ul>");
+        for f in &o.threshold_failures {
+            h.push_str(&format!("<li class=fail>{}</li>", esc(f)));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str(&figures(o, live));
+    h.push_str("<h2>Method</h2><ul>");
+    for c in &m.clocks {
+        h.push_str(&format!("<li>{}</li>", esc(c)));
+    }
+    h.push_str(&format!(
+        "</ul><p>PostgreSQL {} · Kafka {} · Debezium {} · MongoDB-protocol server {} · {} cores · pipedemo {}</p></body></html>",
+        esc(&m.postgres), esc(&m.kafka), esc(&m.debezium), esc(&m.mongo_server), m.machine_cores, m.pipedemo
+    ));
+    write(path, &h)
+}
+
+/// The pre-warm, and each phase against the targets.
+fn phases_section(o: &FullOutcome) -> String {
+    let mut h = String::new();
     if let Some(p) = &o.prewarm {
         let t = stats::total(&p.stages);
         h.push_str(&format!(
@@ -153,31 +184,7 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
             p.duration_secs, p.throughput_eps, t.p50_ms, t.p95_ms, t.p99_ms, p.errors
         ));
     }
-    h.push_str("</table><h2>Latency by stage (all phases)</h2><table><tr><th>stage</th><th>count</th><th>min</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
-    for (stage, s) in &v.latency {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
-            stage.label(), s.count, s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms
-        ));
-    }
-    h.push_str("</table>");
-    if !o.threshold_failures.is_empty() {
-        h.push_str("<h2>Thresholds broken</h2><ul>");
-        for f in &o.threshold_failures {
-            h.push_str(&format!("<li class=fail>{}</li>", esc(f)));
-        }
-        h.push_str("</ul>");
-    }
-    h.push_str(&figures(o, live));
-    h.push_str("<h2>Method</h2><ul>");
-    for c in &m.clocks {
-        h.push_str(&format!("<li>{}</li>", esc(c)));
-    }
-    h.push_str(&format!(
-        "</ul><p>PostgreSQL {} · Kafka {} · Debezium {} · MongoDB-protocol server {} · {} cores · pipedemo {}</p></body></html>",
-        esc(&m.postgres), esc(&m.kafka), esc(&m.debezium), esc(&m.mongo_server), m.machine_cores, m.pipedemo
-    ));
-    write(path, &h)
+    h
 }
 
 /// The capacity sweep: its answer, a table per step and the latency-versus-rate plot.

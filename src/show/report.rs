@@ -140,35 +140,37 @@ pub fn phase_table(phases: &[PhaseSummary]) -> String {
     out
 }
 
+/// "p50 … · p95 … · p99 … ms" of a latency summary.
+fn percentiles(t: &Summary) -> String {
+    format!(
+        "p50 {:.1} · p95 {:.1} · p99 {:.1} ms",
+        t.p50_ms, t.p95_ms, t.p99_ms
+    )
+}
+
 /// How every phase of `full` did against the targets.
 pub fn assessment(o: &FullOutcome) -> String {
     let mut out = format!("\nTargets per phase: {}\n", o.targets.describe());
     if let Some(p) = &o.prewarm {
-        let t = stats::total(&p.stages);
         let _ = writeln!(
             out,
-            "  · {:<9} {:>7} events warmed the JVMs first (not held to the targets): p50 {:.1} · p95 {:.1} · p99 {:.1} ms",
+            "  · {:<9} {:>7} events warmed the JVMs first (not held to the targets): {}",
             p.phase,
             thousands(p.events),
-            t.p50_ms,
-            t.p95_ms,
-            t.p99_ms
+            percentiles(&stats::total(&p.stages))
         );
     }
     for (p, missed) in o.phases.iter().zip(&o.targets_missed) {
-        let t = stats::total(&p.stages);
         let offered = p
             .offered_eps
             .map_or("unpaced".into(), |r| format!("{r:.0} ev/s offered"));
         let _ = writeln!(
             out,
-            "  {} {:<9} {:>7} events, {offered:<17} p50 {:.1} · p95 {:.1} · p99 {:.1} ms{}",
+            "  {} {:<9} {:>7} events, {offered:<17} {}{}",
             if missed.is_empty() { "✓" } else { "✗" },
             p.phase,
             thousands(p.events),
-            t.p50_ms,
-            t.p95_ms,
-            t.p99_ms,
+            percentiles(&stats::total(&p.stages)),
             if missed.is_empty() {
                 String::new()
             } else {
