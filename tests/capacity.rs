@@ -14,24 +14,30 @@ fn pipedemo(args: &[&str]) -> std::process::Output {
         .expect("pipedemo runs")
 }
 
+/// A sweep of 2-second steps from 20 events/s (rates even a debug build sustains, doubling)
+/// up to `max_rate`, held to p99 ≤ `slo_p99` ms.
+fn sweep(max_rate: &str, slo_p99: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "capacity",
+        "--step",
+        "2s",
+        "--start-rate",
+        "20",
+        "--max-rate",
+        max_rate,
+        "--slo-p99",
+        slo_p99,
+    ];
+    args.extend_from_slice(extra);
+    pipedemo(&args)
+}
+
 #[tokio::test]
 async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let o = pipedemo(&[
-        "capacity",
-        "--step",
-        "2s",
-        // Rates that even a debug build sustains: the sweep doubles 20 → 40 → 80.
-        "--start-rate",
-        "20",
-        "--max-rate",
-        "80",
-        // A lax target: this test is about the sweep and the verification, not the machine.
-        "--slo-p99",
-        "250",
-        "--json",
-    ]);
+    // A lax target: this test is about the sweep and the verification, not the machine.
+    let o = sweep("80", "250", &["--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
     let steps = r["steps"].as_array().unwrap();
@@ -76,19 +82,7 @@ async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
 async fn a_min_rate_above_the_capacity_fails_and_says_why() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let o = pipedemo(&[
-        "capacity",
-        "--step",
-        "2s",
-        "--start-rate",
-        "20",
-        "--max-rate",
-        "40",
-        "--slo-p99",
-        "1000",
-        "--min-rate",
-        "1000000",
-    ]);
+    let o = sweep("40", "1000", &["--min-rate", "1000000"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

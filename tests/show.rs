@@ -174,7 +174,7 @@ async fn dashboard_runs_live_in_a_real_terminal() {
     let dir = std::env::temp_dir().join(format!("pipedemo-tmux-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cmd = format!(
-        "LOG_LEVEL=pipedemo=debug MONGODB_DATABASE=pipedemo_test_show CONSUMER_GROUP=pipedemo-test-show METRICS_FILE={d}/m.jsonl {bin} full --phases 10,100,2000 --phase-secs 2,3,20 --no-capacity --prewarm 1s --refresh-ms 100 --report-json {d}/r.json --report-html {d}/r.html; echo EXIT=$?; sleep 60",
+        "LOG_LEVEL=pipedemo=debug MONGODB_DATABASE=pipedemo_test_show CONSUMER_GROUP=pipedemo-test-show METRICS_FILE={d}/m.jsonl {bin} full --phases 10,100,2000 --phase-secs 2,3,40 --no-capacity --prewarm 1s --refresh-ms 100 --report-json {d}/r.json --report-html {d}/r.html; echo EXIT=$?; sleep 60",
         bin = env!("CARGO_BIN_EXE_pipedemo"),
         d = dir.display()
     );

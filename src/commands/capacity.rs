@@ -22,7 +22,6 @@ use super::signals::stop_on_signals;
 use crate::check::capacity::{self as rules, Sweep, Verdict};
 use crate::check::verify::{self, VerifyReport};
 use crate::config::Settings;
-use crate::pipeline::connect::Tuning;
 use crate::pipeline::consumer::ConsumerOptions;
 use crate::show::report;
 use crate::telemetry::cpu::{CpuSample, Service};
@@ -246,16 +245,7 @@ async fn run_step(
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = CapacityOptions::from(&a);
     let stop = stop_on_signals();
-    setup::run(
-        s,
-        &SetupOptions {
-            keep: false,
-            from_earliest: false,
-            partitions: 1,
-            tuning: Tuning::Tuned,
-        },
-    )
-    .await?;
+    setup::run(s, &SetupOptions::fresh(1)).await?;
     let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
     let shown = Shown::start(session.live.clone(), a.display, &stop);
     let tui = shown.tui;

@@ -18,7 +18,7 @@ use super::signals::stop_on_signals;
 use crate::check::targets::Targets;
 use crate::check::verify::{self, pass_fail_text, VerifyReport};
 use crate::config::Settings;
-use crate::pipeline::connect::{Connect, Tuning};
+use crate::pipeline::connect::Connect;
 use crate::pipeline::consumer::ConsumerOptions;
 use crate::pipeline::store::ReadModels;
 use crate::show::{demo_report, report};
@@ -145,12 +145,7 @@ impl From<&Args> for FullOptions {
                 growth: 2.0,
                 refinements: 2,
             }),
-            setup: SetupOptions {
-                keep: false,
-                from_earliest: false,
-                partitions: a.partitions,
-                tuning: Tuning::Tuned,
-            },
+            setup: SetupOptions::fresh(a.partitions),
             max_p95_ms: a.max_p95_ms,
             min_throughput: a.min_throughput,
             report_json: a.report_json.clone(),

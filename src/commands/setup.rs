@@ -64,6 +64,19 @@ pub struct SetupOptions {
     pub tuning: Tuning,
 }
 
+impl SetupOptions {
+    /// What `full`, `capacity` and the tests start from: earlier demo data removed, the group
+    /// at the end of the topic, the tuned connector.
+    pub fn fresh(partitions: i32) -> Self {
+        SetupOptions {
+            keep: false,
+            from_earliest: false,
+            partitions,
+            tuning: Tuning::Tuned,
+        }
+    }
+}
+
 /// Versions found while checking, for reports.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Versions {

@@ -178,9 +178,14 @@ impl Window {
         }
     }
 
+    /// The first second of the window holding second `sec`.
+    fn start_of(sec: i64) -> i64 {
+        sec - sec.rem_euclid(WINDOW_SECS)
+    }
+
     fn at(sec: i64) -> Window {
         Window {
-            start_sec: sec - sec.rem_euclid(WINDOW_SECS),
+            start_sec: Window::start_of(sec),
             applied: 0,
             latency: Some(Latency::default()),
             closed: None,
@@ -287,7 +292,8 @@ impl Live {
     /// The timeline window holding second `sec` (late events of a past window go to the
     /// newest one; windows are for trends, not exact accounting).
     fn window(&mut self, sec: i64) -> &mut Window {
-        let start = Window::at(sec).start_sec;
+        // Called for every event: a new window (and its histogram) only when one starts.
+        let start = Window::start_of(sec);
         if self.timeline.last().is_none_or(|w| w.start_sec < start) {
             if let Some(w) = self.timeline.last_mut() {
                 w.close();
