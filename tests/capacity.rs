@@ -27,6 +27,8 @@ fn sweep(max_rate: &str, slo_p99: &str, extra: &[&str]) -> std::process::Output 
         max_rate,
         "--slo-p99",
         slo_p99,
+        "--prewarm",
+        "0s",
     ];
     args.extend_from_slice(extra);
     pipedemo(&args)

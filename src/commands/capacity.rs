@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::display::{DisplayArgs, Shown};
-use super::session::{PhaseOptions, Session};
+use super::session::{self, PhaseOptions, Session};
 use super::setup::{self, SetupOptions};
 use super::signals::stop_on_signals;
 use crate::check::capacity::{self as rules, Sweep, Verdict};
@@ -46,6 +46,10 @@ pub struct Args {
     /// Exit 1 when the sustained rate is below this (a CI gate), events/s.
     #[arg(long, value_parser = positive)]
     pub min_rate: Option<f64>,
+    /// How long to warm the JVMs (Kafka, Connect) at 400 events/s before the sweep, not
+    /// measured; `0s` skips it (a freshly started stack otherwise measures its JIT compiler).
+    #[arg(long, default_value = "20s", value_parser = super::load::parse_duration)]
+    pub prewarm: Duration,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -249,6 +253,9 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
     let shown = Shown::start(session.live.clone(), a.display, &stop);
     let tui = shown.tui;
+    if let Some(p) = session::prewarm(a.prewarm) {
+        session.run_phase(session::PREWARM, &p, &stop).await?;
+    }
     let result = sweep(&mut session, &o, &stop, |step| {
         if !tui {
             eprintln!("{}", report::capacity_step(step));

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::capacity::{self, CapacityOptions, CapacityReport, Step};
 use super::display::{DisplayArgs, Shown};
 use super::load::PacingArgs;
-use super::session::{PhaseOptions, PhaseResult, PhaseSummary, Session};
+use super::session::{self, PhaseOptions, PhaseResult, PhaseSummary, Session, PREWARM};
 use super::setup::{self, SetupOptions};
 use super::signals::stop_on_signals;
 use crate::check::targets::Targets;
@@ -78,14 +78,6 @@ pub struct Args {
     pub display: DisplayArgs,
 }
 
-/// The name of the phase that warms the JVMs before the show.
-pub const PREWARM: &str = "pre-warm";
-
-/// The rate of the pre-warm phase, events/s: steady work for the JIT, below capacity. Measured
-/// on a cold stack: after 10 s at 200 events/s, Connect still stalled for half a second in the
-/// next phase; 20 s at 400 events/s leaves it warm.
-const PREWARM_RATE: f64 = 400.0;
-
 /// The pause after each batch of `--burst` when `--batch-delay-ms` is not given.
 const BURST_BATCH_DELAY_MS: u64 = 10;
 
@@ -131,10 +123,7 @@ impl From<&Args> for FullOptions {
                     a.pacing.phase(n, rate, 0, None)
                 })
                 .collect(),
-            prewarm: (!a.prewarm.is_zero()).then(|| {
-                let events = (PREWARM_RATE * a.prewarm.as_secs_f64()).ceil() as u64;
-                a.pacing.phase(events, Some(PREWARM_RATE), 0, None)
-            }),
+            prewarm: session::prewarm(a.prewarm),
             burst: a.burst,
             targets: Targets::default(),
             capacity: (!a.no_capacity).then_some(CapacityOptions {
