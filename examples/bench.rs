@@ -51,7 +51,14 @@ struct Args {
     /// Python with confluent-kafka and pymongo, for the reference consumer.
     #[arg(long, env = "BENCH_PYTHON", default_value = "python3")]
     python: String,
-    /// Run only these sections (generator, consumer, open-loop, burst, scale-out, defaults); default all.
+    /// Seconds per step of the capacity sweep (goal 1 wants at least 15).
+    #[arg(long, default_value_t = 15)]
+    capacity_step: u64,
+    /// The rate of the latency-floor run (goal 2), events/s.
+    #[arg(long, default_value_t = 1000)]
+    floor_rate: u64,
+    /// Run only these sections (generator, stages, consumer, capacity, floor, open-loop, burst,
+    /// scale-out, defaults); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The consumer's largest batch.
@@ -228,7 +235,7 @@ async fn generator_vs_copy(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     pg.batch_execute("DROP TABLE bench_outbox").await?;
     for (batch, rate) in rates {
         figs.push(versus(
-            &format!("generator insert rate ({batch} rows per transaction)"),
+            &format!("goal 3: generator insert rate ({batch} rows per transaction)"),
             rate,
             "rows/s",
             "one COPY BINARY of all rows",
@@ -278,7 +285,214 @@ async fn topic_end(s: &Settings) -> Result<i64> {
     .await?
 }
 
-async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
+/// Goal 4, the first two stages alone: PostgreSQL insert → Debezium → Kafka with nothing
+/// consuming (CDC), then the same records produced to a scratch topic and consumed back
+/// (Kafka). Returns their rates, events/s.
+async fn stages_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<(f64, f64)> {
+    let n = a.consumer_events;
+    run_pipedemo(a, &[], &["setup"])?;
+    let before = topic_end(&a.settings).await?;
+    let pg = outbox::connect(&a.settings.pg).await?;
+    let t = Instant::now();
+    for chunk in generator::generate(n, Some(5)).chunks(1000) {
+        outbox::insert_batch(&pg, chunk).await?;
+    }
+    let insert_secs = t.elapsed().as_secs_f64();
+    wait_topic_filled(&a.settings, before, n as i64).await?;
+    let cdc = n as f64 / t.elapsed().as_secs_f64();
+    let mut f = figure(
+        "stage alone: CDC (insert → Debezium → Kafka)",
+        cdc,
+        "events/s",
+    );
+    f.target = format!("{n} events; the inserts alone took {insert_secs:.2} s");
+    figs.push(f);
+
+    let s = a.settings.clone();
+    let topic = s.kafka.topic();
+    let kafka_rate =
+        tokio::task::spawn_blocking(move || kafka_alone(&s, &topic, before, n)).await??;
+    let mut f = figure(
+        "stage alone: Kafka produce → consume",
+        kafka_rate,
+        "events/s",
+    );
+    f.target = "the CDC records, acks=all, one partition".into();
+    figs.push(f);
+    Ok((cdc, kafka_rate))
+}
+
+/// Copies `n` records of `topic` from `from` into memory, then times producing them to a
+/// scratch topic while a consumer reads them back: first send to last receive.
+fn kafka_alone(s: &Settings, topic: &str, from: i64, n: u64) -> Result<f64> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let mut records: Vec<(Option<Vec<u8>>, Vec<u8>)> = Vec::with_capacity(n as usize);
+    let reader: BaseConsumer = kafka::client_config(&s.kafka)
+        .set("group.id", "bench-kafka-alone-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(from))?;
+    reader.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (records.len() as u64) < n && Instant::now() < deadline {
+        if let Some(m) = reader.poll(Duration::from_millis(500)) {
+            let m = m?;
+            records.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    let scratch = format!("bench-kafka-alone-{}", std::process::id());
+    let admin: AdminClient<_> = kafka::client_config(&s.kafka).create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(admin.create_topics(
+        &[NewTopic::new(&scratch, 1, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))?;
+    let producer: BaseProducer = kafka::client_config(&s.kafka)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let consumer: BaseConsumer = kafka::client_config(&s.kafka)
+        .set("group.id", "bench-kafka-alone")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&scratch, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let received = std::sync::atomic::AtomicU64::new(0);
+    let want = records.len() as u64;
+    let t = Instant::now();
+    let elapsed = std::thread::scope(|sc| {
+        let reading = sc.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while received.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+                if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            t.elapsed()
+        });
+        for (k, v) in &records {
+            let mut rec = BaseRecord::<Vec<u8>, Vec<u8>>::to(&scratch).payload(v);
+            if let Some(k) = k {
+                rec = rec.key(k);
+            }
+            let mut rec = Some(rec);
+            while let Some(r) = rec.take() {
+                if let Err((_, r)) = producer.send(r) {
+                    producer.poll(Duration::from_millis(1));
+                    rec = Some(r);
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        let _ = producer.flush(Duration::from_secs(60));
+        reading.join().expect("reader")
+    });
+    let got = received.load(Ordering::Relaxed);
+    let _ = rt.block_on(admin.delete_topics(&[&scratch], &AdminOptions::new()));
+    if got < want {
+        bail!("Kafka alone: {got} of {want} records came back");
+    }
+    Ok(want as f64 / elapsed.as_secs_f64())
+}
+
+/// Goal 1: `pipedemo capacity` on this machine, with the CPU split at its knee.
+fn capacity(a: &Args, figs: &mut Vec<Figure>) -> Result<Option<f64>> {
+    let step = format!("{}s", a.capacity_step);
+    let (v, _) = run_pipedemo(a, &[], &["capacity", "--step", &step, "--json", "--no-tui"])?;
+    let sustained = v["sustained_eps"].as_f64();
+    let mut f = at_least(
+        figure(
+            "goal 1: capacity at p99 ≤ 50 ms (pipedemo capacity)",
+            sustained.unwrap_or(0.0),
+            "events/s",
+        ),
+        8000.0,
+    );
+    f.target = format!(
+        "{}; {} s steps; limited by {}",
+        f.target,
+        a.capacity_step,
+        v["limiting_stage"].as_str().unwrap_or("?")
+    );
+    figs.push(f);
+    for step in v["steps"].as_array().into_iter().flatten() {
+        let cpu: Vec<String> = step["cpu_pct"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, c)| format!("{k} {:.0}", c.as_f64().unwrap_or(0.0)))
+            .collect();
+        let mut f = figure(
+            &format!(
+                "  capacity step {:.0} ev/s: p50 / p99 from schedule",
+                step["offered_eps"].as_f64().unwrap_or(0.0)
+            ),
+            ms(&step["latency"], &["p50_ms"]),
+            "ms",
+        );
+        f.target = format!(
+            "p99 {:.1} ms; {}; CPU % of a core: {}",
+            ms(&step["latency"], &["p99_ms"]),
+            if step["verdict"]["sustained"].as_bool() == Some(true) {
+                "sustained"
+            } else {
+                "not sustained"
+            },
+            cpu.join(", ")
+        );
+        figs.push(f);
+    }
+    Ok(sustained)
+}
+
+/// Goal 2: the latency floor, open loop at `--floor-rate`.
+fn floor(a: &Args, figs: &mut Vec<Figure>) -> Result<Usage> {
+    let env = [
+        ("MONGODB_DATABASE", "bench_e2e"),
+        ("CONSUMER_GROUP", "bench-e2e"),
+    ];
+    let (v, u) = open_loop(a, a.floor_rate, a.seconds, &env)?;
+    let sched = &v["total_from_schedule"];
+    let label = format!("goal 2: floor at {} ev/s", a.floor_rate);
+    for (key, name, max) in [
+        ("p50_ms", "p50", 4.0),
+        ("p99_ms", "p99", 10.0),
+        ("p999_ms", "p99.9", 20.0),
+    ] {
+        figs.push(at_most(
+            figure(
+                &format!("{label}, {name} from schedule"),
+                ms(sched, &[key]),
+                "ms",
+            ),
+            max,
+        ));
+    }
+    figs.push(figure(
+        &format!("{label}, p95 from schedule"),
+        ms(sched, &["p95_ms"]),
+        "ms",
+    ));
+    stage_figures(figs, &label, &v);
+    Ok(u)
+}
+
+/// Goals 3 and 4: pipedemo's consumer alone from a pre-filled topic, against a raw bulk insert
+/// of the same documents (MongoDB alone) and the Python reference consumer. Returns the
+/// consumer's and the raw bulk rates, events/s.
+async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<(f64, f64)> {
     let n = a.consumer_events;
     run_pipedemo(a, &[], &["setup"])?;
     let before = topic_end(&a.settings).await?;
@@ -340,7 +554,7 @@ async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     let raw_rate = n as f64 / t.elapsed().as_secs_f64();
     raw.drop_all().await?;
     figs.push(versus(
-        "consumer alone (events → read models)",
+        "goal 3: consumer alone (events → read models)",
         pipedemo_rate,
         "events/s",
         "raw bulk insert of the same documents",
@@ -383,7 +597,7 @@ async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
         10.0,
     ));
     store.drop_all().await?;
-    Ok(())
+    Ok((pipedemo_rate, raw_rate))
 }
 
 /// One open-loop run at `rate` for `secs`, returning the load JSON and resources.
@@ -459,6 +673,11 @@ fn latency_figures(figs: &mut Vec<Figure>, label: &str, v: &Value, targets: bool
         ms(sched, &["p999_ms"]),
         "ms",
     ));
+    stage_figures(figs, label, v);
+}
+
+/// Each stage's p50 (value) and p99 (in the target column) of a load's JSON.
+fn stage_figures(figs: &mut Vec<Figure>, label: &str, v: &Value) {
     for (k, name) in [
         ("1_cdc_capture", "CDC"),
         ("2_kafka_delivery", "Kafka"),
@@ -600,7 +819,7 @@ async fn scale_out(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
 }
 
 fn debezium_defaults(a: &Args, env: &[(&str, &str)], figs: &mut Vec<Figure>) -> Result<()> {
-    eprintln!("bench: 5/5 Debezium defaults beside the tuned settings");
+    eprintln!("bench: Debezium defaults beside the tuned settings");
     run_pipedemo(a, env, &["setup", "--debezium-defaults"])?;
     let defaults = (|| -> Result<(Value, Value)> {
         let (v500, _) = run_pipedemo(
@@ -653,6 +872,7 @@ async fn main() -> Result<()> {
     let a = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&a.settings.log_level))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let started = Instant::now();
@@ -661,12 +881,50 @@ async fn main() -> Result<()> {
 
     let run = |section: &str| a.only.is_empty() || a.only.iter().any(|o| o == section);
     if run("generator") {
-        eprintln!("bench: 1/5 generator vs COPY");
+        eprintln!("bench: generator vs COPY (goal 3)");
         generator_vs_copy(&a, &mut figs).await?;
     }
+    // Goal 4: each stage alone, in events/s.
+    let mut alone: Vec<(&str, f64)> = Vec::new();
+    if run("stages") {
+        eprintln!("bench: CDC and Kafka alone (goal 4)");
+        let (cdc, kafka_rate) = stages_alone(&a, &mut figs).await?;
+        alone.push(("CDC", cdc));
+        alone.push(("Kafka", kafka_rate));
+    }
     if run("consumer") {
-        eprintln!("bench: 2/5 consumer alone vs raw bulk and the reference consumer");
-        consumer_alone(&a, &mut figs).await?;
+        eprintln!("bench: consumer alone vs raw bulk and the reference consumer (goals 3, 4)");
+        let (consumer_rate, raw) = consumer_alone(&a, &mut figs).await?;
+        alone.push(("consumer", consumer_rate));
+        alone.push(("MongoDB bulk", raw));
+    }
+    let mut sustained = None;
+    if run("capacity") {
+        eprintln!(
+            "bench: pipedemo capacity, {} s steps (goal 1)",
+            a.capacity_step
+        );
+        sustained = capacity(&a, &mut figs)?;
+    }
+    if let (Some(cap), Some((name, slowest))) = (
+        sustained,
+        alone.iter().copied().min_by(|x, y| x.1.total_cmp(&y.1)),
+    ) {
+        let mut f = figure(
+            "goal 4: capacity vs the slowest stage alone",
+            cap,
+            "events/s",
+        );
+        f.baseline = Some((format!("{name} alone"), slowest));
+        f.ratio = Some(cap / slowest);
+        f.target =
+            "how much of the slowest stage's own limit the pipeline keeps at p99 ≤ 50 ms".into();
+        figs.push(f);
+    }
+    if run("floor") {
+        eprintln!("bench: latency floor at {} ev/s (goal 2)", a.floor_rate);
+        let u = floor(&a, &mut figs)?;
+        resources.insert(format!("floor {} ev/s", a.floor_rate), u);
     }
 
     let env = [
@@ -675,7 +933,7 @@ async fn main() -> Result<()> {
         ("METRICS_FILE", "/tmp/pipedemo-bench.jsonl"),
     ];
     eprintln!(
-        "bench: 3/5 open loop at {:?} events/s, {} s each",
+        "bench: open loop at {:?} events/s, {} s each",
         a.rates, a.seconds
     );
     for &rate in a.rates.iter().filter(|_| run("open-loop")) {
@@ -684,7 +942,7 @@ async fn main() -> Result<()> {
         resources.insert(format!("open loop {rate} ev/s"), u);
     }
     if run("burst") {
-        eprintln!("bench: 4/5 burst of {}", a.burst);
+        eprintln!("bench: burst of {}", a.burst);
         let (v, u) = burst(&a, &env)?;
         let drain = ms(&v, &["duration_secs"]) - ms(&v, &["insert_secs"]);
         figs.push(at_most(

@@ -9,12 +9,28 @@ use crate::commands::display::DASHBOARD_LOG;
 use crate::commands::Command;
 use crate::config::Settings;
 
+/// The exit codes, the same for every command (README, "Exit codes").
+const EXIT_CODES: &str = "Exit codes:
+  0    success
+  1    a check or threshold failed (missing events, verification, --max-p95-ms, --min-rate)
+  2    usage or configuration error
+  3    a service unreachable or misconfigured (the message says which and how to fix it)
+  130  interrupted (Ctrl-C or SIGTERM, after a clean stop; a second Ctrl-C quits at once)";
+
 /// Demonstrates and load-tests a CDC pipeline: PostgreSQL outbox → Debezium → Kafka → MongoDB.
 ///
 /// Start the stack first (scripts/stack.sh up, or docker compose up -d --wait), then:
 ///   pipedemo setup && pipedemo load --events 1000 && pipedemo verify
 #[derive(Parser, Debug)]
-#[command(name = "pipedemo", version, about, long_about, verbatim_doc_comment)]
+#[command(
+    name = "pipedemo",
+    version,
+    propagate_version = true,
+    after_help = EXIT_CODES,
+    about,
+    long_about,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     /// Where the services are and how to reach them.
     #[command(flatten)]
@@ -24,8 +40,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Runs the parsed command line to its exit code: 1 when a check failed, 2 on an error (which
-/// is printed as one line with its causes).
+/// Runs the parsed command line to its exit code ([`crate::exit`]): 1 when a check failed,
+/// 2 on a usage or configuration error, 3 when a service is unusable (errors are printed as
+/// one line with their causes), 130 when interrupted.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging(&cli.settings);
     let _ = DASHBOARD_LOG.set(
@@ -42,14 +59,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+            return crate::exit::Exit::Usage.into();
         }
     };
     match rt.block_on(cli.command.run(&cli.settings)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            crate::exit::of_error(&e).into()
         }
     }
 }
@@ -64,8 +81,14 @@ fn init_logging(s: &Settings) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = s.color.enabled(
+        std::io::stderr().is_terminal(),
+        std::env::var("NO_COLOR").ok().as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(crate::show::logsink::Writer::default)
         .with_target(false);
     if s.log_json {

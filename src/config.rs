@@ -48,6 +48,7 @@ impl FromStr for Secret {
 
 /// PostgreSQL holding the `event_outbox` table.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "PostgreSQL")]
 pub struct PostgresArgs {
     /// PostgreSQL host.
     #[arg(
@@ -116,6 +117,7 @@ impl PostgresArgs {
 
 /// Kafka, the Debezium topic and the consumer group.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Kafka")]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers.
     #[arg(
@@ -162,6 +164,7 @@ impl KafkaArgs {
 
 /// Kafka Connect and the Debezium connector it runs.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Kafka Connect")]
 pub struct ConnectArgs {
     /// Kafka Connect REST URL.
     #[arg(
@@ -194,6 +197,7 @@ pub struct ConnectArgs {
 
 /// The MongoDB-protocol server with the read models.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "MongoDB")]
 pub struct MongoArgs {
     /// MongoDB connection string (credentials in it are never printed).
     #[arg(
@@ -239,17 +243,66 @@ pub struct Settings {
     /// Append one JSON line per processed event to this file.
     #[arg(
         global = true,
+        help_heading = "Output",
         long,
         env = "METRICS_FILE",
         default_value = "pipedemo_metrics.jsonl"
     )]
     pub metrics_file: PathBuf,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
-    #[arg(global = true, long, env = "LOG_LEVEL", default_value = "info")]
+    #[arg(
+        global = true,
+        help_heading = "Output",
+        long,
+        env = "LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
     /// Logs as JSON lines.
-    #[arg(global = true, long, env = "LOG_JSON")]
+    #[arg(global = true, help_heading = "Output", long, env = "LOG_JSON")]
     pub log_json: bool,
+    /// Serve the live figures as OpenMetrics at http://ADDR/metrics for Prometheus (load,
+    /// full, capacity, consume, monitor), e.g. `127.0.0.1:9464`.
+    #[arg(
+        global = true,
+        help_heading = "Output",
+        long,
+        env = "METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Colour in log lines: `auto` only on a terminal and without `NO_COLOR` set.
+    #[arg(
+        global = true,
+        help_heading = "Output",
+        long,
+        value_enum,
+        default_value_t = Color::Auto
+    )]
+    pub color: Color,
+}
+
+/// `--color`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    /// On a terminal, unless `NO_COLOR` is set (https://no-color.org).
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Color {
+    /// Whether to write colour codes to a stream that is (or is not) a terminal, with
+    /// `NO_COLOR` set to `no_color` (an empty value counts as unset, as the convention says).
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&str>) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => is_terminal && no_color.is_none_or(str::is_empty),
+        }
+    }
 }
 
 /// Replaces the password in `scheme://user:password@host` with `***`.
@@ -272,6 +325,16 @@ pub fn redact_uri(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_where_wanted() {
+        assert!(Color::Auto.enabled(true, None));
+        assert!(Color::Auto.enabled(true, Some("")));
+        assert!(!Color::Auto.enabled(true, Some("1")));
+        assert!(!Color::Auto.enabled(false, None));
+        assert!(Color::Always.enabled(false, Some("1")));
+        assert!(!Color::Never.enabled(true, None));
+    }
 
     #[test]
     fn secrets_do_not_print() {

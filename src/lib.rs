@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod event;
+pub mod exit;
 pub mod pipeline;
 pub mod show;
 pub mod telemetry;

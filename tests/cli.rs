@@ -28,7 +28,10 @@ async fn setup_load_verify_as_a_user_runs_them() {
     let o = pipedemo(&["load", "--events", "200", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON summary");
+    assert_eq!(summary["schema_version"], 1);
     assert_eq!(summary["delivered"], 200);
+    assert_eq!(summary["sent"], 200);
+    assert_eq!(summary["interrupted"], false);
     assert_eq!(summary["missing"], 0);
     assert!(summary["stages"]["total"]["p99_ms"].as_f64().unwrap() > 0.0);
 
@@ -61,6 +64,131 @@ async fn setup_load_verify_as_a_user_runs_them() {
     pg.execute("TRUNCATE event_outbox", &[]).await.unwrap();
 }
 
+/// Ctrl-C mid-load: the inserts stop, what was sent still arrives and is checked, the JSON
+/// says sent vs requested, and the exit code is 130. Logs written to a file carry no colour
+/// codes unless `--color always` asks for them.
+#[tokio::test]
+async fn an_interrupted_load_reports_what_it_sent_and_exits_130() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    assert!(pipedemo(&["setup"]).status.success());
+    let log = std::env::temp_dir().join(format!("pipedemo-cli-{}.log", std::process::id()));
+    let mut load = Spawned::start(
+        command(&[
+            "load", "--events", "100000", "--rate", "200", "--json", "--no-tui",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    load.signal("-INT");
+    let o = load.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(o.status.code(), Some(130), "{}{stderr}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is exactly one JSON document");
+    assert_eq!(r["interrupted"], true, "{r}");
+    assert_eq!(r["events"], 100_000);
+    let sent = r["sent"].as_u64().unwrap();
+    assert!(sent > 0 && sent < 100_000, "{r}");
+    assert_eq!(r["delivered"].as_u64(), Some(sent), "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    assert!(stderr.contains("interrupted: no more inserts"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a log file:\n{stderr}"
+    );
+
+    let o = command(&["load", "--events", "20", "--color", "always"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains('\x1b'),
+        "--color always wrote no colour: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn help_groups_connection_settings_and_every_subcommand_has_a_version() {
+    let o = pipedemo(&["load", "--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{help}");
+    let at = |heading: &str| {
+        help.find(&format!("\n{heading}:\n"))
+            .unwrap_or_else(|| panic!("no {heading} heading:\n{help}"))
+    };
+    // The command's own options come first, then one heading per service.
+    let (own, pg, kafka, connect, mongo, output) = (
+        help.find("--events").unwrap(),
+        at("PostgreSQL"),
+        at("Kafka"),
+        at("Kafka Connect"),
+        at("MongoDB"),
+        at("Output"),
+    );
+    assert!(
+        own < pg && pg < kafka && kafka < connect && connect < mongo,
+        "{help}"
+    );
+    assert!(help[pg..kafka].contains("--pg-host"), "{help}");
+    assert!(
+        help[kafka..connect].contains("--bootstrap-servers"),
+        "{help}"
+    );
+    assert!(help[output..].contains("--color"), "{help}");
+    let o = pipedemo(&["--help"]);
+    let top = String::from_utf8_lossy(&o.stdout);
+    assert!(top.contains("Exit codes:") && top.contains("130"), "{top}");
+    for sub in ["load", "verify", "capacity"] {
+        let o = pipedemo(&[sub, "--version"]);
+        assert!(o.status.success(), "{sub} --version: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with("pipedemo"),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
+/// Completion scripts for the three shells, checked by the shells themselves where present.
+#[test]
+fn completions_generate_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef pipedemo"),
+        ("fish", "complete -c pipedemo"),
+    ] {
+        let o = pipedemo(&["completions", shell]);
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{shell}: {}", text(&o));
+        assert!(script.contains(marker), "{shell}:\n{script}");
+        assert!(
+            script.contains("capacity") && script.contains("bootstrap-servers"),
+            "{shell}:\n{script}"
+        );
+    }
+    let o = pipedemo(&["completions", "bash"]);
+    if std::process::Command::new("bash")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let file = std::env::temp_dir().join(format!("pipedemo-compl-{}.bash", std::process::id()));
+        std::fs::write(&file, &o.stdout).unwrap();
+        let check = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(". {} && complete -p pipedemo", file.display()))
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{}", text(&check));
+    }
+    let o = pipedemo(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
     let o = pipedemo(&["load", "--events", "0"]);
@@ -69,8 +197,11 @@ fn bad_arguments_are_refused_with_a_reason() {
     let o = pipedemo(&["load", "--events", "-5"]);
     assert_eq!(o.status.code(), Some(2));
     let o = pipedemo(&["cleanup"]);
-    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--yes"), "{}", text(&o));
+    // A service that cannot be reached is 3, whichever command meets it.
+    let o = pipedemo(&["load", "--events", "10", "--pg-port", "1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
 
 #[tokio::test]
@@ -78,7 +209,7 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
     common::require_stack();
     // A topic that does not exist.
     let o = pipedemo(&["consume", "--topic", "no.such.topic"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
         text(&o).contains("Kafka topic no.such.topic does not exist; run `pipedemo setup` first"),
         "{}",
@@ -102,7 +233,7 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
         .output()
         .unwrap();
     let out = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert_eq!(o.status.code(), Some(3), "{out}");
     assert!(out.contains("rejected the credentials"), "{out}");
     assert!(out.contains("mongodb://admin:***@127.0.0.1:1"), "{out}");
     assert!(!out.contains(secret), "the password leaked:\n{out}");
@@ -128,7 +259,7 @@ async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
     common::require_stack();
     let _guard = common::serial().lock().await;
     let (status, out) = observe_for(4, &[]);
-    assert!(status.success(), "{out}");
+    assert_eq!(status.code(), Some(130), "{out}");
     let healthy = out
         .lines()
         .find(|l| l.starts_with("[RUNNING] observing · lag ") && !l.contains("lag ?"))
@@ -146,7 +277,7 @@ async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
             "mongodb://u:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300",
         )],
     );
-    assert!(status.success(), "{out}");
+    assert_eq!(status.code(), Some(130), "{out}");
     assert!(
         out.lines().any(|l| l.starts_with("[DEGRADED] observing")
             && l.contains("Debezium RUNNING")

@@ -359,7 +359,7 @@ async fn mongodb_down_for_10_seconds_is_retried_and_caught_up() {
 }
 
 #[tokio::test]
-async fn graceful_stop_mid_load_commits_and_exits_zero() {
+async fn graceful_stop_mid_load_commits_and_exits_130() {
     common::require_stack();
     let _guard = common::serial().lock().await;
     let s = Scenario::new("fault_term").await;
@@ -368,7 +368,11 @@ async fn graceful_stop_mid_load_commits_and_exits_zero() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     consumer.signal("-TERM");
     let status = consumer.wait().status;
-    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "SIGTERM exits 130 after a clean stop"
+    );
     let consumer = s.consumer();
     load.await.unwrap();
     let r = s.settle(Duration::from_secs(120)).await;

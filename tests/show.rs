@@ -25,6 +25,7 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
             "--phase-secs",
             "2,4",
             "--no-tui",
+            "--json",
         ])
         // A lax capacity target: this test is about the show, not the machine.
         .args([
@@ -48,6 +49,16 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(o.status.success(), "{out}");
+    // With --json, stdout is the one JSON document; everything for people is on stderr.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is exactly one JSON document");
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["total_events"], 110);
+    assert_eq!(doc["verification"]["success_rate"], 100.0);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Demo complete!"),
+        "{out}"
+    );
     assert!(
         out.contains("Phase warm-up done") && out.contains("Phase moderate done"),
         "{out}"

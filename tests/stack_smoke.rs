@@ -181,10 +181,61 @@ fn docker_compose_matches_the_native_stack() {
             "{svc} publishes {port}: {ports:?}"
         );
     }
-    // Connect shares PostgreSQL's network, so its REST port is published there.
+    // Connect shares PostgreSQL's network, so its REST port is published there, and it is
+    // restarted with PostgreSQL, which would otherwise leave it without a network.
     assert_eq!(
         services["connect"]["network_mode"].as_str(),
         Some("service:postgres")
+    );
+    assert_eq!(
+        services["connect"]["depends_on"]["postgres"]["restart"].as_bool(),
+        Some(true)
+    );
+    // The names the images read: the Debezium Connect entrypoint maps ADVERTISED_HOST_NAME and
+    // CONNECT_-prefixed settings; the unprefixed storage replication factors are ignored.
+    let connect_env = services["connect"]["environment"].as_hash().unwrap();
+    let names: Vec<&str> = connect_env.keys().filter_map(|k| k.as_str()).collect();
+    assert!(names.contains(&"ADVERTISED_HOST_NAME"), "{names:?}");
+    assert!(
+        !names.contains(&"CONNECT_REST_ADVERTISED_HOST_NAME"),
+        "{names:?}"
+    );
+    for store in ["CONFIG", "OFFSET", "STATUS"] {
+        assert!(
+            names.contains(&format!("CONNECT_{store}_STORAGE_REPLICATION_FACTOR").as_str()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&format!("{store}_STORAGE_REPLICATION_FACTOR").as_str()),
+            "{names:?}"
+        );
+    }
+    // Every stateful service keeps its data on a named volume.
+    let volumes = docs[0]["volumes"].as_hash().unwrap();
+    for (svc, dir) in [
+        ("postgres", "/var/lib/postgresql/data"),
+        ("kafka", "/var/lib/kafka/data"),
+        ("mongo", "/data/db"),
+    ] {
+        let mounts: Vec<&str> = services[svc]["volumes"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{svc} has no volume"))
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let mount = mounts
+            .iter()
+            .find(|m| m.ends_with(&format!(":{dir}")))
+            .unwrap_or_else(|| panic!("{svc} keeps {dir} on a volume: {mounts:?}"));
+        let name = mount.split(':').next().unwrap();
+        assert!(
+            volumes.contains_key(&yaml_rust2::Yaml::String(name.into())),
+            "volume {name} is declared"
+        );
+    }
+    assert_eq!(
+        services["kafka"]["environment"]["KAFKA_LOG_DIRS"].as_str(),
+        Some("/var/lib/kafka/data")
     );
     assert!(!services["connect"]["healthcheck"]["test"].is_badvalue());
     let pg_ports = services["postgres"]["ports"].as_vec().unwrap();

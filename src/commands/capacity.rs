@@ -273,7 +273,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         failures,
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        super::output::print_json(&outcome)?;
     } else {
         print!("{}", report::capacity(&outcome.capacity));
         println!(
@@ -286,7 +286,9 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     for f in &outcome.failures {
         eprintln!("✗ {f}");
     }
-    Ok(if outcome.failures.is_empty() {
+    Ok(if stop.is_cancelled() {
+        crate::exit::Exit::Interrupted.into()
+    } else if outcome.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

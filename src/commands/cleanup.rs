@@ -21,7 +21,10 @@ pub struct Args {
 
 /// Asks, then deletes the demo data and the default report files.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
-    confirm(s, a.yes)?;
+    if !confirm(s, a.yes)? {
+        eprintln!("cleanup cancelled; nothing deleted");
+        return Ok(crate::exit::Exit::CheckFailed.into());
+    }
     let files = [
         s.metrics_file.clone(),
         PathBuf::from("demo_report.json"),
@@ -31,10 +34,11 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks on a terminal; refuses without `--yes` when there is no terminal to ask on.
-pub fn confirm(s: &Settings, yes: bool) -> Result<()> {
+/// Asks on a terminal whether to go on; refuses without `--yes` when there is no terminal to
+/// ask on (a usage error).
+pub fn confirm(s: &Settings, yes: bool) -> Result<bool> {
     if yes {
-        return Ok(());
+        return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
         bail!("cleanup deletes data; pass --yes to run it without a terminal");
@@ -47,10 +51,7 @@ pub fn confirm(s: &Settings, yes: bool) -> Result<()> {
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        bail!("cleanup cancelled");
-    }
-    Ok(())
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Deletes the demo data. `files` are removed when present.

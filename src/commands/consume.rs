@@ -21,10 +21,22 @@ pub struct Args {
 /// Consumes until stopped, appending timing records to the metrics file.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let (tx, rx) = metrics::channel();
-    let sink = Sink {
+    let mut sink = Sink {
         file: Some(MetricsFile::append(&s.metrics_file)?),
         ..Sink::default()
     };
+    if let Some(addr) = s.metrics_listen {
+        let live = crate::telemetry::live::Shared::default();
+        crate::show::exporter::serve(addr, live.clone())?;
+        let poller = crate::show::health::poll(
+            s.clone(),
+            live.clone(),
+            std::time::Duration::from_secs(1),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        tokio::spawn(poller);
+        sink.live = Some(live);
+    }
     let opts = ConsumerOptions {
         include_snapshot: a.include_snapshot,
         ..ConsumerOptions::default()
@@ -38,5 +50,9 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         "Consumed: {} applied, {} already applied, {} dead-lettered, {} skipped",
         totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if super::signals::signalled() {
+        crate::exit::Exit::Interrupted.into()
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -367,10 +367,12 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         let tui = shown.tui;
         shown.end().await;
         if tui {
+            let mut tables = String::new();
             for d in &display.detail {
-                print!("Warm-up events:\n{d}");
+                tables += &format!("Warm-up events:\n{d}");
             }
-            println!("\nPhases:\n{}", report::phase_table(&display.phases));
+            tables += &format!("\nPhases:\n{}\n", report::phase_table(&display.phases));
+            human(a.json, &tables);
         }
     }
     let (outcome, live, versions) = result?;
@@ -385,16 +387,27 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     demo_report::write_json(&o.report_json, &outcome, &method)?;
     demo_report::write_html(&o.report_html, &outcome, &method, &live.lock())?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        super::output::print_json(&outcome)?;
     } else {
         print!("{}", report::verify(&outcome.verification));
     }
-    print!("{}", closing_lines(&outcome, &o));
-    Ok(if outcome.passed() {
+    human(a.json, &closing_lines(&outcome, &o));
+    Ok(if stop.is_cancelled() {
+        crate::exit::Exit::Interrupted.into()
+    } else if outcome.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Text for people: on stdout, or on stderr when stdout carries the JSON document.
+fn human(json: bool, text: &str) {
+    if json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
 }
 
 /// The assessment of every phase against the targets, the capacity, the thresholds that

@@ -4,11 +4,13 @@
 
 pub mod capacity;
 pub mod cleanup;
+pub mod completions;
 pub mod consume;
 pub mod display;
 pub mod full;
 pub mod load;
 pub mod monitor;
+pub mod output;
 pub mod replay;
 pub mod session;
 pub mod setup;
@@ -45,6 +47,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Delete demo data: outbox rows, the read-model database, metrics and report files.
     Cleanup(cleanup::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
 }
 
 impl Command {
@@ -60,6 +64,7 @@ impl Command {
             Command::Replay(a) => replay::command(s, a).await,
             Command::Verify(a) => verify::command(s, a).await,
             Command::Cleanup(a) => cleanup::command(s, a).await,
+            Command::Completions(a) => completions::command(&a),
         }
     }
 }

@@ -30,6 +30,9 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         let mut watching = Live::default();
         watching.observing = true;
         let live = Shared::new(watching);
+        if let Some(addr) = s.metrics_listen {
+            crate::show::exporter::serve(addr, live.clone())?;
+        }
         let poller = tokio::spawn(crate::show::health::poll(
             s.clone(),
             live.clone(),
@@ -40,7 +43,11 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         stop.cancelled().await;
         shown.end().await;
         let _ = poller.await;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if super::signals::signalled() {
+            crate::exit::Exit::Interrupted.into()
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let session = Session::start(s, ConsumerOptions::default(), &stop).await?;
     let shown = Shown::start(session.live.clone(), a.display, &stop);
@@ -51,5 +58,9 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         "Monitor stopped: {} applied, {} already applied, {} dead-lettered, {} skipped",
         totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if super::signals::signalled() {
+        crate::exit::Exit::Interrupted.into()
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -33,7 +33,7 @@ pub struct Args {
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let r = run(s, Duration::from_secs(a.timeout_secs), stop_on_signals()).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        super::output::print_json(&r)?;
     } else {
         println!("{}", r.describe());
     }
@@ -73,7 +73,9 @@ pub async fn run(s: &Settings, timeout: Duration, stop: CancellationToken) -> Re
     let started = Instant::now();
     let topic = s.kafka.topic();
     if kafka::partitions(&s.kafka, &topic).await?.is_none() {
-        bail!("Kafka topic {topic} does not exist; run `pipedemo setup` first");
+        return Err(crate::exit::service(format!(
+            "Kafka topic {topic} does not exist; run `pipedemo setup` first"
+        )));
     }
     kafka::reset_group(&s.kafka, &topic, ResetTo::Earliest).await?;
     let ends = kafka::watermarks(&s.kafka, &topic).await?;

@@ -97,6 +97,8 @@ pub struct PhaseResult {
     pub name: String,
     /// Events asked for.
     pub events: u64,
+    /// Events inserted: fewer than asked for when the run was interrupted.
+    pub sent: u64,
     /// The rate they were offered at (open loop), events/s; `None`: as fast as they went.
     pub offered_eps: Option<f64>,
     /// The mix of types.
@@ -141,6 +143,10 @@ pub struct PhaseSummary {
     pub phase: String,
     /// Events asked for.
     pub events: u64,
+    /// Events inserted: fewer than asked for when the run was interrupted.
+    pub sent: u64,
+    /// Whether a signal stopped the inserts before all were sent.
+    pub interrupted: bool,
     /// The rate offered (open loop), events/s; none when unpaced.
     pub offered_eps: Option<f64>,
     /// Events found in MongoDB.
@@ -176,6 +182,8 @@ impl PhaseResult {
         PhaseSummary {
             phase: self.name.clone(),
             events: self.events,
+            sent: self.sent,
+            interrupted: self.sent < self.events,
             offered_eps: self.offered_eps,
             delivered,
             missing: self.missing.len(),
@@ -187,7 +195,7 @@ impl PhaseResult {
                 0.0
             },
             insert_rate_eps: if self.insert_secs > 0.0 {
-                self.events as f64 / self.insert_secs
+                self.sent as f64 / self.insert_secs
             } else {
                 0.0
             },
@@ -210,6 +218,9 @@ pub struct Session {
     health: JoinHandle<()>,
     health_stop: CancellationToken,
     pg: tokio_postgres::Client,
+    /// How long a phase stopped by a signal still waits for the events it already inserted
+    /// (zero: not at all, for runs whose consumer stops with the same signal).
+    pub drain_on_stop: Duration,
 }
 
 impl Session {
@@ -233,6 +244,9 @@ impl Session {
                 changed: Some(changed_tx),
             },
         ));
+        if let Some(addr) = s.metrics_listen {
+            crate::show::exporter::serve(addr, live.clone())?;
+        }
         let mut consumer = consumer::start(s, opts, tx, stop).await?;
         let health_stop = stop.child_token();
         let health = tokio::spawn(crate::show::health::poll(
@@ -250,6 +264,7 @@ impl Session {
             health,
             health_stop,
             pg,
+            drain_on_stop: Duration::ZERO,
         })
     }
 
@@ -269,17 +284,30 @@ impl Session {
         }
         self.live.lock().begin_phase_of(name, o.events);
         let started = Instant::now();
-        self.insert(o, started, stop).await?;
+        let sent = self.insert(o, started, stop).await?;
         let insert_secs = started.elapsed().as_secs_f64();
         let arrived_while_inserting = self.live.lock().phases.last().map_or(0, |p| p.received);
         tracing::debug!(phase = name, secs = insert_secs, "outbox rows inserted");
 
-        let deadline = tokio::time::Instant::now() + o.timeout;
-        while self.phase_waiting() > 0 && !stop.is_cancelled() {
+        let mut deadline = tokio::time::Instant::now() + o.timeout;
+        let mut draining = false;
+        while self.phase_waiting() > 0 {
+            if stop.is_cancelled() && !draining {
+                if self.drain_on_stop.is_zero() {
+                    break;
+                }
+                draining = true;
+                deadline = deadline.min(tokio::time::Instant::now() + self.drain_on_stop);
+                tracing::info!(
+                    sent,
+                    requested = o.events,
+                    "interrupted: no more inserts; waiting for the events already inserted"
+                );
+            }
             tokio::select! {
                 r = self.changed.changed() => if r.is_err() { break },
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled(), if !draining => {}
             }
         }
         let wall_secs = started.elapsed().as_secs_f64();
@@ -288,6 +316,7 @@ impl Session {
         Ok(PhaseResult {
             name: name.to_owned(),
             events: o.events,
+            sent,
             offered_eps: o.rate,
             mix: Mix::for_total(o.events),
             stats: p.stats.clone(),
@@ -307,20 +336,20 @@ impl Session {
 
     /// Generates and inserts the phase's events batch by batch (a large phase never sits in
     /// memory whole), open loop when paced: each batch is due when its first event is, however
-    /// long earlier ones took.
+    /// long earlier ones took. Returns how many were inserted (fewer when `stop` came).
     async fn insert(
         &self,
         o: &PhaseOptions,
         started: Instant,
         stop: &CancellationToken,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut events = Generator::new(o.events, o.seed);
         let start_us = crate::telemetry::clock::now_us();
         let mut sent = 0u64;
         loop {
             let chunk: Vec<NewEvent> = events.by_ref().take(o.batch_size).collect();
             if chunk.is_empty() {
-                return Ok(());
+                return Ok(sent);
             }
             let due: Option<Vec<i64>> = o.rate.map(|rate| {
                 (0..chunk.len())
@@ -332,7 +361,7 @@ impl Session {
                 tokio::time::sleep_until(due.into()).await;
             }
             if stop.is_cancelled() {
-                return Ok(());
+                return Ok(sent);
             }
             self.live
                 .lock()

@@ -154,14 +154,14 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
     match problems.len() {
         0 => Ok(v),
         1 => Err(problems.remove(0)),
-        n => bail!(
+        n => Err(crate::exit::service(format!(
             "{n} services are not usable:\n  - {}",
             problems
                 .iter()
                 .map(|e| e.to_string())
                 .collect::<Vec<_>>()
                 .join("\n  - ")
-        ),
+        ))),
     }
 }
 

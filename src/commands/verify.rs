@@ -30,7 +30,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         verify::write_report(&r, p)?;
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        super::output::print_json(&r)?;
     } else {
         print!("{}", report::verify(&r));
         if let Some(p) = &a.report {

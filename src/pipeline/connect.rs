@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -145,7 +145,7 @@ impl ConnectError {
 /// benchmark's comparison).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tuning {
-    /// poll.interval.ms 10, larger batches and queue, producer linger 0.
+    /// poll.interval.ms 5, larger batches and queue, producer linger 0.
     Tuned,
     /// Debezium's and Connect's defaults (poll.interval.ms 500, …).
     Defaults,
@@ -153,8 +153,11 @@ pub enum Tuning {
 
 /// The connector configuration: pgoutput, `public.event_outbox` only, JSON without schemas,
 /// no initial snapshot (only new events matter), records keyed by `aggregate_id` so that each
-/// aggregate's events stay in one partition, in order. Tuned for latency: Debezium polls its
-/// queue every 10 ms instead of 500 ms and Connect's producer sends at once (linger 0).
+/// aggregate's events stay in one partition, in order. Tuned for latency: Debezium hands its
+/// queue to Connect every 5 ms instead of 500 ms, and Connect's producer sends at once (linger
+/// 0, pinned: Kafka 4 made 5 ms the default). The poll interval is a trade on a small machine:
+/// measured, the Kafka stage's p50 was 6.5 ms at 10 ms, 3.2 ms at 5 ms and 1.4 ms at 1 ms,
+/// while an idle Connect burned 11 %, 18 % and 51 % of a core.
 pub fn connector_config(
     pg: &PostgresArgs,
     kafka: &KafkaArgs,
@@ -187,7 +190,7 @@ pub fn connector_config(
     });
     if tuning == Tuning::Tuned {
         for (k, v) in [
-            ("poll.interval.ms", "10"),
+            ("poll.interval.ms", "5"),
             ("max.batch.size", "4096"),
             ("max.queue.size", "32768"),
             ("producer.override.linger.ms", "0"),
@@ -211,12 +214,12 @@ impl Connect {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        anyhow!(
+        crate::exit::service(format!(
             "Kafka Connect at {} is unreachable ({}). Start the stack (scripts/stack.sh up, or \
              docker compose up -d --wait) or set CONNECT_URL.",
             self.base,
             root_cause(&e)
-        )
+        ))
     }
 
     /// Checks Connect answers and has the Debezium PostgreSQL plugin. Returns its version.
@@ -236,11 +239,11 @@ impl Connect {
             .find(|p| p["class"] == PLUGIN)
             .map(|p| p["version"].as_str().unwrap_or("?").to_owned())
             .ok_or_else(|| {
-                anyhow!(
+                crate::exit::service(format!(
                     "Kafka Connect at {} has no Debezium PostgreSQL plugin ({PLUGIN}); install \
                      debezium-connector-postgres on its plugin.path (scripts/stack.sh does) and restart Connect",
                     self.base
-                )
+                ))
             })
     }
 

@@ -28,11 +28,11 @@ pub fn client_config(args: &KafkaArgs) -> ClientConfig {
 }
 
 fn unreachable_hint(args: &KafkaArgs, e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!(
+    crate::exit::service(format!(
         "Kafka at {} is unreachable ({e}). Start the stack (scripts/stack.sh up, or docker compose \
          up -d --wait) or set KAFKA_BOOTSTRAP_SERVERS.",
         args.bootstrap_servers
-    )
+    ))
 }
 
 /// Partitions of `topic`, or `None` when it does not exist. Fails when Kafka is unreachable.
@@ -126,9 +126,11 @@ pub enum ResetTo {
 /// Commits offsets for `group` on every partition of `topic`. The group must have no running
 /// members.
 pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<()> {
-    let parts = partitions(args, topic)
-        .await?
-        .ok_or_else(|| anyhow!("topic {topic} does not exist; run `pipedemo setup` first"))?;
+    let parts = partitions(args, topic).await?.ok_or_else(|| {
+        crate::exit::service(format!(
+            "topic {topic} does not exist; run `pipedemo setup` first"
+        ))
+    })?;
     let args = args.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {

@@ -1,7 +1,7 @@
 //! The PostgreSQL side: connecting with clear errors, the `event_outbox` table, batched inserts
 //! and reading events back for verification.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, Type};
@@ -42,23 +42,30 @@ pub async fn connect(args: &PostgresArgs) -> Result<Client> {
 
 fn explain(args: &PostgresArgs, e: &tokio_postgres::Error) -> anyhow::Error {
     let at = args.describe();
-    match e.code() {
-        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => anyhow!(
-            "PostgreSQL rejected the credentials for {at}: check POSTGRES_USER and POSTGRES_PASSWORD"
-        ),
-        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => anyhow!(
+    crate::exit::service(match e.code() {
+        Some(c)
+            if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            format!("PostgreSQL rejected the credentials for {at}: check POSTGRES_USER and POSTGRES_PASSWORD")
+        }
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => format!(
             "PostgreSQL database `{}` does not exist at {}:{}: create it or set POSTGRES_DB",
             args.db, args.host, args.port
         ),
-        Some(c) => anyhow!("PostgreSQL at {at} refused the connection: {} ({})", e, c.code()),
-        None => anyhow!(
+        Some(c) => format!(
+            "PostgreSQL at {at} refused the connection: {} ({})",
+            e,
+            c.code()
+        ),
+        None => format!(
             "PostgreSQL at {}:{} is unreachable ({}). Start the stack (scripts/stack.sh up, or \
              docker compose up -d --wait) or set POSTGRES_HOST/POSTGRES_PORT.",
             args.host,
             args.port,
             root_cause(e)
         ),
-    }
+    })
 }
 
 /// Fails unless logical decoding is on, which Debezium needs.
@@ -66,10 +73,10 @@ pub async fn check_logical_decoding(client: &Client) -> Result<()> {
     let row = client.query_one("SHOW wal_level", &[]).await?;
     let level: String = row.get(0);
     if level != "logical" {
-        bail!(
+        return Err(crate::exit::service(format!(
             "PostgreSQL wal_level is `{level}`, Debezium needs `logical`: set wal_level = logical \
              in postgresql.conf (or `-c wal_level=logical`) and restart PostgreSQL"
-        );
+        )));
     }
     Ok(())
 }
@@ -89,7 +96,9 @@ pub async fn check_table(client: &Client) -> Result<()> {
         .query_one("SELECT to_regclass('public.event_outbox') IS NOT NULL", &[])
         .await?;
     if !row.get::<_, bool>(0) {
-        bail!("table event_outbox does not exist; run `pipedemo setup` first");
+        return Err(crate::exit::service(
+            "table event_outbox does not exist; run `pipedemo setup` first",
+        ));
     }
     Ok(())
 }

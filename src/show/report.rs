@@ -61,10 +61,18 @@ pub fn load(r: &PhaseResult) -> String {
         r.insert_secs,
         s.insert_rate_eps,
         thousands(s.delivered),
-        thousands(r.events),
+        thousands(r.sent),
         r.wall_secs,
         s.throughput_eps
     );
+    if r.sent < r.events {
+        let _ = writeln!(
+            out,
+            "  interrupted: {} of {} requested events were inserted; only those are checked",
+            thousands(r.sent),
+            thousands(r.events)
+        );
+    }
     let _ = writeln!(out, "  dead-lettered {}, missing {}", s.errors, s.missing);
     out.push('\n');
     latency_table(&mut out, &s.stages, &s.by_type);

@@ -75,6 +75,29 @@ impl Latency {
         self.h.len()
     }
 
+    /// The sum of all samples, µs (from the histogram, so within its 3-digit precision).
+    pub fn sum_us(&self) -> f64 {
+        self.h.mean() * self.h.len() as f64
+    }
+
+    /// Samples per bucket for ascending upper bounds `bounds_us` (each bucket holds the
+    /// samples above the previous bound up to its own), then one more bucket for the rest.
+    pub fn bucket_counts(&self, bounds_us: &[u64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds_us.len() + 1);
+        let mut below = 0;
+        for &b in bounds_us {
+            let upto = if self.h.is_empty() {
+                0
+            } else {
+                self.h.count_between(0, b)
+            };
+            out.push(upto - below);
+            below = upto;
+        }
+        out.push(self.h.len() - below);
+        out
+    }
+
     /// The value at a quantile (0.0–1.0), ms.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         if self.h.is_empty() {
@@ -150,6 +173,17 @@ impl Stage {
         Stage::Poll,
         Stage::Processing,
     ];
+
+    /// The key used in JSON and as a metric label (`"1_cdc_capture"` … `"total"`).
+    pub const fn key(self) -> &'static str {
+        match self {
+            Stage::Cdc => "1_cdc_capture",
+            Stage::Kafka => "2_kafka_delivery",
+            Stage::Poll => "3_consumer_poll",
+            Stage::Processing => "4_processing",
+            Stage::Total => "total",
+        }
+    }
 
     /// A short name with its timestamps, for tables.
     pub const fn label(self) -> &'static str {
@@ -313,6 +347,25 @@ pub fn verdict(p95_ms: f64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_split_the_samples_without_losing_any() {
+        let mut l = Latency::default();
+        for ms in 1..=100 {
+            l.record(ms * 1000);
+        }
+        let b = l.bucket_counts(&[10_000, 50_000, 200_000]);
+        assert_eq!(b, vec![10, 40, 50, 0]);
+        assert_eq!(Latency::default().bucket_counts(&[1, 2]), vec![0, 0, 0]);
+        assert!((l.sum_us() / 1000.0 - 5050.0).abs() < 5.0, "{}", l.sum_us());
+    }
+
+    #[test]
+    fn stage_keys_are_the_json_keys() {
+        for s in Stage::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.key());
+        }
+    }
 
     #[test]
     fn percentiles_of_a_known_distribution() {

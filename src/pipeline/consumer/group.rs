@@ -24,7 +24,7 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?parts, "partitions assigned");
+                tracing::info!(partitions = %list(&parts), "partitions assigned");
                 self.assigned.send_replace(!parts.is_empty());
             }
             Rebalance::Revoke(tpl) => {
@@ -33,6 +33,15 @@ impl ConsumerContext for Ctx {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
     }
+}
+
+/// Partition numbers as `0,1,2` for log lines.
+fn list(parts: &[i32]) -> String {
+    parts
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A running consumer's handle on its partition assignment.

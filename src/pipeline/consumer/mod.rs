@@ -14,6 +14,7 @@ pub mod batch;
 mod group;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -127,6 +128,8 @@ struct Pipeline {
     registry: Registry,
     metrics: MetricsSender,
     opts: ConsumerOptions,
+    /// A MongoDB call of the batch in hand had to be retried (see [`Self::process`]).
+    retried: AtomicBool,
 }
 
 /// One message of a batch, with its receive time (T3).
@@ -170,7 +173,9 @@ impl Pipeline {
             .await?
             .is_none()
         {
-            anyhow::bail!("Kafka topic {topic} does not exist; run `pipedemo setup` first");
+            return Err(crate::exit::service(format!(
+                "Kafka topic {topic} does not exist; run `pipedemo setup` first"
+            )));
         }
         let (membership, assigned) = Membership::new(&settings.kafka, &topic);
         let consumer = membership.subscribe()?;
@@ -186,6 +191,7 @@ impl Pipeline {
                 registry: Registry::standard(),
                 metrics,
                 opts,
+                retried: AtomicBool::new(false),
             },
             assigned,
         ))
@@ -348,6 +354,18 @@ impl Pipeline {
         if recorded.is_none() {
             return false;
         }
+        // A write that failed may still have been applied (an insert acknowledged just before
+        // the connection dropped, a statistics `$inc` before its sibling failed): the retry
+        // then counts it as already applied, or twice. Setting the totals from the collections
+        // after any retry keeps them exact.
+        if self.retried.swap(false, Ordering::Relaxed)
+            && self
+                .mongo(stop, || self.store.recompute_statistics())
+                .await
+                .is_none()
+        {
+            return false;
+        }
         tracing::debug!(
             messages = batch.len(),
             decode_us = (t_apply - t_start).as_micros(),
@@ -440,6 +458,7 @@ impl Pipeline {
             f,
             |e, attempt, wait| {
                 failures = attempt;
+                self.retried.store(true, Ordering::Relaxed);
                 tracing::warn!(error = %e, attempt, "MongoDB unavailable; retrying in {wait:?} (offsets not committed)");
                 let _ = self.metrics.send(MetricEvent::Outage {
                     reason: e.to_string(),

@@ -97,12 +97,12 @@ impl ReadModels {
         let client = Client::with_options(opts)?;
         let db = client.database(&args.mongodb_database);
         db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
-            anyhow::anyhow!(
+            crate::exit::service(format!(
                 "MongoDB at {} is unreachable or refused the connection ({}). Start the stack \
                  (scripts/stack.sh up, or docker compose up -d --wait) or set MONGODB_URI.",
                 args.describe(),
                 first_line(&e.to_string())
-            )
+            ))
         })?;
         Ok(Self::new(db))
     }
@@ -164,6 +164,10 @@ impl ReadModels {
     /// Performs a batch of writes. Creates go first (so joins in the same batch find their
     /// activity); writes to one activity keep their order; everything else runs concurrently.
     /// Returns one result per input write, in input order.
+    ///
+    /// A batch is usually two round trips: the inserts together with the read of the joined
+    /// activities, then one `update` for all joins. The read waits for the inserts only when a
+    /// join targets an activity created in the same batch.
     pub async fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, TransientError> {
         let mut results: Vec<Option<WriteResult>> = vec![None; ops.len()];
         let mut users = Vec::new();
@@ -178,15 +182,36 @@ impl ReadModels {
                 }
             }
         }
-        let (u, a) = tokio::join!(
-            insert_idempotent(&self.users, &users),
-            insert_idempotent(&self.activities, &activities)
-        );
-        for (i, r) in u?.into_iter().chain(a?) {
-            results[i] = Some(r);
-        }
-        if !by_activity.is_empty() {
-            for (i, r) in self.apply_joins(ops, by_activity).await? {
+        let created_here = activities.iter().any(|(_, d)| {
+            d.get_str("_id")
+                .is_ok_and(|id| by_activity.contains_key(id))
+        });
+        let inserts = async {
+            let (u, a) = tokio::join!(
+                insert_idempotent(&self.users, &users),
+                insert_idempotent(&self.activities, &activities)
+            );
+            Ok::<_, TransientError>(u?.into_iter().chain(a?))
+        };
+        let existing = if by_activity.is_empty() {
+            for (i, r) in inserts.await? {
+                results[i] = Some(r);
+            }
+            None
+        } else if created_here {
+            for (i, r) in inserts.await? {
+                results[i] = Some(r);
+            }
+            Some(self.read_joined(&by_activity).await?)
+        } else {
+            let (done, existing) = tokio::join!(inserts, self.read_joined(&by_activity));
+            for (i, r) in done? {
+                results[i] = Some(r);
+            }
+            Some(existing?)
+        };
+        if let Some(existing) = existing {
+            for (i, r) in self.apply_joins(ops, by_activity, existing).await? {
                 results[i] = Some(r);
             }
         }
@@ -196,14 +221,11 @@ impl ReadModels {
             .collect())
     }
 
-    /// All joins of a batch in two round trips: one read of the activities' participant event
-    /// ids, then one `update` command with a statement per activity ([`joins::plan`]). Each
-    /// statement matches only while none of its events is in the list, so it runs at most once.
-    async fn apply_joins(
+    /// The participant state of the activities a batch joins, in one read.
+    async fn read_joined(
         &self,
-        ops: &[WriteOp],
-        by_activity: BTreeMap<&str, Vec<usize>>,
-    ) -> Result<Vec<(usize, WriteResult)>, TransientError> {
+        by_activity: &BTreeMap<&str, Vec<usize>>,
+    ) -> Result<HashMap<String, joins::Existing>, TransientError> {
         let ids: Vec<&str> = by_activity.keys().copied().collect();
         let mut existing = HashMap::new();
         let mut cur = self
@@ -215,6 +237,18 @@ impl ReadModels {
             let (id, state) = joins::Existing::of(&d);
             existing.insert(id, state);
         }
+        Ok(existing)
+    }
+
+    /// All joins of a batch in one `update` command with a statement per activity
+    /// ([`joins::plan`]), planned from `existing` ([`Self::read_joined`]). Each statement
+    /// matches only while none of its events is in the list, so it runs at most once.
+    async fn apply_joins(
+        &self,
+        ops: &[WriteOp],
+        by_activity: BTreeMap<&str, Vec<usize>>,
+        existing: HashMap<String, joins::Existing>,
+    ) -> Result<Vec<(usize, WriteResult)>, TransientError> {
         let read_us = now_us();
         let plan = joins::plan(ops, by_activity, existing);
         let mut out: Vec<(usize, WriteResult)> = plan
@@ -307,14 +341,17 @@ impl ReadModels {
 
     /// Moves the statistics for a batch: global totals per event type by what was applied,
     /// and each touched activity's participant count (`$max`, so replays and reordering
-    /// cannot lower or double it), all in two round trips.
+    /// cannot lower or double it), in one round trip (the two writes run concurrently).
     pub async fn record_statistics(
         &self,
         applied_per_type: &BTreeMap<EventType, i64>,
         activity_counts: &BTreeMap<String, i64>,
     ) -> Result<(), TransientError> {
         let now = DateTime::now();
-        if applied_per_type.values().any(|n| *n > 0) {
+        let global = async {
+            if applied_per_type.values().all(|n| *n == 0) {
+                return Ok(());
+            }
             let mut inc = Document::new();
             for (t, n) in applied_per_type {
                 inc.insert(statistics_key(*t), *n);
@@ -325,26 +362,33 @@ impl ReadModels {
                     doc! { "$inc": inc, "$set": { "updated_at": now } },
                 )
                 .upsert(true)
-                .await?;
-        }
-        if activity_counts.is_empty() {
-            return Ok(());
-        }
-        let statements: Vec<Document> = activity_counts
-            .iter()
-            .map(|(id, n)| {
-                doc! {
-                    "q": { "_id": format!("activity:{id}") },
-                    "u": { "$max": { "participant_count": n }, "$setOnInsert": { "activity_id": id } },
-                    "upsert": true,
-                }
-            })
-            .collect();
-        self.db
-            .run_command(
-                doc! { "update": self.statistics.name(), "updates": statements, "ordered": false },
-            )
-            .await?;
+                .await
+                .map(drop)
+        };
+        let per_activity = async {
+            if activity_counts.is_empty() {
+                return Ok(());
+            }
+            let statements: Vec<Document> = activity_counts
+                .iter()
+                .map(|(id, n)| {
+                    doc! {
+                        "q": { "_id": format!("activity:{id}") },
+                        "u": { "$max": { "participant_count": n }, "$setOnInsert": { "activity_id": id } },
+                        "upsert": true,
+                    }
+                })
+                .collect();
+            self.db
+                .run_command(
+                    doc! { "update": self.statistics.name(), "updates": statements, "ordered": false },
+                )
+                .await
+                .map(drop)
+        };
+        let (g, a) = tokio::join!(global, per_activity);
+        g?;
+        a?;
         Ok(())
     }
 

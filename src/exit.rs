@@ -1,0 +1,110 @@
+//! pipedemo's exit codes, the same in every command (README, "Exit codes"):
+//! 0 success, 1 a check or threshold failed, 2 usage or configuration error, 3 a service
+//! unreachable or misconfigured, 130 interrupted.
+
+use std::process::ExitCode;
+
+/// Why pipedemo exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for was done and every check passed.
+    Success,
+    /// A check or threshold failed: missing events, verification, `--max-p95-ms`, `--min-rate`.
+    CheckFailed,
+    /// The command line or the configuration is wrong (clap uses 2 for usage errors too).
+    Usage,
+    /// A service is unreachable, refused the credentials, or lacks what pipedemo needs.
+    Service,
+    /// Stopped by Ctrl-C or SIGTERM (after a clean stop; a second Ctrl-C exits at once).
+    Interrupted,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::CheckFailed => 1,
+            Exit::Usage => 2,
+            Exit::Service => 3,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e.code())
+    }
+}
+
+/// A service that cannot be used as configured: unreachable, wrong credentials, missing
+/// table or plugin. The message says which and how to fix it. Exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+/// An [`anyhow::Error`] carrying a [`ServiceError`].
+pub fn service(message: impl Into<String>) -> anyhow::Error {
+    ServiceError(message.into()).into()
+}
+
+/// The exit for an error that ended a command: [`Exit::Service`] when any cause is a service's
+/// (a [`ServiceError`] or a client library's error), [`Exit::Usage`] otherwise.
+pub fn of_error(e: &anyhow::Error) -> Exit {
+    let from_service = e.chain().any(|c| {
+        c.is::<ServiceError>()
+            || c.is::<tokio_postgres::Error>()
+            || c.is::<mongodb::error::Error>()
+            || c.is::<rdkafka::error::KafkaError>()
+            || c.is::<reqwest::Error>()
+            || c.is::<crate::pipeline::connect::ConnectError>()
+    });
+    if from_service {
+        Exit::Service
+    } else {
+        Exit::Usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn service_errors_exit_3_wherever_they_are_in_the_chain() {
+        let e = Err::<(), _>(service("Kafka at x is unreachable"))
+            .context("setting up")
+            .unwrap_err();
+        assert_eq!(of_error(&e), Exit::Service);
+        let kafka: anyhow::Error = rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+        )
+        .into();
+        assert_eq!(of_error(&kafka.context("listing topics")), Exit::Service);
+    }
+
+    #[test]
+    fn other_errors_are_usage() {
+        assert_eq!(
+            of_error(&anyhow::anyhow!("--batch-size must be at least 1")),
+            Exit::Usage
+        );
+    }
+
+    #[test]
+    fn codes_are_the_documented_ones() {
+        let codes: Vec<u8> = [
+            Exit::Success,
+            Exit::CheckFailed,
+            Exit::Usage,
+            Exit::Service,
+            Exit::Interrupted,
+        ]
+        .iter()
+        .map(|e| e.code())
+        .collect();
+        assert_eq!(codes, [0, 1, 2, 3, 130]);
+    }
+}

@@ -1,0 +1,181 @@
+//! `--metrics-listen ADDR`: the live figures as an OpenMetrics `/metrics` endpoint, for
+//! Prometheus and whatever reads it (Grafana), so that soak runs can be watched with the tools
+//! operators already have. Every scrape reads the same live state the dashboard draws.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::event::EventType;
+use crate::telemetry::live::{Live, Shared};
+use crate::telemetry::stats::Stage;
+
+/// Upper bounds of the latency histograms' buckets, µs (1 ms to 30 s).
+const BOUNDS_US: [u64; 16] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 50_000, 75_000, 100_000, 200_000, 300_000,
+    500_000, 1_000_000, 2_000_000, 5_000_000, 30_000_000,
+];
+
+/// Serves `GET /metrics` on `addr` from `live` on a thread of its own, for the rest of the
+/// process. Fails at once when the address cannot be bound (in use, no permission).
+pub fn serve(addr: SocketAddr, live: Shared) -> Result<SocketAddr> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("--metrics-listen {addr}: cannot listen there"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .context("the metrics endpoint is not on an IP address")?;
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(LiveCollector(live)));
+    std::thread::Builder::new()
+        .name("metrics-listen".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let response = if request.url().split('?').next() == Some("/metrics") {
+                    let mut body = String::new();
+                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                        Ok(()) => tiny_http::Response::from_string(body).with_header(
+                            tiny_http::Header::from_bytes(
+                                "Content-Type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .expect("a valid header"),
+                        ),
+                        Err(e) => {
+                            tiny_http::Response::from_string(e.to_string()).with_status_code(500)
+                        }
+                    }
+                } else {
+                    tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
+                };
+                let _ = request.respond(response);
+            }
+        })?;
+    tracing::info!(address = %bound, "OpenMetrics endpoint at http://{bound}/metrics");
+    Ok(bound)
+}
+
+#[derive(Debug)]
+struct LiveCollector(Shared);
+
+impl Collector for LiveCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let live = self.0.lock();
+        encode_live(&live, &mut encoder)
+    }
+}
+
+/// Writes every figure of `live`.
+fn encode_live(live: &Live, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let stats = &live.all;
+    for (name, help, per_type) in [
+        (
+            "pipedemo_events_applied",
+            "Events written to the read models, by type.",
+            &stats.applied,
+        ),
+        (
+            "pipedemo_events_already_applied",
+            "Events found already in the read models (redelivered), by type.",
+            &stats.already_applied,
+        ),
+    ] {
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for t in EventType::ALL {
+            let n = per_type.get(&t).copied().unwrap_or(0);
+            ConstCounter::new(n).encode(m.encode_family(&[("type", t.as_str())])?)?;
+        }
+    }
+    for (name, help, n) in [
+        (
+            "pipedemo_events_dead_lettered",
+            "Messages that could not be handled, kept on the dead-letter topic.",
+            stats.errors,
+        ),
+        (
+            "pipedemo_events_skipped",
+            "Messages skipped on purpose (tombstones, snapshot reads, other tables).",
+            stats.skipped,
+        ),
+    ] {
+        let m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(n).encode(m)?;
+    }
+    let mut m = encoder.encode_descriptor(
+        "pipedemo_stage_latency",
+        "Latency of each stage (T1-T0 CDC, T2-T1 Kafka, T3-T2 poll, T5-T3 processing) and end to end (T5-T0).",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    for stage in Stage::ALL {
+        let l = stats.stages.get(stage);
+        let counts = l.bucket_counts(&BOUNDS_US);
+        let buckets: Vec<(f64, u64)> = BOUNDS_US
+            .iter()
+            .map(|b| *b as f64 / 1e6)
+            .chain([f64::MAX])
+            .zip(counts)
+            .collect();
+        m.encode_family(&[("stage", stage.key())])?
+            .encode_histogram::<NoLabelSet>(l.sum_us() / 1e6, l.count(), &buckets, None)?;
+    }
+    if let Some(lag) = live.health.lag {
+        let m = encoder.encode_descriptor(
+            "pipedemo_consumer_lag",
+            "Messages on the outbox topic not yet committed by the consumer group.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(lag).encode(m)?;
+    }
+    let backlog: u64 = live.phases.iter().map(|p| p.waiting.len() as u64).sum();
+    let m = encoder.encode_descriptor(
+        "pipedemo_backlog",
+        "Events inserted into the outbox and not yet in the read models.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(backlog as i64).encode(m)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::stats::RunStats;
+
+    #[test]
+    fn the_text_has_counters_by_type_and_stage_histograms() {
+        let mut live = Live::default();
+        let mut stats = RunStats::default();
+        stats.applied.insert(EventType::UserCreated, 3);
+        stats.errors = 1;
+        live.all = stats;
+        live.health.lag = Some(7);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(LiveCollector(Shared::new(live))));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("pipedemo_events_applied_total{type=\"UserCreated\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pipedemo_events_dead_lettered_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("pipedemo_consumer_lag 7"), "{text}");
+        assert!(
+            text.contains("pipedemo_stage_latency_seconds_bucket{le=\"+Inf\",stage=\"total\"} 0"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
