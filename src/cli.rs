@@ -71,6 +71,20 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Reads `.env` from the working directory, its values acting as environment variables
+/// (the environment wins). Only the working directory: a `.env` found in a parent (an
+/// application's repository around the checkout) must not point pipedemo at that
+/// application's data. A missing file is fine; a malformed one is an error.
+pub fn read_dotenv() -> anyhow::Result<()> {
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(()),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read .env in the working directory: {e}; fix or remove it"
+        )),
+    }
+}
+
 fn init_logging(s: &Settings) {
     // librdkafka reports transient broker states as warnings that pipedemo retries anyway;
     // a plain level keeps them out unless asked for with a full filter.

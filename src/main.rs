@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // .env values act as environment variables; a missing file is fine.
-    let _ = dotenvy::dotenv();
+    if let Err(e) = pipedemo::cli::read_dotenv() {
+        eprintln!("error: {e:#}");
+        return pipedemo::exit::Exit::Usage.into();
+    }
     pipedemo::cli::run(pipedemo::cli::Cli::parse())
 }

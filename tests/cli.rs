@@ -189,6 +189,36 @@ fn completions_generate_for_bash_zsh_and_fish() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// `.env` is read from the working directory only, never from a parent directory.
+#[test]
+fn dotenv_is_read_from_the_working_directory_only() {
+    let parent = std::env::temp_dir().join(format!("pipedemo-dotenv-{}", std::process::id()));
+    let child = parent.join("inner");
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(parent.join(".env"), "POSTGRES_PORT=not-a-port\n").unwrap();
+    let run = |dir: &std::path::Path| {
+        command(&["completions", "bash"])
+            .current_dir(dir)
+            .env_remove("POSTGRES_PORT")
+            .output()
+            .unwrap()
+    };
+    let here = run(&parent);
+    assert_eq!(
+        here.status.code(),
+        Some(2),
+        "the working directory's .env is read"
+    );
+    assert!(text(&here).contains("not-a-port"), "{}", text(&here));
+    let below = run(&child);
+    assert!(
+        below.status.success(),
+        "a parent's .env was read: {}",
+        text(&below)
+    );
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
     let o = pipedemo(&["load", "--events", "0"]);
