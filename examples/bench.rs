@@ -308,10 +308,24 @@ async fn stages_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<(f64, f64)> {
     f.target = format!("{n} events; the inserts alone took {insert_secs:.2} s");
     figs.push(f);
 
-    let s = a.settings.clone();
-    let topic = s.kafka.topic();
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let scratch = format!("bench-kafka-alone-{}", std::process::id());
+    let admin: AdminClient<_> = kafka::client_config(&a.settings.kafka).create()?;
+    admin
+        .create_topics(
+            &[NewTopic::new(&scratch, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    let (s, topic, to) = (
+        a.settings.clone(),
+        a.settings.kafka.topic(),
+        scratch.clone(),
+    );
     let kafka_rate =
-        tokio::task::spawn_blocking(move || kafka_alone(&s, &topic, before, n)).await??;
+        tokio::task::spawn_blocking(move || kafka_alone(&s, &topic, before, n, &to)).await;
+    let _ = admin.delete_topics(&[&scratch], &AdminOptions::new()).await;
+    let kafka_rate = kafka_rate??;
     let mut f = figure(
         "stage alone: Kafka produce → consume",
         kafka_rate,
@@ -322,10 +336,9 @@ async fn stages_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<(f64, f64)> {
     Ok((cdc, kafka_rate))
 }
 
-/// Copies `n` records of `topic` from `from` into memory, then times producing them to a
-/// scratch topic while a consumer reads them back: first send to last receive.
-fn kafka_alone(s: &Settings, topic: &str, from: i64, n: u64) -> Result<f64> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+/// Copies `n` records of `topic` from `from` into memory, then times producing them to the
+/// empty topic `scratch` while a consumer reads them back: first send to last receive.
+fn kafka_alone(s: &Settings, topic: &str, from: i64, n: u64, scratch: &str) -> Result<f64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::{Message, Offset, TopicPartitionList};
@@ -348,15 +361,6 @@ fn kafka_alone(s: &Settings, topic: &str, from: i64, n: u64) -> Result<f64> {
             ));
         }
     }
-    let scratch = format!("bench-kafka-alone-{}", std::process::id());
-    let admin: AdminClient<_> = kafka::client_config(&s.kafka).create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(admin.create_topics(
-        &[NewTopic::new(&scratch, 1, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))?;
     let producer: BaseProducer = kafka::client_config(&s.kafka)
         .set("acks", "all")
         .set("linger.ms", "0")
@@ -367,7 +371,7 @@ fn kafka_alone(s: &Settings, topic: &str, from: i64, n: u64) -> Result<f64> {
         .set("fetch.wait.max.ms", "5")
         .create()?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&scratch, 0, Offset::Beginning)?;
+    tpl.add_partition_offset(scratch, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     let received = std::sync::atomic::AtomicU64::new(0);
     let want = records.len() as u64;
@@ -383,7 +387,7 @@ fn kafka_alone(s: &Settings, topic: &str, from: i64, n: u64) -> Result<f64> {
             t.elapsed()
         });
         for (k, v) in &records {
-            let mut rec = BaseRecord::<Vec<u8>, Vec<u8>>::to(&scratch).payload(v);
+            let mut rec = BaseRecord::<Vec<u8>, Vec<u8>>::to(scratch).payload(v);
             if let Some(k) = k {
                 rec = rec.key(k);
             }
@@ -400,7 +404,6 @@ fn kafka_alone(s: &Settings, topic: &str, from: i64, n: u64) -> Result<f64> {
         reading.join().expect("reader")
     });
     let got = received.load(Ordering::Relaxed);
-    let _ = rt.block_on(admin.delete_topics(&[&scratch], &AdminOptions::new()));
     if got < want {
         bail!("Kafka alone: {got} of {want} records came back");
     }

@@ -20,28 +20,30 @@ pub struct Args {
 
 /// Consumes until stopped, appending timing records to the metrics file.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    let stop = stop_on_signals();
     let (tx, rx) = metrics::channel();
     let mut sink = Sink {
         file: Some(MetricsFile::append(&s.metrics_file)?),
         ..Sink::default()
     };
+    // Served only when asked for: the live state (and the health poller that feeds the lag
+    // into it) costs nothing otherwise.
     if let Some(addr) = s.metrics_listen {
-        let live = crate::telemetry::live::Shared::default();
+        let live = live::Shared::default();
         crate::show::exporter::serve(addr, live.clone())?;
-        let poller = crate::show::health::poll(
+        tokio::spawn(crate::show::health::poll(
             s.clone(),
             live.clone(),
             std::time::Duration::from_secs(1),
-            tokio_util::sync::CancellationToken::new(),
-        );
-        tokio::spawn(poller);
+            stop.clone(),
+        ));
         sink.live = Some(live);
     }
     let opts = ConsumerOptions {
         include_snapshot: a.include_snapshot,
         ..ConsumerOptions::default()
     };
-    let running = consumer::start(s, opts, tx, &stop_on_signals()).await?;
+    let running = consumer::start(s, opts, tx, &stop).await?;
     let writer = tokio::spawn(live::collect(rx, sink));
     tracing::info!(topic = %s.kafka.topic(), group = %s.kafka.group, "consuming; Ctrl-C to stop");
     let totals = running.join().await?;
@@ -50,9 +52,5 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         "Consumed: {} applied, {} already applied, {} dead-lettered, {} skipped",
         totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
     );
-    Ok(if super::signals::signalled() {
-        crate::exit::Exit::Interrupted.into()
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::signals::stopped_code())
 }

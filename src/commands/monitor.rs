@@ -43,11 +43,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         stop.cancelled().await;
         shown.end().await;
         let _ = poller.await;
-        return Ok(if super::signals::signalled() {
-            crate::exit::Exit::Interrupted.into()
-        } else {
-            ExitCode::SUCCESS
-        });
+        return Ok(super::signals::stopped_code());
     }
     let session = Session::start(s, ConsumerOptions::default(), &stop).await?;
     let shown = Shown::start(session.live.clone(), a.display, &stop);
@@ -58,9 +54,5 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         "Monitor stopped: {} applied, {} already applied, {} dead-lettered, {} skipped",
         totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped
     );
-    Ok(if super::signals::signalled() {
-        crate::exit::Exit::Interrupted.into()
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::signals::stopped_code())
 }

@@ -12,6 +12,16 @@ pub fn signalled() -> bool {
     SIGNALLED.load(Ordering::Relaxed)
 }
 
+/// The exit code of a command that runs until stopped (`consume`, `monitor`): 130 when a
+/// signal stopped it, 0 when it was quit from the dashboard.
+pub fn stopped_code() -> std::process::ExitCode {
+    if signalled() {
+        crate::exit::Exit::Interrupted.into()
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
 /// A token cancelled on Ctrl-C or SIGTERM, so that runs stop cleanly with offsets committed.
 /// A second Ctrl-C or SIGTERM ends the process at once with exit code 130 (offsets not yet
 /// committed are redelivered later: the read models are idempotent).

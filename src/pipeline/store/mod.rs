@@ -193,23 +193,21 @@ impl ReadModels {
             );
             Ok::<_, TransientError>(u?.into_iter().chain(a?))
         };
-        let existing = if by_activity.is_empty() {
-            for (i, r) in inserts.await? {
-                results[i] = Some(r);
-            }
-            None
-        } else if created_here {
-            for (i, r) in inserts.await? {
-                results[i] = Some(r);
-            }
-            Some(self.read_joined(&by_activity).await?)
+        // The read may run beside the inserts unless it has to see one of them.
+        let (inserted, existing) = if !by_activity.is_empty() && !created_here {
+            let (inserted, existing) = tokio::join!(inserts, self.read_joined(&by_activity));
+            (inserted?, Some(existing?))
         } else {
-            let (done, existing) = tokio::join!(inserts, self.read_joined(&by_activity));
-            for (i, r) in done? {
-                results[i] = Some(r);
-            }
-            Some(existing?)
+            let inserted = inserts.await?;
+            let existing = match by_activity.is_empty() {
+                true => None,
+                false => Some(self.read_joined(&by_activity).await?),
+            };
+            (inserted, existing)
         };
+        for (i, r) in inserted {
+            results[i] = Some(r);
+        }
         if let Some(existing) = existing {
             for (i, r) in self.apply_joins(ops, by_activity, existing).await? {
                 results[i] = Some(r);
