@@ -6,6 +6,10 @@
 #   scripts/stack.sh up | down | status | logs [SERVICE] | start SERVICE | stop SERVICE |
 #                    kill SERVICE | install | env
 #
+# STACK_SECURE=1 runs the secured variant next to it (own directory and ports): TLS and
+# authentication everywhere, with a CA, certificates and passwords made at install time;
+# `STACK_SECURE=1 scripts/stack.sh env` prints the settings pipedemo needs for it.
+#
 # Everything it needs comes from package registries: Debian packages (PostgreSQL, Java, Maven),
 # Maven Central (Kafka, Connect, Debezium) and crates.io (the MongoDB-compatible server).
 # Downloads and builds are cached in $STACK_CACHE so a second `up` takes seconds; data, logs and
@@ -13,14 +17,31 @@
 set -Eeuo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STACK_DIR="${STACK_DIR:-$REPO/.stack}"
 STACK_CACHE="${STACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pipedemo-stack}"
+STACK_SECURE="${STACK_SECURE:-0}"
 
-PG_PORT="${PG_PORT:-5432}"
-KAFKA_PORT="${KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-CONNECT_PORT="${CONNECT_PORT:-8083}"
-MONGO_PORT="${MONGO_PORT:-27017}"
+if [[ "$STACK_SECURE" == 1 ]]; then
+  # Its own directory (not STACK_DIR, which the plain stack's `env` exports) and ports, so
+  # both stacks can run side by side.
+  STACK_DIR="${STACK_SECURE_DIR:-$REPO/.stack-secure}"
+  PG_PORT="${SECURE_PG_PORT:-15432}"
+  KAFKA_PORT="${SECURE_KAFKA_PORT:-19092}"
+  KAFKA_CONTROLLER_PORT="${SECURE_KAFKA_CONTROLLER_PORT:-19093}"
+  # A second listener, TLS with client certificates (mutual TLS), for pipedemo's mTLS settings.
+  KAFKA_MTLS_PORT="${SECURE_KAFKA_MTLS_PORT:-19094}"
+  CONNECT_PORT="${SECURE_CONNECT_PORT:-18083}"
+  MONGO_PORT="${SECURE_MONGO_PORT:-37017}"
+else
+  STACK_DIR="${STACK_DIR:-$REPO/.stack}"
+  PG_PORT="${PG_PORT:-5432}"
+  KAFKA_PORT="${KAFKA_PORT:-9092}"
+  KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+  CONNECT_PORT="${CONNECT_PORT:-8083}"
+  MONGO_PORT="${MONGO_PORT:-27017}"
+fi
+TLS_DIR="$STACK_DIR/tls"
+SECRETS="$STACK_DIR/secrets.env"
+TOOLS_VENV="$STACK_CACHE/tools-venv"
 
 PG_DB="${POSTGRES_DB:-activity_db}"
 PG_USER="${POSTGRES_USER:-pipedemo}"
@@ -80,6 +101,8 @@ running_pid() {
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
   echo "$pid"
 }
+
+JAVA_EXTRA=()
 
 elapsed_since() { echo $(($(date +%s%N) / 1000000 - $1)); }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -170,12 +193,89 @@ install_mongo() {
   say "built secantusd-rs in $(elapsed_since "$t0") ms"
 }
 
+# The secured stack's CA, server certificate (for 127.0.0.1 and localhost) and passwords.
+# Made once per STACK_DIR; `down` keeps them, deleting the directory makes new ones.
+install_secure_material() {
+  [[ -f "$TLS_DIR/.complete" && -f "$SECRETS" ]] || make_secure_material
+  # A client certificate for mutual TLS with Kafka's SSL listener.
+  if [[ ! -f "$TLS_DIR/client.pem" ]]; then
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=pipedemo-client" \
+      -keyout "$TLS_DIR/client.key" -out "$TLS_DIR/client.csr" >/dev/null 2>&1 || die "making the client key failed"
+    printf 'extendedKeyUsage=clientAuth\n' >"$TLS_DIR/client.ext"
+    openssl x509 -req -in "$TLS_DIR/client.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$TLS_DIR/client.ext" -out "$TLS_DIR/client.pem" >/dev/null 2>&1 || die "signing the client certificate failed"
+    rm -f "$TLS_DIR/client.csr" "$TLS_DIR/client.ext"
+    chmod 600 "$TLS_DIR/client.key"
+  fi
+  # Connect's REST server (Jetty) reads PKCS#12, not PEM.
+  if [[ ! -f "$TLS_DIR/server.p12" ]]; then
+    grep -q '^KEYSTORE_PASSWORD=' "$SECRETS" || echo "KEYSTORE_PASSWORD=$(openssl rand -hex 16)" >>"$SECRETS"
+    load_secrets
+    openssl pkcs12 -export -in "$TLS_DIR/server.pem" -inkey "$TLS_DIR/server.key" -name server \
+      -out "$TLS_DIR/server.p12" -passout "pass:$KEYSTORE_PASSWORD" || die "making the PKCS#12 keystore failed"
+    chmod 600 "$TLS_DIR/server.p12"
+  fi
+}
+
+make_secure_material() {
+  command -v openssl >/dev/null || apt_install openssl
+  mkdir -p "$TLS_DIR"
+  chmod 700 "$TLS_DIR"
+  local t="$TLS_DIR"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pipedemo test CA" \
+    -keyout "$t/ca.key" -out "$t/ca.pem" >/dev/null 2>&1 || die "making the CA failed"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$t/server.key" -out "$t/server.csr" >/dev/null 2>&1 || die "making the server key failed"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$t/server.ext"
+  openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$t/server.ext" -out "$t/server.pem" >/dev/null 2>&1 || die "signing the server certificate failed"
+  # Kafka and Connect read one PEM with the (PKCS#8, unencrypted) key and the chain.
+  cat "$t/server.key" "$t/server.pem" >"$t/server-keystore.pem"
+  rm -f "$t/server.csr" "$t/server.ext"
+  chmod 600 "$t"/*.key "$t/server-keystore.pem"
+  chmod 644 "$t/ca.pem" "$t/server.pem"
+  chmod 755 "$t"
+  local old_umask
+  old_umask=$(umask)
+  umask 077
+  {
+    echo "PG_PASSWORD=$(openssl rand -hex 16)"
+    echo "KAFKA_ADMIN_PASSWORD=$(openssl rand -hex 16)"
+    echo "KAFKA_CONNECT_PASSWORD=$(openssl rand -hex 16)"
+    echo "KAFKA_PIPEDEMO_PASSWORD=$(openssl rand -hex 16)"
+    echo "CONNECT_PASSWORD=$(openssl rand -hex 16)"
+    echo "MONGO_PASSWORD=$(openssl rand -hex 16)"
+  } >"$SECRETS"
+  umask "$old_umask"
+  touch "$t/.complete"
+  say "made a CA, a server certificate and passwords in $STACK_DIR"
+}
+
+# pymongo, to create the secured MongoDB-protocol server's user (there is no shell client).
+install_tools_venv() {
+  [[ -x "$TOOLS_VENV/bin/python" ]] && "$TOOLS_VENV/bin/python" -c 'import pymongo' 2>/dev/null && return 0
+  python3 -m venv "$TOOLS_VENV" >&2 || die "python3 -m venv failed (install python3-venv)"
+  "$TOOLS_VENV/bin/pip" install -q 'pymongo==4.*' >&2 || die "pip could not install pymongo from PyPI"
+}
+
+load_secrets() {
+  if [[ -f "$SECRETS" ]]; then
+    # shellcheck disable=SC1090
+    . "$SECRETS"
+  fi
+}
+
 cmd_install() {
   mkdir -p "$STACK_CACHE"
   install_system
   install_kafka
   install_debezium
   install_mongo
+  if [[ "$STACK_SECURE" == 1 ]]; then
+    mkdir -p "$STACK_DIR"
+    install_secure_material
+    install_tools_venv
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +335,7 @@ spawn() { # service command...
 
 start_postgres() {
   local bin data="$STACK_DIR/postgres/data" sock="$STACK_DIR/postgres/run"
+  if [[ "$STACK_SECURE" == 1 ]]; then load_secrets; fi
   bin="$(pg_bindir)" || die "PostgreSQL is not installed; run scripts/stack.sh install"
   mkdir -p "$STACK_DIR/postgres" "$sock"
   [[ $(id -u) -eq 0 ]] && chown -R postgres: "$STACK_DIR/postgres" && chown postgres: "$LOG_DIR/postgres.log"
@@ -252,6 +353,22 @@ max_wal_senders = 10
 max_connections = 100
 EOF
     printf 'host replication all 127.0.0.1/32 scram-sha-256\n' >>"$data/pg_hba.conf"
+    if [[ "$STACK_SECURE" == 1 ]]; then
+      # TLS only over TCP: hostssl lines and no host lines.
+      install -m 600 "$TLS_DIR/server.key" "$data/server.key"
+      install -m 644 "$TLS_DIR/server.pem" "$data/server.crt"
+      if [[ $(id -u) -eq 0 ]]; then chown postgres: "$data/server.key" "$data/server.crt"; fi
+      cat >>"$data/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+EOF
+      cat >"$data/pg_hba.conf" <<EOF
+local all all trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostssl replication all 127.0.0.1/32 scram-sha-256
+EOF
+    fi
   fi
   # pg_ctl daemonizes postgres; its pid is read back from postmaster.pid.
   as_pg "$bin/pg_ctl" -D "$data" -l "$LOG_DIR/postgres.log" -o "-p $PG_PORT -k $sock" -w -t 60 start \
@@ -283,7 +400,7 @@ java_cmd() { # heap log4j-name main-class args...
   shift 2
   JAVA_CMD=(java "-Xms${heap}" "-Xmx${heap}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$STACK_DIR/conf/log4j2-$name.properties"
-    -cp "$KAFKA_HOME/libs/*" "$@")
+    "${JAVA_EXTRA[@]}" -cp "$KAFKA_HOME/libs/*" "$@")
 }
 
 write_log4j() { # name
@@ -315,15 +432,24 @@ start_kafka() {
   install_kafka
   mkdir -p "$data"
   write_log4j kafka
+  local listener=PLAINTEXT listeners advertised map
+  listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+  map="PLAINTEXT:PLAINTEXT"
+  if [[ "$STACK_SECURE" == 1 ]]; then
+    listener=SASL_SSL
+    listeners="SASL_SSL://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_MTLS_PORT"
+    map="SASL_SSL:SASL_SSL,SSL:SSL"
+  fi
+  advertised="$listeners"
   cat >"$conf" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=$listener
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,$map
 log.dirs=$data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -335,10 +461,31 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 EOF
+  local scram=()
+  if [[ "$STACK_SECURE" == 1 ]]; then
+    load_secrets
+    # Clients: SASL_SSL with SCRAM-SHA-512, and an SSL listener that requires a client certificate
+    # (mutual TLS). No plaintext listener; the KRaft controller listener stays on loopback.
+    cat >>"$conf" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$KAFKA_ADMIN_PASSWORD";
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
+EOF
+    chmod 600 "$conf"
+    # SCRAM users exist from the first start (KIP-900), before any client connects.
+    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$KAFKA_ADMIN_PASSWORD]"
+      --add-scram "SCRAM-SHA-512=[name=connect,password=$KAFKA_CONNECT_PASSWORD]"
+      --add-scram "SCRAM-SHA-512=[name=pipedemo,password=$KAFKA_PIPEDEMO_PASSWORD]")
+  fi
   if [[ ! -f "$data/meta.properties" ]]; then
     java_cmd 256m kafka kafka.tools.StorageTool
     "${JAVA_CMD[@]}" format -t "$(cat /proc/sys/kernel/random/uuid | tr -d - | head -c 22)" \
-      -c "$conf" --ignore-formatted >>"$LOG_DIR/kafka.log" 2>&1 || { fail_service kafka "formatting storage failed"; return 1; }
+      -c "$conf" --ignore-formatted "${scram[@]}" >>"$LOG_DIR/kafka.log" 2>&1 || { fail_service kafka "formatting storage failed"; return 1; }
   fi
   java_cmd 768m kafka kafka.Kafka "$conf"
   spawn kafka "${JAVA_CMD[@]}"
@@ -346,9 +493,18 @@ EOF
     bash -c "grep -q 'Kafka Server started' '$LOG_DIR/kafka.log' && (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT)"
 }
 
+connect_curl() { # path
+  if [[ "$STACK_SECURE" == 1 ]]; then
+    load_secrets
+    curl -fsS --cacert "$TLS_DIR/ca.pem" -u "pipedemo:$CONNECT_PASSWORD" "https://127.0.0.1:$CONNECT_PORT$1"
+  else
+    curl -fsS "http://127.0.0.1:$CONNECT_PORT$1"
+  fi
+}
+
 connect_ready() {
   local plugins
-  plugins="$(curl -fsS "http://127.0.0.1:$CONNECT_PORT/connector-plugins" 2>/dev/null)" || return 1
+  plugins="$(connect_curl /connector-plugins 2>/dev/null)" || return 1
   # A worker given another plugin path only has to answer.
   [[ "$CONNECT_PLUGIN_PATH" != "$PLUGIN_DIR" ]] || grep -q 'io.debezium.connector.postgresql.PostgresConnector' <<<"$plugins"
 }
@@ -381,7 +537,40 @@ plugin.path=$CONNECT_PLUGIN_PATH
 plugin.discovery=hybrid_warn
 topic.creation.enable=true
 EOF
+  if [[ "$STACK_SECURE" == 1 ]]; then
+    load_secrets
+    local jaas="org.apache.kafka.common.security.scram.ScramLoginModule required username=\"connect\" password=\"$KAFKA_CONNECT_PASSWORD\";"
+    sed -i "s#^listeners=http://.*#listeners=https://127.0.0.1:$CONNECT_PORT#" "$conf"
+    {
+      echo "rest.advertised.listener=https"
+      echo "listeners.https.ssl.keystore.type=PKCS12"
+      echo "listeners.https.ssl.keystore.location=$TLS_DIR/server.p12"
+      echo "listeners.https.ssl.keystore.password=$KEYSTORE_PASSWORD"
+      echo "listeners.https.ssl.key.password=$KEYSTORE_PASSWORD"
+      echo "rest.extension.classes=org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
+      # The worker and the clients it makes for connectors (producer, consumer, admin).
+      local p
+      for p in "" producer. consumer. admin.; do
+        echo "${p}security.protocol=SASL_SSL"
+        echo "${p}sasl.mechanism=SCRAM-SHA-512"
+        echo "${p}sasl.jaas.config=$jaas"
+        echo "${p}ssl.truststore.type=PEM"
+        echo "${p}ssl.truststore.location=$TLS_DIR/ca.pem"
+      done
+    } >>"$conf"
+    chmod 600 "$conf"
+    printf 'pipedemo: %s\n' "$CONNECT_PASSWORD" >"$STACK_DIR/conf/connect-users.properties"
+    chmod 600 "$STACK_DIR/conf/connect-users.properties"
+    cat >"$STACK_DIR/conf/connect-jaas.conf" <<EOF
+KafkaConnect {
+  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required
+  file="$STACK_DIR/conf/connect-users.properties";
+};
+EOF
+    JAVA_EXTRA=("-Djava.security.auth.login.config=$STACK_DIR/conf/connect-jaas.conf")
+  fi
   java_cmd 768m connect org.apache.kafka.connect.cli.ConnectDistributed "$conf"
+  JAVA_EXTRA=()
   spawn connect "${JAVA_CMD[@]}"
   wait_until connect "REST on $CONNECT_PORT listing the Debezium PostgreSQL plugin" connect_ready
 }
@@ -389,9 +578,31 @@ EOF
 start_mongo() {
   install_mongo
   mkdir -p "$STACK_DIR/mongo/data"
+  local secure=()
+  if [[ "$STACK_SECURE" == 1 ]]; then
+    secure=(--auth --tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key")
+  fi
   spawn mongo "$SECANTUS_HOME/bin/secantusd-rs" --host 127.0.0.1 --port "$MONGO_PORT" \
-    --storage-path "$STACK_DIR/mongo/data"
+    --storage-path "$STACK_DIR/mongo/data" "${secure[@]}"
   wait_until mongo "port $MONGO_PORT" port_open "$MONGO_PORT"
+  [[ "$STACK_SECURE" == 1 ]] || return 0
+  install_tools_venv
+  load_secrets
+  # The first user comes in through the localhost exception; later starts find it.
+  MONGO_PORT="$MONGO_PORT" MONGO_PASSWORD="$MONGO_PASSWORD" CA="$TLS_DIR/ca.pem" \
+    "$TOOLS_VENV/bin/python" - >>"$LOG_DIR/mongo.log" 2>&1 <<'PY' || { fail_service mongo "creating the pipedemo user failed"; return 1; }
+import os, pymongo
+port, pw, ca = int(os.environ["MONGO_PORT"]), os.environ["MONGO_PASSWORD"], os.environ["CA"]
+def client(**auth):
+    return pymongo.MongoClient("127.0.0.1", port, tls=True, tlsCAFile=ca, directConnection=True,
+                               serverSelectionTimeoutMS=10000, **auth)
+try:
+    client(username="pipedemo", password=pw, authSource="admin").admin.command("listDatabases")
+    print("pipedemo user present")
+except pymongo.errors.OperationFailure:
+    client().admin.command("createUser", "pipedemo", pwd=pw, roles=[{"role": "root", "db": "admin"}])
+    print("pipedemo user created")
+PY
 }
 
 stop_spawned() { # service
@@ -506,6 +717,32 @@ cmd_logs() {
 }
 
 cmd_env() {
+  if [[ "$STACK_SECURE" == 1 ]]; then
+    [[ -f "$SECRETS" ]] || die "the secured stack is not installed: run STACK_SECURE=1 scripts/stack.sh up"
+    load_secrets
+    # One NAME=value a line; the MongoDB URI is quoted for its '&'.
+    cat <<EOF
+POSTGRES_HOST=127.0.0.1
+POSTGRES_PORT=$PG_PORT
+POSTGRES_DB=$PG_DB
+POSTGRES_USER=$PG_USER
+POSTGRES_PASSWORD=$PG_PASSWORD
+POSTGRES_SSLMODE=verify-full
+POSTGRES_SSLROOTCERT=$TLS_DIR/ca.pem
+KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+KAFKA_SECURITY_PROTOCOL=SASL_SSL
+KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+KAFKA_SASL_USERNAME=pipedemo
+KAFKA_SASL_PASSWORD=$KAFKA_PIPEDEMO_PASSWORD
+KAFKA_SSL_CA_LOCATION=$TLS_DIR/ca.pem
+CONNECT_URL=https://127.0.0.1:$CONNECT_PORT
+CONNECT_CA_FILE=$TLS_DIR/ca.pem
+CONNECT_USERNAME=pipedemo
+CONNECT_PASSWORD=$CONNECT_PASSWORD
+MONGODB_URI='mongodb://pipedemo:$MONGO_PASSWORD@127.0.0.1:$MONGO_PORT/?authSource=admin&tls=true&tlsCAFile=$TLS_DIR/ca.pem'
+EOF
+    return 0
+  fi
   cat <<EOF
 POSTGRES_HOST=127.0.0.1
 POSTGRES_PORT=$PG_PORT

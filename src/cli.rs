@@ -43,8 +43,12 @@ pub struct Cli {
 /// Runs the parsed command line to its exit code ([`crate::exit`]): 1 when a check failed,
 /// 2 on a usage or configuration error, 3 when a service is unusable (errors are printed as
 /// one line with their causes), 130 when interrupted.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(mut cli: Cli) -> ExitCode {
     init_logging(&cli.settings);
+    if let Err(e) = cli.settings.resolve() {
+        eprintln!("error: {e}");
+        return crate::exit::Exit::Usage.into();
+    }
     let _ = DASHBOARD_LOG.set(
         cli.settings
             .metrics_file

@@ -11,9 +11,11 @@ pub enum Exit {
     Success,
     /// A check or threshold failed: missing events, verification, `--max-p95-ms`, `--min-rate`.
     CheckFailed,
-    /// The command line or the configuration is wrong (clap uses 2 for usage errors too).
+    /// The command line or the configuration is wrong (clap uses 2 for usage errors too),
+    /// including credentials or TLS settings a service refuses, and anything pipedemo would
+    /// have to clear but did not create.
     Usage,
-    /// A service is unreachable, refused the credentials, or lacks what pipedemo needs.
+    /// A service is unreachable or lacks what pipedemo needs.
     Service,
     /// Stopped by Ctrl-C or SIGTERM (after a clean stop; a second Ctrl-C exits at once).
     Interrupted,
@@ -38,20 +40,36 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// A service that cannot be used as configured: unreachable, wrong credentials, missing
-/// table or plugin. The message says which and how to fix it. Exit code 3.
+/// A service that cannot be used: unreachable, or lacking what pipedemo needs (logical
+/// decoding, the Debezium plugin, a table). The message says which and how to fix it. Exit code 3.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ServiceError(pub String);
+
+/// pipedemo's own settings do not fit the service: wrong credentials, TLS settings the server
+/// refuses or a certificate not trusted, or something pipedemo did not create that it would
+/// have to clear. The message names the setting to change. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// An [`anyhow::Error`] carrying a [`ConfigError`].
+pub fn config(message: impl Into<String>) -> anyhow::Error {
+    ConfigError(message.into()).into()
+}
 
 /// An [`anyhow::Error`] carrying a [`ServiceError`].
 pub fn service(message: impl Into<String>) -> anyhow::Error {
     ServiceError(message.into()).into()
 }
 
-/// The exit for an error that ended a command: [`Exit::Service`] when any cause is a service's
-/// (a [`ServiceError`] or a client library's error), [`Exit::Usage`] otherwise.
+/// The exit for an error that ended a command: [`Exit::Usage`] when any cause is a
+/// [`ConfigError`]; else [`Exit::Service`] when any cause is a service's (a [`ServiceError`] or
+/// a client library's error); else [`Exit::Usage`].
 pub fn of_error(e: &anyhow::Error) -> Exit {
+    if e.chain().any(|c| c.is::<ConfigError>()) {
+        return Exit::Usage;
+    }
     let from_service = e.chain().any(|c| {
         c.is::<ServiceError>()
             || c.is::<tokio_postgres::Error>()
@@ -83,6 +101,15 @@ mod tests {
         )
         .into();
         assert_eq!(of_error(&kafka.context("listing topics")), Exit::Service);
+    }
+
+    #[test]
+    fn configuration_wins_over_the_service_error_it_came_with() {
+        let e = Err::<(), _>(config("Kafka rejected the SASL credentials"))
+            .context(ServiceError("Kafka at x".into()))
+            .context("setting up")
+            .unwrap_err();
+        assert_eq!(of_error(&e), Exit::Usage);
     }
 
     #[test]

@@ -68,9 +68,11 @@ fn setup(name: &str, extra: &[String]) -> Output {
 
 /// The `error: …` line; there must be exactly one, and it must say all of `expected`. No
 /// password of these tests may appear anywhere in the output. The exit code is 3 (a service
-/// unusable as configured), or 2 for a malformed setting.
+/// unusable), or 2 for a malformed setting or credentials the service refuses.
 fn one_error_line(o: &Output, expected: &[&str]) -> String {
-    let malformed = expected.iter().any(|e| e.contains("not a valid"));
+    let malformed = expected
+        .iter()
+        .any(|e| e.contains("not a valid") || e.contains("rejected the credentials"));
     assert_eq!(
         o.status.code(),
         Some(if malformed { 2 } else { 3 }),

@@ -30,6 +30,10 @@ use crate::telemetry::stats::{Stage, Summary};
 /// The flags of `pipedemo capacity`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
+    /// Take over an outbox table, read-model database, topic or connector that pipedemo did
+    /// not create (setup refuses otherwise).
+    #[arg(long)]
+    pub force: bool,
     /// How long each rate is offered, e.g. `15s` or `1m`.
     #[arg(long, default_value = "15s", value_parser = parse_step)]
     pub step: Duration,
@@ -249,7 +253,7 @@ async fn run_step(
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = CapacityOptions::from(&a);
     let stop = stop_on_signals();
-    setup::run(s, &SetupOptions::fresh(1)).await?;
+    setup::run(s, &SetupOptions::fresh(1, a.force)).await?;
     let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
     let shown = Shown::start(session.live.clone(), a.display, &stop);
     let tui = shown.tui;

@@ -20,6 +20,7 @@ use crate::check::verify::{self, pass_fail_text, VerifyReport};
 use crate::config::Settings;
 use crate::pipeline::connect::Connect;
 use crate::pipeline::consumer::ConsumerOptions;
+use crate::pipeline::ownership;
 use crate::pipeline::store::ReadModels;
 use crate::show::{demo_report, report};
 use crate::telemetry::live::Shared;
@@ -58,6 +59,10 @@ pub struct Args {
     /// Partitions of the outbox topic, when setup creates it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
     pub partitions: i32,
+    /// Take over an outbox table, read-model database, topic or connector that pipedemo did
+    /// not create (setup refuses otherwise).
+    #[arg(long)]
+    pub force: bool,
     /// Fail (exit 1) when the p95 end-to-end latency is above this, in ms.
     #[arg(long)]
     pub max_p95_ms: Option<f64>,
@@ -134,7 +139,7 @@ impl From<&Args> for FullOptions {
                 growth: 2.0,
                 refinements: 2,
             }),
-            setup: SetupOptions::fresh(a.partitions),
+            setup: SetupOptions::fresh(a.partitions, a.force),
             max_p95_ms: a.max_p95_ms,
             min_throughput: a.min_throughput,
             report_json: a.report_json.clone(),
@@ -386,6 +391,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     );
     demo_report::write_json(&o.report_json, &outcome, &method)?;
     demo_report::write_html(&o.report_html, &outcome, &method, &live.lock())?;
+    ownership::record_files(s, &[&o.report_json, &o.report_html]).await?;
     if a.json {
         super::output::print_json(&outcome)?;
     } else {

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::config::Settings;
-use crate::pipeline::connect::{connector_config, Connect, ConnectError, Tuning};
+use crate::pipeline::connect::{
+    connector_config, describe_config, publication_name, Connect, ConnectError, Tuning,
+};
 use crate::pipeline::kafka::{self, ResetTo};
 use crate::pipeline::outbox;
+use crate::pipeline::ownership::{self, Kind};
 use crate::pipeline::store::ReadModels;
 
 /// The flags of `pipedemo setup`.
@@ -28,6 +31,10 @@ pub struct Args {
     /// latency tuning (for comparisons).
     #[arg(long)]
     pub debezium_defaults: bool,
+    /// Take over (and, without --keep, clear) an outbox table, read-model database, topic or
+    /// connector that pipedemo did not create. Without it, setup refuses and names it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl From<&Args> for SetupOptions {
@@ -41,6 +48,8 @@ impl From<&Args> for SetupOptions {
             } else {
                 Tuning::Tuned
             },
+            force: a.force,
+            show_connector_config: true,
         }
     }
 }
@@ -62,17 +71,24 @@ pub struct SetupOptions {
     pub partitions: i32,
     /// Latency tuning of the connector, or Debezium's defaults.
     pub tuning: Tuning,
+    /// Take over things pipedemo did not create (`--force`).
+    pub force: bool,
+    /// Print the connector's configuration (secrets redacted); otherwise only the settings
+    /// given with `--connector-config` are printed.
+    pub show_connector_config: bool,
 }
 
 impl SetupOptions {
     /// What `full`, `capacity` and the tests start from: earlier demo data removed, the group
     /// at the end of the topic, the tuned connector.
-    pub fn fresh(partitions: i32) -> Self {
+    pub fn fresh(partitions: i32, force: bool) -> Self {
         SetupOptions {
             keep: false,
             from_earliest: false,
             partitions,
             tuning: Tuning::Tuned,
+            force,
+            show_connector_config: false,
         }
     }
 }
@@ -103,6 +119,21 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
         async { Connect::new(&s.connect)?.check_plugin().await },
         ReadModels::connect(&s.mongo),
     );
+    let failed = [
+        pg.is_err(),
+        kafka_ok.is_err(),
+        connect.is_err(),
+        mongo.is_err(),
+    ]
+    .iter()
+    .filter(|f| **f)
+    .count();
+    // One failure is the error line itself; several are listed, then summed up.
+    let step = |ok: bool, what: &str| {
+        if ok || failed > 1 {
+            step(ok, what)
+        }
+    };
     let mut problems = Vec::new();
     let mut v = Versions::default();
     match pg {
@@ -134,7 +165,7 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
                 true,
                 &format!(
                     "Kafka Connect at {} with Debezium PostgreSQL {ver}",
-                    s.connect.connect_url
+                    crate::config::redact_uri(&s.connect.connect_url)
                 ),
             );
             v.debezium = ver;
@@ -154,6 +185,21 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
     match problems.len() {
         0 => Ok(v),
         1 => Err(problems.remove(0)),
+        // Only pipedemo's own settings wrong (credentials, TLS): a configuration error (2);
+        // any service down: 3.
+        n if problems
+            .iter()
+            .all(|e| crate::exit::of_error(e) == crate::exit::Exit::Usage) =>
+        {
+            Err(crate::exit::config(format!(
+                "{n} services refuse pipedemo's settings:\n  - {}",
+                problems
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n  - ")
+            )))
+        }
         n => Err(crate::exit::service(format!(
             "{n} services are not usable:\n  - {}",
             problems
@@ -165,17 +211,47 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
     }
 }
 
-/// Runs the whole setup.
+/// Runs the whole setup. Checks every service, then what is already there, and refuses
+/// before creating anything when it would clear what pipedemo did not create.
 pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     let started = Instant::now();
     eprintln!("Checking services…");
     let versions = check_services(s).await?;
 
     let pg = outbox::connect(&s.pg).await?;
+    let store = ReadModels::connect(&s.mongo).await?;
+    let connect = Connect::new(&s.connect)?;
+    let found = ownership::survey(s, &pg, &store, &connect).await?;
+    let refused = ownership::refusals(&found.for_setup(), opts.force, "setup");
+    if !refused.is_empty() {
+        return Err(crate::exit::config(refused.join("\n")));
+    }
+    if !opts.keep {
+        let doomed = ownership::to_clear(&[
+            found.table.clone(),
+            found.read_models.clone(),
+            found.topic.clone(),
+        ]);
+        if !doomed.is_empty() {
+            eprintln!("  Clearing: {}", doomed.join(", "));
+        }
+    }
+
+    if found.table.exists && !found.table.ours && !opts.keep {
+        // Someone else's table of that name (reached only with --force): its columns may
+        // differ from the outbox's, so it is replaced rather than emptied.
+        pg.batch_execute("DROP TABLE event_outbox").await?;
+        step(
+            true,
+            "table event_outbox, not pipedemo's, dropped (--force)",
+        );
+    }
     outbox::create_table(&pg).await?;
+    ownership::mark_table(&pg).await?;
+    outbox::ensure_in_publication(&pg, &publication_name(&s.connect)).await?;
+    ownership::ensure_registry(&pg).await?;
     step(true, "table event_outbox ready");
 
-    let store = ReadModels::connect(&s.mongo).await?;
     if !opts.keep {
         outbox::truncate(&pg).await?;
         store.drop_all().await?;
@@ -191,12 +267,13 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
             "previous demo data removed (outbox rows, read models, metrics file; topic below)",
         );
     }
+    store.mark().await?;
     store.ensure_indexes().await?;
     step(
         true,
         &format!("MongoDB indexes ready in `{}`", s.mongo.mongodb_database),
     );
-    prepare_topics(s, opts).await?;
+    prepare_topics(s, opts, &pg, &found.cluster).await?;
     start_connector(s, opts, &pg).await?;
 
     let topic = s.kafka.topic();
@@ -206,6 +283,7 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
         ResetTo::End
     };
     kafka::reset_group(&s.kafka, &topic, to).await?;
+    ownership::record(&pg, Kind::Group, &s.kafka.group, &found.cluster).await?;
     step(
         true,
         &format!(
@@ -222,10 +300,20 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
 }
 
 /// Creates the outbox and dead-letter topics, and (unless keeping) empties the outbox topic.
-async fn prepare_topics(s: &Settings, opts: &SetupOptions) -> Result<()> {
+async fn prepare_topics(
+    s: &Settings,
+    opts: &SetupOptions,
+    pg: &tokio_postgres::Client,
+    cluster: &str,
+) -> Result<()> {
     let topic = s.kafka.topic();
     let parts = kafka::ensure_topic(&s.kafka, &topic, opts.partitions).await?;
-    kafka::ensure_topic(&s.kafka, &s.kafka.dlq_topic(), 1).await?;
+    ownership::record(pg, Kind::Topic, &topic, cluster).await?;
+    let dlq = s.kafka.dlq_topic();
+    if kafka::partitions(&s.kafka, &dlq).await?.is_none() {
+        kafka::ensure_topic(&s.kafka, &dlq, 1).await?;
+        ownership::record(pg, Kind::Topic, &dlq, cluster).await?;
+    }
     // The outbox rows and read models are gone, so their messages go too: otherwise a replay
     // "from the start" would rebuild read models of events verify no longer knows. Dead
     // letters stay: they are the record of what could not be handled.
@@ -257,6 +345,27 @@ async fn start_connector(
 ) -> Result<()> {
     let connect = Connect::new(&s.connect)?;
     let config = connector_config(&s.pg, &s.kafka, &s.connect, opts.tuning);
+    if opts.show_connector_config || !s.connect.connector_config.is_empty() {
+        let lines = if opts.show_connector_config {
+            describe_config(&config)
+        } else {
+            s.connect
+                .connector_config
+                .iter()
+                .map(|kv| kv.redacted())
+                .collect()
+        };
+        eprintln!(
+            "  connector {} settings{}:\n    {}",
+            s.connect.connector_name,
+            if opts.show_connector_config {
+                ""
+            } else {
+                " given with --connector-config"
+            },
+            lines.join("\n    ")
+        );
+    }
     connect.upsert(&config).await?;
     let status = match connect.wait_running(Duration::from_secs(60)).await {
         Ok(st) => st,

@@ -6,10 +6,15 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::{ConnectArgs, KafkaArgs, PostgresArgs};
+use crate::config::{ConnectArgs, KafkaArgs, KeyValue, PostgresArgs};
 use crate::pipeline::diagnose::root_cause;
 
 const PLUGIN: &str = "io.debezium.connector.postgresql.PostgresConnector";
+
+/// The connector setting that marks a connector as registered by pipedemo: only such a
+/// connector is overwritten or deleted without `--force`. Connect and Debezium ignore
+/// settings they do not define.
+pub const OWNER_KEY: &str = "pipedemo.created.by";
 
 /// A Kafka Connect REST client.
 pub struct Connect {
@@ -176,7 +181,7 @@ pub fn connector_config(
         "topic.prefix": kafka.topic_prefix,
         "table.include.list": "public.event_outbox",
         "slot.name": c.slot,
-        "publication.name": format!("{}_pub", c.slot),
+        "publication.name": publication_name(c),
         "publication.autocreate.mode": "filtered",
         "snapshot.mode": "no_data",
         "key.converter": "org.apache.kafka.connect.json.JsonConverter",
@@ -185,9 +190,17 @@ pub fn connector_config(
         "value.converter.schemas.enable": "false",
         "message.key.columns": "public.event_outbox:aggregate_id",
         "heartbeat.interval.ms": "10000",
-        "topic.creation.default.replication.factor": "1",
+        "topic.creation.default.replication.factor":
+            kafka.replication_factor.unwrap_or(-1).to_string(),
         "topic.creation.default.partitions": "1",
+        "database.sslmode": pg.sslmode.as_str(),
+        OWNER_KEY: "pipedemo setup",
     });
+    if let Some(ca) = &pg.sslrootcert {
+        // The path is the one pipedemo uses; where Connect runs elsewhere, pass its own with
+        // --connector-config database.sslrootcert=….
+        config["database.sslrootcert"] = json!(ca.display().to_string());
+    }
     if tuning == Tuning::Tuned {
         for (k, v) in [
             ("poll.interval.ms", "5"),
@@ -198,28 +211,141 @@ pub fn connector_config(
             config[k] = json!(v);
         }
     }
+    for KeyValue { key, value } in &c.connector_config {
+        config[key.as_str()] = json!(value);
+    }
     config
+}
+
+/// The publication the connector reads: `<slot>_pub`, or a `--connector-config
+/// publication.name=…`.
+pub fn publication_name(c: &ConnectArgs) -> String {
+    c.connector_config
+        .iter()
+        .rev()
+        .find(|kv| kv.key == "publication.name")
+        .map_or_else(|| format!("{}_pub", c.slot), |kv| kv.value.clone())
+}
+
+/// The connector configuration as `key=value` lines, sorted, secrets as `***`.
+pub fn describe_config(config: &Value) -> Vec<String> {
+    let mut lines: Vec<String> = config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            format!("{k}={}", crate::config::redact_setting(k, &v))
+        })
+        .collect();
+    lines.sort();
+    lines
 }
 
 impl Connect {
     /// A client for `args.connect_url`.
     pub fn new(args: &ConnectArgs) -> Result<Self> {
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(15));
+        if let Some(ca) = &args.ca_file {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading CONNECT_CA_FILE {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                crate::exit::config(format!(
+                    "CONNECT_CA_FILE {} is not a PEM certificate ({e})",
+                    ca.display()
+                ))
+            })?;
+            b = b.add_root_certificate(cert);
+        }
+        if let (Some(user), Some(pw)) = (&args.username, &args.password) {
+            use base64::Engine;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pw.expose()));
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {token}"))
+                .map_err(|_| crate::exit::config("CONNECT_USERNAME or CONNECT_PASSWORD has characters an HTTP header cannot carry"))?;
+            // Kept out of reqwest's and hyper's debug output.
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            b = b.default_headers(headers);
+        }
         Ok(Connect {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()?,
+            http: b.build()?,
             base: args.connect_url.trim_end_matches('/').to_owned(),
             name: args.connector_name.clone(),
         })
     }
 
+    /// The URL for messages, without a password in it.
+    fn shown(&self) -> String {
+        crate::config::redact_uri(&self.base)
+    }
+
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        let cause = root_cause(&e);
+        if cause.contains("certificate verify failed") || cause.contains("self-signed") {
+            return crate::exit::config(format!(
+                "Kafka Connect's certificate at {} is not trusted ({cause}): set CONNECT_CA_FILE \
+                 (--connect-ca-file) to the CA that signed it",
+                self.shown()
+            ));
+        }
+        if cause.contains("wrong version number") || cause.contains("packet length too long") {
+            return crate::exit::config(format!(
+                "Kafka Connect at {} does not speak https ({cause}): use an http:// CONNECT_URL",
+                self.shown()
+            ));
+        }
         crate::exit::service(format!(
-            "Kafka Connect at {} is unreachable ({}). Start the stack (scripts/stack.sh up, or \
-             docker compose up -d --wait) or set CONNECT_URL.",
-            self.base,
-            root_cause(&e)
+            "Kafka Connect at {} is unreachable ({cause}). Start the stack (scripts/stack.sh up, \
+             or docker compose up -d --wait) or set CONNECT_URL.",
+            self.shown(),
         ))
+    }
+
+    /// Fails with a configuration error when Connect refused pipedemo's credentials.
+    fn authorised(&self, resp: reqwest::Response) -> Result<reqwest::Response> {
+        match resp.status() {
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+                Err(crate::exit::config(format!(
+                    "Kafka Connect at {} refused pipedemo ({}): check CONNECT_USERNAME and \
+                     CONNECT_PASSWORD",
+                    self.shown(),
+                    resp.status()
+                )))
+            }
+            _ => Ok(resp),
+        }
+    }
+
+    /// The connector's stored configuration, or `None` if it is not registered.
+    pub async fn config(&self) -> Result<Option<Value>> {
+        let resp = self
+            .http
+            .get(format!("{}/connectors/{}/config", self.base, self.name))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let resp = self.authorised(resp)?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(resp.error_for_status()?.json().await?))
+    }
+
+    /// Deletes the connector (its stored offsets stay in Connect's offsets topic).
+    pub async fn delete(&self) -> Result<()> {
+        let resp = self
+            .http
+            .delete(format!("{}/connectors/{}", self.base, self.name))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let resp = self.authorised(resp)?;
+        if resp.status() != reqwest::StatusCode::NOT_FOUND {
+            resp.error_for_status()?;
+        }
+        Ok(())
     }
 
     /// Checks Connect answers and has the Debezium PostgreSQL plugin. Returns its version.
@@ -229,7 +355,8 @@ impl Connect {
             .get(format!("{}/connector-plugins", self.base))
             .send()
             .await
-            .map_err(|e| self.unreachable(e))?
+            .map_err(|e| self.unreachable(e))
+            .and_then(|r| self.authorised(r))?
             .error_for_status()
             .context("Kafka Connect /connector-plugins")?
             .json()
@@ -242,7 +369,7 @@ impl Connect {
                 crate::exit::service(format!(
                     "Kafka Connect at {} has no Debezium PostgreSQL plugin ({PLUGIN}); install \
                      debezium-connector-postgres on its plugin.path (scripts/stack.sh does) and restart Connect",
-                    self.base
+                    self.shown()
                 ))
             })
     }
@@ -266,6 +393,7 @@ impl Connect {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
+        let resp = self.authorised(resp)?;
         if !resp.status().is_success() {
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);

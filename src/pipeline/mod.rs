@@ -12,4 +12,5 @@ pub mod generator;
 pub mod handlers;
 pub mod kafka;
 pub mod outbox;
+pub mod ownership;
 pub mod store;

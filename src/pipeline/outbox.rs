@@ -5,10 +5,10 @@ use anyhow::{bail, Context, Result};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::config::PostgresArgs;
+use crate::config::{PgSslMode, PostgresArgs};
 use crate::event::EventType;
 use crate::pipeline::diagnose::root_cause;
 
@@ -25,11 +25,52 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 )";
 
+/// The TLS connector for `args.sslmode`, as libpq does it: `prefer` and `require` encrypt
+/// without checking the certificate (`require` checks it against a CA file when one is given),
+/// `verify-ca` checks it chains to the CA, `verify-full` also that it names the host.
+fn tls(args: &PostgresArgs) -> Result<postgres_openssl::MakeTlsConnector> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let mut b = SslConnector::builder(SslMethod::tls_client())?;
+    let verify = match args.sslmode {
+        PgSslMode::Disable | PgSslMode::Prefer => false,
+        PgSslMode::Require => args.sslrootcert.is_some(),
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull => true,
+    };
+    if verify {
+        match &args.sslrootcert {
+            Some(ca) => b.set_ca_file(ca).map_err(|e| {
+                crate::exit::config(format!(
+                    "POSTGRES_SSLROOTCERT {} is not a PEM CA certificate ({e})",
+                    ca.display()
+                ))
+            })?,
+            None => {
+                // The statically built OpenSSL does not know where Debian keeps its CAs.
+                let found = openssl_probe::probe();
+                if let Some(f) = found.cert_file {
+                    b.set_ca_file(f)?;
+                }
+            }
+        }
+        b.set_verify(SslVerifyMode::PEER);
+    } else {
+        b.set_verify(SslVerifyMode::NONE);
+    }
+    let mut connector = postgres_openssl::MakeTlsConnector::new(b.build());
+    if args.sslmode != PgSslMode::VerifyFull {
+        connector.set_callback(|c, _| {
+            c.set_verify_hostname(false);
+            Ok(())
+        });
+    }
+    Ok(connector)
+}
+
 /// Connects, turning the usual failures into instructions.
 pub async fn connect(args: &PostgresArgs) -> Result<Client> {
     let (client, conn) = args
         .client_config()
-        .connect(NoTls)
+        .connect(tls(args)?)
         .await
         .map_err(|e| explain(args, &e))?;
     tokio::spawn(async move {
@@ -42,13 +83,38 @@ pub async fn connect(args: &PostgresArgs) -> Result<Client> {
 
 fn explain(args: &PostgresArgs, e: &tokio_postgres::Error) -> anyhow::Error {
     let at = args.describe();
+    let cause = root_cause(e);
+    let message = e.as_db_error().map(|d| d.message()).unwrap_or("");
+    if message.contains("no encryption") {
+        return crate::exit::config(format!(
+            "PostgreSQL at {at} accepts only encrypted connections ({message}): set \
+             POSTGRES_SSLMODE=require, or verify-full with POSTGRES_SSLROOTCERT"
+        ));
+    }
+    if cause.contains("certificate verify failed") {
+        return crate::exit::config(format!(
+            "PostgreSQL's certificate at {}:{} is not trusted ({cause}): set POSTGRES_SSLROOTCERT \
+             to the CA that signed it",
+            args.host, args.port
+        ));
+    }
+    if e.code().is_none() && cause.contains("server does not support TLS") {
+        return crate::exit::config(format!(
+            "PostgreSQL at {}:{} does not offer TLS but POSTGRES_SSLMODE is {}: turn on ssl in \
+             postgresql.conf, or set POSTGRES_SSLMODE=prefer",
+            args.host,
+            args.port,
+            args.sslmode.as_str()
+        ));
+    }
+    if matches!(e.code(), Some(c) if *c == SqlState::INVALID_PASSWORD
+        || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+    {
+        return crate::exit::config(format!(
+            "PostgreSQL rejected the credentials for {at}: check POSTGRES_USER and POSTGRES_PASSWORD"
+        ));
+    }
     crate::exit::service(match e.code() {
-        Some(c)
-            if *c == SqlState::INVALID_PASSWORD
-                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
-        {
-            format!("PostgreSQL rejected the credentials for {at}: check POSTGRES_USER and POSTGRES_PASSWORD")
-        }
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => format!(
             "PostgreSQL database `{}` does not exist at {}:{}: create it or set POSTGRES_DB",
             args.db, args.host, args.port
@@ -59,13 +125,36 @@ fn explain(args: &PostgresArgs, e: &tokio_postgres::Error) -> anyhow::Error {
             c.code()
         ),
         None => format!(
-            "PostgreSQL at {}:{} is unreachable ({}). Start the stack (scripts/stack.sh up, or \
-             docker compose up -d --wait) or set POSTGRES_HOST/POSTGRES_PORT.",
-            args.host,
-            args.port,
-            root_cause(e)
+            "PostgreSQL at {}:{} is unreachable ({cause}). Start the stack (scripts/stack.sh up, \
+             or docker compose up -d --wait) or set POSTGRES_HOST/POSTGRES_PORT.",
+            args.host, args.port,
         ),
     })
+}
+
+/// Puts `event_outbox` back into the connector's publication when the publication exists
+/// without it (the table was dropped and created again): Debezium creates the publication
+/// only once, and a table missing from it is never captured.
+pub async fn ensure_in_publication(client: &Client, publication: &str) -> Result<()> {
+    let missing = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)
+                AND NOT EXISTS (SELECT 1 FROM pg_publication_tables
+                                WHERE pubname = $1 AND tablename = 'event_outbox')",
+            &[&publication],
+        )
+        .await?
+        .get::<_, bool>(0);
+    if missing {
+        client
+            .batch_execute(&format!(
+                "ALTER PUBLICATION \"{}\" ADD TABLE event_outbox",
+                publication.replace('"', "\"\"")
+            ))
+            .await
+            .with_context(|| format!("adding event_outbox to publication {publication}"))?;
+    }
+    Ok(())
 }
 
 /// Fails unless logical decoding is on, which Debezium needs.

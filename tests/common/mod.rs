@@ -155,7 +155,7 @@ pub fn settings(test: &str, extra: &[&str]) -> Settings {
 /// `pipedemo setup` for a test: fresh data, group at the end, one partition, tuned connector.
 pub async fn setup(s: &Settings) {
     use pipedemo::commands::setup::{run, SetupOptions};
-    run(s, &SetupOptions::fresh(1)).await.expect("setup");
+    run(s, &SetupOptions::fresh(1, false)).await.expect("setup");
 }
 
 /// The end offset of partition 0 of `topic` (where the next message will go).

@@ -73,6 +73,9 @@ fn result(outcome: Outcome, acked_us: i64, participant_count: Option<i64>) -> Wr
     }
 }
 
+/// The collection whose one document marks a database as created by pipedemo.
+pub const OWNER_COLLECTION: &str = "_pipedemo";
+
 /// A failure of the server or the connection, as opposed to a rejected document: the same
 /// writes can be retried as they are, since they are idempotent.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,29 @@ impl ReadModels {
         opts.max_pool_size = Some(64);
         let client = Client::with_options(opts)?;
         let db = client.database(&args.mongodb_database);
-        db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
+        // Listing collections needs an authenticated user where `ping` may not.
+        db.list_collection_names().await.map_err(|e| {
+            let msg = match &*e.kind {
+                ErrorKind::Authentication { message, .. } => message.clone(),
+                _ => first_line(&e.to_string()).to_owned(),
+            };
+            if matches!(*e.kind, ErrorKind::Authentication { .. })
+                || msg.contains("requires authentication")
+                || msg.contains("Unauthorized")
+            {
+                return crate::exit::config(format!(
+                    "MongoDB at {} refused pipedemo's credentials ({msg}): put the right user and \
+                     password in MONGODB_URI (mongodb://user:password@host/?authSource=admin)",
+                    args.describe()
+                ));
+            }
+            if msg.contains("invalid peer certificate") || msg.contains("UnknownIssuer") {
+                return crate::exit::config(format!(
+                    "MongoDB's certificate at {} is not trusted ({msg}): add tlsCAFile=/path/ca.pem \
+                     to MONGODB_URI",
+                    args.describe()
+                ));
+            }
             crate::exit::service(format!(
                 "MongoDB at {} is unreachable or refused the connection ({}). Start the stack \
                  (scripts/stack.sh up, or docker compose up -d --wait) or set MONGODB_URI.",
@@ -154,6 +179,39 @@ impl ReadModels {
     }
 
     /// Drops the whole read-model database.
+    /// Whether the database exists (holds any collection), and whether pipedemo's setup
+    /// created it (it holds pipedemo's marker).
+    pub async fn ownership(&self) -> Result<(bool, bool)> {
+        let names = self.db.list_collection_names().await?;
+        if names.is_empty() {
+            return Ok((false, false));
+        }
+        let marked = names.iter().any(|n| n == OWNER_COLLECTION)
+            && self
+                .db
+                .collection::<Document>(OWNER_COLLECTION)
+                .find_one(doc! { "_id": "owner", "created_by": "pipedemo" })
+                .await?
+                .is_some();
+        Ok((true, marked))
+    }
+
+    /// Marks the database as pipedemo's, so that later setups and cleanups may clear it.
+    pub async fn mark(&self) -> Result<()> {
+        self.db
+            .collection::<Document>(OWNER_COLLECTION)
+            .update_one(
+                doc! { "_id": "owner" },
+                doc! { "$set": { "created_by": "pipedemo" },
+                "$setOnInsert": { "created_at": DateTime::now() } },
+            )
+            .upsert(true)
+            .await
+            .context("marking the read-model database as pipedemo's")?;
+        Ok(())
+    }
+
+    /// Drops the whole read-model database, marker included.
     pub async fn drop_all(&self) -> Result<()> {
         self.db
             .drop()
