@@ -168,6 +168,9 @@ impl Pipeline {
         metrics: MetricsSender,
     ) -> Result<(Self, Assigned)> {
         let store = ReadModels::connect(&settings.mongo).await?;
+        // The consumer creates the database when it is not there (a replay rebuilding lost
+        // read models): it is pipedemo's then, and setup may clear it later.
+        store.mark_if_new().await?;
         let topic = settings.kafka.topic();
         if crate::pipeline::kafka::partitions(&settings.kafka, &topic)
             .await?

@@ -211,6 +211,15 @@ impl ReadModels {
         Ok(())
     }
 
+    /// Marks the database as pipedemo's when it does not exist yet (pipedemo is about to
+    /// create it); an existing one is left as it is, marked or not.
+    pub async fn mark_if_new(&self) -> Result<()> {
+        if self.db.list_collection_names().await?.is_empty() {
+            self.mark().await?;
+        }
+        Ok(())
+    }
+
     /// Drops the whole read-model database, marker included.
     pub async fn drop_all(&self) -> Result<()> {
         self.db
