@@ -13,8 +13,10 @@ use crate::config::Settings;
 const EXIT_CODES: &str = "Exit codes:
   0    success
   1    a check or threshold failed (missing events, verification, --max-p95-ms, --min-rate)
-  2    usage or configuration error
-  3    a service unreachable or misconfigured (the message says which and how to fix it)
+  2    usage or configuration error, including credentials or TLS settings a service refuses
+       and setup/cleanup refusing what pipedemo did not create (without --force)
+  3    a service unreachable or lacking what pipedemo needs (the message says which and how
+       to fix it)
   130  interrupted (Ctrl-C or SIGTERM, after a clean stop; a second Ctrl-C quits at once)";
 
 /// Demonstrates and load-tests a CDC pipeline: PostgreSQL outbox → Debezium → Kafka → MongoDB.

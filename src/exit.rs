@@ -1,6 +1,7 @@
 //! pipedemo's exit codes, the same in every command (README, "Exit codes"):
-//! 0 success, 1 a check or threshold failed, 2 usage or configuration error, 3 a service
-//! unreachable or misconfigured, 130 interrupted.
+//! 0 success, 1 a check or threshold failed, 2 usage or configuration error (pipedemo's own
+//! settings: flags, credentials, TLS, a refusal to clear), 3 a service unreachable or lacking
+//! what pipedemo needs, 130 interrupted.
 
 use std::process::ExitCode;
 
