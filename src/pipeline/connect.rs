@@ -318,11 +318,11 @@ impl Connect {
         }
     }
 
-    /// The connector's stored configuration, or `None` if it is not registered.
-    pub async fn config(&self) -> Result<Option<Value>> {
+    /// `GET /connectors/<name>/<what>`, or `None` if the connector is not registered.
+    async fn connector_get<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<Option<T>> {
         let resp = self
             .http
-            .get(format!("{}/connectors/{}/config", self.base, self.name))
+            .get(format!("{}/connectors/{}/{what}", self.base, self.name))
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -331,6 +331,11 @@ impl Connect {
             return Ok(None);
         }
         Ok(Some(resp.error_for_status()?.json().await?))
+    }
+
+    /// The connector's stored configuration, or `None` if it is not registered.
+    pub async fn config(&self) -> Result<Option<Value>> {
+        self.connector_get("config").await
     }
 
     /// Deletes the connector (its stored offsets stay in Connect's offsets topic).
@@ -408,16 +413,7 @@ impl Connect {
 
     /// The connector's status, or `None` if it is not registered.
     pub async fn status(&self) -> Result<Option<Status>> {
-        let resp = self
-            .http
-            .get(format!("{}/connectors/{}/status", self.base, self.name))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        Ok(Some(resp.error_for_status()?.json().await?))
+        self.connector_get("status").await
     }
 
     /// Forgets the connector's stored source offsets (stop, delete offsets, resume), so it
