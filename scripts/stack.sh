@@ -254,7 +254,13 @@ make_secure_material() {
 # pymongo, to create the secured MongoDB-protocol server's user (there is no shell client).
 install_tools_venv() {
   [[ -x "$TOOLS_VENV/bin/python" ]] && "$TOOLS_VENV/bin/python" -c 'import pymongo' 2>/dev/null && return 0
-  python3 -m venv "$TOOLS_VENV" >&2 || die "python3 -m venv failed (install python3-venv)"
+  command -v python3 >/dev/null || apt_install python3
+  # Debian splits venv (and the pip it seeds) into python3-venv.
+  if ! python3 -m venv "$TOOLS_VENV" >&2; then
+    rm -rf "$TOOLS_VENV"
+    apt_install python3-venv
+    python3 -m venv "$TOOLS_VENV" >&2 || die "python3 -m venv failed even with python3-venv installed"
+  fi
   "$TOOLS_VENV/bin/pip" install -q 'pymongo==4.*' >&2 || die "pip could not install pymongo from PyPI"
 }
 

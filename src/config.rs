@@ -187,7 +187,10 @@ pub fn parse_pg_url(url: &str) -> Result<PgUrl, String> {
         ));
     }
     let decode = |s: &str| -> Result<String, String> {
-        percent_decode(s).ok_or_else(|| format!("POSTGRES_URL `{redacted}` has a bad %-escape"))
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|d| d.into_owned())
+            .map_err(|_| format!("POSTGRES_URL `{redacted}` has a %-escape that is not UTF-8"))
     };
     let mut out = PgUrl {
         host: u
@@ -231,23 +234,6 @@ pub fn parse_pg_url(url: &str) -> Result<PgUrl, String> {
         }
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 impl PostgresArgs {
@@ -495,7 +481,8 @@ impl KeyValue {
                 key: k.trim().to_owned(),
                 value: v.to_owned(),
             }),
-            _ => Err(format!("`{}` is not KEY=VALUE", redact_setting("", s))),
+            // Not echoed: a malformed pair may still hold a secret.
+            _ => Err("expected KEY=VALUE (a property name, `=`, its value)".into()),
         }
     }
 
@@ -522,14 +509,8 @@ pub fn is_secret_key(key: &str) -> bool {
         || k.ends_with("keystore.key")
 }
 
-/// `value`, or `***` when `key` names a secret (an empty key: anything after `=` is hidden).
+/// `value`, or `***` when `key` names a secret.
 pub fn redact_setting(key: &str, value: &str) -> String {
-    if key.is_empty() {
-        return match value.split_once('=') {
-            Some((k, _)) => format!("{k}=***"),
-            None => "***".into(),
-        };
-    }
     if is_secret_key(key) {
         "***".into()
     } else {

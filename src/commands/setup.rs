@@ -182,32 +182,28 @@ pub async fn check_services(s: &Settings) -> Result<Versions> {
             problems.push(e);
         }
     }
-    match problems.len() {
-        0 => Ok(v),
-        1 => Err(problems.remove(0)),
-        // Only pipedemo's own settings wrong (credentials, TLS): a configuration error (2);
-        // any service down: 3.
-        n if problems
-            .iter()
-            .all(|e| crate::exit::of_error(e) == crate::exit::Exit::Usage) =>
-        {
-            Err(crate::exit::config(format!(
-                "{n} services refuse pipedemo's settings:\n  - {}",
-                problems
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n  - ")
-            )))
-        }
-        n => Err(crate::exit::service(format!(
-            "{n} services are not usable:\n  - {}",
-            problems
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n  - ")
-        ))),
+    if problems.len() < 2 {
+        return problems.pop().map_or(Ok(v), Err);
+    }
+    let n = problems.len();
+    let list = problems
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n  - ");
+    // Only pipedemo's own settings wrong (credentials, TLS): a configuration error (2); any
+    // service down: 3.
+    if problems
+        .iter()
+        .all(|e| crate::exit::of_error(e) == crate::exit::Exit::Usage)
+    {
+        Err(crate::exit::config(format!(
+            "{n} services refuse pipedemo's settings:\n  - {list}"
+        )))
+    } else {
+        Err(crate::exit::service(format!(
+            "{n} services are not usable:\n  - {list}"
+        )))
     }
 }
 

@@ -318,15 +318,21 @@ impl Connect {
         }
     }
 
+    /// Sends `req`: Connect unreachable, or refusing pipedemo's credentials, is an error here
+    /// with its fix, for every call alike.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        self.authorised(resp)
+    }
+
     /// `GET /connectors/<name>/<what>`, or `None` if the connector is not registered.
     async fn connector_get<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<Option<T>> {
         let resp = self
-            .http
-            .get(format!("{}/connectors/{}/{what}", self.base, self.name))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let resp = self.authorised(resp)?;
+            .send(
+                self.http
+                    .get(format!("{}/connectors/{}/{what}", self.base, self.name)),
+            )
+            .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -341,12 +347,11 @@ impl Connect {
     /// Deletes the connector (its stored offsets stay in Connect's offsets topic).
     pub async fn delete(&self) -> Result<()> {
         let resp = self
-            .http
-            .delete(format!("{}/connectors/{}", self.base, self.name))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let resp = self.authorised(resp)?;
+            .send(
+                self.http
+                    .delete(format!("{}/connectors/{}", self.base, self.name)),
+            )
+            .await?;
         if resp.status() != reqwest::StatusCode::NOT_FOUND {
             resp.error_for_status()?;
         }
@@ -356,12 +361,8 @@ impl Connect {
     /// Checks Connect answers and has the Debezium PostgreSQL plugin. Returns its version.
     pub async fn check_plugin(&self) -> Result<String> {
         let plugins: Vec<Value> = self
-            .http
-            .get(format!("{}/connector-plugins", self.base))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))
-            .and_then(|r| self.authorised(r))?
+            .send(self.http.get(format!("{}/connector-plugins", self.base)))
+            .await?
             .error_for_status()
             .context("Kafka Connect /connector-plugins")?
             .json()
@@ -392,13 +393,12 @@ impl Connect {
     /// Creates or updates the connector (PUT is idempotent).
     pub async fn upsert(&self, config: &Value) -> Result<()> {
         let resp = self
-            .http
-            .put(format!("{}/connectors/{}/config", self.base, self.name))
-            .json(config)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let resp = self.authorised(resp)?;
+            .send(
+                self.http
+                    .put(format!("{}/connectors/{}/config", self.base, self.name))
+                    .json(config),
+            )
+            .await?;
         if !resp.status().is_success() {
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -421,11 +421,7 @@ impl Connect {
     /// was re-created while Kafka kept the old offsets.
     pub async fn reset_offsets(&self) -> Result<()> {
         let url = format!("{}/connectors/{}", self.base, self.name);
-        self.http
-            .put(format!("{url}/stop"))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        self.send(self.http.put(format!("{url}/stop"))).await?;
         for _ in 0..40 {
             if let Some(s) = self.status().await? {
                 if s.connector.state == "STOPPED" {
@@ -435,11 +431,8 @@ impl Connect {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let resp = self
-            .http
-            .delete(format!("{url}/offsets"))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(self.http.delete(format!("{url}/offsets")))
+            .await?;
         if !resp.status().is_success() {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             bail!(
@@ -448,24 +441,17 @@ impl Connect {
                 body["message"].as_str().unwrap_or("no message")
             );
         }
-        self.http
-            .put(format!("{url}/resume"))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        self.send(self.http.put(format!("{url}/resume"))).await?;
         Ok(())
     }
 
     /// Restarts the connector and its tasks (used after a config update and after failures).
     pub async fn restart(&self) -> Result<()> {
-        self.http
-            .post(format!(
-                "{}/connectors/{}/restart?includeTasks=true&onlyFailed=false",
-                self.base, self.name
-            ))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        self.send(self.http.post(format!(
+            "{}/connectors/{}/restart?includeTasks=true&onlyFailed=false",
+            self.base, self.name
+        )))
+        .await?;
         Ok(())
     }
 

@@ -255,6 +255,10 @@ pub async fn mark_table(pg: &Client) -> Result<()> {
 /// Creates the registry (once the refusals are settled, so that a refused setup creates
 /// nothing).
 pub async fn ensure_registry(pg: &Client) -> Result<()> {
+    // Every record comes here first; the DDL (and its lock) only once.
+    if registry_exists(pg).await? {
+        return Ok(());
+    }
     pg.batch_execute(&format!(
         "CREATE TABLE IF NOT EXISTS {REGISTRY} (
              kind text NOT NULL, name text NOT NULL, scope text NOT NULL,
