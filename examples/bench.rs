@@ -874,7 +874,9 @@ fn debezium_defaults(a: &Args, env: &[(&str, &str)], figs: &mut Vec<Figure>) -> 
 async fn main() -> Result<()> {
     let a = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&a.settings.log_level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            &a.settings.output.log_level,
+        ))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();

@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use crate::commands::display::DASHBOARD_LOG;
 use crate::commands::Command;
 use crate::config::Settings;
+use crate::show::display::DASHBOARD_LOG;
 
 /// The exit codes, the same for every command (README, "Exit codes").
 const EXIT_CODES: &str = "Exit codes:
@@ -53,6 +53,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
     }
     let _ = DASHBOARD_LOG.set(
         cli.settings
+            .output
             .metrics_file
             .parent()
             .unwrap_or(std::path::Path::new(""))
@@ -68,7 +69,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
             return crate::exit::Exit::Usage.into();
         }
     };
-    match rt.block_on(cli.command.run(&cli.settings)) {
+    match rt.block_on(cli.command.run(&cli.settings, Cli::command())) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -94,15 +95,15 @@ pub fn read_dotenv() -> anyhow::Result<()> {
 fn init_logging(s: &Settings) {
     // librdkafka reports transient broker states as warnings that pipedemo retries anyway;
     // a plain level keeps them out unless asked for with a full filter.
-    let directive = if s.log_level.contains('=') {
-        s.log_level.clone()
+    let directive = if s.output.log_level.contains('=') {
+        s.output.log_level.clone()
     } else {
-        format!("{},librdkafka=error", s.log_level)
+        format!("{},librdkafka=error", s.output.log_level)
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let ansi = s.color.enabled(
+    let ansi = s.output.color.enabled(
         std::io::stderr().is_terminal(),
         std::env::var("NO_COLOR").ok().as_deref(),
     );
@@ -111,7 +112,7 @@ fn init_logging(s: &Settings) {
         .with_ansi(ansi)
         .with_writer(crate::show::logsink::Writer::default)
         .with_target(false);
-    if s.log_json {
+    if s.output.log_json {
         builder.json().init();
     } else {
         builder.init();

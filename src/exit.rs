@@ -77,12 +77,33 @@ pub fn of_error(e: &anyhow::Error) -> Exit {
             || c.is::<mongodb::error::Error>()
             || c.is::<rdkafka::error::KafkaError>()
             || c.is::<reqwest::Error>()
-            || c.is::<crate::pipeline::connect::ConnectError>()
     });
     if from_service {
         Exit::Service
     } else {
         Exit::Usage
+    }
+}
+
+/// The error for the service checks that failed, or `Ok` when none did. One failure is
+/// returned as it is; several are listed in one error, a configuration error (2) only when
+/// every one of them is pipedemo's own settings (credentials, TLS), else a service error (3).
+pub fn combine(mut problems: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    if problems.len() < 2 {
+        return problems.pop().map_or(Ok(()), Err);
+    }
+    let n = problems.len();
+    let list = problems
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n  - ");
+    if problems.iter().all(|e| of_error(e) == Exit::Usage) {
+        Err(config(format!(
+            "{n} services refuse pipedemo's settings:\n  - {list}"
+        )))
+    } else {
+        Err(service(format!("{n} services are not usable:\n  - {list}")))
     }
 }
 
@@ -119,6 +140,36 @@ mod tests {
             of_error(&anyhow::anyhow!("--batch-size must be at least 1")),
             Exit::Usage
         );
+    }
+
+    #[test]
+    fn several_failed_checks_are_a_configuration_error_only_when_all_are() {
+        assert!(combine(Vec::new()).is_ok());
+        let one = combine(vec![service("Kafka at x is unreachable")]).unwrap_err();
+        assert_eq!(one.to_string(), "Kafka at x is unreachable");
+        assert_eq!(of_error(&one), Exit::Service);
+        let all_config = combine(vec![
+            config("PostgreSQL rejected the password"),
+            config("MongoDB refused the credentials"),
+        ])
+        .unwrap_err();
+        assert_eq!(of_error(&all_config), Exit::Usage);
+        assert!(
+            all_config
+                .to_string()
+                .starts_with("2 services refuse pipedemo's settings:\n  - PostgreSQL"),
+            "{all_config}"
+        );
+        let mixed = combine(vec![
+            config("PostgreSQL rejected the password"),
+            service("Kafka at x is unreachable"),
+            anyhow::Error::from(rdkafka::error::KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+            )),
+        ])
+        .unwrap_err();
+        assert_eq!(of_error(&mixed), Exit::Service);
+        assert!(mixed.to_string().starts_with("3 services are not usable"));
     }
 
     #[test]

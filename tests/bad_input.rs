@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use pipedemo::check::verify;
-use pipedemo::commands::load::{self, LoadOptions};
-use pipedemo::commands::session::PhaseOptions;
 use pipedemo::pipeline::consumer::ConsumerOptions;
 use pipedemo::pipeline::kafka;
+use pipedemo::run::load::{self, LoadOptions};
+use pipedemo::run::session::PhaseOptions;
 
 enum Expect {
     /// Dead-lettered with a reason containing this text.

@@ -27,7 +27,7 @@ impl Scenario {
     async fn new(name: &'static str) -> Scenario {
         let settings = common::settings(name, &[]);
         common::setup(&settings).await;
-        let metrics = settings.metrics_file.clone();
+        let metrics = settings.output.metrics_file.clone();
         Scenario {
             name,
             settings,

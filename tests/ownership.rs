@@ -166,7 +166,7 @@ async fn an_outbox_table_pipedemo_did_not_create_is_refused_until_forced() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(mark, pipedemo::pipeline::ownership::TABLE_MARK);
+    assert_eq!(mark, pipedemo::provision::ownership::TABLE_MARK);
     // The new table is captured: events go all the way through.
     let o = pipedemo("foreigntable")
         .args(["load", "--events", "300", "--no-tui"])
@@ -305,7 +305,7 @@ async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
         None,
         "topic {topic} is still there"
     );
-    let connector = pipedemo::pipeline::connect::Connect::new(&s.connect)
+    let connector = pipedemo::provision::connector::Connect::new(&s.connect)
         .unwrap()
         .config()
         .await

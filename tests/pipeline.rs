@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use pipedemo::check::verify;
-use pipedemo::commands::load::{self, LoadOptions};
 use pipedemo::commands::replay;
-use pipedemo::commands::session::PhaseOptions;
 use pipedemo::pipeline::consumer::ConsumerOptions;
 use pipedemo::pipeline::store::ReadModels;
+use pipedemo::run::load::{self, LoadOptions};
+use pipedemo::run::session::PhaseOptions;
 use pipedemo::telemetry::stats::Stage;
 
 fn load_opts(events: u64) -> LoadOptions {

@@ -249,7 +249,7 @@ async fn setup_load_verify_and_replay_run_encrypted_and_authenticated(env: &[(St
     assert!(o.status.success(), "verify after the replay: {}", text(&o));
 
     let s = settings(name, env);
-    let connector = pipedemo::pipeline::connect::Connect::new(&s.connect)
+    let connector = pipedemo::provision::connector::Connect::new(&s.connect)
         .unwrap()
         .config()
         .await
@@ -312,7 +312,7 @@ async fn nothing_created(env: &[(String, String)]) {
     );
     let mut c = s.connect.clone();
     c.connector_name = "pipedemo-sec-fail".into();
-    let connector = pipedemo::pipeline::connect::Connect::new(&c)
+    let connector = pipedemo::provision::connector::Connect::new(&c)
         .unwrap()
         .config()
         .await

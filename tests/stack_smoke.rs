@@ -12,8 +12,8 @@ use rdkafka::Message;
 use serde_json::Value;
 use uuid::Uuid;
 
-use pipedemo::pipeline::connect::{connector_config, Connect, Tuning};
 use pipedemo::pipeline::{kafka, outbox};
+use pipedemo::provision::connector::{connector_config, Connect, Tuning};
 
 #[tokio::test]
 async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {

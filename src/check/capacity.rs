@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::check::verify::{pass_fail_text, VerifyReport};
 use crate::telemetry::stats::{Stage, Summary};
 
 /// The next rate to offer, from what the earlier steps found.
@@ -165,9 +166,70 @@ pub fn batch_size(rate: f64) -> usize {
     ((rate * 0.005).ceil() as usize).clamp(1, 1000)
 }
 
+/// Why a capacity run fails, one sentence each: events lost or broken (`v`), no rate
+/// `sustained` within p99 ≤ `slo_p99_ms`, or the sustained rate below `min_rate`. Empty when
+/// it passed.
+pub fn failures(
+    sustained: Option<f64>,
+    slo_p99_ms: f64,
+    v: &VerifyReport,
+    min_rate: Option<f64>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if !v.passed {
+        out.push(format!(
+            "verification failed: {} of {} events found, {} duplicated, integrity {}",
+            v.found_events,
+            v.total_events,
+            v.duplicated_ids.len(),
+            pass_fail_text(v.integrity_passed)
+        ));
+    }
+    match (sustained, min_rate) {
+        (None, _) => out.push(format!(
+            "no rate was sustained within p99 ≤ {slo_p99_ms} ms"
+        )),
+        (Some(r), Some(min)) if r < min => out.push(format!(
+            "the pipeline sustains {r:.0} events/s at p99 ≤ {slo_p99_ms} ms, below --min-rate {min}"
+        )),
+        _ => {}
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verified(passed: bool) -> VerifyReport {
+        VerifyReport {
+            passed,
+            integrity_passed: passed,
+            total_events: 10,
+            found_events: if passed { 10 } else { 9 },
+            ..VerifyReport::default()
+        }
+    }
+
+    #[test]
+    fn a_capacity_run_fails_for_loss_for_no_rate_and_below_the_gate() {
+        assert!(failures(Some(1000.0), 50.0, &verified(true), Some(1000.0)).is_empty());
+        assert!(failures(Some(1000.0), 50.0, &verified(true), None).is_empty());
+        assert_eq!(
+            failures(Some(999.0), 50.0, &verified(true), Some(1000.0)),
+            ["the pipeline sustains 999 events/s at p99 ≤ 50 ms, below --min-rate 1000"]
+        );
+        assert_eq!(
+            failures(None, 50.0, &verified(true), None),
+            ["no rate was sustained within p99 ≤ 50 ms"]
+        );
+        let f = failures(Some(2000.0), 50.0, &verified(false), Some(1000.0));
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].starts_with("verification failed: 9 of 10 events found, 0 duplicated, integrity"),
+            "{f:?}"
+        );
+    }
 
     fn run(mut sweep: Sweep, capacity: f64) -> (Vec<f64>, Option<f64>) {
         let mut offered = Vec::new();

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::config::Settings;
-use crate::pipeline::connect::Connect;
-use crate::pipeline::ownership::{self, Found, Kind};
 use crate::pipeline::store::ReadModels;
 use crate::pipeline::{kafka, outbox};
+use crate::provision::connector::Connect;
+use crate::provision::ownership::{self, Found, Kind};
 
 /// The flags of `pipedemo cleanup`.
 #[derive(clap::Args, Clone, Debug)]
@@ -125,8 +125,9 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
 /// report names, and every report file a run recorded on this machine.
 async fn files(s: &Settings, pg: &tokio_postgres::Client) -> Result<Vec<PathBuf>> {
     let mut all = vec![
-        s.metrics_file.clone(),
-        s.metrics_file
+        s.output.metrics_file.clone(),
+        s.output
+            .metrics_file
             .parent()
             .unwrap_or(std::path::Path::new(""))
             .join("pipedemo.log"),

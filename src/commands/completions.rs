@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 /// The flags of `pipedemo completions`.
@@ -19,9 +18,9 @@ pub struct Args {
     pub shell: Shell,
 }
 
-/// Prints the completion script.
-pub fn command(a: &Args) -> Result<ExitCode> {
-    let mut cmd = crate::cli::Cli::command();
+/// Prints the completion script for `cmd`, the whole command line (passed in by the caller,
+/// which owns it).
+pub fn command(a: &Args, mut cmd: clap::Command) -> Result<ExitCode> {
     clap_complete::generate(a.shell, &mut cmd, "pipedemo", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
 }

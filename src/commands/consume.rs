@@ -23,15 +23,15 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let stop = stop_on_signals();
     let (tx, rx) = metrics::channel();
     let mut sink = Sink {
-        file: Some(MetricsFile::append(&s.metrics_file)?),
+        file: Some(MetricsFile::append(&s.output.metrics_file)?),
         ..Sink::default()
     };
     // Served only when asked for: the live state (and the health poller that feeds the lag
     // into it) costs nothing otherwise.
-    if let Some(addr) = s.metrics_listen {
+    if let Some(addr) = s.output.metrics_listen {
         let live = live::Shared::default();
-        crate::show::exporter::serve(addr, live.clone())?;
-        tokio::spawn(crate::show::health::poll(
+        crate::telemetry::exporter::serve(addr, live.clone())?;
+        tokio::spawn(crate::run::health::poll(
             s.clone(),
             live.clone(),
             std::time::Duration::from_secs(1),

@@ -1,30 +1,30 @@
-//! `pipedemo full`: the whole show. Setup, phases of growing load (10 → 100 → 1,000 → 10,000 by
-//! default) with one consumer throughout, verification, and the reports.
+//! `pipedemo full`: the whole show on a display, then both reports and the closing lines. The
+//! show itself is [`crate::run::full`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::capacity::{self, CapacityOptions, CapacityReport, Step};
-use super::display::{DisplayArgs, Shown};
-use super::load::PacingArgs;
-use super::session::{self, PhaseOptions, PhaseResult, PhaseSummary, Session, PREWARM};
-use super::setup::{self, SetupOptions};
+use super::flags::{parse_duration, PacingArgs};
 use super::signals::stop_on_signals;
 use crate::check::targets::Targets;
-use crate::check::verify::{self, pass_fail_text, VerifyReport};
+use crate::check::thresholds::Thresholds;
+use crate::check::verify::pass_fail_text;
 use crate::config::Settings;
-use crate::pipeline::connect::Connect;
-use crate::pipeline::consumer::ConsumerOptions;
-use crate::pipeline::ownership;
 use crate::pipeline::store::ReadModels;
+use crate::provision::connector::Connect;
+use crate::provision::ownership;
+use crate::provision::setup::SetupOptions;
+use crate::run::capacity::CapacityOptions;
+use crate::run::full::{self, FullOptions, Observer};
+use crate::run::outcome::{FullOutcome, PhaseResult, PhaseSummary, Step};
+use crate::run::session;
+use crate::show::display::{DisplayArgs, Shown};
 use crate::show::{demo_report, report};
 use crate::telemetry::live::Shared;
-use crate::telemetry::stats;
 
 /// The flags of `pipedemo full`.
 #[derive(clap::Args, Clone, Debug)]
@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long)]
     pub burst: bool,
     /// How long each step of the closing capacity phase lasts, e.g. `5s`.
-    #[arg(long, default_value = "5s", value_parser = super::load::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub capacity_step: Duration,
     /// The closing capacity phase's p99 target, ms.
     #[arg(long, default_value_t = 50.0)]
@@ -51,7 +51,7 @@ pub struct Args {
     pub no_capacity: bool,
     /// How long to warm the JVMs (Kafka, Connect) at 400 events/s before the show, in a
     /// phase of its own that is not held to the targets; `0s` skips it.
-    #[arg(long, default_value = "20s", value_parser = super::load::parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub prewarm: Duration,
     /// How events are batched and paced.
     #[command(flatten)]
@@ -86,32 +86,6 @@ pub struct Args {
 /// The pause after each batch of `--burst` when `--batch-delay-ms` is not given.
 const BURST_BATCH_DELAY_MS: u64 = 10;
 
-/// Options of `full`.
-#[derive(Clone, Debug)]
-pub struct FullOptions {
-    /// Events offered before the show to warm the JVMs (Kafka, Connect), shown as a phase of
-    /// its own and not held to the targets.
-    pub prewarm: Option<PhaseOptions>,
-    /// One phase per entry, in order.
-    pub phases: Vec<PhaseOptions>,
-    /// Unpaced overload (`--burst`): latency targets are reported, not enforced.
-    pub burst: bool,
-    /// The targets every phase must meet (unless `burst`).
-    pub targets: Targets,
-    /// The closing capacity phase, unless skipped.
-    pub capacity: Option<CapacityOptions>,
-    /// Setup options.
-    pub setup: SetupOptions,
-    /// Fail when the run's p95 end-to-end latency exceeds this (ms).
-    pub max_p95_ms: Option<f64>,
-    /// Fail when the last phase's throughput is below this (events/s).
-    pub min_throughput: Option<f64>,
-    /// Where to write the JSON report.
-    pub report_json: PathBuf,
-    /// Where to write the HTML report.
-    pub report_html: PathBuf,
-}
-
 impl From<&Args> for FullOptions {
     fn from(a: &Args) -> Self {
         FullOptions {
@@ -140,172 +114,13 @@ impl From<&Args> for FullOptions {
                 refinements: 2,
             }),
             setup: SetupOptions::fresh(a.partitions, a.force),
-            max_p95_ms: a.max_p95_ms,
-            min_throughput: a.min_throughput,
+            thresholds: Thresholds {
+                max_p95_ms: a.max_p95_ms,
+                min_throughput: a.min_throughput,
+            },
             report_json: a.report_json.clone(),
             report_html: a.report_html.clone(),
         }
-    }
-}
-
-/// The name of phase `i`.
-pub fn phase_name(i: usize) -> String {
-    match i {
-        0 => "warm-up".into(),
-        1 => "moderate".into(),
-        2 => "stress".into(),
-        3 => "extreme".into(),
-        n => format!("phase {}", n + 1),
-    }
-}
-
-/// What `full` measured.
-#[derive(Debug, Serialize)]
-pub struct FullOutcome {
-    /// Per-phase summaries.
-    pub phases: Vec<PhaseSummary>,
-    /// The verification.
-    pub verification: VerifyReport,
-    /// Threshold violations (empty when all held).
-    pub threshold_failures: Vec<String>,
-    /// Events over all phases.
-    pub total_events: u64,
-    /// Seconds the phases took (pre-warm and capacity phase apart).
-    pub total_secs: f64,
-    /// Unpaced overload: the latency is queueing, not the pipeline's.
-    pub burst: bool,
-    /// The targets each phase was held to.
-    pub targets: Targets,
-    /// Per phase, the targets it missed (empty when met).
-    pub targets_missed: Vec<Vec<String>>,
-    /// The pre-warm phase before the show, not held to the targets.
-    pub prewarm: Option<PhaseSummary>,
-    /// The closing capacity phase.
-    pub capacity: Option<CapacityReport>,
-}
-
-impl FullOutcome {
-    /// Verification passed and no threshold broke.
-    pub fn passed(&self) -> bool {
-        self.verification.passed && self.threshold_failures.is_empty()
-    }
-}
-
-/// Hears how the show goes, for a display: the live state once, then each finished phase.
-pub trait Observer {
-    /// The session started; `live` is what to draw from.
-    fn started(&mut self, live: Shared);
-    /// A phase finished.
-    fn phase_done(&mut self, r: &PhaseResult);
-    /// A step of the closing capacity phase finished.
-    fn capacity_step(&mut self, s: &Step);
-}
-
-/// The thresholds that broke, one sentence each.
-pub fn threshold_failures(
-    o: &FullOptions,
-    verification: &VerifyReport,
-    last: Option<&PhaseSummary>,
-) -> Vec<String> {
-    let mut failures = Vec::new();
-    let p95 = stats::total(&verification.latency).p95_ms;
-    if let Some(max) = o.max_p95_ms.filter(|max| p95 > *max) {
-        failures.push(format!(
-            "p95 end-to-end latency {p95:.1} ms is above --max-p95-ms {max}"
-        ));
-    }
-    if let (Some(min), Some(last)) = (o.min_throughput, last) {
-        if last.throughput_eps < min {
-            failures.push(format!(
-                "{} phase throughput {:.0} events/s is below --min-throughput {min}",
-                last.phase, last.throughput_eps
-            ));
-        }
-    }
-    failures
-}
-
-/// Runs the show: setup, the pre-warm, the phases, the capacity phase, verification.
-pub async fn run(
-    s: &Settings,
-    o: &FullOptions,
-    observer: &mut dyn Observer,
-    stop: CancellationToken,
-) -> Result<(FullOutcome, Shared, setup::Versions)> {
-    let versions = setup::run(s, &o.setup).await?;
-    let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
-    let live = session.live.clone();
-    observer.started(live.clone());
-    let prewarm = match &o.prewarm {
-        Some(p) if !stop.is_cancelled() => {
-            let r = session.run_phase(PREWARM, p, &stop).await?;
-            observer.phase_done(&r);
-            Some(r.summary())
-        }
-        _ => None,
-    };
-    let mut results = Vec::new();
-    for (i, phase) in o.phases.iter().enumerate() {
-        if stop.is_cancelled() {
-            break;
-        }
-        let r = session.run_phase(&phase_name(i), phase, &stop).await?;
-        observer.phase_done(&r);
-        results.push(r);
-    }
-    let capacity = match &o.capacity {
-        Some(c) if !stop.is_cancelled() => {
-            Some(capacity::sweep(&mut session, c, &stop, |s| observer.capacity_step(s)).await?)
-        }
-        _ => None,
-    };
-    session.finish().await?;
-    let verification = verify::run(s, false).await?;
-    let total_secs = results.iter().map(|r| r.wall_secs).sum();
-    let phases: Vec<PhaseSummary> = results.iter().map(PhaseResult::summary).collect();
-    let outcome = outcome(o, phases, prewarm, capacity, verification, total_secs);
-    Ok((outcome, live, versions))
-}
-
-/// The outcome: each phase against the targets, and the thresholds that broke.
-fn outcome(
-    o: &FullOptions,
-    phases: Vec<PhaseSummary>,
-    prewarm: Option<PhaseSummary>,
-    capacity: Option<CapacityReport>,
-    verification: VerifyReport,
-    total_secs: f64,
-) -> FullOutcome {
-    let mut threshold_failures = threshold_failures(o, &verification, phases.last());
-    let targets_missed: Vec<Vec<String>> = phases
-        .iter()
-        .map(|p| {
-            o.targets
-                .missed(&stats::total(&p.stages), p.delivered, p.events)
-        })
-        .collect();
-    if !o.burst {
-        for (p, missed) in phases.iter().zip(&targets_missed) {
-            if !missed.is_empty() {
-                threshold_failures.push(format!(
-                    "{} phase missed the targets: {}",
-                    p.phase,
-                    missed.join(", ")
-                ));
-            }
-        }
-    }
-    FullOutcome {
-        total_events: phases.iter().map(|p| p.events).sum(),
-        phases,
-        verification,
-        threshold_failures,
-        total_secs,
-        burst: o.burst,
-        targets: o.targets,
-        targets_missed,
-        prewarm,
-        capacity,
     }
 }
 
@@ -367,7 +182,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         detail: Vec::new(),
         live: None,
     };
-    let result = run(s, &o, &mut display, stop.clone()).await;
+    let result = full::run(s, &o, &mut display, stop.clone()).await;
     if let Some(shown) = display.shown.take() {
         let tui = shown.tui;
         shown.end().await;

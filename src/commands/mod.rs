@@ -6,13 +6,12 @@ pub mod capacity;
 pub mod cleanup;
 pub mod completions;
 pub mod consume;
-pub mod display;
+pub mod flags;
 pub mod full;
 pub mod load;
 pub mod monitor;
 pub mod output;
 pub mod replay;
-pub mod session;
 pub mod setup;
 pub mod signals;
 pub mod verify;
@@ -52,8 +51,9 @@ pub enum Command {
 }
 
 impl Command {
-    /// Runs the subcommand; the exit code says whether its checks passed.
-    pub async fn run(self, s: &Settings) -> Result<ExitCode> {
+    /// Runs the subcommand; the exit code says whether its checks passed. `cli` is the whole
+    /// command line's definition, for the completion script.
+    pub async fn run(self, s: &Settings, cli: clap::Command) -> Result<ExitCode> {
         match self {
             Command::Setup(a) => setup::command(s, a).await,
             Command::Load(a) => load::command(s, a).await,
@@ -64,7 +64,7 @@ impl Command {
             Command::Replay(a) => replay::command(s, a).await,
             Command::Verify(a) => verify::command(s, a).await,
             Command::Cleanup(a) => cleanup::command(s, a).await,
-            Command::Completions(a) => completions::command(&a),
+            Command::Completions(a) => completions::command(&a, cli),
         }
     }
 }

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::display::{DisplayArgs, Shown};
-use super::session::Session;
 use super::signals::stop_on_signals;
 use crate::config::Settings;
 use crate::pipeline::consumer::ConsumerOptions;
+use crate::run::session::Session;
+use crate::show::display::{DisplayArgs, Shown};
 use crate::telemetry::live::{Live, Shared};
 
 /// The flags of `pipedemo monitor`.
@@ -30,10 +30,10 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         let mut watching = Live::default();
         watching.observing = true;
         let live = Shared::new(watching);
-        if let Some(addr) = s.metrics_listen {
-            crate::show::exporter::serve(addr, live.clone())?;
+        if let Some(addr) = s.output.metrics_listen {
+            crate::telemetry::exporter::serve(addr, live.clone())?;
         }
-        let poller = tokio::spawn(crate::show::health::poll(
+        let poller = tokio::spawn(crate::run::health::poll(
             s.clone(),
             live.clone(),
             Duration::from_secs(1),

@@ -28,7 +28,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let r = verify::run(s, a.checksum).await?;
     if let Some(p) = &a.report {
         verify::write_report(&r, p)?;
-        crate::pipeline::ownership::record_files(s, &[p.as_path()]).await?;
+        crate::provision::ownership::record_files(s, &[p.as_path()]).await?;
     }
     if a.json {
         super::output::print_json(&r)?;

@@ -7,8 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::verify::pass_fail_text;
-use crate::commands::capacity::CapacityReport;
-use crate::commands::full::FullOutcome;
+use crate::run::outcome::{CapacityReport, FullOutcome};
 use crate::show::plots;
 use crate::show::report::thousands;
 use crate::telemetry::live::Live;

@@ -4,8 +4,7 @@
 
 pub mod dashboard;
 pub mod demo_report;
-pub mod exporter;
-pub mod health;
+pub mod display;
 pub mod logsink;
 pub mod plots;
 pub mod report;

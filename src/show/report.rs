@@ -5,10 +5,10 @@ use std::fmt::Write;
 use std::collections::BTreeMap;
 
 use crate::check::verify::{pass_fail_text, VerifyReport};
-use crate::commands::capacity::{CapacityReport, Step};
-use crate::commands::full::FullOutcome;
-use crate::commands::session::{PhaseResult, PhaseSummary, TimelinePoint};
 use crate::event::EventType;
+use crate::run::outcome::{
+    CapacityReport, FullOutcome, PhaseResult, PhaseSummary, Step, TimelinePoint,
+};
 use crate::telemetry::live::RecentEvent;
 use crate::telemetry::stats::{self, Stage, Summary};
 
@@ -29,18 +29,7 @@ fn header(out: &mut String) {
     );
 }
 
-/// Thousands separators: 10000 → 10,000.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::numbers::thousands;
 
 /// The summary `load` prints.
 pub fn load(r: &PhaseResult) -> String {

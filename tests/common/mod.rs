@@ -154,7 +154,7 @@ pub fn settings(test: &str, extra: &[&str]) -> Settings {
 
 /// `pipedemo setup` for a test: fresh data, group at the end, one partition, tuned connector.
 pub async fn setup(s: &Settings) {
-    use pipedemo::commands::setup::{run, SetupOptions};
+    use pipedemo::provision::setup::{run, SetupOptions};
     run(s, &SetupOptions::fresh(1, false)).await.expect("setup");
 }
 

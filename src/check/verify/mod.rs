@@ -27,7 +27,7 @@ pub use rules::{Observed, TypeCount};
 const LISTED: usize = 100;
 
 /// The verification report (also written as JSON).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
     /// Events in event_outbox.
     pub total_events: u64,
@@ -150,8 +150,8 @@ pub fn latency(records: &[MetricEvent], outbox_ids: &HashSet<Uuid>) -> RunStats 
 pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
     let (observed, store) = fetch(s).await?;
     let findings = rules::check(&observed);
-    let records = if s.metrics_file.exists() {
-        metrics::read_file(&s.metrics_file)?.0
+    let records = if s.output.metrics_file.exists() {
+        metrics::read_file(&s.output.metrics_file)?.0
     } else {
         Vec::new()
     };

@@ -133,6 +133,15 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// The error to end a command with: Connect's own (unreachable, credentials refused) as it
+    /// came, the connector's state as a service error (exit 3).
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            ConnectError::Unreachable(e) => e,
+            other => crate::exit::service(other.to_string()),
+        }
+    }
+
     /// The error for a connector that FAILED with `cause` (the first "Caused by" of its trace).
     pub fn failed(name: &str, cause: String) -> ConnectError {
         // Debezium's PostgreSQL connector says so when the slot no longer holds the WAL

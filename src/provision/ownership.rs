@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
 use crate::config::Settings;
-use crate::pipeline::connect::{Connect, OWNER_KEY};
 use crate::pipeline::kafka;
 use crate::pipeline::store::ReadModels;
+use crate::provision::connector::{Connect, OWNER_KEY};
 
 /// The comment that marks `event_outbox` as created by pipedemo.
 pub const TABLE_MARK: &str = "created by pipedemo setup";

@@ -6,9 +6,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::pipeline::connect::Connect;
 use crate::pipeline::kafka::LagProbe;
 use crate::pipeline::store::ReadModels;
+use crate::provision::connector::Connect;
 use crate::telemetry::live::{Health, Shared};
 
 const MONGO_CONNECT_WAIT: Duration = Duration::from_secs(2);

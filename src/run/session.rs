@@ -2,24 +2,20 @@
 //! and metrics file) and the health poller, plus the generator feeding the outbox phase by
 //! phase. `load` is one phase, `full` several, `monitor` none.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
+use super::outcome::{PhaseResult, TimelinePoint};
 use crate::config::Settings;
-use crate::event::EventType;
 use crate::pipeline::consumer::{self, ConsumerOptions, Totals};
 use crate::pipeline::generator::{Generator, Mix};
 use crate::pipeline::outbox::{self, NewEvent};
 use crate::telemetry::live::{self, Live, Shared, Sink, WINDOW_SECS};
 use crate::telemetry::metrics::{self, MetricsFile};
-use crate::telemetry::stats::{Latency, RunStats, Stage, Summary};
 
 /// How one phase generates its events.
 #[derive(Clone, Debug)]
@@ -90,124 +86,6 @@ impl PhaseOptions {
     }
 }
 
-/// What a phase measured.
-#[derive(Debug, Clone)]
-pub struct PhaseResult {
-    /// Phase name.
-    pub name: String,
-    /// Events asked for.
-    pub events: u64,
-    /// Events inserted: fewer than asked for when the run was interrupted.
-    pub sent: u64,
-    /// The rate they were offered at (open loop), events/s; `None`: as fast as they went.
-    pub offered_eps: Option<f64>,
-    /// The mix of types.
-    pub mix: Mix,
-    /// Metrics of this phase's events.
-    pub stats: RunStats,
-    /// Seconds spent inserting.
-    pub insert_secs: f64,
-    /// Seconds from the first insert until the last event was in MongoDB.
-    pub wall_secs: f64,
-    /// Event ids that never arrived (empty on success).
-    pub missing: Vec<Uuid>,
-    /// For paced phases: T5 minus each event's scheduled insert time.
-    pub from_schedule: Option<Latency>,
-    /// Events of the phase that arrived before its inserts ended.
-    pub arrived_while_inserting: u64,
-    /// (seconds since the phase began, events inserted and not yet arrived) at each insert.
-    pub backlog: Vec<(f64, f64)>,
-    /// The phase in windows of ten seconds: rate, latency and memory over time.
-    pub timeline: Vec<TimelinePoint>,
-}
-
-/// One window of a phase's timeline.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct TimelinePoint {
-    /// Seconds from the phase's start to the window's start.
-    pub at_secs: i64,
-    /// Events applied per second in the window.
-    pub applied_eps: f64,
-    /// End-to-end p50 of those events, ms.
-    pub p50_ms: f64,
-    /// End-to-end p99 of those events, ms.
-    pub p99_ms: f64,
-    /// pipedemo's resident memory, MB.
-    pub rss_mb: Option<f64>,
-}
-
-/// A JSON form of [`PhaseResult`].
-#[derive(Serialize, Clone, Debug)]
-pub struct PhaseSummary {
-    /// Phase name.
-    pub phase: String,
-    /// Events asked for.
-    pub events: u64,
-    /// Events inserted: fewer than asked for when the run was interrupted.
-    pub sent: u64,
-    /// Whether a signal stopped the inserts before all were sent.
-    pub interrupted: bool,
-    /// The rate offered (open loop), events/s; none when unpaced.
-    pub offered_eps: Option<f64>,
-    /// Events found in MongoDB.
-    pub delivered: u64,
-    /// Events missing.
-    pub missing: usize,
-    /// Dead-lettered messages.
-    pub errors: u64,
-    /// First insert to last write, s.
-    pub duration_secs: f64,
-    /// delivered / duration.
-    pub throughput_eps: f64,
-    /// Insert phase only, events/s.
-    pub insert_rate_eps: f64,
-    /// Seconds spent inserting.
-    pub insert_secs: f64,
-    /// Latency by stage.
-    pub stages: BTreeMap<Stage, Summary>,
-    /// End-to-end latency by type.
-    pub by_type: BTreeMap<EventType, Summary>,
-    /// For paced runs: latency from each event's scheduled insert time to its write
-    /// (open-loop measurement, immune to coordinated omission).
-    pub total_from_schedule: Option<Summary>,
-    /// Rate, latency and pipedemo's memory in ten-second windows.
-    pub timeline: Vec<TimelinePoint>,
-}
-
-impl PhaseResult {
-    /// The JSON summary.
-    pub fn summary(&self) -> PhaseSummary {
-        let delivered =
-            self.stats.applied_total() + self.stats.already_applied.values().sum::<u64>();
-        PhaseSummary {
-            phase: self.name.clone(),
-            events: self.events,
-            sent: self.sent,
-            interrupted: self.sent < self.events,
-            offered_eps: self.offered_eps,
-            delivered,
-            missing: self.missing.len(),
-            errors: self.stats.errors,
-            duration_secs: self.wall_secs,
-            throughput_eps: if self.wall_secs > 0.0 {
-                delivered as f64 / self.wall_secs
-            } else {
-                0.0
-            },
-            insert_rate_eps: if self.insert_secs > 0.0 {
-                self.sent as f64 / self.insert_secs
-            } else {
-                0.0
-            },
-            stages: self.stats.stages.summaries(),
-            by_type: self.stats.by_type_summaries(),
-            total_from_schedule: self.from_schedule.as_ref().map(|l| l.summary()),
-            timeline: self.timeline.clone(),
-            insert_secs: self.insert_secs,
-        }
-    }
-}
-
 /// The consumer, collector and health poller of a run.
 pub struct Session {
     /// The live state the dashboard reads.
@@ -232,7 +110,7 @@ impl Session {
     ) -> Result<Session> {
         let pg = outbox::connect(&s.pg).await?;
         outbox::check_table(&pg).await?;
-        let file = MetricsFile::append(&s.metrics_file)?;
+        let file = MetricsFile::append(&s.output.metrics_file)?;
         let (tx, rx) = metrics::channel();
         let live = Shared::new(Live::default());
         let (changed_tx, changed) = watch::channel(0);
@@ -244,12 +122,12 @@ impl Session {
                 changed: Some(changed_tx),
             },
         ));
-        if let Some(addr) = s.metrics_listen {
-            crate::show::exporter::serve(addr, live.clone())?;
+        if let Some(addr) = s.output.metrics_listen {
+            crate::telemetry::exporter::serve(addr, live.clone())?;
         }
         let mut consumer = consumer::start(s, opts, tx, stop).await?;
         let health_stop = stop.child_token();
-        let health = tokio::spawn(crate::show::health::poll(
+        let health = tokio::spawn(crate::run::health::poll(
             s.clone(),
             live.clone(),
             Duration::from_secs(1),

@@ -1,0 +1,291 @@
+//! Kafka settings: brokers, topics, the consumer group, TLS and SASL, `-X` pass-through.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::secrets::{KeyValue, Secret};
+
+/// Kafka, the Debezium topic and the consumer group.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(
+        global = true,
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_servers: String,
+    /// Debezium topic prefix (the connector's topic.prefix).
+    #[arg(global = true, long, env = "TOPIC_PREFIX", default_value = "pipedemo")]
+    pub topic_prefix: String,
+    /// Topic with the outbox changes [default: <topic-prefix>.public.event_outbox].
+    #[arg(global = true, long, env = "KAFKA_TOPIC")]
+    pub topic: Option<String>,
+    /// Dead-letter topic for messages that cannot be handled [default: <topic>.dlq].
+    #[arg(global = true, long, env = "DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+    /// Consumer group of the pipedemo consumer.
+    #[arg(
+        global = true,
+        long,
+        env = "CONSUMER_GROUP",
+        default_value = "event-processor-group"
+    )]
+    pub group: String,
+    /// How clients talk to the brokers.
+    #[arg(
+        global = true,
+        long = "kafka-security-protocol",
+        env = "KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        ignore_case = true,
+        default_value_t = KafkaSecurity::Plaintext
+    )]
+    pub security_protocol: KafkaSecurity,
+    /// SASL mechanism (with SASL_SSL or SASL_PLAINTEXT).
+    #[arg(
+        global = true,
+        long = "kafka-sasl-mechanism",
+        env = "KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true
+    )]
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name.
+    #[arg(
+        global = true,
+        long = "kafka-sasl-username",
+        env = "KAFKA_SASL_USERNAME"
+    )]
+    pub sasl_username: Option<String>,
+    /// SASL password (never printed).
+    #[arg(
+        global = true,
+        long = "kafka-sasl-password",
+        env = "KAFKA_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub sasl_password: Option<Secret>,
+    /// CA certificate(s) (PEM) for the brokers' certificates [default: the system's].
+    #[arg(
+        global = true,
+        long = "kafka-ssl-ca",
+        env = "KAFKA_SSL_CA_LOCATION",
+        value_name = "FILE"
+    )]
+    pub ssl_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(
+        global = true,
+        long = "kafka-ssl-cert",
+        env = "KAFKA_SSL_CERTIFICATE_LOCATION",
+        value_name = "FILE"
+    )]
+    pub ssl_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(
+        global = true,
+        long = "kafka-ssl-key",
+        env = "KAFKA_SSL_KEY_LOCATION",
+        value_name = "FILE"
+    )]
+    pub ssl_key: Option<PathBuf>,
+    /// Any librdkafka property, as kcat's -X (repeatable; applied after the settings above, so
+    /// it wins over them). In the environment, separate entries with `;`. The settings that
+    /// make pipedemo's guarantees (group.id, enable.auto.commit, acks, …) are set per client
+    /// after these and cannot be overridden.
+    #[arg(
+        global = true,
+        short = 'X',
+        long = "kafka-option",
+        env = "KAFKA_OPTIONS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ';',
+        value_parser = KeyValue::parse,
+        hide_env_values = true
+    )]
+    pub options: Vec<KeyValue>,
+    /// Replication factor of the topics pipedemo creates [default: the broker's
+    /// default.replication.factor].
+    #[arg(
+        global = true,
+        long = "replication-factor",
+        env = "KAFKA_REPLICATION_FACTOR",
+        value_parser = clap::value_parser!(i32).range(1..=16)
+    )]
+    pub replication_factor: Option<i32>,
+}
+
+/// `security.protocol`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaSecurity {
+    /// No TLS, no authentication.
+    #[value(name = "PLAINTEXT")]
+    Plaintext,
+    /// TLS (with a client certificate for mutual TLS).
+    #[value(name = "SSL")]
+    Ssl,
+    /// SASL without TLS.
+    #[value(name = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    /// SASL over TLS.
+    #[value(name = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl KafkaSecurity {
+    /// librdkafka's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaSecurity::Plaintext => "plaintext",
+            KafkaSecurity::Ssl => "ssl",
+            KafkaSecurity::SaslPlaintext => "sasl_plaintext",
+            KafkaSecurity::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn sasl(self) -> bool {
+        matches!(self, KafkaSecurity::SaslPlaintext | KafkaSecurity::SaslSsl)
+    }
+}
+
+/// `sasl.mechanism`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// User name and password in the clear (use with SASL_SSL).
+    #[value(name = "PLAIN")]
+    Plain,
+    /// SCRAM with SHA-256.
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// librdkafka's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl KafkaArgs {
+    /// Checks that the security settings go together, with a message naming what is missing.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.security_protocol.sasl() {
+            let missing: Vec<&str> = [
+                (
+                    self.sasl_mechanism.is_none(),
+                    "KAFKA_SASL_MECHANISM (--kafka-sasl-mechanism)",
+                ),
+                (
+                    self.sasl_username.is_none(),
+                    "KAFKA_SASL_USERNAME (--kafka-sasl-username)",
+                ),
+                (
+                    self.sasl_password.is_none(),
+                    "KAFKA_SASL_PASSWORD (--kafka-sasl-password)",
+                ),
+            ]
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, n)| *n)
+            .collect();
+            let from_x = |k: &str| self.options.iter().any(|o| o.key == k);
+            if !missing.is_empty() && !from_x("sasl.username") {
+                return Err(format!(
+                    "KAFKA_SECURITY_PROTOCOL={} needs {}",
+                    self.security_protocol.as_str().to_uppercase(),
+                    missing.join(", ")
+                ));
+            }
+        } else if self.sasl_username.is_some() || self.sasl_mechanism.is_some() {
+            return Err(format!(
+                "SASL settings are given but KAFKA_SECURITY_PROTOCOL is {}: set it to SASL_SSL (or SASL_PLAINTEXT)",
+                self.security_protocol.as_str().to_uppercase()
+            ));
+        }
+        if self.ssl_cert.is_some() != self.ssl_key.is_some() {
+            return Err(
+                "mutual TLS needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION"
+                    .into(),
+            );
+        }
+        for f in [&self.ssl_ca, &self.ssl_cert, &self.ssl_key]
+            .into_iter()
+            .flatten()
+        {
+            if !f.is_file() {
+                return Err(format!("Kafka TLS file {} does not exist", f.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The librdkafka properties for these settings, in the order they are applied: the
+    /// security settings, then every `-X`.
+    pub fn client_properties(&self) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = vec![(
+            "security.protocol".into(),
+            self.security_protocol.as_str().into(),
+        )];
+        if let Some(m) = self.sasl_mechanism {
+            p.push(("sasl.mechanism".into(), m.as_str().into()));
+        }
+        if let Some(u) = &self.sasl_username {
+            p.push(("sasl.username".into(), u.clone()));
+        }
+        if let Some(pw) = &self.sasl_password {
+            p.push(("sasl.password".into(), pw.expose().to_owned()));
+        }
+        for (k, f) in [
+            ("ssl.ca.location", &self.ssl_ca),
+            ("ssl.certificate.location", &self.ssl_cert),
+            ("ssl.key.location", &self.ssl_key),
+        ] {
+            if let Some(f) = f {
+                p.push((k.into(), f.display().to_string()));
+            }
+        }
+        p.extend(
+            self.options
+                .iter()
+                .map(|o| (o.key.clone(), o.value.clone())),
+        );
+        p
+    }
+
+    /// Whether these settings use TLS (for messages).
+    pub fn uses_tls(&self) -> bool {
+        let proto = self
+            .options
+            .iter()
+            .rev()
+            .find(|o| o.key == "security.protocol")
+            .map(|o| o.value.to_ascii_lowercase())
+            .unwrap_or_else(|| self.security_protocol.as_str().to_owned());
+        proto.ends_with("ssl")
+    }
+
+    /// The Debezium topic for `public.event_outbox`.
+    pub fn topic(&self) -> String {
+        self.topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.public.event_outbox", self.topic_prefix))
+    }
+
+    /// The dead-letter topic.
+    pub fn dlq_topic(&self) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topic()))
+    }
+}

@@ -1,0 +1,88 @@
+//! Output settings: the metrics file, logging, the Prometheus endpoint, colour.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Where pipedemo writes what it measures and logs, and how.
+#[derive(Args, Clone, Debug)]
+pub struct OutputArgs {
+    /// Append one JSON line per processed event to this file.
+    #[arg(
+        global = true,
+        help_heading = "Output",
+        long,
+        env = "METRICS_FILE",
+        default_value = "pipedemo_metrics.jsonl"
+    )]
+    pub metrics_file: PathBuf,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(
+        global = true,
+        help_heading = "Output",
+        long,
+        env = "LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    /// Logs as JSON lines.
+    #[arg(global = true, help_heading = "Output", long, env = "LOG_JSON")]
+    pub log_json: bool,
+    /// Serve the live figures as OpenMetrics at http://ADDR/metrics for Prometheus (load,
+    /// full, capacity, consume, monitor), e.g. `127.0.0.1:9464`.
+    #[arg(
+        global = true,
+        help_heading = "Output",
+        long,
+        env = "METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Colour in log lines: `auto` only on a terminal and without `NO_COLOR` set.
+    #[arg(
+        global = true,
+        help_heading = "Output",
+        long,
+        value_enum,
+        default_value_t = Color::Auto
+    )]
+    pub color: Color,
+}
+
+/// `--color`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    /// On a terminal, unless `NO_COLOR` is set (https://no-color.org).
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Color {
+    /// Whether to write colour codes to a stream that is (or is not) a terminal, with
+    /// `NO_COLOR` set to `no_color` (an empty value counts as unset, as the convention says).
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&str>) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => is_terminal && no_color.is_none_or(str::is_empty),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_where_wanted() {
+        assert!(Color::Auto.enabled(true, None));
+        assert!(Color::Auto.enabled(true, Some("")));
+        assert!(!Color::Auto.enabled(true, Some("1")));
+        assert!(!Color::Auto.enabled(false, None));
+        assert!(Color::Always.enabled(false, Some("1")));
+        assert!(!Color::Never.enabled(true, None));
+    }
+}

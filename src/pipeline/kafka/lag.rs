@@ -1,0 +1,212 @@
+//! How far the consumer group is behind: watermarks, committed offsets, and a long-lived
+//! probe for callers that ask every second.
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::{client_config, failed, partitions_with, with_client, ProbeContext, TIMEOUT};
+use crate::config::KafkaArgs;
+
+/// Offsets of one partition: the first message still kept and the next one to be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Partition id.
+    pub partition: i32,
+    /// First offset still in the partition.
+    pub low: i64,
+    /// Offset the next message will get.
+    pub high: i64,
+}
+
+/// The watermarks of every partition of `topic` (empty when it does not exist).
+pub async fn watermarks(args: &KafkaArgs, topic: &str) -> Result<Vec<Watermarks>> {
+    with_client(args, topic, false, |c, args, topic| {
+        let parts = partitions_with(c, args, topic)?.unwrap_or_default();
+        watermarks_with(c, args, topic, &parts)
+    })
+    .await
+}
+
+fn watermarks_with(
+    c: &BaseConsumer<ProbeContext>,
+    args: &KafkaArgs,
+    topic: &str,
+    parts: &[i32],
+) -> Result<Vec<Watermarks>> {
+    parts
+        .iter()
+        .map(|&partition| {
+            let (low, high) = c
+                .fetch_watermarks(topic, partition, TIMEOUT)
+                .map_err(|e| failed(c, args, e))?;
+            Ok(Watermarks {
+                partition,
+                low,
+                high,
+            })
+        })
+        .collect()
+}
+
+fn committed_with(
+    c: &BaseConsumer<ProbeContext>,
+    args: &KafkaArgs,
+    topic: &str,
+    parts: &[i32],
+) -> Result<Vec<(i32, Option<i64>)>> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in parts {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, TIMEOUT)
+        .map_err(|e| failed(c, args, e))?;
+    Ok(parts
+        .iter()
+        .map(|&p| {
+            let off = match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            (p, off)
+        })
+        .collect())
+}
+
+/// Measures the consumer group's lag with one long-lived client, for callers that ask often
+/// (the dashboard, every second) and should not open new broker connections each time.
+pub struct LagProbe {
+    client: std::sync::Arc<BaseConsumer<ProbeContext>>,
+    args: KafkaArgs,
+    topic: String,
+}
+
+impl LagProbe {
+    /// A probe of `args.group` on `topic`. Connects lazily.
+    pub fn new(args: &KafkaArgs, topic: &str) -> Result<Self> {
+        let client = client_config(args)
+            .set("group.id", &args.group)
+            .create_with_context(ProbeContext::default())
+            .context("creating a Kafka client")?;
+        Ok(LagProbe {
+            client: std::sync::Arc::new(client),
+            args: args.clone(),
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Messages in the topic not yet committed by the group (0 when the topic does not exist).
+    pub async fn lag(&self) -> Result<i64> {
+        self.behind_of(None).await
+    }
+
+    /// Messages between the group's committed offsets and `ends` (watermarks taken earlier).
+    pub async fn behind(&self, ends: &[Watermarks]) -> Result<i64> {
+        self.behind_of(Some(ends.to_vec())).await
+    }
+
+    /// Messages waiting for a consumer at `positions` (see [`waiting`]).
+    pub async fn waiting(&self, positions: Option<Vec<(i32, Option<i64>)>>) -> Result<i64> {
+        let (c, args, topic) = (self.client.clone(), self.args.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let parts = partitions_with(&c, &args, &topic)?.unwrap_or_default();
+            let ends = watermarks_with(&c, &args, &topic, &parts)?;
+            let done = committed_with(&c, &args, &topic, &parts)?;
+            Ok(waiting(&ends, &done, positions.as_deref()))
+        })
+        .await?
+    }
+
+    async fn behind_of(&self, ends: Option<Vec<Watermarks>>) -> Result<i64> {
+        let (c, args, topic) = (self.client.clone(), self.args.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let parts = partitions_with(&c, &args, &topic)?.unwrap_or_default();
+            let ends = match ends {
+                Some(e) => e,
+                None => watermarks_with(&c, &args, &topic, &parts)?,
+            };
+            let done = committed_with(&c, &args, &topic, &parts)?;
+            Ok(behind(&ends, &done))
+        })
+        .await?
+    }
+}
+
+/// Messages waiting for a consumer: past its own `positions` on the partitions it holds, or,
+/// holding none (`positions` is `None`), past the group's `committed` offsets on every partition.
+/// A partition with neither waits from its start.
+pub fn waiting(
+    ends: &[Watermarks],
+    committed: &[(i32, Option<i64>)],
+    positions: Option<&[(i32, Option<i64>)]>,
+) -> i64 {
+    let at = |list: &[(i32, Option<i64>)], p: i32| {
+        list.iter().find(|(q, _)| *q == p).and_then(|(_, o)| *o)
+    };
+    let (ends, offsets): (Vec<Watermarks>, Vec<(i32, Option<i64>)>) = ends
+        .iter()
+        .filter(|w| positions.is_none_or(|pos| pos.iter().any(|(p, _)| *p == w.partition)))
+        .map(|w| {
+            let own = positions.and_then(|pos| at(pos, w.partition));
+            (
+                *w,
+                (w.partition, own.or_else(|| at(committed, w.partition))),
+            )
+        })
+        .unzip();
+    behind(&ends, &offsets)
+}
+
+/// Messages between the `committed` offsets and the `ends` (a partition with nothing committed
+/// is behind by all it holds).
+pub fn behind(ends: &[Watermarks], committed: &[(i32, Option<i64>)]) -> i64 {
+    ends.iter()
+        .map(|w| {
+            let done = committed
+                .iter()
+                .find(|(p, _)| *p == w.partition)
+                .and_then(|(_, o)| *o)
+                .unwrap_or(w.low);
+            (w.high - done).max(0)
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three_partitions() -> [Watermarks; 3] {
+        let w = |partition, low, high| Watermarks {
+            partition,
+            low,
+            high,
+        };
+        [w(0, 0, 100), w(1, 40, 50), w(2, 0, 7)]
+    }
+
+    #[test]
+    fn behind_counts_from_the_commit_or_the_start() {
+        let ends = three_partitions();
+        assert_eq!(behind(&ends, &[(0, Some(90)), (1, None)]), 10 + 10 + 7);
+        // Committed past the end captured earlier: caught up, never negative.
+        assert_eq!(
+            behind(&ends, &[(0, Some(120)), (1, Some(50)), (2, Some(7))]),
+            0
+        );
+    }
+
+    #[test]
+    fn waiting_counts_from_the_own_position_else_the_commit() {
+        let ends = three_partitions();
+        let committed = [(0, Some(60)), (1, Some(45)), (2, None)];
+        // Holding partitions 0 and 1: its own position on 0, the commit on 1; 2 is not its own.
+        assert_eq!(
+            waiting(&ends, &committed, Some(&[(0, Some(90)), (1, None)])),
+            10 + 5
+        );
+        // Holding none: the whole topic from the group's commits (2 from its start).
+        assert_eq!(waiting(&ends, &committed, None), 40 + 5 + 7);
+    }
+}

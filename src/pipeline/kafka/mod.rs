@@ -1,0 +1,15 @@
+//! Kafka plumbing, one job a module: the [`client`] settings and the errors that name the
+//! setting to change, [`admin`] for setup and cleanup, the group's [`lag`], and the
+//! [`dead_letters`] producer.
+
+pub mod admin;
+pub mod client;
+pub mod dead_letters;
+pub mod lag;
+
+pub use admin::{
+    clear_topic, cluster_id, delete_group, delete_topics, ensure_topic, reset_group, ResetTo,
+};
+pub use client::{client_config, misconfigured, partitions, ProbeContext};
+pub use dead_letters::DeadLetters;
+pub use lag::{behind, waiting, watermarks, LagProbe, Watermarks};

@@ -1,0 +1,122 @@
+//! The capacity sweep over a running session: each step offers one rate, open loop, for a
+//! fixed time; [`crate::check::capacity`] decides which rate comes next and whether a step
+//! was sustained.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use super::outcome::{CapacityReport, Step};
+use super::session::{PhaseOptions, Session};
+use crate::check::capacity::{self as rules, Sweep};
+use crate::numbers::thousands;
+use crate::telemetry::cpu::CpuSample;
+
+/// How a sweep runs.
+#[derive(Clone, Debug)]
+pub struct CapacityOptions {
+    /// How long each rate is offered.
+    pub step: Duration,
+    /// The p99 target, ms.
+    pub slo_p99_ms: f64,
+    /// First rate, events/s.
+    pub start_rate: f64,
+    /// Highest rate, events/s.
+    pub max_rate: f64,
+    /// Factor between rates until a step fails.
+    pub growth: f64,
+    /// Halvings of the interval around the knee.
+    pub refinements: u32,
+}
+
+/// Runs the sweep in a running session; each step is a phase named by its rate.
+pub async fn sweep(
+    session: &mut Session,
+    o: &CapacityOptions,
+    stop: &CancellationToken,
+    mut on_step: impl FnMut(&Step),
+) -> Result<CapacityReport> {
+    let mut sweep = Sweep::new(o.start_rate, o.max_rate, o.growth, o.refinements);
+    let mut steps: Vec<Step> = Vec::new();
+    while let Some(rate) = sweep.next() {
+        if stop.is_cancelled() {
+            break;
+        }
+        let step = run_step(session, o, rate, stop).await?;
+        sweep.record(rate, step.verdict.sustained);
+        on_step(&step);
+        steps.push(step);
+    }
+    let sustained = sweep.sustained();
+    let knee = sustained.and_then(|r| {
+        let below = steps.iter().find(|s| s.offered_eps == r)?;
+        let above = steps
+            .iter()
+            .filter(|s| !s.verdict.sustained && s.offered_eps > r)
+            .min_by(|a, b| a.offered_eps.total_cmp(&b.offered_eps))?;
+        rules::limiting_stage(&below.stages, &above.stages)
+    });
+    Ok(CapacityReport {
+        sustained_eps: sustained,
+        slo_p99_ms: o.slo_p99_ms,
+        step_secs: o.step.as_secs_f64(),
+        limiting_stage: knee.map(|k| k.0),
+        limiting_growth_ms: knee.map(|k| k.1),
+        steps,
+    })
+}
+
+/// Offers `rate` for one step, then lets the backlog drain before judging it.
+async fn run_step(
+    session: &mut Session,
+    o: &CapacityOptions,
+    rate: f64,
+    stop: &CancellationToken,
+) -> Result<Step> {
+    let events = ((rate * o.step.as_secs_f64()).round() as u64).max(1);
+    let phase = PhaseOptions {
+        events,
+        batch_size: rules::batch_size(rate),
+        rate: Some(rate),
+        batch_delay: Duration::ZERO,
+        // An overloaded step drains at the pipeline's own pace; give it room to.
+        timeout: Duration::from_secs(60).max(o.step * 4),
+        seed: None,
+    };
+    let name = format!(
+        "capacity {} ev/s (SLO p99 ≤ {} ms)",
+        thousands(rate.round() as u64),
+        o.slo_p99_ms
+    );
+    let cpu_before = CpuSample::now();
+    let r = session.run_phase(&name, &phase, stop).await?;
+    let cpu = CpuSample::now().since(&cpu_before);
+    let latency = r
+        .from_schedule
+        .as_ref()
+        .map(|l| l.summary())
+        .unwrap_or_default();
+    let backlog_slope_eps = rules::slope(&r.backlog);
+    let verdict = rules::judge(
+        rate,
+        latency.p99_ms,
+        o.slo_p99_ms,
+        backlog_slope_eps,
+        r.missing.len() as u64,
+    );
+    Ok(Step {
+        offered_eps: rate,
+        achieved_eps: if r.insert_secs > 0.0 {
+            r.arrived_while_inserting as f64 / r.insert_secs
+        } else {
+            0.0
+        },
+        events,
+        latency,
+        stages: r.stats.stages.summaries(),
+        backlog_slope_eps,
+        cpu_pct: cpu,
+        verdict,
+    })
+}

@@ -1,0 +1,151 @@
+//! The whole show over one session: setup, the pre-warm, the phases of growing load, the
+//! closing capacity sweep, verification; the outcome as a value for the reports.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use super::capacity::{self, CapacityOptions};
+use super::outcome::{CapacityReport, FullOutcome, PhaseResult, PhaseSummary, Step};
+use super::session::{PhaseOptions, Session, PREWARM};
+use crate::check::targets::Targets;
+use crate::check::thresholds::Thresholds;
+use crate::check::verify::{self, VerifyReport};
+use crate::config::Settings;
+use crate::pipeline::consumer::ConsumerOptions;
+use crate::provision::setup::{self, SetupOptions, Versions};
+use crate::telemetry::live::Shared;
+use crate::telemetry::stats;
+
+/// Options of `full`.
+#[derive(Clone, Debug)]
+pub struct FullOptions {
+    /// Events offered before the show to warm the JVMs (Kafka, Connect), shown as a phase of
+    /// its own and not held to the targets.
+    pub prewarm: Option<PhaseOptions>,
+    /// One phase per entry, in order.
+    pub phases: Vec<PhaseOptions>,
+    /// Unpaced overload (`--burst`): latency targets are reported, not enforced.
+    pub burst: bool,
+    /// The targets every phase must meet (unless `burst`).
+    pub targets: Targets,
+    /// The closing capacity phase, unless skipped.
+    pub capacity: Option<CapacityOptions>,
+    /// Setup options.
+    pub setup: SetupOptions,
+    /// `--max-p95-ms` and `--min-throughput`.
+    pub thresholds: Thresholds,
+    /// Where to write the JSON report.
+    pub report_json: PathBuf,
+    /// Where to write the HTML report.
+    pub report_html: PathBuf,
+}
+
+/// The name of phase `i`.
+pub fn phase_name(i: usize) -> String {
+    match i {
+        0 => "warm-up".into(),
+        1 => "moderate".into(),
+        2 => "stress".into(),
+        3 => "extreme".into(),
+        n => format!("phase {}", n + 1),
+    }
+}
+
+/// Hears how the show goes, for a display: the live state once, then each finished phase.
+pub trait Observer {
+    /// The session started; `live` is what to draw from.
+    fn started(&mut self, live: Shared);
+    /// A phase finished.
+    fn phase_done(&mut self, r: &PhaseResult);
+    /// A step of the closing capacity phase finished.
+    fn capacity_step(&mut self, s: &Step);
+}
+
+/// Runs the show: setup, the pre-warm, the phases, the capacity phase, verification.
+pub async fn run(
+    s: &Settings,
+    o: &FullOptions,
+    observer: &mut dyn Observer,
+    stop: CancellationToken,
+) -> Result<(FullOutcome, Shared, Versions)> {
+    let versions = setup::run(s, &o.setup).await?;
+    let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
+    let live = session.live.clone();
+    observer.started(live.clone());
+    let prewarm = match &o.prewarm {
+        Some(p) if !stop.is_cancelled() => {
+            let r = session.run_phase(PREWARM, p, &stop).await?;
+            observer.phase_done(&r);
+            Some(r.summary())
+        }
+        _ => None,
+    };
+    let mut results = Vec::new();
+    for (i, phase) in o.phases.iter().enumerate() {
+        if stop.is_cancelled() {
+            break;
+        }
+        let r = session.run_phase(&phase_name(i), phase, &stop).await?;
+        observer.phase_done(&r);
+        results.push(r);
+    }
+    let capacity = match &o.capacity {
+        Some(c) if !stop.is_cancelled() => {
+            Some(capacity::sweep(&mut session, c, &stop, |s| observer.capacity_step(s)).await?)
+        }
+        _ => None,
+    };
+    session.finish().await?;
+    let verification = verify::run(s, false).await?;
+    let total_secs = results.iter().map(|r| r.wall_secs).sum();
+    let phases: Vec<PhaseSummary> = results.iter().map(PhaseResult::summary).collect();
+    let outcome = outcome(o, phases, prewarm, capacity, verification, total_secs);
+    Ok((outcome, live, versions))
+}
+
+/// The outcome: each phase against the targets, and the thresholds that broke.
+fn outcome(
+    o: &FullOptions,
+    phases: Vec<PhaseSummary>,
+    prewarm: Option<PhaseSummary>,
+    capacity: Option<CapacityReport>,
+    verification: VerifyReport,
+    total_secs: f64,
+) -> FullOutcome {
+    let mut threshold_failures = o.thresholds.failures(
+        stats::total(&verification.latency).p95_ms,
+        phases.last().map(|p| (p.phase.as_str(), p.throughput_eps)),
+    );
+    let targets_missed: Vec<Vec<String>> = phases
+        .iter()
+        .map(|p| {
+            o.targets
+                .missed(&stats::total(&p.stages), p.delivered, p.events)
+        })
+        .collect();
+    if !o.burst {
+        for (p, missed) in phases.iter().zip(&targets_missed) {
+            if !missed.is_empty() {
+                threshold_failures.push(format!(
+                    "{} phase missed the targets: {}",
+                    p.phase,
+                    missed.join(", ")
+                ));
+            }
+        }
+    }
+    FullOutcome {
+        total_events: phases.iter().map(|p| p.events).sum(),
+        phases,
+        verification,
+        threshold_failures,
+        total_secs,
+        burst: o.burst,
+        targets: o.targets,
+        targets_missed,
+        prewarm,
+        capacity,
+    }
+}

@@ -1,0 +1,215 @@
+//! What a run measured, as values: a phase, a capacity step and sweep, the whole show. The run
+//! engine makes them; `show` renders them and the commands print them as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::check::capacity::Verdict;
+use crate::check::targets::Targets;
+use crate::check::verify::VerifyReport;
+use crate::event::EventType;
+use crate::pipeline::generator::Mix;
+use crate::telemetry::cpu::Service;
+use crate::telemetry::stats::{Latency, RunStats, Stage, Summary};
+
+/// What a phase measured.
+#[derive(Debug, Clone)]
+pub struct PhaseResult {
+    /// Phase name.
+    pub name: String,
+    /// Events asked for.
+    pub events: u64,
+    /// Events inserted: fewer than asked for when the run was interrupted.
+    pub sent: u64,
+    /// The rate they were offered at (open loop), events/s; `None`: as fast as they went.
+    pub offered_eps: Option<f64>,
+    /// The mix of types.
+    pub mix: Mix,
+    /// Metrics of this phase's events.
+    pub stats: RunStats,
+    /// Seconds spent inserting.
+    pub insert_secs: f64,
+    /// Seconds from the first insert until the last event was in MongoDB.
+    pub wall_secs: f64,
+    /// Event ids that never arrived (empty on success).
+    pub missing: Vec<Uuid>,
+    /// For paced phases: T5 minus each event's scheduled insert time.
+    pub from_schedule: Option<Latency>,
+    /// Events of the phase that arrived before its inserts ended.
+    pub arrived_while_inserting: u64,
+    /// (seconds since the phase began, events inserted and not yet arrived) at each insert.
+    pub backlog: Vec<(f64, f64)>,
+    /// The phase in windows of ten seconds: rate, latency and memory over time.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// One window of a phase's timeline.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TimelinePoint {
+    /// Seconds from the phase's start to the window's start.
+    pub at_secs: i64,
+    /// Events applied per second in the window.
+    pub applied_eps: f64,
+    /// End-to-end p50 of those events, ms.
+    pub p50_ms: f64,
+    /// End-to-end p99 of those events, ms.
+    pub p99_ms: f64,
+    /// pipedemo's resident memory, MB.
+    pub rss_mb: Option<f64>,
+}
+
+/// A JSON form of [`PhaseResult`].
+#[derive(Serialize, Clone, Debug)]
+pub struct PhaseSummary {
+    /// Phase name.
+    pub phase: String,
+    /// Events asked for.
+    pub events: u64,
+    /// Events inserted: fewer than asked for when the run was interrupted.
+    pub sent: u64,
+    /// Whether a signal stopped the inserts before all were sent.
+    pub interrupted: bool,
+    /// The rate offered (open loop), events/s; none when unpaced.
+    pub offered_eps: Option<f64>,
+    /// Events found in MongoDB.
+    pub delivered: u64,
+    /// Events missing.
+    pub missing: usize,
+    /// Dead-lettered messages.
+    pub errors: u64,
+    /// First insert to last write, s.
+    pub duration_secs: f64,
+    /// delivered / duration.
+    pub throughput_eps: f64,
+    /// Insert phase only, events/s.
+    pub insert_rate_eps: f64,
+    /// Seconds spent inserting.
+    pub insert_secs: f64,
+    /// Latency by stage.
+    pub stages: BTreeMap<Stage, Summary>,
+    /// End-to-end latency by type.
+    pub by_type: BTreeMap<EventType, Summary>,
+    /// For paced runs: latency from each event's scheduled insert time to its write
+    /// (open-loop measurement, immune to coordinated omission).
+    pub total_from_schedule: Option<Summary>,
+    /// Rate, latency and pipedemo's memory in ten-second windows.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+impl PhaseResult {
+    /// The JSON summary.
+    pub fn summary(&self) -> PhaseSummary {
+        let delivered =
+            self.stats.applied_total() + self.stats.already_applied.values().sum::<u64>();
+        PhaseSummary {
+            phase: self.name.clone(),
+            events: self.events,
+            sent: self.sent,
+            interrupted: self.sent < self.events,
+            offered_eps: self.offered_eps,
+            delivered,
+            missing: self.missing.len(),
+            errors: self.stats.errors,
+            duration_secs: self.wall_secs,
+            throughput_eps: if self.wall_secs > 0.0 {
+                delivered as f64 / self.wall_secs
+            } else {
+                0.0
+            },
+            insert_rate_eps: if self.insert_secs > 0.0 {
+                self.sent as f64 / self.insert_secs
+            } else {
+                0.0
+            },
+            stages: self.stats.stages.summaries(),
+            by_type: self.stats.by_type_summaries(),
+            total_from_schedule: self.from_schedule.as_ref().map(|l| l.summary()),
+            timeline: self.timeline.clone(),
+            insert_secs: self.insert_secs,
+        }
+    }
+}
+
+/// One step of the sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    /// The rate offered, events/s.
+    pub offered_eps: f64,
+    /// Events that reached MongoDB while the step's inserts ran, per second.
+    pub achieved_eps: f64,
+    /// Events of the step.
+    pub events: u64,
+    /// End-to-end latency from each event's scheduled insert time (open loop).
+    pub latency: Summary,
+    /// Latency of each stage (T1−T0 … T5−T3) and end to end (T5−T0).
+    pub stages: BTreeMap<Stage, Summary>,
+    /// How fast the backlog (inserted, not yet in MongoDB) grew, events/s.
+    pub backlog_slope_eps: f64,
+    /// CPU of each local process during the step, % of one core.
+    pub cpu_pct: BTreeMap<Service, f64>,
+    /// Sustained, and why (not).
+    pub verdict: Verdict,
+}
+
+/// What a sweep found.
+#[derive(Clone, Debug, Serialize)]
+pub struct CapacityReport {
+    /// The highest rate sustained within the SLO, events/s (none: not even the lowest).
+    pub sustained_eps: Option<f64>,
+    /// The latency target, ms (p99).
+    pub slo_p99_ms: f64,
+    /// Seconds each rate was offered.
+    pub step_secs: f64,
+    /// The stage whose p99 grew most from the highest sustained step to the next one up.
+    pub limiting_stage: Option<Stage>,
+    /// How much that stage's p99 grew, ms.
+    pub limiting_growth_ms: Option<f64>,
+    /// Every step, in the order offered.
+    pub steps: Vec<Step>,
+}
+
+/// The whole result of `pipedemo capacity`, as printed with `--json`.
+#[derive(Debug, Serialize)]
+pub struct CapacityOutcome {
+    /// The sweep.
+    #[serde(flatten)]
+    pub capacity: CapacityReport,
+    /// Every event of the sweep traced in the read models.
+    pub verification: VerifyReport,
+    /// Why the run failed (empty when it passed).
+    pub failures: Vec<String>,
+}
+
+/// What `full` measured.
+#[derive(Debug, Serialize)]
+pub struct FullOutcome {
+    /// Per-phase summaries.
+    pub phases: Vec<PhaseSummary>,
+    /// The verification.
+    pub verification: VerifyReport,
+    /// Threshold violations (empty when all held).
+    pub threshold_failures: Vec<String>,
+    /// Events over all phases.
+    pub total_events: u64,
+    /// Seconds the phases took (pre-warm and capacity phase apart).
+    pub total_secs: f64,
+    /// Unpaced overload: the latency is queueing, not the pipeline's.
+    pub burst: bool,
+    /// The targets each phase was held to.
+    pub targets: Targets,
+    /// Per phase, the targets it missed (empty when met).
+    pub targets_missed: Vec<Vec<String>>,
+    /// The pre-warm phase before the show, not held to the targets.
+    pub prewarm: Option<PhaseSummary>,
+    /// The closing capacity phase.
+    pub capacity: Option<CapacityReport>,
+}
+
+impl FullOutcome {
+    /// Verification passed and no threshold broke.
+    pub fn passed(&self) -> bool {
+        self.verification.passed && self.threshold_failures.is_empty()
+    }
+}
