@@ -13,7 +13,8 @@
 //! - [`check`]: proof that nothing was lost: [`check::verify`], [`check::checksum`];
 //! - [`commands`]: one module per subcommand, wiring the above; [`cli`] parses the command line.
 //!
-//! Shared vocabulary: [`config`] (settings) and [`event`] (the event types).
+//! Shared vocabulary: [`config`] (settings), [`event`] (the event types) and [`read_model`]
+//! (the collections).
 
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod exit;
 pub mod numbers;
 pub mod pipeline;
 pub mod provision;
+pub mod read_model;
 pub mod run;
 pub mod show;
 pub mod telemetry;

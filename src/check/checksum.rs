@@ -7,11 +7,14 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::Database;
 use sha2::{Digest, Sha256};
 
+use crate::read_model::Collection;
+
 /// SHA-256 over `users`, `activities` and `statistics`, documents sorted by `_id`, participant
 /// lists sorted by event, and statistics' `updated_at` (a bookkeeping time) left out.
 pub async fn read_models(db: &Database) -> Result<String> {
     let mut hasher = Sha256::new();
-    for name in ["users", "activities", "statistics"] {
+    for collection in Collection::ALL {
+        let name = collection.name();
         let mut docs: Vec<Document> = db
             .collection::<Document>(name)
             .find(doc! {})
@@ -21,7 +24,7 @@ pub async fn read_models(db: &Database) -> Result<String> {
         docs.sort_by_key(id_key);
         hasher.update(name.as_bytes());
         for mut d in docs {
-            normalize(name, &mut d);
+            normalize(collection, &mut d);
             hasher.update(
                 Bson::Document(d)
                     .into_relaxed_extjson()
@@ -38,8 +41,8 @@ fn id_key(d: &Document) -> String {
     d.get("_id").map(|b| b.to_string()).unwrap_or_default()
 }
 
-fn normalize(collection: &str, d: &mut Document) {
-    if collection == "statistics" {
+fn normalize(collection: Collection, d: &mut Document) {
+    if collection == Collection::Statistics {
         d.remove("updated_at");
     }
     if let Ok(p) = d.get_document_mut("participants") {

@@ -137,3 +137,15 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_is_at_least_a_second() {
+        assert_eq!(parse_step("15s"), Ok(Duration::from_secs(15)));
+        assert!(parse_step("500ms").unwrap_err().contains("at least 1s"));
+        assert!(parse_step("fast").is_err());
+    }
+}

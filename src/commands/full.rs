@@ -268,3 +268,57 @@ fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn options(argv: &[&str]) -> FullOptions {
+        let a = Cmd::parse_from(std::iter::once("full").chain(argv.iter().copied())).a;
+        FullOptions::from(&a)
+    }
+
+    #[test]
+    fn each_phase_is_offered_at_its_events_over_its_seconds() {
+        let o = options(&[]);
+        let rates: Vec<Option<f64>> = o.phases.iter().map(|p| p.rate).collect();
+        assert_eq!(
+            rates,
+            [
+                Some(2.0),
+                Some(100.0 / 15.0),
+                Some(1000.0 / 30.0),
+                Some(10000.0 / 75.0)
+            ]
+        );
+        assert!(o.prewarm.is_some() && o.capacity.is_some() && !o.burst);
+        // The last duration repeats for phases beyond the list.
+        let o = options(&["--phases", "10,20,30", "--phase-secs", "5"]);
+        let rates: Vec<Option<f64>> = o.phases.iter().map(|p| p.rate).collect();
+        assert_eq!(rates, [Some(2.0), Some(4.0), Some(6.0)]);
+    }
+
+    #[test]
+    fn a_burst_is_unpaced_with_a_pause_and_flags_become_options() {
+        let o = options(&[
+            "--burst",
+            "--no-capacity",
+            "--prewarm",
+            "0s",
+            "--max-p95-ms",
+            "90",
+        ]);
+        assert!(o.phases.iter().all(|p| p.rate.is_none()
+            && p.batch_size == 100
+            && p.batch_delay == Duration::from_millis(BURST_BATCH_DELAY_MS)));
+        assert!(o.burst && o.capacity.is_none() && o.prewarm.is_none());
+        assert_eq!(o.thresholds.max_p95_ms, Some(90.0));
+    }
+}

@@ -97,3 +97,39 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     }
     .into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn args(argv: &[&str]) -> Args {
+        Cmd::parse_from(std::iter::once("load").chain(argv.iter().copied())).a
+    }
+
+    #[test]
+    fn a_soak_is_its_rate_times_its_duration() {
+        assert_eq!(args(&["--events", "1000"]).event_count(), 1000);
+        assert_eq!(
+            args(&["--duration", "3m", "--rate", "800"]).event_count(),
+            144_000
+        );
+        assert!(Cmd::try_parse_from(["load", "--duration", "3m"]).is_err());
+        assert!(Cmd::try_parse_from(["load", "--events", "5", "--duration", "3m"]).is_err());
+    }
+
+    #[test]
+    fn a_paced_load_batches_about_5_ms_of_events() {
+        let o = LoadOptions::from(&args(&[
+            "--events", "4000", "--rate", "4000", "--seed", "3",
+        ]));
+        assert_eq!(o.phase.batch_size, 20);
+        assert_eq!(o.phase.seed, Some(3));
+    }
+}

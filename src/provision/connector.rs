@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ConnectArgs, KafkaArgs, KeyValue, PostgresArgs};
 use crate::pipeline::diagnose::root_cause;
+use crate::telemetry::health::{ConnectorHealth, ConnectorState};
 
 const PLUGIN: &str = "io.debezium.connector.postgresql.PostgresConnector";
 
@@ -37,7 +38,7 @@ pub struct Status {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct State {
     /// RUNNING, PAUSED, FAILED, UNASSIGNED, …
-    pub state: String,
+    pub state: ConnectorState,
     /// Version of the plugin.
     #[serde(default)]
     pub version: Option<String>,
@@ -49,15 +50,20 @@ pub struct State {
 impl Status {
     /// The connector and all (at least one) tasks are RUNNING.
     pub fn running(&self) -> bool {
-        self.connector.state == "RUNNING"
-            && !self.tasks.is_empty()
-            && self.tasks.iter().all(|t| t.state == "RUNNING")
+        self.health().ok()
     }
 
-    /// A compact summary: the connector's state and running/all tasks, e.g. `RUNNING 1/1`.
-    pub fn short(&self) -> String {
-        let running = self.tasks.iter().filter(|t| t.state == "RUNNING").count();
-        format!("{} {running}/{}", self.connector.state, self.tasks.len())
+    /// The connector's state and how many of its tasks run, for the dashboard.
+    pub fn health(&self) -> ConnectorHealth {
+        ConnectorHealth {
+            state: self.connector.state,
+            tasks_running: self
+                .tasks
+                .iter()
+                .filter(|t| t.state == ConnectorState::Running)
+                .count(),
+            tasks: self.tasks.len(),
+        }
     }
 
     /// A one-line summary, e.g. `RUNNING (task 0 RUNNING)`.
@@ -82,7 +88,7 @@ impl Status {
     fn failure(&self) -> Option<String> {
         std::iter::once(&self.connector)
             .chain(&self.tasks)
-            .find(|s| s.state == "FAILED")
+            .find(|s| s.state == ConnectorState::Failed)
             .map(|s| {
                 let trace = s.trace.as_deref().unwrap_or("no trace");
                 // The first "Caused by" says more than the wrapper exception.
@@ -433,7 +439,7 @@ impl Connect {
         self.send(self.http.put(format!("{url}/stop"))).await?;
         for _ in 0..40 {
             if let Some(s) = self.status().await? {
-                if s.connector.state == "STOPPED" {
+                if s.connector.state == ConnectorState::Stopped {
                     break;
                 }
             }
@@ -495,11 +501,11 @@ mod tests {
     fn failed(trace: &str) -> Status {
         Status {
             connector: State {
-                state: "RUNNING".into(),
+                state: ConnectorState::Running,
                 ..State::default()
             },
             tasks: vec![State {
-                state: "FAILED".into(),
+                state: ConnectorState::Failed,
                 version: None,
                 trace: Some(trace.into()),
             }],

@@ -149,3 +149,104 @@ fn outcome(
         capacity,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::stats::{Stage, Summary};
+
+    fn options(burst: bool, max_p95_ms: Option<f64>) -> FullOptions {
+        FullOptions {
+            prewarm: None,
+            phases: Vec::new(),
+            burst,
+            targets: Targets::default(),
+            capacity: None,
+            setup: SetupOptions::fresh(1, false),
+            thresholds: Thresholds {
+                max_p95_ms,
+                min_throughput: None,
+            },
+            report_json: PathBuf::from("r.json"),
+            report_html: PathBuf::from("r.html"),
+        }
+    }
+
+    fn phase(name: &str, p99_ms: f64, delivered: u64) -> PhaseSummary {
+        PhaseSummary {
+            phase: name.into(),
+            events: 100,
+            delivered,
+            stages: [(
+                Stage::Total,
+                Summary {
+                    p50_ms: 10.0,
+                    p95_ms: 20.0,
+                    p99_ms,
+                    ..Summary::default()
+                },
+            )]
+            .into(),
+            ..PhaseSummary::default()
+        }
+    }
+
+    fn verified() -> VerifyReport {
+        VerifyReport {
+            passed: true,
+            integrity_passed: true,
+            ..VerifyReport::default()
+        }
+    }
+
+    #[test]
+    fn phases_are_named_as_the_seed_names_them() {
+        let names: Vec<String> = (0..5).map(phase_name).collect();
+        assert_eq!(
+            names,
+            ["warm-up", "moderate", "stress", "extreme", "phase 5"]
+        );
+    }
+
+    #[test]
+    fn a_phase_that_misses_its_targets_fails_the_show_unless_it_is_a_burst() {
+        let phases = || vec![phase("warm-up", 20.0, 100), phase("stress", 250.0, 100)];
+        let o = outcome(&options(false, None), phases(), None, None, verified(), 1.0);
+        assert_eq!(o.targets_missed[0], Vec::<String>::new());
+        assert_eq!(o.targets_missed[1], ["p99 250.0 ms ≥ 200 ms"]);
+        assert_eq!(
+            o.threshold_failures,
+            ["stress phase missed the targets: p99 250.0 ms ≥ 200 ms"]
+        );
+        assert!(!o.passed());
+        assert_eq!(o.total_events, 200);
+        // A burst is overload by design: the misses are reported, not enforced.
+        let b = outcome(&options(true, None), phases(), None, None, verified(), 1.0);
+        assert_eq!(b.targets_missed[1].len(), 1);
+        assert!(b.threshold_failures.is_empty() && b.passed());
+    }
+
+    #[test]
+    fn the_p95_gate_reads_the_verified_latency() {
+        let mut v = verified();
+        v.latency.insert(
+            Stage::Total,
+            Summary {
+                p95_ms: 80.0,
+                ..Summary::default()
+            },
+        );
+        let o = outcome(
+            &options(false, Some(50.0)),
+            vec![phase("warm-up", 20.0, 100)],
+            None,
+            None,
+            v,
+            1.0,
+        );
+        assert_eq!(
+            o.threshold_failures,
+            ["p95 end-to-end latency 80.0 ms is above --max-p95-ms 50"]
+        );
+    }
+}

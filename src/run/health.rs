@@ -9,7 +9,8 @@ use crate::config::Settings;
 use crate::pipeline::kafka::LagProbe;
 use crate::pipeline::store::ReadModels;
 use crate::provision::connector::Connect;
-use crate::telemetry::live::{Health, Shared};
+use crate::telemetry::health::Health;
+use crate::telemetry::live::Shared;
 
 const MONGO_CONNECT_WAIT: Duration = Duration::from_secs(2);
 
@@ -61,10 +62,11 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
         }
         match connector_r {
             Ok(Some(st)) => {
-                if !st.running() {
+                let health = st.health();
+                if !health.ok() {
                     problems.push(format!("Debezium connector {}", st.describe()));
                 }
-                h.connector = Some(st.short());
+                h.connector = Some(health);
             }
             Ok(None) => problems.push("Debezium connector not registered (run setup)".into()),
             Err(e) => problems.push(format!("Connect: {e}")),

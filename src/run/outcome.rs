@@ -61,7 +61,7 @@ pub struct TimelinePoint {
 }
 
 /// A JSON form of [`PhaseResult`].
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, Default)]
 pub struct PhaseSummary {
     /// Phase name.
     pub phase: String,

@@ -16,7 +16,9 @@ use ratatui::Frame;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::EventType;
+use crate::read_model::Collection;
 use crate::show::report::thousands;
+use crate::telemetry::health::Health;
 use crate::telemetry::live::{RunState, Shared, Snapshot};
 use crate::telemetry::stats::{Stage, Summary};
 
@@ -319,24 +321,21 @@ fn render_recent(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
 
 fn render_health(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
     let h = &s.health;
-    let count = |c: &str| h.mongo_counts.get(c).map_or("?".into(), |n| thousands(*n));
-    let connector_ok = h
-        .connector
-        .as_deref()
-        .is_some_and(|c| c.starts_with("RUNNING") && !c.contains("FAILED"));
+    let count = |c: Collection| h.mongo_counts.get(&c).map_or("?".into(), |n| thousands(*n));
+    let connector_ok = h.connector.is_some_and(|c| c.ok());
     let lag = h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64));
     let lines = vec![
         Line::from(format!("Consumer lag  {lag}")),
         Line::styled(
-            format!("Debezium      {}", h.connector.as_deref().unwrap_or("?")),
+            format!("Debezium      {}", connector_text(h)),
             if connector_ok {
                 Style::default()
             } else {
                 Style::default().fg(Color::Yellow)
             },
         ),
-        Line::from(format!("Users         {}", count("users"))),
-        Line::from(format!("Activities    {}", count("activities"))),
+        Line::from(format!("Users         {}", count(Collection::Users))),
+        Line::from(format!("Activities    {}", count(Collection::Activities))),
     ];
     f.render_widget(
         Paragraph::new(lines).block(panel("Pipeline health", color)),
@@ -413,6 +412,11 @@ pub fn progress_line(s: &Snapshot) -> String {
     )
 }
 
+/// The connector's state and running/all tasks, `?` while unknown.
+fn connector_text(h: &Health) -> String {
+    h.connector.map_or_else(|| "?".into(), |c| c.to_string())
+}
+
 /// The health-only line of `monitor --observe`: lag, connector and read-model counts.
 fn health_line(s: &Snapshot) -> String {
     let h = &s.health;
@@ -425,7 +429,7 @@ fn health_line(s: &Snapshot) -> String {
         "[{}] observing · lag {} · Debezium {} · MongoDB {}",
         state_name(s.state),
         h.lag.map_or("?".into(), |l| thousands(l.max(0) as u64)),
-        h.connector.as_deref().unwrap_or("?"),
+        connector_text(h),
         if counts.is_empty() {
             "?".to_owned()
         } else {
@@ -463,6 +467,7 @@ pub async fn run_headless(
 mod tests {
     use super::*;
     use crate::telemetry::clock::now_us;
+    use crate::telemetry::health::{ConnectorHealth, ConnectorState};
     use crate::telemetry::live::Live;
     use crate::telemetry::metrics::{ErrorRecord, EventRecord, MetricEvent, Timing};
     use ratatui::backend::TestBackend;
@@ -525,9 +530,13 @@ mod tests {
             at_us: now_us(),
         }));
         l.health.lag = Some(10);
-        l.health.connector = Some("RUNNING 1/1".into());
-        l.health.mongo_counts.insert("users".into(), 10);
-        l.health.mongo_counts.insert("activities".into(), 10);
+        l.health.connector = Some(ConnectorHealth {
+            state: ConnectorState::Running,
+            tasks_running: 1,
+            tasks: 1,
+        });
+        l.health.mongo_counts.insert(Collection::Users, 10);
+        l.health.mongo_counts.insert(Collection::Activities, 10);
         l
     }
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::event::EventType;
 use crate::telemetry::clock::now_us;
+use crate::telemetry::health::Health;
 use crate::telemetry::metrics::{MetricEvent, MetricsFile, MetricsReceiver};
 use crate::telemetry::stats::{Latency, RunStats, Stage, Summary};
 
@@ -47,19 +48,6 @@ pub struct RecentEvent {
     pub latency_ms: f64,
     /// When, µs since the epoch.
     pub at_us: i64,
-}
-
-/// Pipeline health polled outside the hot path.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Health {
-    /// Consumer-group lag on the outbox topic.
-    pub lag: Option<i64>,
-    /// Connector state, e.g. "RUNNING (task 0 RUNNING)".
-    pub connector: Option<String>,
-    /// Documents per read-model collection.
-    pub mongo_counts: BTreeMap<String, u64>,
-    /// The last error of a health probe.
-    pub problem: Option<String>,
 }
 
 /// One phase of a run (a `load`, or each step of `full`).

@@ -64,12 +64,6 @@ impl Latency {
         self.h.saturating_record(us.max(1) as u64);
     }
 
-    /// Adds another histogram's samples.
-    pub fn merge(&mut self, other: &Latency) {
-        self.h.add(&other.h).expect("same bounds");
-        self.negative += other.negative;
-    }
-
     /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.h.len()

@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::event::EventType;
 use crate::pipeline::outbox;
 use crate::pipeline::store::ReadModels;
+use crate::read_model::Collection;
 use crate::telemetry::metrics::{self, MetricEvent};
 use crate::telemetry::stats::{self, RunStats, Stage, Summary};
 pub use rules::{Observed, TypeCount};
@@ -90,18 +91,18 @@ pub async fn fetch(s: &Settings) -> Result<(Observed, ReadModels)> {
     let db = store.database();
     let users = all_of(
         db,
-        "users",
+        Collection::Users,
         doc! { "metadata.source_event_id": 1, "allowed_users": 1 },
     )
     .await?;
     let activities = all_of(
         db,
-        "activities",
+        Collection::Activities,
         doc! { "creator_id": 1, "metadata.source_event_id": 1, "participants": 1, "allowed_users": 1 },
     )
     .await?;
     let global_statistics = db
-        .collection::<Document>("statistics")
+        .collection::<Document>(Collection::Statistics.name())
         .find_one(doc! { "_id": "global" })
         .await?;
     let observed = Observed {
@@ -114,9 +115,13 @@ pub async fn fetch(s: &Settings) -> Result<(Observed, ReadModels)> {
 }
 
 /// Every document of a collection, projected.
-async fn all_of(db: &mongodb::Database, coll: &str, projection: Document) -> Result<Vec<Document>> {
+async fn all_of(
+    db: &mongodb::Database,
+    coll: Collection,
+    projection: Document,
+) -> Result<Vec<Document>> {
     let read = async {
-        db.collection::<Document>(coll)
+        db.collection::<Document>(coll.name())
             .find(doc! {})
             .projection(projection)
             .await?

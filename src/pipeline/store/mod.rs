@@ -25,6 +25,7 @@ use crate::config::MongoArgs;
 use crate::event::EventType;
 use crate::pipeline::diagnose::first_line;
 use crate::pipeline::handlers::WriteOp;
+use crate::read_model::Collection as ReadModel;
 use crate::telemetry::clock::now_us;
 
 mod joins;
@@ -73,8 +74,7 @@ fn result(outcome: Outcome, acked_us: i64, participant_count: Option<i64>) -> Wr
     }
 }
 
-/// The collection whose one document marks a database as created by pipedemo.
-pub const OWNER_COLLECTION: &str = "_pipedemo";
+pub use crate::read_model::OWNER_COLLECTION;
 
 /// A failure of the server or the connection, as opposed to a rejected document: the same
 /// writes can be retried as they are, since they are idempotent.
@@ -134,9 +134,9 @@ impl ReadModels {
 
     fn new(db: Database) -> Self {
         ReadModels {
-            users: db.collection("users"),
-            activities: db.collection("activities"),
-            statistics: db.collection("statistics"),
+            users: db.collection(ReadModel::Users.name()),
+            activities: db.collection(ReadModel::Activities.name()),
+            statistics: db.collection(ReadModel::Statistics.name()),
             db,
         }
     }
@@ -611,14 +611,14 @@ fn is_document_error(e: &mongodb::error::Error) -> bool {
 
 impl ReadModels {
     /// Approximate document counts per collection, for the dashboard (cheap: metadata only).
-    pub async fn counts(&self) -> Result<BTreeMap<String, u64>, mongodb::error::Error> {
+    pub async fn counts(&self) -> Result<BTreeMap<ReadModel, u64>, mongodb::error::Error> {
         let mut out = BTreeMap::new();
         for (name, c) in [
-            ("users", &self.users),
-            ("activities", &self.activities),
-            ("statistics", &self.statistics),
+            (ReadModel::Users, &self.users),
+            (ReadModel::Activities, &self.activities),
+            (ReadModel::Statistics, &self.statistics),
         ] {
-            out.insert(name.to_owned(), c.estimated_document_count().await?);
+            out.insert(name, c.estimated_document_count().await?);
         }
         Ok(out)
     }
