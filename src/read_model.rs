@@ -6,16 +6,16 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// A read-model collection.
+/// A read-model collection. Ordered by name, as maps of them print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Collection {
-    /// One document per user.
-    Users,
     /// One document per activity, with its participants.
     Activities,
     /// The global totals per event type.
     Statistics,
+    /// One document per user.
+    Users,
 }
 
 impl Collection {
@@ -58,5 +58,15 @@ mod tests {
             "\"activities\""
         );
         assert_eq!(Collection::Users.to_string(), "users");
+        let mut sorted = Collection::ALL;
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            [
+                Collection::Activities,
+                Collection::Statistics,
+                Collection::Users
+            ]
+        );
     }
 }

@@ -52,12 +52,60 @@ impl WriteOp {
         }
     }
 
+    /// Records which Kafka message asks for this write (`source_partition`, `source_offset`
+    /// beside `source_event_id`): the statistics count an event for the message that created
+    /// its write, so a redelivery of that message counts it (its first delivery may have
+    /// crashed before the statistics) and a copy of the event at another offset does not.
+    pub fn stamp_source(&mut self, partition: i32, offset: i64) {
+        let target = match self {
+            WriteOp::InsertUser(d) | WriteOp::InsertActivity(d) => {
+                match d.get_document_mut("metadata") {
+                    Ok(m) => m,
+                    Err(_) => return,
+                }
+            }
+            WriteOp::Join { entry, .. } => entry,
+        };
+        target.insert("source_partition", partition);
+        target.insert("source_offset", offset);
+    }
+
+    /// The Kafka message that asks for this write (see [`Self::stamp_source`]).
+    pub fn source(&self) -> Option<Source> {
+        match self {
+            WriteOp::InsertUser(d) | WriteOp::InsertActivity(d) => {
+                Source::of(d.get_document("metadata").ok()?)
+            }
+            WriteOp::Join { entry, .. } => Source::of(entry),
+        }
+    }
+
     /// The document key this write touches; writes to one key must keep their order.
     pub fn key(&self) -> &str {
         match self {
             WriteOp::InsertUser(d) | WriteOp::InsertActivity(d) => d.get_str("_id").unwrap_or(""),
             WriteOp::Join { activity_id, .. } => activity_id,
         }
+    }
+}
+
+/// A Kafka message's place: the write it created carries it, so that the statistics can tell
+/// the message that created a write from a copy of the same event elsewhere in the topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Source {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+impl Source {
+    /// The place recorded in a document's `metadata` or a participant entry, if any.
+    pub fn of(d: &Document) -> Option<Source> {
+        Some(Source {
+            partition: d.get_i32("source_partition").ok()?,
+            offset: d.get_i64("source_offset").ok()?,
+        })
     }
 }
 

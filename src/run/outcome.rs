@@ -35,6 +35,9 @@ pub struct PhaseResult {
     pub wall_secs: f64,
     /// Event ids that never arrived (empty on success).
     pub missing: Vec<Uuid>,
+    /// Events found in MongoDB that another consumer of the group applied (their latency is
+    /// in that consumer's records).
+    pub elsewhere: u64,
     /// For paced phases: T5 minus each event's scheduled insert time.
     pub from_schedule: Option<Latency>,
     /// Events of the phase that arrived before its inserts ended.
@@ -75,6 +78,8 @@ pub struct PhaseSummary {
     pub offered_eps: Option<f64>,
     /// Events found in MongoDB.
     pub delivered: u64,
+    /// Of those, applied by another consumer of the group (no latency measured here).
+    pub applied_elsewhere: u64,
     /// Events missing.
     pub missing: usize,
     /// Dead-lettered messages.
@@ -101,8 +106,9 @@ pub struct PhaseSummary {
 impl PhaseResult {
     /// The JSON summary.
     pub fn summary(&self) -> PhaseSummary {
-        let delivered =
-            self.stats.applied_total() + self.stats.already_applied.values().sum::<u64>();
+        let delivered = self.stats.applied_total()
+            + self.stats.already_applied.values().sum::<u64>()
+            + self.elsewhere;
         PhaseSummary {
             phase: self.name.clone(),
             events: self.events,
@@ -110,6 +116,7 @@ impl PhaseResult {
             interrupted: self.sent < self.events,
             offered_eps: self.offered_eps,
             delivered,
+            applied_elsewhere: self.elsewhere,
             missing: self.missing.len(),
             errors: self.stats.errors,
             duration_secs: self.wall_secs,

@@ -2,18 +2,22 @@
 //! and metrics file) and the health poller, plus the generator feeding the outbox phase by
 //! phase. `load` is one phase, `full` several, `monitor` none.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::outcome::{PhaseResult, TimelinePoint};
 use crate::config::Settings;
+use crate::event::EventType;
 use crate::pipeline::consumer::{self, ConsumerOptions, Totals};
 use crate::pipeline::generator::{Generator, Mix};
 use crate::pipeline::outbox::{self, NewEvent};
+use crate::pipeline::store::ReadModels;
 use crate::telemetry::live::{self, Live, Shared, Sink, WINDOW_SECS};
 use crate::telemetry::metrics::{self, MetricsFile};
 
@@ -99,6 +103,79 @@ pub struct Session {
     /// How long a phase stopped by a signal still waits for the events it already inserted
     /// (zero: not at all, for runs whose consumer stops with the same signal).
     pub drain_on_stop: Duration,
+    elsewhere: Elsewhere,
+}
+
+/// Finds the events a phase awaits that another consumer of the group applied: with several
+/// consumers in the group (scale-out), "arrived" is decided by the read models, not by this
+/// process's consumer alone. Nothing is asked while this consumer has held every partition
+/// since it started, so a run with one consumer pays nothing for it.
+struct Elsewhere {
+    store: ReadModels,
+    /// The awaited events' type and aggregate, to find them by `_id`.
+    awaiting: HashMap<Uuid, (EventType, Uuid)>,
+    /// Found in the read models at the last look and still awaited: taken as arrived when
+    /// still awaited at the next look, by which time this consumer's own record of them would
+    /// have come (so its latency is never lost to this shortcut).
+    seen: HashSet<Uuid>,
+    last: Instant,
+}
+
+/// How often the read models are asked about awaited events.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+impl Elsewhere {
+    fn track(&mut self, chunk: &[NewEvent]) {
+        self.awaiting.extend(
+            chunk
+                .iter()
+                .map(|e| (e.event_id, (e.event_type, e.aggregate_id))),
+        );
+    }
+
+    /// Looks, at most once per [`LOOK_EVERY`]; `alone`: this consumer is the group's only one.
+    async fn look(&mut self, live: &Shared, alone: bool) {
+        if self.last.elapsed() < LOOK_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let waiting: HashSet<Uuid> = live
+            .lock()
+            .phases
+            .last()
+            .map(|p| p.waiting.clone())
+            .unwrap_or_default();
+        self.awaiting.retain(|id, _| waiting.contains(id));
+        if alone {
+            return;
+        }
+        let events: Vec<(Uuid, EventType, Uuid)> = self
+            .awaiting
+            .iter()
+            .map(|(id, (t, a))| (*id, *t, *a))
+            .collect();
+        let mut found = HashSet::new();
+        for chunk in events.chunks(5000) {
+            match self.store.holding(chunk).await {
+                Ok(ids) => found.extend(ids),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot look for awaited events in MongoDB");
+                    return;
+                }
+            }
+        }
+        let confirmed: Vec<Uuid> = found.intersection(&self.seen).copied().collect();
+        let n = live.lock().arrived_elsewhere(&confirmed);
+        if n > 0 {
+            tracing::debug!(events = n, "applied by another consumer of the group");
+        }
+        self.seen = found;
+    }
+
+    fn clear(&mut self) {
+        self.awaiting.clear();
+        self.seen.clear();
+    }
 }
 
 impl Session {
@@ -134,7 +211,14 @@ impl Session {
             health_stop.clone(),
         ));
         consumer.assigned.wait(Duration::from_secs(30)).await?;
+        let elsewhere = Elsewhere {
+            store: ReadModels::connect(&s.mongo).await?,
+            awaiting: HashMap::new(),
+            seen: HashSet::new(),
+            last: Instant::now(),
+        };
         Ok(Session {
+            elsewhere,
             live,
             changed,
             consumer,
@@ -161,6 +245,7 @@ impl Session {
             bail!("--batch-size must be at least 1");
         }
         self.live.lock().begin_phase_of(name, o.events);
+        self.elsewhere.clear();
         let started = Instant::now();
         let sent = self.insert(o, started, stop).await?;
         let insert_secs = started.elapsed().as_secs_f64();
@@ -186,7 +271,9 @@ impl Session {
                 r = self.changed.changed() => if r.is_err() { break },
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = stop.cancelled(), if !draining => {}
+                _ = tokio::time::sleep(LOOK_EVERY) => {}
             }
+            self.elsewhere.look(&self.live, self.consumer.alone()).await;
         }
         let wall_secs = started.elapsed().as_secs_f64();
         let l = self.live.lock();
@@ -201,6 +288,7 @@ impl Session {
             insert_secs,
             wall_secs: p.finished_us.map_or(wall_secs, |_| p.secs()),
             missing: p.waiting.iter().copied().collect(),
+            elsewhere: p.elsewhere,
             from_schedule: p.paced.then(|| p.from_schedule.clone()),
             arrived_while_inserting,
             timeline: timeline(&l, p.started_us),
@@ -216,7 +304,7 @@ impl Session {
     /// memory whole), open loop when paced: each batch is due when its first event is, however
     /// long earlier ones took. Returns how many were inserted (fewer when `stop` came).
     async fn insert(
-        &self,
+        &mut self,
         o: &PhaseOptions,
         started: Instant,
         stop: &CancellationToken,
@@ -244,7 +332,9 @@ impl Session {
             self.live
                 .lock()
                 .await_ids(chunk.iter().map(|e| e.event_id), due.as_deref());
+            self.elsewhere.track(&chunk);
             outbox::insert_batch(&self.pg, &chunk).await?;
+            self.elsewhere.look(&self.live, self.consumer.alone()).await;
             sent += chunk.len() as u64;
             if !o.batch_delay.is_zero() {
                 tokio::time::sleep(o.batch_delay).await;

@@ -63,6 +63,14 @@ pub fn load(r: &PhaseResult) -> String {
         );
     }
     let _ = writeln!(out, "  dead-lettered {}, missing {}", s.errors, s.missing);
+    if s.applied_elsewhere > 0 {
+        let _ = writeln!(
+            out,
+            "  {} applied by other consumers of the group: found in MongoDB; their latency is \
+             in those consumers' records, not in the figures below",
+            thousands(s.applied_elsewhere)
+        );
+    }
     out.push('\n');
     latency_table(&mut out, &s.stages, &s.by_type);
     if s.timeline.len() > 3 {

@@ -78,6 +78,9 @@ pub struct Phase {
     /// (µs, events inserted and not yet arrived), sampled at each insert: a growing backlog
     /// means the pipeline falls behind the offered rate.
     pub backlog: Vec<(i64, u64)>,
+    /// Events of the phase found in MongoDB that another consumer of the group applied: they
+    /// arrived, but their latency is in that consumer's records, not here.
+    pub elsewhere: u64,
 }
 
 impl Phase {
@@ -379,7 +382,31 @@ impl Live {
             scheduled: HashMap::new(),
             from_schedule: Latency::default(),
             backlog: Vec::new(),
+            elsewhere: 0,
         });
+    }
+
+    /// Marks events of the current phase as arrived that were found in the read models while
+    /// this process still awaited them: another consumer of the group applied them (scale-out),
+    /// or this one did and its record is still on the way (then nothing changes). Returns how
+    /// many it took.
+    pub fn arrived_elsewhere(&mut self, ids: &[Uuid]) -> u64 {
+        let Some(p) = self.phases.last_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        for id in ids {
+            if p.waiting.remove(id) {
+                p.scheduled.remove(id);
+                p.received += 1;
+                p.elsewhere += 1;
+                n += 1;
+            }
+        }
+        if n > 0 && p.received == p.target {
+            p.finished_us = Some(now_us());
+        }
+        n
     }
 
     /// Adds ids the current phase awaits (before they are inserted), with the time each was

@@ -5,7 +5,7 @@
 //! One JSON line per processed event goes to the metrics file, which `verify` reads back.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -139,10 +139,17 @@ pub fn channel() -> (MetricsSender, MetricsReceiver) {
     mpsc::unbounded_channel()
 }
 
-/// Appends metric events to a JSON-lines file.
+/// Appends metric events to a JSON-lines file. Several processes may append to one file
+/// (consumers scaled out in one directory): lines are buffered whole and written with one
+/// `write` each time, so that an `O_APPEND` file never gets half a line between another
+/// process's lines.
 pub struct MetricsFile {
-    out: BufWriter<File>,
+    file: File,
+    buf: Vec<u8>,
 }
+
+/// Buffered bytes that make [`MetricsFile`] write them out.
+const FLUSH_AT: usize = 64 * 1024;
 
 impl MetricsFile {
     /// Opens `path` for appending, creating it if needed.
@@ -162,20 +169,34 @@ impl MetricsFile {
                 )
             })?;
         Ok(MetricsFile {
-            out: BufWriter::new(f),
+            file: f,
+            buf: Vec::with_capacity(FLUSH_AT),
         })
     }
 
     /// Writes one event as a line.
     pub fn write(&mut self, ev: &MetricEvent) -> Result<()> {
-        serde_json::to_writer(&mut self.out, ev)?;
-        self.out.write_all(b"\n")?;
+        serde_json::to_writer(&mut self.buf, ev)?;
+        self.buf.push(b'\n');
+        if self.buf.len() >= FLUSH_AT {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Flushes buffered lines to the file.
+    /// Writes the buffered lines to the file, whole.
     pub fn flush(&mut self) -> Result<()> {
-        Ok(self.out.flush()?)
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MetricsFile {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

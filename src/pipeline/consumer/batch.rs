@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::event::EventType;
 use crate::pipeline::envelope::{check_created_at, decode, Decoded, Op, OutboxEvent};
 use crate::pipeline::handlers::{Registry, WriteOp};
+use crate::pipeline::store::statistics::Counted;
 use crate::pipeline::store::{Outcome, WriteResult};
 use crate::telemetry::metrics::{EventRecord, Timing};
 
@@ -130,7 +131,8 @@ pub fn plan<'a>(
             .map_err(|e| e.to_string())
             .and_then(|()| registry.handle(&change.event).map_err(|e| e.to_string()));
         match handled {
-            Ok(op) => {
+            Ok(mut op) => {
+                op.stamp_source(m.partition, m.offset);
                 plan.ops.push(op);
                 plan.pending.push(Pending {
                     index,
@@ -172,8 +174,9 @@ pub struct Account {
     pub applied: u64,
     /// Events found already written (a replay or a redelivery).
     pub already_applied: u64,
-    /// Applied events per type, for the global statistics.
-    pub applied_per_type: BTreeMap<EventType, i64>,
+    /// Events to count in the global statistics: applied now, or found applied by an earlier
+    /// delivery of the same message (which may have crashed before counting them).
+    pub counted: Vec<Counted>,
     /// Each joined activity's participant count after the batch (`$max`, so a replay
     /// refreshes a count a crash left behind and can never lower or double it).
     pub activity_counts: BTreeMap<String, i64>,
@@ -215,8 +218,14 @@ pub fn account(
             let e = acc.activity_counts.entry(activity_id.clone()).or_default();
             *e = (*e).max(n);
         }
+        if r.by_this_message {
+            acc.counted.push(Counted {
+                partition: p.partition,
+                offset: p.offset,
+                event_type: op.event_type(),
+            });
+        }
         if applied {
-            *acc.applied_per_type.entry(op.event_type()).or_default() += 1;
             acc.applied += 1;
         } else {
             acc.already_applied += 1;
@@ -322,9 +331,18 @@ mod tests {
 
     fn result(outcome: Outcome, participant_count: Option<i64>) -> WriteResult {
         WriteResult {
+            by_this_message: outcome == Outcome::Applied,
             outcome,
             acked_us: NOW_US + 1_000,
             participant_count,
+        }
+    }
+
+    fn counted(offset: i64, event_type: EventType) -> Counted {
+        Counted {
+            partition: 0,
+            offset,
+            event_type,
         }
     }
 
@@ -387,16 +405,23 @@ mod tests {
     fn account_counts_applied_and_duplicates_apart() {
         let activity = Uuid::new_v4();
         let p = planned(&[Some(user()), Some(user()), Some(join(activity))]);
+        let mut redelivered = result(Outcome::AlreadyApplied, Some(4));
+        redelivered.by_this_message = true;
         let results = [
             result(Outcome::Applied, Some(0)),
             result(Outcome::AlreadyApplied, Some(0)),
-            result(Outcome::AlreadyApplied, Some(4)),
+            redelivered,
         ];
         let a = account(p.pending, &p.ops, &results, Duration::from_secs(10));
         assert_eq!((a.applied, a.already_applied), (1, 2));
+        // The second user is a copy of an event another message wrote: it does not count.
+        // The join was written by an earlier delivery of this same message: it does.
         assert_eq!(
-            a.applied_per_type,
-            BTreeMap::from([(EventType::UserCreated, 1)])
+            a.counted,
+            [
+                counted(100, EventType::UserCreated),
+                counted(102, EventType::ParticipantJoined)
+            ]
         );
         // A join found already applied still refreshes its activity's count ($max).
         assert_eq!(
@@ -424,7 +449,13 @@ mod tests {
         ];
         let a = account(p.pending, &p.ops, &results, Duration::from_secs(10));
         assert_eq!(a.activity_counts[&activity.to_string()], 7);
-        assert_eq!(a.applied_per_type[&EventType::ParticipantJoined], 2);
+        assert_eq!(
+            a.counted,
+            [
+                counted(100, EventType::ParticipantJoined),
+                counted(101, EventType::ParticipantJoined)
+            ]
+        );
     }
 
     #[test]

@@ -12,9 +12,20 @@ use tokio::sync::watch;
 use crate::config::KafkaArgs;
 use crate::pipeline::kafka::client_config;
 
-/// Tells when the group has given this consumer partitions.
+/// Tells how many partitions the group has given this consumer, and how often it was given
+/// partitions.
 pub(super) struct Ctx {
-    assigned: Arc<watch::Sender<bool>>,
+    assigned: Arc<watch::Sender<Holding>>,
+}
+
+/// The consumer's share of the topic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Holding {
+    /// Partitions held now.
+    pub partitions: usize,
+    /// Assignments received so far: more than one means the group was rebalanced (another
+    /// member came or went, or the consumer reconnected).
+    pub assignments: u64,
 }
 
 impl ClientContext for Ctx {}
@@ -25,10 +36,14 @@ impl ConsumerContext for Ctx {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(partitions = %list(&parts), "partitions assigned");
-                self.assigned.send_replace(!parts.is_empty());
+                self.assigned.send_modify(|h| {
+                    h.partitions = parts.len();
+                    h.assignments += 1;
+                });
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
+                self.assigned.send_modify(|h| h.partitions = 0);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
@@ -46,16 +61,21 @@ fn list(parts: &[i32]) -> String {
 
 /// A running consumer's handle on its partition assignment.
 #[derive(Clone)]
-pub struct Assigned(watch::Receiver<bool>);
+pub struct Assigned(watch::Receiver<Holding>);
 
 impl Assigned {
     /// Waits until the group has assigned partitions, or `timeout` passes.
     pub async fn wait(&mut self, timeout: Duration) -> Result<()> {
-        tokio::time::timeout(timeout, self.0.wait_for(|a| *a))
+        tokio::time::timeout(timeout, self.0.wait_for(|h| h.partitions > 0))
             .await
             .context("the consumer got no partitions from its group in time")?
             .context("the consumer stopped")?;
         Ok(())
+    }
+
+    /// What the consumer holds now.
+    pub fn holding(&self) -> Holding {
+        *self.0.borrow()
     }
 }
 
@@ -63,13 +83,13 @@ impl Assigned {
 pub(super) struct Membership {
     kafka: KafkaArgs,
     topic: String,
-    assigned: Arc<watch::Sender<bool>>,
+    assigned: Arc<watch::Sender<Holding>>,
 }
 
 impl Membership {
     /// A membership of `kafka.group` on `topic`, and the handle that hears its assignments.
     pub(super) fn new(kafka: &KafkaArgs, topic: &str) -> (Membership, Assigned) {
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Holding::default());
         let m = Membership {
             kafka: kafka.clone(),
             topic: topic.to_owned(),

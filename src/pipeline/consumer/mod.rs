@@ -14,7 +14,6 @@ pub mod batch;
 mod group;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -34,7 +33,7 @@ use crate::telemetry::clock::now_us;
 use crate::telemetry::metrics::{ErrorRecord, MetricEvent, MetricsSender};
 
 use batch::{DeadLetter, Message};
-pub use group::Assigned;
+pub use group::{Assigned, Holding};
 use group::{Ctx, Membership, Stalled};
 
 /// Tuning of the consumer.
@@ -75,8 +74,19 @@ pub struct Totals {
 pub struct Running {
     task: JoinHandle<Result<Totals>>,
     stop: CancellationToken,
-    /// Tells when the group has given it partitions.
+    /// Tells when the group has given it partitions, and how many.
     pub assigned: Assigned,
+    /// Partitions of the topic when it started.
+    pub partitions: usize,
+}
+
+impl Running {
+    /// It has held every partition of the topic since it started, with no rebalance: no other
+    /// consumer of the group can have applied this run's events.
+    pub fn alone(&self) -> bool {
+        let h = self.assigned.holding();
+        h.assignments <= 1 && h.partitions >= self.partitions.max(1)
+    }
 }
 
 impl Running {
@@ -105,13 +115,14 @@ pub async fn start(
     metrics: MetricsSender,
     stop: &CancellationToken,
 ) -> Result<Running> {
-    let (pipeline, assigned) = Pipeline::new(settings, opts, metrics).await?;
+    let (pipeline, assigned, partitions) = Pipeline::new(settings, opts, metrics).await?;
     let stop = stop.child_token();
     let task = tokio::spawn(pipeline.run(stop.clone()));
     Ok(Running {
         task,
         stop,
         assigned,
+        partitions,
     })
 }
 
@@ -128,8 +139,6 @@ struct Pipeline {
     registry: Registry,
     metrics: MetricsSender,
     opts: ConsumerOptions,
-    /// A MongoDB call of the batch in hand had to be retried (see [`Self::process`]).
-    retried: AtomicBool,
 }
 
 /// One message of a batch, with its receive time (T3).
@@ -166,20 +175,18 @@ impl Pipeline {
         settings: &Settings,
         opts: ConsumerOptions,
         metrics: MetricsSender,
-    ) -> Result<(Self, Assigned)> {
+    ) -> Result<(Self, Assigned, usize)> {
         let store = ReadModels::connect(&settings.mongo).await?;
         // The consumer creates the database when it is not there (a replay rebuilding lost
         // read models): it is pipedemo's then, and setup may clear it later.
         store.mark_if_new().await?;
         let topic = settings.kafka.topic();
-        if crate::pipeline::kafka::partitions(&settings.kafka, &topic)
-            .await?
-            .is_none()
-        {
+        let Some(partitions) = crate::pipeline::kafka::partitions(&settings.kafka, &topic).await?
+        else {
             return Err(crate::exit::service(format!(
                 "Kafka topic {topic} does not exist; run `pipedemo setup` first"
             )));
-        }
+        };
         let (membership, assigned) = Membership::new(&settings.kafka, &topic);
         let consumer = membership.subscribe()?;
         Ok((
@@ -194,18 +201,15 @@ impl Pipeline {
                 registry: Registry::standard(),
                 metrics,
                 opts,
-                retried: AtomicBool::new(false),
             },
             assigned,
+            partitions.len(),
         ))
     }
 
     /// Consumes until `stop` is cancelled, then finishes the batch in hand, commits and returns.
     async fn run(mut self, stop: CancellationToken) -> Result<Totals> {
         let mut totals = Totals::default();
-        // Repairs global statistics after a crash between a write and its statistics update.
-        self.mongo(&stop, || self.store.recompute_statistics())
-            .await;
         loop {
             let first = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -348,25 +352,17 @@ impl Pipeline {
         totals.applied += acc.applied;
         totals.already_applied += acc.already_applied;
         let t_stats = std::time::Instant::now();
+        // Exact under retries too: a write acknowledged just before the connection dropped
+        // comes back "already applied" by this message and still counts, and a statistics
+        // update that went through before its reply was lost adds nothing the second time
+        // (the counted marks have moved).
         let recorded = self
             .mongo(stop, || {
                 self.store
-                    .record_statistics(&acc.applied_per_type, &acc.activity_counts)
+                    .record_statistics(&acc.counted, &acc.activity_counts)
             })
             .await;
         if recorded.is_none() {
-            return false;
-        }
-        // A write that failed may still have been applied (an insert acknowledged just before
-        // the connection dropped, a statistics `$inc` before its sibling failed): the retry
-        // then counts it as already applied, or twice. Setting the totals from the collections
-        // after any retry keeps them exact.
-        if self.retried.swap(false, Ordering::Relaxed)
-            && self
-                .mongo(stop, || self.store.recompute_statistics())
-                .await
-                .is_none()
-        {
             return false;
         }
         tracing::debug!(
@@ -461,7 +457,6 @@ impl Pipeline {
             f,
             |e, attempt, wait| {
                 failures = attempt;
-                self.retried.store(true, Ordering::Relaxed);
                 tracing::warn!(error = %e, attempt, "MongoDB unavailable; retrying in {wait:?} (offsets not committed)");
                 let _ = self.metrics.send(MetricEvent::Outage {
                     reason: e.to_string(),

@@ -5,25 +5,27 @@
 //! statement that pushes them all, and matches only while none of those ids is in the list:
 //! so a statement runs at most once, even if the batch comes again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use mongodb::bson::{doc, Bson, Document};
 
 use super::Outcome;
-use crate::pipeline::handlers::WriteOp;
+use crate::pipeline::handlers::{Source, WriteOp};
 
 /// An activity's participants as read before the update.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Existing {
     /// `participants.count`.
     pub count: i64,
-    /// The `source_event_id` of every participant entry.
-    pub events: HashSet<String>,
+    /// The `source_event_id` of every participant entry, with the Kafka message that added
+    /// it (when recorded).
+    pub events: HashMap<String, Option<Source>>,
 }
 
 impl Existing {
     /// The activity id and its participants, from a document projected to
-    /// `participants.count` and `participants.list.source_event_id`.
+    /// `participants.count` and `participants.list.source_event_id` (and `source_partition`,
+    /// `source_offset`).
     pub fn of(d: &Document) -> (String, Existing) {
         let p = d.get_document("participants").ok();
         let count = p.and_then(|p| p.get_i64("count").ok()).unwrap_or(0);
@@ -31,8 +33,10 @@ impl Existing {
             .and_then(|p| p.get_array("list").ok())
             .map(|l| {
                 l.iter()
-                    .filter_map(|e| e.as_document()?.get_str("source_event_id").ok())
-                    .map(str::to_owned)
+                    .filter_map(|e| {
+                        let e = e.as_document()?;
+                        Some((e.get_str("source_event_id").ok()?.to_owned(), Source::of(e)))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -44,8 +48,9 @@ impl Existing {
 /// What to send, and what is known before sending.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Joins settled by the read alone: (op index, outcome, participant count).
-    pub settled: Vec<(usize, Outcome, Option<i64>)>,
+    /// Joins settled by the read alone: (op index, outcome, participant count, whether this
+    /// very message added the entry found).
+    pub settled: Vec<(usize, Outcome, Option<i64>, bool)>,
     /// One `update` statement per activity with new joins.
     pub statements: Vec<Document>,
     /// Per statement, in order: its joins (op indexes) and the count after them.
@@ -73,17 +78,27 @@ pub fn plan(
     for (activity_id, idxs) in by_activity {
         let Some(state) = existing.get_mut(activity_id) else {
             for i in idxs {
-                plan.settled.push((i, Outcome::ActivityMissing, None));
+                plan.settled
+                    .push((i, Outcome::ActivityMissing, None, false));
             }
             continue;
         };
         let mut fresh = Vec::new();
         for i in idxs {
-            if state.events.insert(ops[i].source_event_id().to_owned()) {
-                fresh.push(i);
-            } else {
-                plan.settled
-                    .push((i, Outcome::AlreadyApplied, Some(state.count)));
+            let here = ops[i].source();
+            match state.events.get(ops[i].source_event_id()) {
+                None => {
+                    state
+                        .events
+                        .insert(ops[i].source_event_id().to_owned(), here);
+                    fresh.push(i);
+                }
+                Some(made_at) => plan.settled.push((
+                    i,
+                    Outcome::AlreadyApplied,
+                    Some(state.count),
+                    here.is_some() && *made_at == here,
+                )),
             }
         }
         if fresh.is_empty() {
@@ -187,7 +202,7 @@ mod tests {
         entries
             .iter()
             .map(|(id, count, events)| {
-                let events = events.iter().map(|e| e.to_string()).collect();
+                let events = events.iter().map(|e| (e.to_string(), None)).collect();
                 (
                     id.to_string(),
                     Existing {
@@ -244,18 +259,47 @@ mod tests {
         assert_eq!(
             plan.settled,
             [
-                (0, Outcome::AlreadyApplied, Some(1)),
-                (2, Outcome::AlreadyApplied, Some(1)),
+                (0, Outcome::AlreadyApplied, Some(1), false),
+                (2, Outcome::AlreadyApplied, Some(1), false),
             ]
         );
         assert_eq!(plan.pending, [(vec![1], 2)]);
     }
 
     #[test]
+    fn a_join_found_listed_by_this_same_message_says_so() {
+        // A redelivery of the message at 0/7 after its first delivery wrote the entry.
+        let mut ops = [join("a1", "e1", "u1"), join("a1", "e2", "u2")];
+        ops[0].stamp_source(0, 7);
+        ops[1].stamp_source(0, 9);
+        let here = |offset| {
+            Some(Source {
+                partition: 0,
+                offset,
+            })
+        };
+        let stored = HashMap::from([(
+            "a1".to_string(),
+            Existing {
+                count: 2,
+                events: HashMap::from([("e1".into(), here(7)), ("e2".into(), here(3))]),
+            },
+        )]);
+        let plan = plan(&ops, by_activity(&ops), stored);
+        assert_eq!(
+            plan.settled,
+            [
+                (0, Outcome::AlreadyApplied, Some(2), true),
+                (1, Outcome::AlreadyApplied, Some(2), false),
+            ]
+        );
+    }
+
+    #[test]
     fn joins_of_a_missing_activity_send_nothing() {
         let ops = [join("nope", "e1", "u1")];
         let plan = plan(&ops, by_activity(&ops), existing(&[]));
-        assert_eq!(plan.settled, [(0, Outcome::ActivityMissing, None)]);
+        assert_eq!(plan.settled, [(0, Outcome::ActivityMissing, None, false)]);
         assert!(plan.statements.is_empty());
     }
 
@@ -292,14 +336,24 @@ mod tests {
     #[test]
     fn existing_reads_the_projected_document() {
         let d = doc! { "_id": "a1", "participants": { "count": 2_i64, "list": [
-            { "source_event_id": "e1" }, { "source_event_id": "e2" }
+            { "source_event_id": "e1" },
+            { "source_event_id": "e2", "source_partition": 3_i32, "source_offset": 40_i64 }
         ] } };
         let (id, e) = Existing::of(&d);
         assert_eq!(id, "a1");
         assert_eq!(e.count, 2);
         assert_eq!(
             e.events,
-            HashSet::from(["e1".to_string(), "e2".to_string()])
+            HashMap::from([
+                ("e1".to_string(), None),
+                (
+                    "e2".to_string(),
+                    Some(Source {
+                        partition: 3,
+                        offset: 40
+                    })
+                )
+            ])
         );
     }
 }

@@ -5,13 +5,15 @@
 //!   same `source_event_id` means "already applied", from another event it is a conflict;
 //! - a join is a conditional update that only matches while the activity's participant list has
 //!   no entry with that `source_event_id`, so `$push`, `$inc` and `$addToSet` run at most once;
-//! - statistics move only when a write was applied; per-activity counts use `$max`, and the
-//!   global totals are recomputed from the collections when a consumer starts, which repairs a
-//!   crash between a write and its statistics update.
+//! - statistics count each event once, for the Kafka message that created its write, with
+//!   only increments guarded by how far each partition is counted ([`statistics`]), so any
+//!   number of consumers, crashes and redeliveries leave them exact; per-activity counts use
+//!   `$max`.
 //!
 //! Only features real MongoDB has are used (users of docker-compose run MongoDB 8).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -24,11 +26,14 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use crate::config::MongoArgs;
 use crate::event::EventType;
 use crate::pipeline::diagnose::first_line;
-use crate::pipeline::handlers::WriteOp;
+use crate::pipeline::handlers::{Source, WriteOp};
 use crate::read_model::Collection as ReadModel;
 use crate::telemetry::clock::now_us;
 
 mod joins;
+pub mod statistics;
+
+use statistics::{Counted, Marks};
 
 /// Duplicate key, the server's error code for an existing `_id`.
 const DUPLICATE_KEY: i32 = 11000;
@@ -40,6 +45,8 @@ pub struct ReadModels {
     users: Collection<Document>,
     activities: Collection<Document>,
     statistics: Collection<Document>,
+    /// The statistics' counted marks as this consumer last read or wrote them.
+    marks: Arc<Mutex<Option<Marks>>>,
 }
 
 /// What became of one write.
@@ -64,13 +71,24 @@ pub struct WriteResult {
     pub acked_us: i64,
     /// For activity writes and joins: the activity's participant count after the write.
     pub participant_count: Option<i64>,
+    /// The stored write was made by this very message (now, or in an earlier delivery of it
+    /// that did not get as far as the statistics): the event counts for this message.
+    pub by_this_message: bool,
 }
 
 fn result(outcome: Outcome, acked_us: i64, participant_count: Option<i64>) -> WriteResult {
     WriteResult {
+        by_this_message: outcome == Outcome::Applied,
         outcome,
         acked_us,
         participant_count,
+    }
+}
+
+impl WriteResult {
+    fn made_by(mut self, this_message: bool) -> Self {
+        self.by_this_message |= this_message;
+        self
     }
 }
 
@@ -137,6 +155,7 @@ impl ReadModels {
             users: db.collection(ReadModel::Users.name()),
             activities: db.collection(ReadModel::Activities.name()),
             statistics: db.collection(ReadModel::Statistics.name()),
+            marks: Arc::default(),
             db,
         }
     }
@@ -296,7 +315,12 @@ impl ReadModels {
         let mut cur = self
             .activities
             .find(doc! { "_id": { "$in": &ids } })
-            .projection(doc! { "participants.count": 1, "participants.list.source_event_id": 1 })
+            .projection(doc! {
+                "participants.count": 1,
+                "participants.list.source_event_id": 1,
+                "participants.list.source_partition": 1,
+                "participants.list.source_offset": 1,
+            })
             .await?;
         while let Some(d) = cur.try_next().await? {
             let (id, state) = joins::Existing::of(&d);
@@ -319,7 +343,9 @@ impl ReadModels {
         let mut out: Vec<(usize, WriteResult)> = plan
             .settled
             .iter()
-            .map(|(i, outcome, count)| (*i, result(outcome.clone(), read_us, *count)))
+            .map(|(i, outcome, count, mine)| {
+                (*i, result(outcome.clone(), read_us, *count).made_by(*mine))
+            })
             .collect();
         if plan.statements.is_empty() {
             return Ok(out);
@@ -395,86 +421,175 @@ impl ReadModels {
             None => match self
                 .activities
                 .find_one(doc! { "_id": activity_id })
-                .projection(doc! { "participants.count": 1 })
+                .projection(doc! {
+                    "participants.count": 1,
+                    "participants.list.source_event_id": 1,
+                    "participants.list.source_partition": 1,
+                    "participants.list.source_offset": 1,
+                })
                 .await?
             {
-                Some(d) => result(Outcome::AlreadyApplied, acked_us, count(&d)),
+                Some(d) => {
+                    let (_, existing) = joins::Existing::of(&d);
+                    let here = op.source();
+                    let mine =
+                        here.is_some() && existing.events.get(event_id).is_some_and(|m| *m == here);
+                    result(Outcome::AlreadyApplied, acked_us, count(&d)).made_by(mine)
+                }
                 None => result(Outcome::ActivityMissing, acked_us, None),
             },
         })
     }
 
-    /// Moves the statistics for a batch: global totals per event type by what was applied,
-    /// and each touched activity's participant count (`$max`, so replays and reordering
-    /// cannot lower or double it), in one round trip (the two writes run concurrently).
+    /// Moves the statistics for a batch: the global totals by the events `counted`
+    /// ([`statistics`]: increments only, guarded by each partition's counted mark), and each
+    /// touched activity's participant count (`$max`, so replays and reordering cannot lower or
+    /// double it), in one round trip (the two writes run concurrently).
     pub async fn record_statistics(
         &self,
-        applied_per_type: &BTreeMap<EventType, i64>,
+        counted: &[Counted],
         activity_counts: &BTreeMap<String, i64>,
     ) -> Result<(), TransientError> {
-        let now = DateTime::now();
-        let global = async {
-            if applied_per_type.values().all(|n| *n == 0) {
+        let (g, a) = tokio::join!(
+            self.count_events(counted),
+            self.record_participants(activity_counts)
+        );
+        g?;
+        a
+    }
+
+    /// Adds `counted` to the global totals, beyond the marks. The marks are read only when
+    /// not known (first batch, or another writer moved one of ours: a rebalance).
+    async fn count_events(&self, counted: &[Counted]) -> Result<(), TransientError> {
+        if counted.is_empty() {
+            return Ok(());
+        }
+        // A few rounds cover a rebalance's overlap; more means the server does not evaluate
+        // the guard as MongoDB does.
+        for _ in 0..20 {
+            let known = self.known_marks();
+            let marks = match known {
+                Some(m) => m,
+                None => {
+                    let g = self
+                        .statistics
+                        .find_one(doc! { "_id": statistics::GLOBAL })
+                        .await?;
+                    let m = statistics::marks_of(g.as_ref());
+                    *self.marks.lock().unwrap_or_else(|e| e.into_inner()) = Some(m.clone());
+                    m
+                }
+            };
+            let t = statistics::tally(counted, &marks);
+            if t.is_empty() {
                 return Ok(());
             }
-            let mut inc = Document::new();
-            for (t, n) in applied_per_type {
-                inc.insert(statistics_key(*t), *n);
-            }
-            self.statistics
+            let done = match self
+                .statistics
                 .update_one(
-                    doc! { "_id": "global" },
-                    doc! { "$inc": inc, "$set": { "updated_at": now } },
+                    statistics::guard(&t),
+                    statistics::update(&t, DateTime::now()),
                 )
                 .upsert(true)
                 .await
-                .map(drop)
-        };
-        let per_activity = async {
-            if activity_counts.is_empty() {
-                return Ok(());
+            {
+                Ok(r) => r.matched_count == 1 || r.upserted_id.is_some(),
+                // The guard missed and the upsert found `global` there: a mark moved.
+                Err(e) if is_duplicate_key(&e) => false,
+                Err(e) => return Err(e.into()),
+            };
+            let mut cache = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+            match (done, cache.as_mut()) {
+                (true, Some(m)) => {
+                    statistics::advance(m, &t);
+                    return Ok(());
+                }
+                (true, None) => return Ok(()),
+                (false, _) => *cache = None,
             }
-            let statements: Vec<Document> = activity_counts
-                .iter()
-                .map(|(id, n)| {
-                    doc! {
-                        "q": { "_id": format!("activity:{id}") },
-                        "u": { "$max": { "participant_count": n }, "$setOnInsert": { "activity_id": id } },
-                        "upsert": true,
-                    }
-                })
-                .collect();
-            self.db
-                .run_command(
-                    doc! { "update": self.statistics.name(), "updates": statements, "ordered": false },
-                )
-                .await
-                .map(drop)
-        };
-        let (g, a) = tokio::join!(global, per_activity);
-        g?;
-        a?;
+        }
+        Err(TransientError(mongodb::error::Error::custom(
+            "the statistics' counted marks kept moving under the guarded update",
+        )))
+    }
+
+    fn known_marks(&self) -> Option<Marks> {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn record_participants(
+        &self,
+        activity_counts: &BTreeMap<String, i64>,
+    ) -> Result<(), TransientError> {
+        if activity_counts.is_empty() {
+            return Ok(());
+        }
+        let statements: Vec<Document> = activity_counts
+            .iter()
+            .map(|(id, n)| {
+                doc! {
+                    "q": { "_id": format!("activity:{id}") },
+                    "u": { "$max": { "participant_count": n }, "$setOnInsert": { "activity_id": id } },
+                    "upsert": true,
+                }
+            })
+            .collect();
+        self.db
+            .run_command(
+                doc! { "update": self.statistics.name(), "updates": statements, "ordered": false },
+            )
+            .await
+            .map(drop)?;
         Ok(())
     }
 
-    /// Sets the global totals from the collections themselves.
-    pub async fn recompute_statistics(&self) -> Result<(), TransientError> {
-        let users = self.users.count_documents(doc! {}).await? as i64;
-        let activities = self.activities.count_documents(doc! {}).await? as i64;
-        let joins = self.participant_total().await?;
-        let mut set = doc! { "updated_at": DateTime::now() };
-        for (t, n) in [
-            (EventType::UserCreated, users),
-            (EventType::ActivityCreated, activities),
-            (EventType::ParticipantJoined, joins),
-        ] {
-            set.insert(statistics_key(t), n);
+    /// Which of `events` (event id, type, aggregate id) the read models hold, whoever wrote
+    /// them: how a run with several consumers in its group tells that an event it awaits was
+    /// applied by another. Reads by `_id` only.
+    pub async fn holding(
+        &self,
+        events: &[(uuid::Uuid, EventType, uuid::Uuid)],
+    ) -> Result<Vec<uuid::Uuid>, mongodb::error::Error> {
+        let ids_of = |pick: &dyn Fn(EventType) -> bool| -> Vec<String> {
+            let mut v: Vec<String> = events
+                .iter()
+                .filter(|(_, t, _)| pick(*t))
+                .map(|(_, _, a)| a.to_string())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let users = ids_of(&|t| t == EventType::UserCreated);
+        let activities = ids_of(&|t| t != EventType::UserCreated);
+        let mut found = std::collections::HashSet::new();
+        for (coll, ids) in [(&self.users, users), (&self.activities, activities)] {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut cur = coll
+                .find(doc! { "_id": { "$in": ids } })
+                .projection(doc! {
+                    "metadata.source_event_id": 1,
+                    "participants.list.source_event_id": 1,
+                })
+                .await?;
+            while let Some(d) = cur.try_next().await? {
+                if let Ok(id) = d
+                    .get_document("metadata")
+                    .and_then(|m| m.get_str("source_event_id"))
+                {
+                    found.insert(id.to_owned());
+                }
+                let (_, existing) = joins::Existing::of(&d);
+                found.extend(existing.events.into_keys());
+            }
         }
-        self.statistics
-            .update_one(doc! { "_id": "global" }, doc! { "$set": set })
-            .upsert(true)
-            .await?;
-        Ok(())
+        Ok(events
+            .iter()
+            .filter(|(id, _, _)| found.contains(&id.to_string()))
+            .map(|(id, _, _)| *id)
+            .collect())
     }
 
     /// The sum of all activities' participant counts.
@@ -497,10 +612,7 @@ impl ReadModels {
     }
 }
 
-/// Where the global statistics document counts events of type `t`.
-pub fn statistics_key(t: EventType) -> String {
-    format!("events.{t}")
-}
+pub use statistics::statistics_key;
 
 /// Inserts documents, unordered; a duplicate `_id` is "already applied" when the stored
 /// document came from the same event, and a conflict otherwise.
@@ -517,6 +629,7 @@ async fn insert_idempotent(
         .await;
     let acked_us = now_us();
     let mut outcomes = vec![Outcome::Applied; docs.len()];
+    let mut mine = vec![false; docs.len()];
     let err = match res {
         Ok(_) => None,
         Err(e) => match *e.kind {
@@ -540,38 +653,46 @@ async fn insert_idempotent(
             }
         }
         if !duplicates.is_empty() {
-            for (i, o) in settle_duplicates(coll, docs, duplicates).await? {
+            for (i, o, by_this_message) in settle_duplicates(coll, docs, duplicates).await? {
                 outcomes[i] = o;
+                mine[i] = by_this_message;
             }
         }
     }
     Ok(docs
         .iter()
-        .zip(outcomes)
-        .map(|((i, _), outcome)| (*i, result(outcome, acked_us, Some(0))))
+        .zip(outcomes.into_iter().zip(mine))
+        .map(|((i, _), (outcome, m))| (*i, result(outcome, acked_us, Some(0)).made_by(m)))
         .collect())
 }
 
 /// Decides inserts that hit an existing `_id`: the same event's document is "already
-/// applied"; another event's is a conflict.
+/// applied" (and says whether this very message made it); another event's is a conflict.
 async fn settle_duplicates(
     coll: &Collection<Document>,
     docs: &[(usize, &Document)],
     duplicates: Vec<usize>,
-) -> Result<Vec<(usize, Outcome)>, TransientError> {
+) -> Result<Vec<(usize, Outcome, bool)>, TransientError> {
     let source = |d: &Document| {
-        d.get_document("metadata")
-            .and_then(|m| m.get_str("source_event_id"))
-            .unwrap_or_default()
-            .to_owned()
+        let m = d.get_document("metadata").ok();
+        (
+            m.and_then(|m| m.get_str("source_event_id").ok())
+                .unwrap_or_default()
+                .to_owned(),
+            m.and_then(Source::of),
+        )
     };
     let ids: Vec<&str> = duplicates
         .iter()
         .map(|&i| docs[i].1.get_str("_id").unwrap_or_default())
         .collect();
-    let stored: HashMap<String, String> = coll
+    let stored: HashMap<String, (String, Option<Source>)> = coll
         .find(doc! { "_id": { "$in": &ids } })
-        .projection(doc! { "metadata.source_event_id": 1 })
+        .projection(doc! {
+            "metadata.source_event_id": 1,
+            "metadata.source_partition": 1,
+            "metadata.source_offset": 1,
+        })
         .await?
         .try_filter_map(|d| async move {
             Ok(d.get_str("_id").ok().map(|id| (id.to_owned(), source(&d))))
@@ -583,22 +704,42 @@ async fn settle_duplicates(
         .map(|i| {
             let d = docs[i].1;
             let id = d.get_str("_id").unwrap_or_default();
-            let ours = source(d);
-            let outcome = match stored.get(id) {
-                Some(theirs) if *theirs == ours => Outcome::AlreadyApplied,
-                Some(theirs) => Outcome::Rejected(format!(
-                    "{}/{id} already exists, created by event {theirs}",
-                    coll.name()
-                )),
+            let (ours, here) = source(d);
+            match stored.get(id) {
+                Some((theirs, made_at)) if *theirs == ours => (
+                    i,
+                    Outcome::AlreadyApplied,
+                    here.is_some() && *made_at == here,
+                ),
+                Some((theirs, _)) => (
+                    i,
+                    Outcome::Rejected(format!(
+                        "{}/{id} already exists, created by event {theirs}",
+                        coll.name()
+                    )),
+                    false,
+                ),
                 // A duplicate on the source_event_id index alone: same event, other _id.
-                None => Outcome::Rejected(format!(
-                    "event {ours} already created another {} document",
-                    coll.name()
-                )),
-            };
-            (i, outcome)
+                None => (
+                    i,
+                    Outcome::Rejected(format!(
+                        "event {ours} already created another {} document",
+                        coll.name()
+                    )),
+                    false,
+                ),
+            }
         })
         .collect())
+}
+
+/// Whether an error is a duplicate `_id`.
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(we)) => we.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
 }
 
 /// Whether an error is about one document rather than the server or the connection.

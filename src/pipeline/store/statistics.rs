@@ -1,0 +1,214 @@
+//! The global statistics, exact with any number of consumers: only increments, each guarded by
+//! how far every partition has been counted.
+//!
+//! The `global` document holds the totals per event type and, per partition, the highest
+//! offset already counted (`counted_through.p<N>`). A batch adds only the events of messages
+//! beyond that mark, in one update that matches only while the marks it read are still there:
+//! a consumer that lost its partitions in a rebalance, or a batch delivered again after a
+//! crash, cannot count an offset twice, and no consumer ever overwrites another's totals (a
+//! `$set` of recomputed totals would, while others increment them). An event counts for the
+//! message that created its write ([`super::WriteResult::by_this_message`]), so a copy of the
+//! same event at another offset (Debezium resends after a crash) never counts.
+//!
+//! Decisions here are pure ([`tally`], [`guard`], [`update`]); [`super::ReadModels`] runs them.
+
+use std::collections::BTreeMap;
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+
+use crate::event::EventType;
+
+/// The `_id` of the document with the global totals.
+pub const GLOBAL: &str = "global";
+
+/// Where the global document keeps the counted marks.
+const MARKS: &str = "counted_through";
+
+/// Where the global statistics document counts events of type `t`.
+pub fn statistics_key(t: EventType) -> String {
+    format!("events.{t}")
+}
+
+fn mark_key(partition: i32) -> String {
+    format!("{MARKS}.p{partition}")
+}
+
+/// An event to count: the message (partition, offset) whose write created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// The message's partition.
+    pub partition: i32,
+    /// The message's offset.
+    pub offset: i64,
+    /// The event's type.
+    pub event_type: EventType,
+}
+
+/// The highest offset counted per partition, as last read or written; a partition absent
+/// from the map has nothing counted yet.
+pub type Marks = BTreeMap<i32, i64>;
+
+/// The marks in a `global` document (empty when there is none).
+pub fn marks_of(global: Option<&Document>) -> Marks {
+    let Some(m) = global.and_then(|g| g.get_document(MARKS).ok()) else {
+        return Marks::new();
+    };
+    m.iter()
+        .filter_map(|(k, v)| {
+            let p = k.strip_prefix('p')?.parse().ok()?;
+            let o = match v {
+                Bson::Int64(o) => *o,
+                Bson::Int32(o) => *o as i64,
+                _ => return None,
+            };
+            Some((p, o))
+        })
+        .collect()
+}
+
+/// What one batch adds: totals per type, and the new mark of each partition it touches.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tally {
+    /// Events to add per type.
+    pub add: BTreeMap<EventType, i64>,
+    /// Per partition: the mark the update expects (as known) and the one it sets.
+    pub marks: BTreeMap<i32, (Option<i64>, i64)>,
+}
+
+impl Tally {
+    /// Nothing to add and no mark to move.
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+}
+
+/// What `counted` adds beyond `marks`: messages at or below their partition's mark were
+/// counted before (by an earlier delivery, or by another consumer) and add nothing.
+pub fn tally(counted: &[Counted], marks: &Marks) -> Tally {
+    let mut t = Tally::default();
+    for c in counted {
+        let known = marks.get(&c.partition).copied();
+        if known.is_some_and(|m| c.offset <= m) {
+            continue;
+        }
+        *t.add.entry(c.event_type).or_default() += 1;
+        let e = t.marks.entry(c.partition).or_insert((known, c.offset));
+        e.1 = e.1.max(c.offset);
+    }
+    t
+}
+
+/// The filter that matches the global document only while every mark the tally expects is
+/// still there.
+pub fn guard(t: &Tally) -> Document {
+    let mut q = doc! { "_id": GLOBAL };
+    for (p, (expected, _)) in &t.marks {
+        match expected {
+            Some(m) => q.insert(mark_key(*p), *m),
+            None => q.insert(mark_key(*p), doc! { "$exists": false }),
+        };
+    }
+    q
+}
+
+/// The update: increments only, and the new marks.
+pub fn update(t: &Tally, now: DateTime) -> Document {
+    let mut set = doc! { "updated_at": now };
+    for (p, (_, to)) in &t.marks {
+        set.insert(mark_key(*p), *to);
+    }
+    let mut u = doc! { "$set": set };
+    let inc: Document = t
+        .add
+        .iter()
+        .map(|(ty, n)| (statistics_key(*ty), Bson::Int64(*n)))
+        .collect();
+    if !inc.is_empty() {
+        u.insert("$inc", inc);
+    }
+    u
+}
+
+/// After a successful update, the marks it set.
+pub fn advance(marks: &mut Marks, t: &Tally) {
+    for (p, (_, to)) in &t.marks {
+        marks.insert(*p, *to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(partition: i32, offset: i64, event_type: EventType) -> Counted {
+        Counted {
+            partition,
+            offset,
+            event_type,
+        }
+    }
+
+    #[test]
+    fn only_messages_beyond_the_mark_count_and_the_mark_moves_to_the_last() {
+        let counted = [
+            c(0, 5, EventType::UserCreated),
+            c(0, 9, EventType::UserCreated),
+            c(1, 3, EventType::ParticipantJoined),
+            c(2, 1, EventType::ActivityCreated),
+        ];
+        let marks = Marks::from([(0, 5), (1, 7)]);
+        let t = tally(&counted, &marks);
+        assert_eq!(
+            t.add,
+            BTreeMap::from([(EventType::UserCreated, 1), (EventType::ActivityCreated, 1)])
+        );
+        assert_eq!(t.marks, BTreeMap::from([(0, (Some(5), 9)), (2, (None, 1))]));
+        // Partition 1 was counted past offset 3 already: it is left out of the guard too.
+        let g = guard(&t);
+        assert_eq!(
+            g,
+            doc! { "_id": "global", "counted_through.p0": 5_i64, "counted_through.p2": { "$exists": false } }
+        );
+    }
+
+    #[test]
+    fn a_batch_delivered_again_adds_nothing() {
+        let counted = [
+            c(0, 10, EventType::UserCreated),
+            c(0, 11, EventType::UserCreated),
+        ];
+        let mut marks = Marks::new();
+        let first = tally(&counted, &marks);
+        assert_eq!(first.add[&EventType::UserCreated], 2);
+        advance(&mut marks, &first);
+        assert!(tally(&counted, &marks).is_empty());
+        // Redelivered from offset 11 on, with one new message behind it.
+        let again = [
+            c(0, 11, EventType::UserCreated),
+            c(0, 12, EventType::ActivityCreated),
+        ];
+        let t = tally(&again, &marks);
+        assert_eq!(t.add, BTreeMap::from([(EventType::ActivityCreated, 1)]));
+        assert_eq!(t.marks[&0], (Some(11), 12));
+    }
+
+    #[test]
+    fn the_update_only_increments_and_marks() {
+        let t = tally(&[c(3, 42, EventType::UserCreated)], &Marks::new());
+        let now = DateTime::from_millis(0);
+        assert_eq!(
+            update(&t, now),
+            doc! {
+                "$set": { "updated_at": now, "counted_through.p3": 42_i64 },
+                "$inc": { "events.UserCreated": 1_i64 },
+            }
+        );
+    }
+
+    #[test]
+    fn marks_are_read_back_from_the_document() {
+        let g = doc! { "_id": "global", "counted_through": { "p0": 9_i64, "p12": 3_i32, "x": 1 } };
+        assert_eq!(marks_of(Some(&g)), Marks::from([(0, 9), (12, 3)]));
+        assert!(marks_of(None).is_empty());
+    }
+}
