@@ -94,12 +94,31 @@ port_owner() {
 pid_file() { echo "$RUN_DIR/$1.pid"; }
 
 running_pid() {
-  local f pid
+  local f pid want
   f="$(pid_file "$1")"
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # A pid file outlives its process and the pid may since belong to another program: only a
+  # process of this stack (its command line names the stack's directory) is this service.
+  want="$STACK_DIR/"
+  [[ "$1" == postgres ]] && want="$(pg_home)/"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$want" || return 1
   echo "$pid"
+}
+
+# Where PostgreSQL keeps its data, socket and log. Started by root, PostgreSQL runs as the
+# `postgres` user, which must reach that directory: a checkout in a private home directory
+# (root's is mode 700) is out of its reach, so the data then lives under /var/lib instead.
+pg_home() {
+  local home="$STACK_DIR/postgres"
+  if [[ $(id -u) -eq 0 ]] && id postgres >/dev/null 2>&1; then
+    mkdir -p "$STACK_DIR"
+    if ! runuser -u postgres -- test -x "$STACK_DIR" 2>/dev/null; then
+      home="/var/lib/pipedemo-stack/$(printf '%s' "$STACK_DIR" | sha256sum | cut -c1-12)/postgres"
+    fi
+  fi
+  echo "$home"
 }
 
 JAVA_EXTRA=()
@@ -290,7 +309,8 @@ cmd_install() {
 
 # Runs a command as the unprivileged owner of the PostgreSQL cluster (initdb refuses root).
 as_pg() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From `/`: the caller's directory may be one the postgres user cannot enter.
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 fail_service() { # service reason
@@ -340,19 +360,31 @@ spawn() { # service command...
 }
 
 start_postgres() {
-  local bin data="$STACK_DIR/postgres/data" sock="$STACK_DIR/postgres/run"
+  local bin home data sock pglog local_auth=trust
+  home="$(pg_home)"
+  data="$home/data" sock="$home/run" pglog="$LOG_DIR/postgres.log"
   if [[ "$STACK_SECURE" == 1 ]]; then load_secrets; fi
   bin="$(pg_bindir)" || die "PostgreSQL is not installed; run scripts/stack.sh install"
-  mkdir -p "$STACK_DIR/postgres" "$sock"
-  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$STACK_DIR/postgres" && chown postgres: "$LOG_DIR/postgres.log"
+  mkdir -p "$home" "$sock"
+  if [[ "$home" != "$STACK_DIR/postgres" ]]; then
+    say "PostgreSQL's data is in $home: user postgres cannot reach $STACK_DIR (a private directory above it)"
+    pglog="$home/postgres.log"
+    touch "$pglog"
+    ln -sfn "$pglog" "$LOG_DIR/postgres.log"
+  fi
+  # Over the socket, the cluster's owner only: as root that is the `postgres` user (peer);
+  # otherwise the user running the stack, the only one who may open the socket (0700).
+  [[ $(id -u) -eq 0 ]] && local_auth=peer
+  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$home" && chown postgres: "$pglog"
   if [[ ! -f "$data/PG_VERSION" ]]; then
-    as_pg "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 \
-      >>"$LOG_DIR/postgres.log" 2>&1 || { fail_service postgres "initdb failed"; return 1; }
+    as_pg "$bin/initdb" -D "$data" -U postgres --auth-local="$local_auth" --auth-host=scram-sha-256 -E UTF8 \
+      >>"$pglog" 2>&1 || { fail_service postgres "initdb failed"; return 1; }
     cat >>"$data/postgresql.conf" <<EOF
 # pipedemo: logical decoding for Debezium, loopback only
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$sock'
+unix_socket_permissions = 0700
 wal_level = $PG_WAL_LEVEL
 max_replication_slots = 10
 max_wal_senders = 10
@@ -370,31 +402,32 @@ ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'
 EOF
       cat >"$data/pg_hba.conf" <<EOF
-local all all trust
+local all postgres $local_auth
 hostssl all all 127.0.0.1/32 scram-sha-256
 hostssl replication all 127.0.0.1/32 scram-sha-256
 EOF
     fi
   fi
   # pg_ctl daemonizes postgres; its pid is read back from postmaster.pid.
-  as_pg "$bin/pg_ctl" -D "$data" -l "$LOG_DIR/postgres.log" -o "-p $PG_PORT -k $sock" -w -t 60 start \
+  as_pg "$bin/pg_ctl" -D "$data" -l "$pglog" -o "-p $PG_PORT -k $sock" -w -t 60 start \
     >/dev/null 2>&1 || { fail_service postgres "pg_ctl start failed"; return 1; }
   head -n 1 "$data/postmaster.pid" >"$(pid_file postgres)"
   # The demo's role and database; re-running is harmless.
   local psql=("$bin/psql" -h "$sock" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
-  as_pg "${psql[@]}" -v user="$PG_USER" -v pass="$PG_PASSWORD" >>"$LOG_DIR/postgres.log" 2>&1 <<'SQL' || { fail_service postgres "creating the demo role failed"; return 1; }
+  as_pg "${psql[@]}" -v user="$PG_USER" -v pass="$PG_PASSWORD" >>"$pglog" 2>&1 <<'SQL' || { fail_service postgres "creating the demo role failed"; return 1; }
 SELECT format('CREATE ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('ALTER ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass') \gexec
 SQL
   if [[ "$(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
-    as_pg "${psql[@]}" -c "CREATE DATABASE \"$PG_DB\" OWNER \"$PG_USER\"" >>"$LOG_DIR/postgres.log" 2>&1 \
+    as_pg "${psql[@]}" -c "CREATE DATABASE \"$PG_DB\" OWNER \"$PG_USER\"" >>"$pglog" 2>&1 \
       || { fail_service postgres "creating database $PG_DB failed"; return 1; }
   fi
 }
 
 stop_postgres() {
-  local bin data="$STACK_DIR/postgres/data"
+  local bin data
+  data="$(pg_home)/data"
   bin="$(pg_bindir)" || return 0
   [[ -f "$data/postmaster.pid" ]] && as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
   rm -f "$(pid_file postgres)"
@@ -654,7 +687,7 @@ kill_one() {
   case "$1" in
     postgres)
       bin="$(pg_bindir)" || return 0
-      as_pg "$bin/pg_ctl" -D "$STACK_DIR/postgres/data" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+      as_pg "$bin/pg_ctl" -D "$(pg_home)/data" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
       rm -f "$(pid_file postgres)"
       ;;
     *)

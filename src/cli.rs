@@ -59,8 +59,9 @@ pub fn run(mut cli: Cli) -> ExitCode {
             .unwrap_or(std::path::Path::new(""))
             .join("pipedemo.log"),
     );
-    // Fault injection for the reliability tests (FAILPOINTS, see README "Reliability"); unset,
-    // every fail point is off.
+    // Fault injection for the reliability tests (FAILPOINTS, see README "Reliability"), only
+    // in a build with the `failpoints` feature: a release build ignores the variable.
+    #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -29,5 +29,6 @@ pub mod pipeline;
 pub mod provision;
 pub mod read_model;
 pub mod run;
+pub mod run_id;
 pub mod show;
 pub mod telemetry;

@@ -294,8 +294,61 @@ fn cases() -> Vec<Case> {
         user_created_at("2999-01-01T00:00:00Z"),
         Expect::Dead("in the future"),
     );
+    // Times that cannot be real: applied (nothing is lost), but kept out of the latency
+    // figures and counted as implausible.
+    for (name, ts) in [
+        ("Debezium time at i64::MAX", json!(i64::MAX)),
+        ("Debezium time negative", json!(-5_000_000_i64)),
+    ] {
+        let id = Uuid::new_v4();
+        let mut e: Value = serde_json::from_slice(&envelope(
+            "c",
+            row(
+                "UserCreated",
+                id,
+                Value::String(user_payload().to_string()),
+                &now(),
+            ),
+        ))
+        .unwrap();
+        e["ts_us"] = ts.clone();
+        e["ts_ms"] = json!(ts.as_i64().unwrap() / 1000);
+        v.push((
+            name,
+            None,
+            Some(serde_json::to_vec(&e).unwrap()),
+            Expect::Applied(id),
+        ));
+    }
+    let id = Uuid::new_v4();
+    v.push((
+        "created_at in year 1",
+        None,
+        Some(envelope(
+            "c",
+            row(
+                "UserCreated",
+                id,
+                Value::String(user_payload().to_string()),
+                "0001-01-01T00:00:00Z",
+            ),
+        )),
+        Expect::Applied(id),
+    ));
     v.push(("tombstone (null value)", None, None, Expect::Skipped));
     v
+}
+
+/// How many implausible-time events in the metrics file were applied, and the largest
+/// end-to-end latency that made it into a histogram.
+fn implausible_in(metrics: &std::path::Path) -> (u64, f64) {
+    let (events, _) = pipedemo::telemetry::metrics::read_file(metrics).unwrap();
+    let mut stats = pipedemo::telemetry::stats::RunStats::default();
+    for e in &events {
+        stats.record(e);
+    }
+    let total = stats.stages.get(pipedemo::telemetry::stats::Stage::Total);
+    (stats.implausible, total.quantile_ms(1.0))
 }
 
 #[tokio::test]
@@ -384,4 +437,10 @@ async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes
     let v = verify::run(&s, false).await.unwrap();
     assert!(v.passed, "{v:#?}");
     assert_eq!(v.found_events, 100);
+    let (implausible, max_ms) = implausible_in(&s.output.metrics_file);
+    assert_eq!(implausible, 3, "the three events with impossible times");
+    assert!(
+        max_ms < 60_000.0,
+        "an impossible time reached the histograms: max {max_ms} ms"
+    );
 }

@@ -252,6 +252,114 @@ async fn a_topic_pipedemo_did_not_create_is_refused_until_forced() {
 }
 
 #[tokio::test]
+async fn a_consumer_group_pipedemo_did_not_create_is_refused_and_never_deleted() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    // An application's group, with its position (offset 7) on its own topic.
+    let group = format!("pipedemo-test-orders-service-{}", std::process::id());
+    let app_topic = format!("pipedemo_test_app_orders_{}", std::process::id());
+    let s = common::settings("foreigngroup", &[]);
+    pipedemo::pipeline::kafka::ensure_topic(&s.kafka, &app_topic, 1)
+        .await
+        .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        pipedemo::pipeline::kafka::client_config(&s.kafka)
+            .create()
+            .unwrap();
+    for i in 0..10 {
+        let body = format!("order {i}");
+        producer
+            .send(
+                BaseRecord::<str, str>::to(&app_topic)
+                    .key("k")
+                    .payload(&body),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let app = |commit: Option<i64>| {
+        let (s, group, topic) = (s.clone(), group.clone(), app_topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = pipedemo::pipeline::kafka::client_config(&s.kafka)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap();
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            if let Some(o) = commit {
+                tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(o))
+                    .unwrap();
+                c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+            }
+            let mut q = rdkafka::TopicPartitionList::new();
+            q.add_partition(&topic, 0);
+            let got = c.committed_offsets(q, Duration::from_secs(10)).unwrap();
+            got.find_partition(&topic, 0).unwrap().offset()
+        })
+    };
+    assert_eq!(app(Some(7)).await.unwrap(), rdkafka::Offset::Offset(7));
+    let world = [
+        ("CONSUMER_GROUP", group.as_str()),
+        ("TOPIC_PREFIX", "pipedemo_test_foreigngroup"),
+        ("CONNECTOR_NAME", "pipedemo-test-foreigngroup"),
+        ("REPLICATION_SLOT", "pipedemo_test_foreigngroup"),
+    ];
+    let o = pipedemo("foreigngroup")
+        .arg("setup")
+        .envs(world)
+        .output()
+        .unwrap();
+    refused(&o, &format!("Kafka consumer group {group}"));
+    assert!(text(&o).contains("CONSUMER_GROUP"), "{}", text(&o));
+    assert_eq!(
+        app(None).await.unwrap(),
+        rdkafka::Offset::Offset(7),
+        "setup moved the application's position"
+    );
+    let connector = pipedemo::provision::connector::Connect::new(
+        &common::settings(
+            "foreigngroup",
+            &["--connector-name=pipedemo-test-foreigngroup"],
+        )
+        .connect,
+    )
+    .unwrap()
+    .config()
+    .await
+    .unwrap();
+    assert!(connector.is_none(), "a refused setup created a connector");
+
+    let o = pipedemo("foreigngroup")
+        .args(["cleanup", "--yes"])
+        .envs(world)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "cleanup must refuse: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains(&format!("Kafka consumer group {group}")),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        app(None).await.unwrap(),
+        rdkafka::Offset::Offset(7),
+        "cleanup deleted the application's group"
+    );
+    let mut k = s.kafka.clone();
+    k.group = group.clone();
+    pipedemo::pipeline::kafka::delete_group(&k).await.unwrap();
+    pipedemo::pipeline::kafka::delete_topics(&s.kafka, &[app_topic])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
     common::require_stack();
     let _guard = common::serial().lock().await;
@@ -273,12 +381,42 @@ async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
     assert!(o.status.success(), "{}", text(&o));
     let metrics = common::metrics_file(name);
     let log = metrics.parent().unwrap().join("pipedemo.log");
-    std::fs::write(&log, "log").unwrap();
+    // The header pipedemo writes when it first diverts log lines there.
+    std::fs::write(
+        &log,
+        format!("{}a log line\n", pipedemo::run_id::log_header()),
+    )
+    .unwrap();
     let bystander = dir.join("notes.txt");
     std::fs::write(&bystander, "mine").unwrap();
     assert!(report.is_file() && metrics.is_file());
+    // A file outside the working directory that a registry row points at (anyone who can
+    // write that table could add one), even one carrying a run id: it stays.
+    let victim = dir.join("victim.json");
+    std::fs::write(&victim, std::fs::read(&report).unwrap()).unwrap();
+    let pg = pipedemo::pipeline::outbox::connect(&common::settings(name, &[]).pg)
+        .await
+        .unwrap();
+    let run_id: String = {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        r["run_id"]
+            .as_str()
+            .expect("the report carries its run id")
+            .to_owned()
+    };
+    pg.execute(
+        "INSERT INTO pipedemo_owned (kind, name, scope) VALUES ('file', $1, $2)",
+        &[
+            &format!("{run_id} {}", victim.display()),
+            &pipedemo::provision::ownership::host(),
+        ],
+    )
+    .await
+    .unwrap();
 
-    let o = run(&["cleanup", "--yes"]);
+    // The report is outside the working directory: named on the command line, it goes.
+    let o = run(&["cleanup", "--yes", "--file", report.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("Removing what pipedemo created"), "{out}");
@@ -296,6 +434,10 @@ async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
     assert!(
         bystander.is_file(),
         "a file pipedemo did not write was removed"
+    );
+    assert!(
+        victim.is_file(),
+        "a file outside the working directory was removed on the word of a registry row"
     );
     let topic = s.kafka.topic();
     assert_eq!(

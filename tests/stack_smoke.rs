@@ -269,3 +269,120 @@ fn docker_compose_matches_the_native_stack() {
         "stack.sh pins Debezium {dv}"
     );
 }
+
+/// `scripts/stack.sh` of this checkout, copied to `dir` (as a checkout elsewhere would have
+/// it), run there with `env`.
+fn stack_in(dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let scripts = dir.join("scripts");
+    if !scripts.exists() {
+        let ok = std::process::Command::new("cp")
+            .args(["-r", concat!(env!("CARGO_MANIFEST_DIR"), "/scripts")])
+            .arg(&scripts)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "copying scripts/");
+    }
+    std::process::Command::new(scripts.join("stack.sh"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_pid_file_naming_another_program_is_never_trusted() {
+    let dir = std::env::temp_dir().join(format!("pipedemo-pidfile-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join(".stack/run")).unwrap();
+    // A stale pid file whose pid now belongs to some other program.
+    let mut other = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.join(".stack/run/mongo.pid"), other.id().to_string()).unwrap();
+    let env = [
+        ("STACK_DIR", dir.join(".stack").display().to_string()),
+        ("MONGO_PORT", "1".to_string()),
+    ];
+    let o = stack_in(&dir, &["status"], &env);
+    let out = common::text(&o);
+    let mongo = out
+        .lines()
+        .find(|l| l.starts_with("mongo"))
+        .unwrap_or_default();
+    assert!(mongo.contains("down"), "{out}");
+    let o = stack_in(&dir, &["stop", "mongo"], &env);
+    assert!(o.status.success(), "{}", common::text(&o));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "stack.sh stopped a process that was not the stack's"
+    );
+    other.kill().unwrap();
+    let _ = other.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn postgres_starts_from_a_checkout_in_a_private_directory_as_root() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        eprintln!("not root: PostgreSQL runs as the current user here, nothing to move");
+        return;
+    }
+    // Like a checkout in root's home: a directory the postgres user cannot enter.
+    let private = std::env::temp_dir().join(format!("pipedemo-private-{}", std::process::id()));
+    let checkout = private.join("checkout");
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::process::Command::new("chmod")
+        .args(["700"])
+        .arg(&private)
+        .status()
+        .unwrap();
+    let port = 25_000 + (std::process::id() % 1000) as u16;
+    let env = [
+        ("STACK_DIR", checkout.join(".stack").display().to_string()),
+        ("PG_PORT", port.to_string()),
+    ];
+    let o = stack_in(&checkout, &["start", "postgres"], &env);
+    let out = common::text(&o);
+    let moved = out
+        .lines()
+        .find_map(|l| l.strip_prefix("[stack] PostgreSQL's data is in "))
+        .and_then(|l| l.split(':').next())
+        .map(str::to_owned);
+    let ok = o.status.success();
+    let psql = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "pipedemo",
+            "-d",
+            "activity_db",
+        ])
+        .args(["-tAc", "SELECT 1"])
+        .env("PGPASSWORD", "pipedemo")
+        .output()
+        .unwrap();
+    let stopped = stack_in(&checkout, &["stop", "postgres"], &env);
+    if let Some(m) = &moved {
+        let _ = std::fs::remove_dir_all(std::path::Path::new(m).parent().unwrap());
+    }
+    let _ = std::fs::remove_dir_all(&private);
+    assert!(ok, "{out}");
+    let moved = moved.unwrap_or_else(|| panic!("no line saying where the data went:\n{out}"));
+    assert!(moved.starts_with("/var/lib/pipedemo-stack/"), "{out}");
+    assert_eq!(
+        String::from_utf8_lossy(&psql.stdout).trim(),
+        "1",
+        "{psql:?}"
+    );
+    assert!(stopped.status.success(), "{}", common::text(&stopped));
+}

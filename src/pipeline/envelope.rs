@@ -233,11 +233,11 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
     }
     let captured_us = env
         .ts_us
-        .or(env.ts_ms.map(|ms| ms * 1000))
+        .or(env.ts_ms.map(|ms| ms.saturating_mul(1000)))
         .ok_or_else(|| EnvelopeError::NotEnvelope("no `ts_ms`".into()))?;
     let committed_us = env
         .source
-        .and_then(|s| s.ts_us.or(s.ts_ms.map(|ms| ms * 1000)));
+        .and_then(|s| s.ts_us.or(s.ts_ms.map(|ms| ms.saturating_mul(1000))));
     Ok(Decoded::Change(Box::new(Change {
         op,
         event,
@@ -256,7 +256,7 @@ pub const MAX_FUTURE_US: i64 = 60_000_000;
 
 /// Rejects an event whose `created_at` is more than [`MAX_FUTURE_US`] ahead of `now_us`.
 pub fn check_created_at(event: &OutboxEvent, now_us: i64) -> Result<(), EnvelopeError> {
-    let ahead = event.created_at_us - now_us;
+    let ahead = event.created_at_us.saturating_sub(now_us);
     if ahead > MAX_FUTURE_US {
         return Err(EnvelopeError::BadField {
             field: "created_at",

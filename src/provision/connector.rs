@@ -431,12 +431,13 @@ impl Connect {
         self.connector_get("status").await
     }
 
-    /// Forgets the connector's stored source offsets (stop, delete offsets, resume), so it
-    /// starts from its replication slot again. Needed when the slot was dropped or PostgreSQL
-    /// was re-created while Kafka kept the old offsets.
-    pub async fn reset_offsets(&self) -> Result<()> {
+    /// Stops the connector (Kafka 3.5+: its tasks shut down, its offsets stay) and waits,
+    /// up to 10 s, until Connect says STOPPED: its replication slot is then free to drop.
+    pub async fn stop(&self) -> Result<()> {
         let url = format!("{}/connectors/{}", self.base, self.name);
-        self.send(self.http.put(format!("{url}/stop"))).await?;
+        self.send(self.http.put(format!("{url}/stop")))
+            .await?
+            .error_for_status()?;
         for _ in 0..40 {
             if let Some(s) = self.status().await? {
                 if s.connector.state == ConnectorState::Stopped {
@@ -445,6 +446,15 @@ impl Connect {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        Ok(())
+    }
+
+    /// Forgets the connector's stored source offsets (stop, delete offsets, resume), so it
+    /// starts from its replication slot again. Needed when the slot was dropped or PostgreSQL
+    /// was re-created while Kafka kept the old offsets.
+    pub async fn reset_offsets(&self) -> Result<()> {
+        let url = format!("{}/connectors/{}", self.base, self.name);
+        self.stop().await?;
         let resp = self
             .send(self.http.delete(format!("{url}/offsets")))
             .await?;

@@ -1,10 +1,13 @@
 //! What pipedemo created, and so may clear. `setup` marks everything it makes: the outbox
 //! table (a table comment), the read-model database (a `_pipedemo` document), the connector (a
-//! setting), and the topics, consumer group and report files (rows of a `pipedemo_owned` table
-//! next to the outbox, topics keyed by the Kafka cluster's id). Anything that exists without a
-//! mark belongs to someone else: `setup` and `cleanup` refuse to touch it unless `--force`.
+//! setting), and the topics, consumer group, replication slot, publication and report files
+//! (rows of a `pipedemo_owned` table next to the outbox, topics and groups keyed by the Kafka
+//! cluster's id, slots and publications by the database). Anything that exists without a mark
+//! belongs to someone else: `setup` refuses to touch it and `cleanup` to remove it, unless
+//! `--force`.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tokio_postgres::Client;
@@ -12,7 +15,7 @@ use tokio_postgres::Client;
 use crate::config::Settings;
 use crate::pipeline::kafka;
 use crate::pipeline::store::ReadModels;
-use crate::provision::connector::{Connect, OWNER_KEY};
+use crate::provision::connector::{publication_name, Connect, OWNER_KEY};
 
 /// The comment that marks `event_outbox` as created by pipedemo.
 pub const TABLE_MARK: &str = "created by pipedemo setup";
@@ -29,6 +32,10 @@ pub enum Kind {
     Group,
     /// A report file; scope: the host name.
     File,
+    /// A replication slot; scope: the database.
+    Slot,
+    /// A publication; scope: the database.
+    Publication,
 }
 
 impl Kind {
@@ -37,6 +44,8 @@ impl Kind {
             Kind::Topic => "topic",
             Kind::Group => "group",
             Kind::File => "file",
+            Kind::Slot => "slot",
+            Kind::Publication => "publication",
         }
     }
 }
@@ -81,22 +90,52 @@ impl fmt::Display for Found {
     }
 }
 
-/// Whether pipedemo may clear or take over `f`: it is absent, marked, empty of anything to
-/// lose, or `force` says so.
-pub fn may_take(f: &Found, force: bool) -> bool {
-    !f.exists || f.ours || !f.holds_data || force
+/// What is about to be done to the things found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Doing {
+    /// `setup`: takes over (records as its own) and, unless keeping, clears.
+    Setup,
+    /// `setup --keep`: changes nothing that is not pipedemo's, even with `--force`.
+    SetupKeeping,
+    /// `cleanup`: removes; what is not pipedemo's and holds nothing is left alone.
+    Cleanup,
+}
+
+/// Whether pipedemo may go ahead with `f`: it is absent or marked; or `force` says so (not
+/// when keeping); for cleanup, also when it holds nothing to lose (it is then left alone).
+/// Setup takes over nothing unmarked without `--force`, not even an empty topic: recording it
+/// as pipedemo's would let a later cleanup delete it.
+pub fn may_take(f: &Found, force: bool, doing: Doing) -> bool {
+    let foreign_ok = match doing {
+        Doing::Setup => force,
+        Doing::SetupKeeping => false,
+        Doing::Cleanup => force || !f.holds_data,
+    };
+    !f.exists || f.ours || foreign_ok
 }
 
 /// One line per thing pipedemo must not touch, naming it and the way out; empty when all
 /// may be taken.
-pub fn refusals(found: &[Found], force: bool, doing: &str) -> Vec<String> {
+pub fn refusals(found: &[Found], force: bool, doing: Doing) -> Vec<String> {
+    let (verb, way_out) = match doing {
+        Doing::Setup => (
+            "setup",
+            "pass --force to let pipedemo take it over and clear it",
+        ),
+        Doing::SetupKeeping => (
+            "setup --keep",
+            "run setup without --keep and with --force to let pipedemo take it over (--keep \
+             changes nothing that is not pipedemo's)",
+        ),
+        Doing::Cleanup => ("cleanup", "pass --force to let pipedemo remove it"),
+    };
     found
         .iter()
-        .filter(|f| !may_take(f, force))
+        .filter(|f| !may_take(f, force, doing))
         .map(|f| {
             format!(
-                "{doing} refused: {f} was not created by pipedemo. Point {} elsewhere, or pass \
-                 --force to let pipedemo take it over and clear it",
+                "{verb} refused: {f} was not created by pipedemo. Point {} elsewhere, or \
+                 {way_out}",
                 f.setting
             )
         })
@@ -159,18 +198,34 @@ pub struct Survey {
     pub dlq: Found,
     /// The Debezium connector.
     pub connector: Found,
+    /// The consumer group.
+    pub group: Found,
+    /// The connector's replication slot (its `slot.name`, else `REPLICATION_SLOT`).
+    pub slot: Found,
+    /// The connector's publication (its `publication.name`, else pipedemo's default).
+    pub publication: Found,
+    /// The slot's and publication's names.
+    pub slot_name: String,
+    /// See [`Self::slot_name`].
+    pub publication_name: String,
     /// The Kafka cluster's id, the scope of recorded topics and groups.
     pub cluster: String,
+    /// The PostgreSQL database, the scope of recorded slots and publications.
+    pub database: String,
 }
 
 impl Survey {
-    /// What `setup` clears or overwrites (the dead-letter topic is only ever appended to).
+    /// What `setup` clears, overwrites or takes over (the dead-letter topic is only ever
+    /// appended to).
     pub fn for_setup(&self) -> Vec<Found> {
         vec![
             self.table.clone(),
             self.read_models.clone(),
             self.topic.clone(),
             self.connector.clone(),
+            self.group.clone(),
+            self.slot.clone(),
+            self.publication.clone(),
         ]
     }
 
@@ -206,12 +261,13 @@ pub async fn survey(
             anyhow::Ok(f)
         }
     };
-    let (table, db, topic, mut dlq, config) = tokio::join!(
+    let (table, db, topic, mut dlq, config, group) = tokio::join!(
         table(pg),
         store.ownership(),
         topic_state(s.kafka.topic()),
         topic_state(s.kafka.dlq_topic()),
         connect.config(),
+        kafka::group_state(&s.kafka, &s.kafka.group),
     );
     let mut read_models = Found::absent(
         format!("MongoDB database `{}`", s.mongo.mongodb_database),
@@ -227,7 +283,8 @@ pub async fn survey(
         format!("Kafka Connect connector {}", s.connect.connector_name),
         "CONNECTOR_NAME",
     );
-    if let Some(c) = config? {
+    let config = config?;
+    if let Some(c) = &config {
         connector.exists = true;
         connector.ours = c.get(OWNER_KEY).is_some();
         connector.holds_data = true;
@@ -235,14 +292,104 @@ pub async fn survey(
     if let Ok(d) = &mut dlq {
         d.setting = "DLQ_TOPIC";
     }
+    let groups = recorded(pg, Kind::Group, &cluster).await?;
+    let mut g = Found::absent(
+        format!("Kafka consumer group {}", s.kafka.group),
+        "CONSUMER_GROUP",
+    );
+    if let Some(state) = group? {
+        g.exists = true;
+        g.ours = groups.contains(&s.kafka.group);
+        // Committed offsets (on any topic) are someone's position: clearing loses it.
+        g.holds_data = true;
+        g.count = (state.members > 0).then_some((state.members as i64, "members running"));
+    }
+    // The slot and publication the connector really uses: a changed REPLICATION_SLOT must
+    // not point cleanup at another application's slot.
+    let setting = |key: &str| {
+        config
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let slot_name = setting("slot.name").unwrap_or_else(|| s.connect.slot.clone());
+    let publication_name =
+        setting("publication.name").unwrap_or_else(|| publication_name(&s.connect));
+    let database: String = pg.query_one("SELECT current_database()", &[]).await?.get(0);
+    let (slot, publication) = replication(
+        pg,
+        &slot_name,
+        &publication_name,
+        &database,
+        connector.exists && connector.ours,
+    )
+    .await?;
     Ok(Survey {
         table: table?,
         read_models,
         topic: topic?,
         dlq: dlq?,
         connector,
+        group: g,
+        slot,
+        publication,
+        slot_name,
+        publication_name,
         cluster,
+        database,
     })
+}
+
+/// The replication slot and publication as found in `database`. Either is pipedemo's when
+/// recorded by a setup, or (made before such records were kept) when pipedemo's own connector
+/// names it and, for the slot, it belongs to this database, for the publication, pipedemo's
+/// user owns it. A slot of that name in another database is not this setup's at all.
+pub async fn replication(
+    pg: &Client,
+    slot: &str,
+    publication: &str,
+    database: &str,
+    connector_ours: bool,
+) -> Result<(Found, Found)> {
+    let row = pg
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots
+                            WHERE slot_name = $1 AND database = current_database()),
+                    EXISTS (SELECT 1 FROM pg_replication_slots
+                            WHERE slot_name = $1 AND database IS DISTINCT FROM current_database()),
+                    EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2),
+                    EXISTS (SELECT 1 FROM pg_publication
+                            WHERE pubname = $2 AND pg_get_userbyid(pubowner) = current_user)",
+            &[&slot, &publication],
+        )
+        .await
+        .context("looking up the replication slot and publication")?;
+    let (slot_here, slot_elsewhere, pub_exists, pub_owned): (bool, bool, bool, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let slots = recorded(pg, Kind::Slot, database).await?;
+    let pubs = recorded(pg, Kind::Publication, database).await?;
+    let mut s = Found::absent(format!("replication slot {slot}"), "REPLICATION_SLOT");
+    if slot_here || slot_elsewhere {
+        s.exists = true;
+        s.ours = slot_here && (slots.iter().any(|n| n == slot) || connector_ours);
+        // Not pipedemo's: setup refuses to stream from it; cleanup leaves it alone rather
+        // than refusing everything else (`--force` would then drop it).
+        s.holds_data = false;
+        if slot_elsewhere {
+            s.what = format!("replication slot {slot} (of another database)");
+        }
+    }
+    let mut p = Found::absent(
+        format!("publication {publication}"),
+        "--connector-config publication.name",
+    );
+    if pub_exists {
+        p.exists = true;
+        p.ours = pubs.iter().any(|n| n == publication) || (connector_ours && pub_owned);
+        p.holds_data = false;
+    }
+    Ok((s, p))
 }
 
 /// Marks the outbox table as pipedemo's.
@@ -316,14 +463,44 @@ pub async fn recorded(pg: &Client, kind: Kind, scope: &str) -> Result<Vec<String
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Records report files a command wrote, so that `cleanup` removes them wherever they are.
+/// Records report files a command wrote (each carries this run's id), so that `cleanup` can
+/// find them.
 pub async fn record_files(s: &Settings, files: &[&std::path::Path]) -> Result<()> {
     let pg = crate::pipeline::outbox::connect(&s.pg).await?;
     let host = host();
     for f in files {
-        record(&pg, Kind::File, &file_name(f), &host).await?;
+        record(&pg, Kind::File, &file_record(f), &host).await?;
     }
     Ok(())
+}
+
+/// How a written file is recorded: the run that wrote it, a space, its absolute path.
+pub fn file_record(f: &Path) -> String {
+    format!("{} {}", crate::run_id::run_id(), file_name(f))
+}
+
+/// A file record's run id and path; `None` for a record without a run id (written before
+/// files carried one: such a file cannot prove it is pipedemo's, and is left alone).
+pub fn parse_file_record(record: &str) -> Option<(&str, PathBuf)> {
+    let (run, path) = record.split_once(' ')?;
+    (uuid::Uuid::parse_str(run).is_ok() && Path::new(path).is_absolute())
+        .then(|| (run, PathBuf::from(path)))
+}
+
+/// Whether `cleanup` may delete the recorded file at `path`, written by run `run`: only a
+/// file under the working directory `cwd` or named on cleanup's command line (`named`), and
+/// only when its `contents` carry that run's id. A database row alone proves nothing: anyone
+/// who can write the registry could otherwise point cleanup at any file, and a checkout next
+/// door has report files of the same names.
+pub fn may_remove_file(
+    path: &Path,
+    run: &str,
+    cwd: &Path,
+    named: &[PathBuf],
+    contents: &[u8],
+) -> bool {
+    let allowed = path.starts_with(cwd) || named.iter().any(|n| n == path);
+    allowed && !run.is_empty() && contents.windows(run.len()).any(|w| w == run.as_bytes())
 }
 
 /// Forgets `name` (it was removed).
@@ -368,12 +545,24 @@ mod tests {
     }
 
     #[test]
-    fn only_what_pipedemo_made_or_what_is_empty_is_taken_unless_forced() {
-        assert!(may_take(&found(false, false, false), false));
-        assert!(may_take(&found(true, true, true), false));
-        assert!(may_take(&found(true, false, false), false));
-        assert!(!may_take(&found(true, false, true), false));
-        assert!(may_take(&found(true, false, true), true));
+    fn setup_takes_nothing_unmarked_without_force_and_nothing_at_all_when_keeping() {
+        use Doing::*;
+        assert!(may_take(&found(false, false, false), false, Setup));
+        assert!(may_take(&found(true, true, true), false, Setup));
+        // An empty topic someone else made is still theirs.
+        assert!(!may_take(&found(true, false, false), false, Setup));
+        assert!(!may_take(&found(true, false, true), false, Setup));
+        assert!(may_take(&found(true, false, true), true, Setup));
+        assert!(!may_take(&found(true, false, true), true, SetupKeeping));
+        assert!(may_take(&found(true, true, true), true, SetupKeeping));
+    }
+
+    #[test]
+    fn cleanup_refuses_foreign_data_and_leaves_empty_foreign_things_alone() {
+        use Doing::*;
+        assert!(may_take(&found(true, false, false), false, Cleanup));
+        assert!(!may_take(&found(true, false, true), false, Cleanup));
+        assert!(may_take(&found(true, false, true), true, Cleanup));
     }
 
     #[test]
@@ -381,7 +570,7 @@ mod tests {
         let r = refusals(
             &[found(true, false, true), found(true, true, true)],
             false,
-            "setup",
+            Doing::Setup,
         );
         assert_eq!(r.len(), 1);
         assert!(
@@ -396,7 +585,52 @@ mod tests {
             "{}",
             r[0]
         );
-        assert!(refusals(&[found(true, false, true)], true, "setup").is_empty());
+        assert!(refusals(&[found(true, false, true)], true, Doing::Setup).is_empty());
+        let keep = refusals(&[found(true, false, true)], true, Doing::SetupKeeping);
+        assert!(
+            keep[0].starts_with("setup --keep refused") && keep[0].contains("without --keep"),
+            "{keep:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_is_removed_only_where_allowed_and_when_it_carries_its_run_id() {
+        let run = "0b0e4b5c-3b1c-4f6e-9a55-0c8e2c1d9f00";
+        let cwd = Path::new("/home/u/demo");
+        let report = Path::new("/home/u/demo/demo_report.json");
+        let ours = format!("{{\"run_id\": \"{run}\", \"passed\": true}}");
+        assert!(may_remove_file(report, run, cwd, &[], ours.as_bytes()));
+        // Someone else's file of that name, or one a registry row points at.
+        assert!(!may_remove_file(
+            report,
+            run,
+            cwd,
+            &[],
+            b"{\"passed\": true}"
+        ));
+        let etc = Path::new("/etc/passwd");
+        assert!(!may_remove_file(etc, run, cwd, &[], ours.as_bytes()));
+        // Another checkout's report, unless named on the command line.
+        let next_door = Path::new("/home/u/other/demo_report.json");
+        assert!(!may_remove_file(next_door, run, cwd, &[], ours.as_bytes()));
+        assert!(may_remove_file(
+            next_door,
+            run,
+            cwd,
+            &[next_door.to_path_buf()],
+            ours.as_bytes()
+        ));
+        assert!(!may_remove_file(report, "", cwd, &[], ours.as_bytes()));
+    }
+
+    #[test]
+    fn file_records_carry_the_run_and_old_ones_are_not_trusted() {
+        let rec = file_record(Path::new("/tmp/r.json"));
+        let (run, path) = parse_file_record(&rec).unwrap();
+        assert_eq!(run, crate::run_id::run_id());
+        assert_eq!(path, PathBuf::from("/tmp/r.json"));
+        assert_eq!(parse_file_record("/tmp/r.json"), None);
+        assert_eq!(parse_file_record("not-a-uuid /tmp/r.json"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use super::connector::{
     connector_config, describe_config, publication_name, Connect, ConnectError, Tuning,
 };
-use super::ownership::{self, Kind};
+use super::ownership::{self, Doing, Kind};
 use crate::config::Settings;
 use crate::pipeline::kafka::{self, ResetTo};
 use crate::pipeline::outbox;
@@ -150,8 +150,20 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     let pg = outbox::connect(&s.pg).await?;
     let store = ReadModels::connect(&s.mongo).await?;
     let connect = Connect::new(&s.connect)?;
-    let found = ownership::survey(s, &pg, &store, &connect).await?;
-    let refused = ownership::refusals(&found.for_setup(), opts.force, "setup");
+    let mut found = ownership::survey(s, &pg, &store, &connect).await?;
+    let publication = publication_name(&s.connect);
+    if found.slot_name != s.connect.slot || found.publication_name != publication {
+        // The connector moves to another slot or publication: those are what setup takes.
+        (found.slot, found.publication) =
+            ownership::replication(&pg, &s.connect.slot, &publication, &found.database, false)
+                .await?;
+    }
+    let doing = if opts.keep {
+        Doing::SetupKeeping
+    } else {
+        Doing::Setup
+    };
+    let refused = ownership::refusals(&found.for_setup(), opts.force, doing);
     if !refused.is_empty() {
         return Err(crate::exit::config(refused.join("\n")));
     }
@@ -177,7 +189,7 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     }
     outbox::create_table(&pg).await?;
     ownership::mark_table(&pg).await?;
-    outbox::ensure_in_publication(&pg, &publication_name(&s.connect)).await?;
+    outbox::ensure_in_publication(&pg, &publication).await?;
     ownership::ensure_registry(&pg).await?;
     step(true, "table event_outbox ready");
 
@@ -205,6 +217,9 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     );
     prepare_topics(s, opts, &pg, &found.cluster).await?;
     start_connector(s, opts, &pg).await?;
+    // The connector made them if they were missing; either way they are this setup's now.
+    ownership::record(&pg, Kind::Slot, &s.connect.slot, &found.database).await?;
+    ownership::record(&pg, Kind::Publication, &publication, &found.database).await?;
 
     let topic = s.kafka.topic();
     let to = if opts.from_earliest {

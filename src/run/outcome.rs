@@ -80,6 +80,8 @@ pub struct PhaseSummary {
     pub delivered: u64,
     /// Of those, applied by another consumer of the group (no latency measured here).
     pub applied_elsewhere: u64,
+    /// Applied with times that cannot be real: left out of the latency figures.
+    pub timing_implausible: u64,
     /// Events missing.
     pub missing: usize,
     /// Dead-lettered messages.
@@ -117,6 +119,7 @@ impl PhaseResult {
             offered_eps: self.offered_eps,
             delivered,
             applied_elsewhere: self.elsewhere,
+            timing_implausible: self.stats.implausible,
             missing: self.missing.len(),
             errors: self.stats.errors,
             duration_secs: self.wall_secs,

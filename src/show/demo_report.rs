@@ -55,6 +55,8 @@ impl Method {
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    /// The run that wrote the file (see [`crate::run_id`]).
+    run_id: &'static str,
     generated_at: String,
     passed: bool,
     success_rate: f64,
@@ -78,6 +80,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// Writes `demo_report.json`.
 pub fn write_json(path: &Path, o: &FullOutcome, m: &Method) -> Result<()> {
     let r = JsonReport {
+        run_id: crate::run_id::run_id(),
         generated_at: chrono::Utc::now().to_rfc3339(),
         passed: o.passed(),
         success_rate: o.verification.success_rate,
@@ -100,11 +103,12 @@ fn esc(s: &str) -> String {
 pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Result<()> {
     let v = &o.verification;
     let mut h = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>pipedemo report</title><style>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"pipedemo-run-id\" content=\"RUN_ID\"><title>pipedemo report</title><style>\
          body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
          td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}\
          .pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}figure{margin:1em 0}</style></head><body>",
-    );
+    )
+    .replace("RUN_ID", crate::run_id::run_id());
     let verdict = if o.passed() {
         "<span class=pass>PASS</span>"
     } else {

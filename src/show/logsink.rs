@@ -42,7 +42,11 @@ impl Write for Writer {
 
 /// Sends log lines to `path` (appending) until [`restore`].
 pub fn divert(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    if file.metadata()?.len() == 0 {
+        // What lets `cleanup` tell this file from someone else's of the same name.
+        file.write_all(crate::run_id::log_header().as_bytes())?;
+    }
     *DIVERTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Diverted {
         file,
         path: path.to_owned(),

@@ -31,6 +31,15 @@ fn header(out: &mut String) {
 
 pub use crate::numbers::thousands;
 
+/// The line for events whose times cannot be real.
+fn implausible_line(n: u64) -> String {
+    format!(
+        "Timing implausible: {} events applied with times before 2000, over a minute in the \
+         future or out of order; left out of every latency figure",
+        thousands(n)
+    )
+}
+
 /// The summary `load` prints.
 pub fn load(r: &PhaseResult) -> String {
     let s = r.summary();
@@ -63,6 +72,9 @@ pub fn load(r: &PhaseResult) -> String {
         );
     }
     let _ = writeln!(out, "  dead-lettered {}, missing {}", s.errors, s.missing);
+    if s.timing_implausible > 0 {
+        let _ = writeln!(out, "  {}", implausible_line(s.timing_implausible));
+    }
     if s.applied_elsewhere > 0 {
         let _ = writeln!(
             out,
@@ -375,6 +387,9 @@ fn verify_latency(out: &mut String, r: &VerifyReport) {
             "Note: {} stage samples were below 0 (Kafka timestamps have 1 ms resolution) and count as 0.",
             r.negative_samples
         );
+    }
+    if r.timing_implausible > 0 {
+        let _ = writeln!(out, "{}", implausible_line(r.timing_implausible));
     }
 }
 

@@ -104,6 +104,11 @@ fn encode_live(live: &Live, encoder: &mut DescriptorEncoder) -> Result<(), std::
             "Messages skipped on purpose (tombstones, snapshot reads, other tables).",
             stats.skipped,
         ),
+        (
+            "pipedemo_events_timing_implausible",
+            "Events applied whose times cannot be real (before 2000, over a minute ahead, stages below zero): left out of the latency histograms.",
+            stats.implausible,
+        ),
     ] {
         let m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         ConstCounter::new(n).encode(m)?;

@@ -227,15 +227,23 @@ impl Live {
                         }
                     }
                 }
-                if r.applied {
+                let plausible = r.timing.plausible();
+                if r.applied && plausible {
                     self.keep_point((r.timing.t0_us, r.timing.t5_us, total as f64 / 1000.0));
                     self.tick(r.timing.t5_us, Some(total));
+                } else if r.applied {
+                    // Counted in its second (T5 is pipedemo's own clock), without a latency.
+                    self.tick(r.timing.t5_us, None);
                 }
                 self.push_recent(RecentEvent {
                     ok: true,
                     event_type: r.event_type.to_string(),
                     label: r.label.clone(),
-                    latency_ms: total as f64 / 1000.0,
+                    latency_ms: if plausible {
+                        total as f64 / 1000.0
+                    } else {
+                        0.0
+                    },
                     at_us: r.timing.t5_us,
                 });
             }

@@ -49,16 +49,41 @@ pub struct Stages {
     pub total_us: i64,
 }
 
+/// 2000-01-01T00:00:00Z, µs: an event time before it is not a real one.
+const YEAR_2000_US: i64 = 946_684_800_000_000;
+/// How far an event time may lie after its MongoDB acknowledgement (T5): clocks of one
+/// machine do not drift a minute.
+const FUTURE_SLACK_US: i64 = 60_000_000;
+/// How much a stage may come out negative: the Kafka timestamp (T2) has millisecond
+/// resolution, so T2 − T1 can be up to 1 ms below zero.
+const ROUNDING_US: i64 = 1_000;
+
 impl Timing {
-    /// The stage durations.
+    /// The stage durations (saturating: a message with absurd times cannot overflow them).
     pub fn stages(&self) -> Stages {
         Stages {
-            cdc_us: self.t1_us - self.t0_us,
-            kafka_us: self.t2_us - self.t1_us,
-            poll_us: self.t3_us - self.t2_us,
-            processing_us: self.t5_us - self.t3_us,
-            total_us: self.t5_us - self.t0_us,
+            cdc_us: self.t1_us.saturating_sub(self.t0_us),
+            kafka_us: self.t2_us.saturating_sub(self.t1_us),
+            poll_us: self.t3_us.saturating_sub(self.t2_us),
+            processing_us: self.t5_us.saturating_sub(self.t3_us),
+            total_us: self.t5_us.saturating_sub(self.t0_us),
         }
+    }
+
+    /// Whether these times can be an event's journey: each after 2000, none more than a
+    /// minute after T5, no stage negative beyond the Kafka timestamp's rounding. An event with
+    /// implausible times (a producer's bad clock, a hand-written message) is still applied,
+    /// but kept out of every latency figure and counted apart.
+    pub fn plausible(&self) -> bool {
+        let latest = self.t5_us.saturating_add(FUTURE_SLACK_US);
+        let times = [
+            self.t0_us, self.t1_us, self.t2_us, self.t3_us, self.t4_us, self.t5_us,
+        ];
+        let s = self.stages();
+        times.iter().all(|t| (YEAR_2000_US..=latest).contains(t))
+            && [s.cdc_us, s.kafka_us, s.poll_us, s.processing_us, s.total_us]
+                .iter()
+                .all(|d| *d >= -ROUNDING_US)
     }
 }
 
@@ -226,6 +251,60 @@ pub fn read_file(path: &Path) -> Result<(Vec<MetricEvent>, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_times_are_told_apart_and_never_overflow() {
+        let now = 1_795_377_600_000_000;
+        let ok = Timing {
+            t0_us: now,
+            commit_us: None,
+            t1_us: now + 2_000,
+            // T2 rounded down to the millisecond, 0.6 ms before T1.
+            t2_us: now + 1_400,
+            t3_us: now + 3_000,
+            t4_us: now + 3_100,
+            t5_us: now + 5_000,
+        };
+        assert!(ok.plausible());
+        for bad in [
+            Timing {
+                t1_us: i64::MAX,
+                ..ok
+            },
+            Timing { t0_us: -5, ..ok },
+            Timing { t0_us: 0, ..ok },
+            Timing {
+                t0_us: YEAR_2000_US - 1,
+                ..ok
+            },
+            Timing {
+                t0_us: now + 5_000 + FUTURE_SLACK_US + 1,
+                ..ok
+            },
+            Timing {
+                t2_us: now - 2_000,
+                ..ok
+            },
+            Timing {
+                t1_us: i64::MIN,
+                ..ok
+            },
+        ] {
+            assert!(!bad.plausible(), "{bad:?}");
+            // Saturating, never a panic or a wrap.
+            let _ = bad.stages();
+        }
+        assert_eq!(
+            Timing {
+                t1_us: i64::MAX,
+                t0_us: -1,
+                ..ok
+            }
+            .stages()
+            .cdc_us,
+            i64::MAX
+        );
+    }
 
     #[test]
     fn stages_are_differences_of_the_timestamps() {

@@ -261,6 +261,9 @@ pub struct RunStats {
     pub first_t0_us: Option<i64>,
     /// Latest T5 seen.
     pub last_t5_us: Option<i64>,
+    /// Events applied whose times cannot be real ([`crate::telemetry::metrics::Timing::plausible`]):
+    /// counted here, kept out of every latency figure.
+    pub implausible: u64,
 }
 
 impl RunStats {
@@ -268,6 +271,10 @@ impl RunStats {
     /// replayed event's "latency" would measure the replay, not the pipeline.
     pub fn record(&mut self, ev: &MetricEvent) {
         match ev {
+            MetricEvent::Event(r) if r.applied && !r.timing.plausible() => {
+                *self.applied.entry(r.event_type).or_default() += 1;
+                self.implausible += 1;
+            }
             MetricEvent::Event(r) if r.applied => {
                 *self.applied.entry(r.event_type).or_default() += 1;
                 self.stages.record(r);

@@ -61,6 +61,9 @@ pub struct VerifyReport {
     pub dead_lettered: u64,
     /// Latency samples below zero (clock resolution), recorded as 0.
     pub negative_samples: u64,
+    /// Events applied whose times cannot be real (before 2000, over a minute in the future,
+    /// stages below zero): left out of the latency figures.
+    pub timing_implausible: u64,
     /// The verdict on p95.
     pub verdict: String,
     /// A checksum of all read models (order-independent), for replay comparisons.
@@ -212,6 +215,7 @@ pub fn report(
         throughput_eps: timing.throughput(),
         dead_lettered: timing.errors,
         negative_samples: timing.stages.negative(),
+        timing_implausible: timing.implausible,
         checksum,
         passed,
     }
@@ -219,7 +223,17 @@ pub fn report(
 
 /// Writes the report as pretty JSON.
 pub fn write_report(report: &VerifyReport, path: &Path) -> Result<()> {
-    let json = serde_json::to_string_pretty(report)?;
+    #[derive(Serialize)]
+    struct File<'a> {
+        /// The run that wrote the file (see [`crate::run_id`]).
+        run_id: &'static str,
+        #[serde(flatten)]
+        report: &'a VerifyReport,
+    }
+    let json = serde_json::to_string_pretty(&File {
+        run_id: crate::run_id::run_id(),
+        report,
+    })?;
     std::fs::write(path, json).with_context(|| {
         format!(
             "cannot write the report to {} (choose a writable --report path)",
@@ -234,10 +248,15 @@ mod tests {
     use crate::telemetry::metrics::{EventRecord, Timing};
 
     fn record(event_id: Uuid, applied: bool, total_ms: i64) -> MetricEvent {
+        let t0 = 1_795_377_600_000_000;
         let timing = Timing {
-            t0_us: 1_000_000,
-            t5_us: 1_000_000 + total_ms * 1000,
-            ..Timing::default()
+            t0_us: t0,
+            commit_us: None,
+            t1_us: t0 + 1_000,
+            t2_us: t0 + 1_000,
+            t3_us: t0 + 1_000,
+            t4_us: t0 + 1_000,
+            t5_us: t0 + total_ms * 1000,
         };
         MetricEvent::Event(EventRecord {
             event_id,

@@ -258,6 +258,7 @@ impl Pipeline {
     /// paused, or partitions dropped while the group thinks them taken), so that the tests can
     /// see [`Self::unstall`] recover. Off unless the fail point is armed.
     fn stop_fetching_if_armed(&self) {
+        #[cfg(feature = "failpoints")]
         if let Some(how) = fail::eval("consumer-stop-fetching", |arg| arg) {
             if how.as_deref() == Some("unassign") {
                 let _ = self.consumer.unassign();
@@ -474,6 +475,7 @@ impl Pipeline {
 
 /// Ends the process at once, as SIGKILL would, from an armed fail point: nothing after this
 /// point of the batch (statistics, dead letters, offset commit) happens.
+#[cfg(feature = "failpoints")]
 fn crash(point: &str) -> ! {
     eprintln!("fail point {point}: aborting the process");
     std::process::abort()

@@ -98,6 +98,35 @@ pub async fn delete_topics(args: &KafkaArgs, topics: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A consumer group as the coordinator describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupState {
+    /// `Empty` (offsets, no members), `Stable`, `PreparingRebalance`, …
+    pub state: String,
+    /// Members now.
+    pub members: usize,
+}
+
+/// The group `group`, or `None` when the coordinator does not know it (`Dead`: no members
+/// and no committed offsets on any topic).
+pub async fn group_state(args: &KafkaArgs, group: &str) -> Result<Option<GroupState>> {
+    with_client(args, group, false, |c, args, group| {
+        let list = c
+            .fetch_group_list(Some(group), TIMEOUT)
+            .map_err(|e| failed(c, args, e))?;
+        Ok(list
+            .groups()
+            .iter()
+            .find(|g| g.name() == group)
+            .filter(|g| g.state() != "Dead")
+            .map(|g| GroupState {
+                state: g.state().to_owned(),
+                members: g.members().len(),
+            }))
+    })
+    .await
+}
+
 /// Deletes the consumer group `args.group` (it must have no running members).
 pub async fn delete_group(args: &KafkaArgs) -> Result<()> {
     let admin = admin(args)?;

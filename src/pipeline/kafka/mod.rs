@@ -8,7 +8,8 @@ pub mod dead_letters;
 pub mod lag;
 
 pub use admin::{
-    clear_topic, cluster_id, delete_group, delete_topics, ensure_topic, reset_group, ResetTo,
+    clear_topic, cluster_id, delete_group, delete_topics, ensure_topic, group_state, reset_group,
+    GroupState, ResetTo,
 };
 pub use client::{client_config, misconfigured, partitions, ProbeContext};
 pub use dead_letters::DeadLetters;
