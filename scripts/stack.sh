@@ -4,7 +4,7 @@
 # on loopback with the same ports and credentials as docker-compose.yml.
 #
 #   scripts/stack.sh up | down | status | logs [SERVICE] | start SERVICE | stop SERVICE |
-#                    kill SERVICE | install | env
+#                    kill SERVICE | install | env | kafka-tool consumer-groups|topics ARGS
 #
 # STACK_SECURE=1 runs the secured variant next to it (own directory and ports): TLS and
 # authentication everywhere, with a CA, certificates and passwords made at install time;
@@ -414,7 +414,9 @@ EOF
   head -n 1 "$data/postmaster.pid" >"$(pid_file postgres)"
   # The demo's role and database; re-running is harmless.
   local psql=("$bin/psql" -h "$sock" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
-  as_pg "${psql[@]}" -v user="$PG_USER" -v pass="$PG_PASSWORD" >>"$pglog" 2>&1 <<'SQL' || { fail_service postgres "creating the demo role failed"; return 1; }
+  # The password reaches psql through its environment (\getenv), never its command line.
+  STACK_PG_PASSWORD="$PG_PASSWORD" as_pg "${psql[@]}" -v user="$PG_USER" >>"$pglog" 2>&1 <<'SQL' || { fail_service postgres "creating the demo role failed"; return 1; }
+\getenv pass STACK_PG_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('ALTER ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass') \gexec
@@ -523,8 +525,18 @@ EOF
   fi
   if [[ ! -f "$data/meta.properties" ]]; then
     java_cmd 256m kafka kafka.tools.StorageTool
-    "${JAVA_CMD[@]}" format -t "$(cat /proc/sys/kernel/random/uuid | tr -d - | head -c 22)" \
-      -c "$conf" --ignore-formatted "${scram[@]}" >>"$LOG_DIR/kafka.log" 2>&1 || { fail_service kafka "formatting storage failed"; return 1; }
+    # The SCRAM passwords go in a java @argfile (mode 600, removed after), not the command line.
+    local argfile="$STACK_DIR/conf/kafka-format.args" arg
+    (
+      umask 077
+      for arg in "${JAVA_CMD[@]:1}" format -t "$(tr -d - </proc/sys/kernel/random/uuid | head -c 22)" \
+        -c "$conf" --ignore-formatted "${scram[@]}"; do
+        arg="${arg//\\/\\\\}"
+        printf '"%s"\n' "${arg//\"/\\\"}"
+      done >"$argfile"
+    )
+    java "@$argfile" >>"$LOG_DIR/kafka.log" 2>&1 || { rm -f "$argfile"; fail_service kafka "formatting storage failed"; return 1; }
+    rm -f "$argfile"
   fi
   java_cmd 768m kafka kafka.Kafka "$conf"
   spawn kafka "${JAVA_CMD[@]}"
@@ -535,7 +547,9 @@ EOF
 connect_curl() { # path
   if [[ "$STACK_SECURE" == 1 ]]; then
     load_secrets
-    curl -fsS --cacert "$TLS_DIR/ca.pem" -u "pipedemo:$CONNECT_PASSWORD" "https://127.0.0.1:$CONNECT_PORT$1"
+    # The credentials through a config on a pipe, not the command line.
+    curl -fsS --cacert "$TLS_DIR/ca.pem" -K <(printf 'user = "pipedemo:%s"\n' "$CONNECT_PASSWORD") \
+      "https://127.0.0.1:$CONNECT_PORT$1"
   else
     curl -fsS "http://127.0.0.1:$CONNECT_PORT$1"
   fi
@@ -795,6 +809,23 @@ STACK_CACHE=$STACK_CACHE
 EOF
 }
 
+# One of Kafka's own command-line tools against the stack's broker, e.g.
+# `scripts/stack.sh kafka-tool consumer-groups --describe --group G`: what a user of the
+# stack compares pipedemo's figures with.
+cmd_kafka_tool() { # tool args...
+  [[ $# -ge 1 ]] || die "usage: scripts/stack.sh kafka-tool consumer-groups|topics ARGS"
+  [[ "$STACK_SECURE" != 1 ]] || die "kafka-tool runs against the plain stack only"
+  local class
+  case "$1" in
+    consumer-groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+    topics) class=org.apache.kafka.tools.TopicCommand ;;
+    *) die "unknown Kafka tool '$1' (consumer-groups, topics)" ;;
+  esac
+  shift
+  [[ -d "$KAFKA_HOME/libs" ]] || die "Kafka is not installed; run scripts/stack.sh install"
+  java -cp "$KAFKA_HOME/libs/*" "$class" --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@"
+}
+
 usage() {
   sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
@@ -811,6 +842,7 @@ main() {
     logs) cmd_logs "$@" ;;
     install) cmd_install ;;
     env) cmd_env ;;
+    kafka-tool) cmd_kafka_tool "$@" ;;
     start)
       [[ $# -eq 1 ]] || die "usage: scripts/stack.sh start SERVICE (${SERVICES[*]})"
       port_of "$1" >/dev/null

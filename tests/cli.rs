@@ -352,3 +352,54 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
         text(&o)
     );
 }
+
+#[tokio::test]
+async fn an_unusable_dead_letter_topic_shows_degraded_and_fails_the_run_in_bounded_time() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let name = "dlqfail";
+    let o = common::pipedemo(name).arg("setup").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // A message that must be dead-lettered, to a dead-letter topic Kafka cannot take.
+    let s = common::settings(name, &[]);
+    let producer: rdkafka::producer::FutureProducer =
+        pipedemo::pipeline::kafka::client_config(&s.kafka)
+            .create()
+            .unwrap();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<str, str>::to(&s.kafka.topic()).payload("not JSON"),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let o = common::pipedemo(name)
+        .args(["load", "--events", "20", "--no-tui", "--retry-limit", "5s"])
+        .env("DLQ_TOPIC", "pipedemo test: not a topic name!")
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("the dead-letter topic pipedemo test: not a topic name! kept failing for 5 s"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("[DEGRADED]") && l.contains("the dead-letter topic")),
+        "no DEGRADED progress line naming the cause:\n{out}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Nothing was committed: with a usable dead-letter topic the message is dead-lettered
+    // and the run goes on.
+    let o = common::pipedemo(name)
+        .args(["load", "--events", "20", "--no-tui"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -415,8 +415,23 @@ async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
     .await
     .unwrap();
 
+    // Another application's slot, which REPLICATION_SLOT now names by mistake: cleanup takes
+    // the slot from the connector's own settings and leaves this one alone.
+    let foreign_slot = "pipedemo_test_cleanup_foreign";
+    pg.execute(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+        &[&foreign_slot],
+    )
+    .await
+    .unwrap();
+
     // The report is outside the working directory: named on the command line, it goes.
-    let o = run(&["cleanup", "--yes", "--file", report.to_str().unwrap()]);
+    let o = pipedemo(name)
+        .args(["cleanup", "--yes", "--file", report.to_str().unwrap()])
+        .envs(world)
+        .env("REPLICATION_SLOT", foreign_slot)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("Removing what pipedemo created"), "{out}");
@@ -471,6 +486,21 @@ async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
         (false, false, false),
         "(table, slot, publication) left behind"
     );
+    let foreign_left: bool = pg
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&foreign_slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        foreign_left,
+        "cleanup dropped a slot its connector did not use"
+    );
+    pg.execute("SELECT pg_drop_replication_slot($1)", &[&foreign_slot])
+        .await
+        .unwrap();
     let store = pipedemo::pipeline::store::ReadModels::connect(&s.mongo)
         .await
         .unwrap();

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::flags::{parse_duration, positive};
+use super::flags::{parse_duration, positive, RetryArgs};
 use super::signals::stop_on_signals;
 use crate::check::capacity as rules;
 use crate::check::verify;
 use crate::config::Settings;
-use crate::pipeline::consumer::ConsumerOptions;
 use crate::provision::setup::{self, SetupOptions};
 use crate::run::capacity::{sweep, CapacityOptions};
 use crate::run::outcome::CapacityOutcome;
@@ -56,6 +55,9 @@ pub struct Args {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How long failures are retried.
+    #[command(flatten)]
+    pub retry: RetryArgs,
     /// How progress is shown.
     #[command(flatten)]
     pub display: DisplayArgs,
@@ -88,7 +90,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = CapacityOptions::from(&a);
     let stop = stop_on_signals();
     setup::run(s, &SetupOptions::fresh(1, a.force)).await?;
-    let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
+    let mut session = Session::start(s, a.retry.consumer(), &stop).await?;
     let shown = Shown::start(session.live.clone(), a.display, &stop);
     let tui = shown.tui;
     if let Some(p) = session::prewarm(a.prewarm) {

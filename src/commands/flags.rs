@@ -61,6 +61,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 90s, 10m or 1h"))
 }
 
+/// How long a run with an end keeps retrying what fails, shared by `load`, `full` and
+/// `capacity`.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct RetryArgs {
+    /// How long a failing MongoDB write or dead-letter send is retried (the run shows DEGRADED
+    /// with the cause meanwhile) before the run fails with exit 3 naming it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub retry_limit: Duration,
+}
+
+impl RetryArgs {
+    /// The consumer's options with this limit.
+    pub fn consumer(&self) -> crate::pipeline::consumer::ConsumerOptions {
+        crate::pipeline::consumer::ConsumerOptions {
+            retry_limit: Some(self.retry_limit),
+            ..Default::default()
+        }
+    }
+}
+
 /// A positive, finite number (a rate or a latency target).
 pub fn positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

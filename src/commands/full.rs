@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use super::flags::{parse_duration, PacingArgs};
+use super::flags::{parse_duration, PacingArgs, RetryArgs};
 use super::signals::stop_on_signals;
 use crate::check::targets::Targets;
 use crate::check::thresholds::Thresholds;
@@ -56,6 +56,9 @@ pub struct Args {
     /// How events are batched and paced.
     #[command(flatten)]
     pub pacing: PacingArgs,
+    /// How long failures are retried.
+    #[command(flatten)]
+    pub retry: RetryArgs,
     /// Partitions of the outbox topic, when setup creates it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
     pub partitions: i32,
@@ -114,6 +117,7 @@ impl From<&Args> for FullOptions {
                 refinements: 2,
             }),
             setup: SetupOptions::fresh(a.partitions, a.force),
+            consumer: a.retry.consumer(),
             thresholds: Thresholds {
                 max_p95_ms: a.max_p95_ms,
                 min_throughput: a.min_throughput,

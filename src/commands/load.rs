@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::flags::{parse_duration, PacingArgs};
+use super::flags::{parse_duration, PacingArgs, RetryArgs};
 use super::signals::stop_on_signals;
 use crate::config::Settings;
 use crate::exit::Exit;
-use crate::pipeline::consumer::ConsumerOptions;
 use crate::run::load::{run_with, LoadOptions};
 use crate::show::display::{DisplayArgs, Shown};
 use crate::show::report;
@@ -32,6 +31,9 @@ pub struct Args {
     /// Seed for reproducible fake data.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How long failures are retried.
+    #[command(flatten)]
+    pub retry: RetryArgs,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -56,7 +58,7 @@ impl From<&Args> for LoadOptions {
     fn from(a: &Args) -> Self {
         LoadOptions {
             phase: a.pacing.phase(a.event_count(), None, 0, a.seed),
-            consumer: ConsumerOptions::default(),
+            consumer: a.retry.consumer(),
         }
     }
 }
@@ -131,5 +133,6 @@ mod tests {
         ]));
         assert_eq!(o.phase.batch_size, 20);
         assert_eq!(o.phase.seed, Some(3));
+        assert_eq!(o.consumer.retry_limit, Some(Duration::from_secs(60)));
     }
 }

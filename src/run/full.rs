@@ -34,6 +34,8 @@ pub struct FullOptions {
     pub capacity: Option<CapacityOptions>,
     /// Setup options.
     pub setup: SetupOptions,
+    /// The consumer's options (its retry limit).
+    pub consumer: ConsumerOptions,
     /// `--max-p95-ms` and `--min-throughput`.
     pub thresholds: Thresholds,
     /// Where to write the JSON report.
@@ -71,7 +73,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(FullOutcome, Shared, Versions)> {
     let versions = setup::run(s, &o.setup).await?;
-    let mut session = Session::start(s, ConsumerOptions::default(), &stop).await?;
+    let mut session = Session::start(s, o.consumer.clone(), &stop).await?;
     let live = session.live.clone();
     observer.started(live.clone());
     let prewarm = match &o.prewarm {
@@ -163,6 +165,7 @@ mod tests {
             targets: Targets::default(),
             capacity: None,
             setup: SetupOptions::fresh(1, false),
+            consumer: ConsumerOptions::default(),
             thresholds: Thresholds {
                 max_p95_ms,
                 min_throughput: None,

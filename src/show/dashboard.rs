@@ -112,7 +112,7 @@ fn render_header(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
             // Outages and probe failures go here: the health panel has no room to spare.
             Span::styled(
                 if s.outage > 0 {
-                    format!("MongoDB down, retry #{} (nothing committed)", s.outage)
+                    outage_text(s)
                 } else {
                     s.health.problem.clone().unwrap_or_default()
                 },
@@ -395,7 +395,7 @@ pub fn progress_line(s: &Snapshot) -> String {
     if s.observing {
         return health_line(s);
     }
-    format!(
+    let mut line = format!(
         "[{}] {} {}/{} · {} ev/s (avg {:.0}, peak {}) · p50 {} p95 {} p99 {} · errors {} · lag {}",
         state_name(s.state),
         s.phase,
@@ -409,6 +409,20 @@ pub fn progress_line(s: &Snapshot) -> String {
         ms(s.total.p99_ms),
         s.errors,
         s.health.lag.map_or("?".into(), |l| l.to_string()),
+    );
+    if s.outage > 0 {
+        line.push_str(" · ");
+        line.push_str(&outage_text(s));
+    }
+    line
+}
+
+/// What is failing and for how many retries: the header's and the progress line's words.
+fn outage_text(s: &Snapshot) -> String {
+    format!(
+        "{}, retry #{} (nothing committed)",
+        s.outage_reason.as_deref().unwrap_or("MongoDB down"),
+        s.outage
     )
 }
 

@@ -100,7 +100,10 @@ mod tests {
         assert_eq!((p.as_path(), lines), (path.as_path(), 2));
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "2026  WARN MongoDB unavailable\nsecond\n"
+            format!(
+                "{}2026  WARN MongoDB unavailable\nsecond\n",
+                crate::run_id::log_header()
+            )
         );
         assert!(restore().is_none());
         std::fs::remove_file(path).unwrap();

@@ -114,6 +114,8 @@ pub struct Live {
     pub errors: u64,
     /// Consecutive failed attempts of the current outage (0 when none).
     pub outage: u32,
+    /// What is failing in the current outage, with its error.
+    pub outage_reason: Option<String>,
     /// Polled health.
     pub health: Health,
     /// Set when the run ended.
@@ -196,6 +198,7 @@ impl Default for Live {
             peak_eps: 0,
             errors: 0,
             outage: 0,
+            outage_reason: None,
             health: Health::default(),
             complete: false,
             observing: false,
@@ -271,7 +274,10 @@ impl Live {
                     at_us: e.at_us,
                 });
             }
-            MetricEvent::Outage { attempt, .. } => self.outage = *attempt,
+            MetricEvent::Outage { attempt, reason } => {
+                self.outage = *attempt;
+                self.outage_reason = Some(reason.clone());
+            }
             MetricEvent::Skipped { .. } => {}
         }
     }
@@ -514,6 +520,9 @@ impl Live {
             recent: self.recent.iter().cloned().collect(),
             health: self.health.clone(),
             outage: self.outage,
+            outage_reason: (self.outage > 0)
+                .then(|| self.outage_reason.clone())
+                .flatten(),
         }
     }
 }
@@ -563,6 +572,8 @@ pub struct Snapshot {
     pub health: Health,
     /// Current outage attempt (0: none).
     pub outage: u32,
+    /// What fails in the current outage, with its error.
+    pub outage_reason: Option<String>,
 }
 
 /// The live state, shared by the collector that writes it and the displays that read it.

@@ -12,6 +12,9 @@ use tokio::sync::watch;
 use crate::config::KafkaArgs;
 use crate::pipeline::kafka::client_config;
 
+/// How often stored offsets are committed, ms: what a crash can leave to be redelivered.
+pub(super) const COMMIT_EVERY_MS: u64 = 100;
+
 /// Tells how many partitions the group has given this consumer, and how often it was given
 /// partitions.
 pub(super) struct Ctx {
@@ -102,7 +105,11 @@ impl Membership {
     pub(super) fn subscribe(&self) -> Result<StreamConsumer<Ctx>> {
         let consumer: StreamConsumer<Ctx> = client_config(&self.kafka)
             .set("group.id", &self.kafka.group)
-            .set("enable.auto.commit", "false")
+            // Offsets are stored by the consumer only once a batch's writes are acknowledged,
+            // and librdkafka commits what is stored, on this interval.
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", COMMIT_EVERY_MS.to_string())
             .set("auto.offset.reset", "earliest")
             // Low latency: answer fetches at once rather than waiting to fill them.
             .set("fetch.wait.max.ms", "5")

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::pipeline::backoff::{self, Backoff};
+use crate::pipeline::backoff::Backoff;
 use crate::pipeline::handlers::{Registry, WriteOp};
 use crate::pipeline::kafka::{DeadLetters, LagProbe};
 use crate::pipeline::store::{Outcome, ReadModels, TransientError, WriteResult};
@@ -45,6 +45,9 @@ pub struct ConsumerOptions {
     pub include_snapshot: bool,
     /// How long a join waits for its activity before it is dead-lettered.
     pub missing_activity_wait: Duration,
+    /// How long a failing MongoDB write or dead-letter send is retried before the consumer
+    /// gives up with an error naming it (`None`: for ever, as a long-running `consume` does).
+    pub retry_limit: Option<Duration>,
 }
 
 impl Default for ConsumerOptions {
@@ -53,9 +56,17 @@ impl Default for ConsumerOptions {
             max_batch: 1000,
             include_snapshot: false,
             missing_activity_wait: Duration::from_secs(10),
+            retry_limit: None,
         }
     }
 }
+
+/// How long a run with an end (`load`, `full`, `capacity`) retries by default before it
+/// fails: longer than a restart of MongoDB or a broker, short enough to be an answer.
+pub const RUN_RETRY_LIMIT: Duration = Duration::from_secs(60);
+
+/// How often a failure that goes on is logged again.
+const STILL_FAILING_EVERY: Duration = Duration::from_secs(60);
 
 /// Counts of what a consumer run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,7 +83,9 @@ pub struct Totals {
 
 /// A consumer running on its own task.
 pub struct Running {
-    task: JoinHandle<Result<Totals>>,
+    task: Option<JoinHandle<Result<Totals>>>,
+    /// What it did, once it ended by itself without an error.
+    ended: Option<Totals>,
     stop: CancellationToken,
     /// Tells when the group has given it partitions, and how many.
     pub assigned: Assigned,
@@ -92,7 +105,23 @@ impl Running {
 impl Running {
     /// Whether it has stopped (by itself: an error, or `stop`).
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// The error it stopped with by itself (a retry limit ran out), once it has; `None` while
+    /// it runs or when it ended cleanly.
+    pub async fn failure(&mut self) -> Option<anyhow::Error> {
+        if !self.task.as_ref().is_some_and(JoinHandle::is_finished) {
+            return None;
+        }
+        match self.task.take()?.await {
+            Ok(Ok(totals)) => {
+                self.ended = Some(totals);
+                None
+            }
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(anyhow::Error::new(e).context("consumer task")),
+        }
     }
 
     /// Stops it (the batch in hand is finished and committed) and returns what it did.
@@ -103,7 +132,10 @@ impl Running {
 
     /// Waits until it stops by itself or by the `stop` it was started with.
     pub async fn join(self) -> Result<Totals> {
-        self.task.await.context("consumer task")?
+        match self.task {
+            Some(task) => task.await.context("consumer task")?,
+            None => Ok(self.ended.unwrap_or_default()),
+        }
     }
 }
 
@@ -119,7 +151,8 @@ pub async fn start(
     let stop = stop.child_token();
     let task = tokio::spawn(pipeline.run(stop.clone()));
     Ok(Running {
-        task,
+        task: Some(task),
+        ended: None,
         stop,
         assigned,
         partitions,
@@ -237,14 +270,14 @@ impl Pipeline {
                     _ => break,
                 }
             }
-            if !self.process(&batch, &stop, &mut totals).await {
+            if !self.process(&batch, &stop, &mut totals).await? {
                 // Stopped during an outage: the batch is not committed and will be redelivered.
                 return Ok(totals);
             }
             fail::fail_point!("consumer-before-commit", |_| crash(
                 "consumer-before-commit"
             ));
-            self.commit(&batch, CommitMode::Async);
+            self.store_offsets(&batch);
             self.stop_fetching_if_armed();
         }
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
@@ -298,7 +331,13 @@ impl Pipeline {
         Ok(())
     }
 
-    fn commit(&self, batch: &[Received], mode: CommitMode) {
+    /// Marks a handled batch's offsets for commit. librdkafka commits what is stored every
+    /// [`group::COMMIT_EVERY_MS`] (and at a rebalance and at the end), never anything not
+    /// stored here, so nothing is committed before its MongoDB writes are acknowledged. One
+    /// commit per batch instead would queue up at the group coordinator at a few hundred
+    /// batches a second: the committed offsets then fall further and further behind, and the
+    /// heartbeats wait behind the commits until the group drops the consumer.
+    fn store_offsets(&self, batch: &[Received]) {
         let mut next: HashMap<i32, i64> = HashMap::new();
         for r in batch {
             let e = next.entry(r.msg.partition()).or_insert(0);
@@ -308,19 +347,20 @@ impl Pipeline {
         for (p, o) in next {
             let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
         }
-        if let Err(e) = self.consumer.commit(&tpl, mode) {
-            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered (idempotent)");
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            // A partition revoked meanwhile: its new owner gets the batch again (idempotent).
+            tracing::debug!(error = %e, "offsets not stored; the batch may be redelivered");
         }
     }
 
     /// Handles a batch completely: plan, write, account, statistics, dead letters, metrics.
-    /// Returns false if `stop` came during an outage.
+    /// Returns false if `stop` came during an outage, an error when a retry limit ran out.
     async fn process(
         &self,
         batch: &[Received],
         stop: &CancellationToken,
         totals: &mut Totals,
-    ) -> bool {
+    ) -> Result<bool> {
         let t_start = std::time::Instant::now();
         let plan = batch::plan(
             batch.iter().map(Received::view),
@@ -339,8 +379,8 @@ impl Pipeline {
             });
         }
         let t_apply = std::time::Instant::now();
-        let Some(results) = self.write(&plan.ops, stop).await else {
-            return false;
+        let Some(results) = self.write(&plan.ops, stop).await? else {
+            return Ok(false);
         };
         let apply_us = t_apply.elapsed().as_micros();
         fail::fail_point!("consumer-after-write", |_| crash("consumer-after-write"));
@@ -362,9 +402,9 @@ impl Pipeline {
                 self.store
                     .record_statistics(&acc.counted, &acc.activity_counts)
             })
-            .await;
+            .await?;
         if recorded.is_none() {
-            return false;
+            return Ok(false);
         }
         tracing::debug!(
             messages = batch.len(),
@@ -374,22 +414,28 @@ impl Pipeline {
             "batch"
         );
         for d in plan.dead.iter().chain(&acc.dead) {
-            if !self.dead_letter(&batch[d.index].msg, d, stop).await {
-                return false;
+            if !self.dead_letter(&batch[d.index].msg, d, stop).await? {
+                return Ok(false);
             }
             totals.dead_lettered += 1;
         }
         for r in acc.records {
             let _ = self.metrics.send(MetricEvent::Event(r));
         }
-        true
+        Ok(true)
     }
 
     /// Performs the writes; joins that came before their activity are tried again for
     /// [`ConsumerOptions::missing_activity_wait`] (the activity may be in a later batch of
     /// another partition), then left as [`Outcome::ActivityMissing`].
-    async fn write(&self, ops: &[WriteOp], stop: &CancellationToken) -> Option<Vec<WriteResult>> {
-        let mut results = self.mongo(stop, || self.store.apply(ops)).await?;
+    async fn write(
+        &self,
+        ops: &[WriteOp],
+        stop: &CancellationToken,
+    ) -> Result<Option<Vec<WriteResult>>> {
+        let Some(mut results) = self.mongo(stop, || self.store.apply(ops)).await? else {
+            return Ok(None);
+        };
         let deadline = tokio::time::Instant::now() + self.opts.missing_activity_wait;
         let mut wait = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
@@ -397,13 +443,15 @@ impl Pipeline {
                 .filter(|&i| results[i].outcome == Outcome::ActivityMissing)
                 .collect();
             if missing.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Some(results);
+                return Ok(Some(results));
             }
             if !wait.wait(stop).await {
-                return None;
+                return Ok(None);
             }
             let again: Vec<WriteOp> = missing.iter().map(|&i| ops[i].clone()).collect();
-            let again = self.mongo(stop, || self.store.apply(&again)).await?;
+            let Some(again) = self.mongo(stop, || self.store.apply(&again)).await? else {
+                return Ok(None);
+            };
             for (i, r) in missing.into_iter().zip(again) {
                 results[i] = r;
             }
@@ -415,7 +463,7 @@ impl Pipeline {
         m: &OwnedMessage,
         d: &DeadLetter,
         stop: &CancellationToken,
-    ) -> bool {
+    ) -> Result<bool> {
         let event_id = d.event_id.map(|id| id.to_string()).unwrap_or_default();
         tracing::error!(
             topic = %self.topic, partition = m.partition(), offset = m.offset(),
@@ -423,15 +471,14 @@ impl Pipeline {
             "message cannot be handled; sent to the dead-letter topic {}", self.dlq.topic()
         );
         let source = (self.topic.as_str(), m.partition(), m.offset());
-        let sent = backoff::retry(
-            stop,
-            Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
-            || self.dlq.send(m.key(), m.payload(), source, &d.reason),
-            |e, _, _| tracing::warn!(error = %e, "dead-letter send failed; retrying"),
-        )
-        .await;
+        let what = format!("the dead-letter topic {}", self.dlq.topic());
+        let sent = self
+            .until_done(stop, &what, || {
+                self.dlq.send(m.key(), m.payload(), source, &d.reason)
+            })
+            .await?;
         if sent.is_none() {
-            return false;
+            return Ok(false);
         }
         let _ = self.metrics.send(MetricEvent::Error(ErrorRecord {
             partition: m.partition(),
@@ -441,35 +488,75 @@ impl Pipeline {
             reason: d.reason.clone(),
             at_us: now_us(),
         }));
-        true
+        Ok(true)
     }
 
-    /// Runs a MongoDB call until it succeeds, backing off while the server is unavailable and
-    /// reporting the outage. `None` if stopped first.
-    async fn mongo<T, F, Fut>(&self, stop: &CancellationToken, f: F) -> Option<T>
+    /// Runs a MongoDB call until it succeeds (see [`Self::until_done`]).
+    async fn mongo<T, F, Fut>(&self, stop: &CancellationToken, f: F) -> Result<Option<T>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, TransientError>>,
     {
-        let mut failures = 0;
-        let v = backoff::retry(
-            stop,
-            Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
-            f,
-            |e, attempt, wait| {
-                failures = attempt;
-                tracing::warn!(error = %e, attempt, "MongoDB unavailable; retrying in {wait:?} (offsets not committed)");
-                let _ = self.metrics.send(MetricEvent::Outage {
-                    reason: e.to_string(),
+        self.until_done(stop, "MongoDB", f).await
+    }
+
+    /// Runs `f` until it succeeds, backing off, with nothing committed meanwhile. Each failure
+    /// is an outage on the metrics channel (the dashboard and health line turn DEGRADED with
+    /// `what` and the error), logged at once and then once a minute. `Ok(None)` when `stop`
+    /// came first; an error naming `what` when [`ConsumerOptions::retry_limit`] ran out.
+    async fn until_done<T, E, F, Fut>(
+        &self,
+        stop: &CancellationToken,
+        what: &str,
+        mut f: F,
+    ) -> Result<Option<T>>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let since = tokio::time::Instant::now();
+        let mut logged: Option<tokio::time::Instant> = None;
+        let mut attempt = 0u32;
+        loop {
+            let e = match f().await {
+                Ok(v) => {
+                    if attempt > 0 {
+                        tracing::info!(attempts = attempt + 1, "{what} is back; continuing");
+                    }
+                    return Ok(Some(v));
+                }
+                Err(e) => e,
+            };
+            attempt += 1;
+            let error = crate::pipeline::diagnose::first_line(&e.to_string()).to_owned();
+            let _ = self.metrics.send(MetricEvent::Outage {
+                reason: format!("{what}: {error}"),
+                attempt,
+            });
+            let failing = since.elapsed();
+            if let Some(limit) = self.opts.retry_limit.filter(|l| failing >= *l) {
+                return Err(crate::exit::service(format!(
+                    "{what} kept failing for {} s ({error}); nothing was committed, so the \
+                     messages are delivered again once it works. Fix it and run again \
+                     (`pipedemo consume` retries for ever)",
+                    limit.as_secs()
+                )));
+            }
+            if logged.is_none_or(|at| at.elapsed() >= STILL_FAILING_EVERY) {
+                tracing::warn!(
+                    error = %error,
                     attempt,
-                });
-            },
-        )
-        .await;
-        if v.is_some() && failures > 0 {
-            tracing::info!(attempts = failures + 1, "MongoDB is back; continuing");
+                    failing_secs = failing.as_secs(),
+                    "{what} failing; retrying (offsets not committed)"
+                );
+                logged = Some(tokio::time::Instant::now());
+            }
+            if !backoff.wait(stop).await {
+                return Ok(None);
+            }
         }
-        v
     }
 }
 

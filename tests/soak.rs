@@ -1,0 +1,163 @@
+//! A steady soak on four partitions: no self-inflicted stall (every 10 s window near the
+//! offered rate, no rebalance, the consumer never replaced), and a consumer lag that means
+//! something (near zero while every event is applied within milliseconds, and what Kafka's own
+//! `kafka-consumer-groups --describe` says). Runs in its own world and clears it at the end.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{text, Spawned};
+
+const NAME: &str = "soak";
+const WORLD: [(&str, &str); 3] = [
+    ("TOPIC_PREFIX", "pipedemo_test_soak"),
+    ("CONNECTOR_NAME", "pipedemo-test-soak"),
+    ("REPLICATION_SLOT", "pipedemo_test_soak"),
+];
+const RATE: u64 = 400;
+
+/// The group's total lag as Kafka's own tool reports it (`-` for a partition never
+/// committed counts as its whole log).
+fn kafka_tool_lag() -> i64 {
+    let o = common::stack_sh(
+        &[
+            "kafka-tool",
+            "consumer-groups",
+            "--describe",
+            "--group",
+            &format!("pipedemo-test-{NAME}"),
+        ],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "kafka-consumer-groups failed:\n{out}");
+    let mut header: Option<usize> = None;
+    let mut total = 0;
+    for line in out.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if let Some(i) = cols.iter().position(|c| *c == "LAG") {
+            header = Some(i);
+            continue;
+        }
+        if let Some(i) = header {
+            if let Some(v) = cols.get(i).and_then(|v| v.parse::<i64>().ok()) {
+                total += v;
+            }
+        }
+    }
+    assert!(header.is_some(), "no LAG column:\n{out}");
+    total
+}
+
+/// The `lag N` of a progress line.
+fn lag_of(line: &str) -> Option<i64> {
+    line.rsplit("· lag ")
+        .next()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn a_soak_on_four_partitions_has_no_stall_and_a_lag_near_zero() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let run = |args: &[&str]| {
+        common::pipedemo(NAME)
+            .args(args)
+            .envs(WORLD)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["setup", "--partitions", "4"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut load = Spawned::start(
+        common::pipedemo(NAME)
+            .args([
+                "load",
+                "--duration",
+                "45s",
+                "--rate",
+                &RATE.to_string(),
+                "--no-tui",
+                "--json",
+            ])
+            .envs(WORLD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let started = Instant::now();
+    let lines: Arc<Mutex<Vec<(Duration, String)>>> = Arc::default();
+    let stderr = load.child().stderr.take().unwrap();
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push((started.elapsed(), l));
+            }
+        })
+    };
+    // Kafka's view of the lag, twice, beside pipedemo's own at the same moment.
+    let mut compared = Vec::new();
+    for at in [20, 35] {
+        std::thread::sleep(Duration::from_secs(at).saturating_sub(started.elapsed()));
+        let theirs = kafka_tool_lag();
+        let ours = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|(_, l)| lag_of(l))
+            .expect("a progress line with the lag");
+        compared.push((ours, theirs));
+    }
+    let o = load.wait();
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap().clone();
+    let log: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+    assert!(o.status.success(), "load failed:\n{log}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["missing"], 0, "{log}");
+
+    // No stall: every whole 10 s window applied at least half the offered rate.
+    let timeline = summary["timeline"].as_array().unwrap();
+    assert!(timeline.len() >= 4, "{summary}");
+    for w in &timeline[..timeline.len() - 1] {
+        let eps = w["applied_eps"].as_f64().unwrap();
+        assert!(
+            eps >= RATE as f64 / 2.0,
+            "a 10 s window at {eps} ev/s (offered {RATE}): a stall\n{summary}\n{log}"
+        );
+    }
+    // Nothing caused a rebalance or a reconnect, so none happened.
+    for bad in ["partitions revoked", "reconnecting", "retrying"] {
+        assert!(!log.contains(bad), "`{bad}` in a healthy soak:\n{log}");
+    }
+    // The lag stays near zero (under a second of events) once running, and Kafka agrees.
+    let lags: Vec<i64> = lines
+        .iter()
+        .filter(|(at, _)| *at > Duration::from_secs(5))
+        .filter_map(|(_, l)| lag_of(l))
+        .collect();
+    assert!(lags.len() >= 20, "too few progress lines:\n{log}");
+    let worst = *lags.iter().max().unwrap();
+    assert!(
+        worst < RATE as i64,
+        "lag reached {worst} (offered {RATE} ev/s):\n{log}"
+    );
+    for (ours, theirs) in compared {
+        assert!(
+            theirs < RATE as i64 && (ours - theirs).abs() < RATE as i64,
+            "pipedemo says lag {ours}, kafka-consumer-groups says {theirs}"
+        );
+    }
+
+    let o = run(&["cleanup", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
