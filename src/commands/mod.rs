@@ -1,6 +1,6 @@
 //! One module per subcommand, each owning its flags (`Args`), the options they become, and
-//! the wiring of pipeline, telemetry and display that the command runs. [`session`] is the
-//! in-process run that `load`, `full` and `monitor` share.
+//! what it prints; the runs themselves are [`crate::run`]'s, what they show
+//! [`crate::show`]'s. [`flags`] holds the flags several subcommands share.
 
 pub mod capacity;
 pub mod cleanup;

@@ -1,6 +1,7 @@
-//! What people read: the live [`dashboard`] (or its headless lines) with the [`health`] it
-//! polls, the text [`report`]s, the JSON and HTML [`demo_report`] with its [`plots`], and the
-//! [`logsink`] that keeps log lines off the dashboard.
+//! What people read, rendered from values it is given: the live [`dashboard`] (or its
+//! headless lines) started by [`display`], the text [`report`]s, the JSON and HTML
+//! [`demo_report`] with its [`plots`], and the [`logsink`] that keeps log lines off the
+//! dashboard.
 
 pub mod dashboard;
 pub mod demo_report;
