@@ -39,6 +39,25 @@ async fn mongo_bytes(s: &pipedemo::config::Settings, db: &str) -> Vec<(String, V
     out
 }
 
+/// A topic someone else made, holding `n` messages.
+async fn application_topic(s: &pipedemo::config::Settings, topic: &str, n: usize) {
+    pipedemo::pipeline::kafka::ensure_topic(&s.kafka, topic, 1)
+        .await
+        .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        pipedemo::pipeline::kafka::client_config(&s.kafka)
+            .create()
+            .unwrap();
+    for i in 0..n {
+        let body = format!("order {i}");
+        producer
+            .send(BaseRecord::<str, str>::to(topic).key("k").payload(&body))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
 /// Exit 2, one `error:` line, naming `what` and `--force`.
 fn refused(o: &std::process::Output, what: &str) {
     let out = text(o);
@@ -181,21 +200,7 @@ async fn a_topic_pipedemo_did_not_create_is_refused_until_forced() {
     let _guard = common::serial().lock().await;
     let topic = format!("pipedemo_test_foreign_topic_{}", std::process::id());
     let s = common::settings("foreigntopic", &[&format!("--topic={topic}")]);
-    pipedemo::pipeline::kafka::ensure_topic(&s.kafka, &topic, 1)
-        .await
-        .unwrap();
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        pipedemo::pipeline::kafka::client_config(&s.kafka)
-            .create()
-            .unwrap();
-    for i in 0..3 {
-        let body = format!("order {i}");
-        producer
-            .send(BaseRecord::<str, str>::to(&topic).key("k").payload(&body))
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    application_topic(&s, &topic, 3).await;
     let contents = || {
         let (s, topic) = (s.clone(), topic.clone());
         tokio::task::spawn_blocking(move || {
@@ -259,25 +264,7 @@ async fn a_consumer_group_pipedemo_did_not_create_is_refused_and_never_deleted()
     let group = format!("pipedemo-test-orders-service-{}", std::process::id());
     let app_topic = format!("pipedemo_test_app_orders_{}", std::process::id());
     let s = common::settings("foreigngroup", &[]);
-    pipedemo::pipeline::kafka::ensure_topic(&s.kafka, &app_topic, 1)
-        .await
-        .unwrap();
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        pipedemo::pipeline::kafka::client_config(&s.kafka)
-            .create()
-            .unwrap();
-    for i in 0..10 {
-        let body = format!("order {i}");
-        producer
-            .send(
-                BaseRecord::<str, str>::to(&app_topic)
-                    .key("k")
-                    .payload(&body),
-            )
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    application_topic(&s, &app_topic, 10).await;
     let app = |commit: Option<i64>| {
         let (s, group, topic) = (s.clone(), group.clone(), app_topic.clone());
         tokio::task::spawn_blocking(move || {

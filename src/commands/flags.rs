@@ -89,6 +89,16 @@ pub fn positive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A subcommand's flags parsed from `argv` (without the program name), for unit tests.
+#[cfg(test)]
+pub(crate) fn parse<A: clap::Args + clap::FromArgMatches>(argv: &[&str]) -> A {
+    let cmd = A::augment_args(clap::Command::new("pipedemo"));
+    let m = cmd
+        .try_get_matches_from(std::iter::once("pipedemo").chain(argv.iter().copied()))
+        .unwrap();
+    A::from_arg_matches(&m).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,17 +276,9 @@ fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cmd {
-        #[command(flatten)]
-        a: Args,
-    }
 
     fn options(argv: &[&str]) -> FullOptions {
-        let a = Cmd::parse_from(std::iter::once("full").chain(argv.iter().copied())).a;
-        FullOptions::from(&a)
+        FullOptions::from(&crate::commands::flags::parse::<Args>(argv))
     }
 
     #[test]
