@@ -38,6 +38,8 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         bail!("cleanup deletes data; pass --yes to run it without a terminal");
     }
     let pg = outbox::connect(&s.pg).await?;
+    // Held until `pg` closes: another setup or cleanup cannot act between our look and ours.
+    ownership::lock(&pg).await?;
     let store = ReadModels::connect(&s.mongo).await?;
     let connect = Connect::new(&s.connect)?;
     let found = ownership::survey(s, &pg, &store, &connect).await?;

@@ -392,6 +392,30 @@ pub async fn replication(
     Ok((s, p))
 }
 
+/// The advisory lock that `setup` and `cleanup` hold on the outbox's database while they look
+/// and act, so that two of them never interleave their checks and their changes.
+const LOCK_KEY: i64 = 0x7069_7065_6465_6d6f; // "pipedemo"
+
+/// Takes the lock for as long as `pg`'s session lasts, waiting up to 60 s for another
+/// `setup` or `cleanup` to finish.
+pub async fn lock(pg: &Client) -> Result<()> {
+    for _ in 0..240 {
+        let got: bool = pg
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .context("taking pipedemo's advisory lock")?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    Err(crate::exit::service(
+        "another pipedemo setup or cleanup has held this database's lock for 60 s; wait for it \
+         to finish and run again",
+    ))
+}
+
 /// Marks the outbox table as pipedemo's.
 pub async fn mark_table(pg: &Client) -> Result<()> {
     pg.batch_execute(&format!("COMMENT ON TABLE event_outbox IS '{TABLE_MARK}'"))

@@ -148,6 +148,8 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     let versions = check_services(s).await?;
 
     let pg = outbox::connect(&s.pg).await?;
+    // Held until `pg` closes: another setup or cleanup cannot act between our look and ours.
+    ownership::lock(&pg).await?;
     let store = ReadModels::connect(&s.mongo).await?;
     let connect = Connect::new(&s.connect)?;
     let mut found = ownership::survey(s, &pg, &store, &connect).await?;
