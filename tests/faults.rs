@@ -351,7 +351,7 @@ async fn mongodb_down_for_10_seconds_is_retried_and_caught_up() {
     .await;
     let log = std::fs::read_to_string(s.log()).unwrap();
     assert!(
-        log.contains("MongoDB unavailable; retrying"),
+        log.contains("MongoDB failing; retrying"),
         "the outage is shown:\n{}",
         tail(&log)
     );

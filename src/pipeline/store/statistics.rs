@@ -117,16 +117,16 @@ pub fn update(t: &Tally, now: DateTime) -> Document {
     for (p, (_, to)) in &t.marks {
         set.insert(mark_key(*p), *to);
     }
-    let mut u = doc! { "$set": set };
-    let inc: Document = t
-        .add
+    // Every type, 0 included: the document that the first update creates then lists them in
+    // one order, whatever types its first batch held.
+    let inc: Document = EventType::ALL
         .iter()
-        .map(|(ty, n)| (statistics_key(*ty), Bson::Int64(*n)))
+        .map(|ty| {
+            let n = t.add.get(ty).copied().unwrap_or(0);
+            (statistics_key(*ty), Bson::Int64(n))
+        })
         .collect();
-    if !inc.is_empty() {
-        u.insert("$inc", inc);
-    }
-    u
+    doc! { "$set": set, "$inc": inc }
 }
 
 /// After a successful update, the marks it set.
@@ -200,7 +200,11 @@ mod tests {
             update(&t, now),
             doc! {
                 "$set": { "updated_at": now, "counted_through.p3": 42_i64 },
-                "$inc": { "events.UserCreated": 1_i64 },
+                "$inc": {
+                    "events.UserCreated": 1_i64,
+                    "events.ActivityCreated": 0_i64,
+                    "events.ParticipantJoined": 0_i64,
+                },
             }
         );
     }
