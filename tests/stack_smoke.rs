@@ -36,6 +36,10 @@ async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {
         .await
         .expect("wal_level=logical");
     outbox::create_table(&pg).await.unwrap();
+    // Made by pipedemo's own code, so marked as pipedemo's: the next `setup` takes it over.
+    pipedemo::provision::ownership::mark_table(&pg)
+        .await
+        .unwrap();
 
     let connect = Connect::new(&s.connect).unwrap();
     connect
