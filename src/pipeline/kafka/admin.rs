@@ -200,15 +200,43 @@ pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<(
                 }
             }
         }
-        c.commit(&tpl, CommitMode::Sync).map_err(|e| {
-            anyhow!(
-                "cannot reset consumer group {} ({e}); stop any running `pipedemo consume` or \
-                 `load` in that group and retry",
-                args.group
-            )
-        })
+        // A member killed a moment ago stays in the group until its session times out (10 s
+        // for pipedemo's consumers), and the group refuses a reset meanwhile: wait that long
+        // before telling the user a consumer still runs.
+        let deadline = std::time::Instant::now() + MEMBER_GONE_WITHIN;
+        loop {
+            match c.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => return Ok(()),
+                Err(e) if still_member(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    return Err(anyhow!(
+                        "cannot reset consumer group {} ({e}); stop any running `pipedemo \
+                         consume` or `load` in that group and retry",
+                        args.group
+                    ))
+                }
+            }
+        }
     })
     .await?
+}
+
+/// How long a dead member can keep a group from being reset: pipedemo's session timeout and
+/// some slack.
+const MEMBER_GONE_WITHIN: Duration = Duration::from_secs(15);
+
+/// Whether a commit failed because the group has (or just had) members.
+fn still_member(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+        )
+    )
 }
 
 /// Deletes every message now in `topic` (its partitions start again at their current end
