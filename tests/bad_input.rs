@@ -64,6 +64,19 @@ fn user_created_at(created_at: &str) -> Vec<u8> {
     user_row(user_payload(), created_at)
 }
 
+/// A UserCreated envelope for user `id`, created at `created_at`.
+fn user_of(id: Uuid, created_at: &str) -> Vec<u8> {
+    envelope(
+        "c",
+        row(
+            "UserCreated",
+            id,
+            Value::String(user_payload().to_string()),
+            created_at,
+        ),
+    )
+}
+
 fn user_event(payload: Value) -> Vec<u8> {
     user_row(payload, &now())
 }
@@ -253,15 +266,7 @@ fn cases() -> Vec<Case> {
         Expect::Dead("not found after"),
     );
     let id = Uuid::new_v4();
-    let dup = envelope(
-        "c",
-        row(
-            "UserCreated",
-            id,
-            Value::String(user_payload().to_string()),
-            &now(),
-        ),
-    );
+    let dup = user_of(id, &now());
     ok(
         "duplicate event_id (first)",
         None,
@@ -301,16 +306,7 @@ fn cases() -> Vec<Case> {
         ("Debezium time negative", json!(-5_000_000_i64)),
     ] {
         let id = Uuid::new_v4();
-        let mut e: Value = serde_json::from_slice(&envelope(
-            "c",
-            row(
-                "UserCreated",
-                id,
-                Value::String(user_payload().to_string()),
-                &now(),
-            ),
-        ))
-        .unwrap();
+        let mut e: Value = serde_json::from_slice(&user_of(id, &now())).unwrap();
         e["ts_us"] = ts.clone();
         e["ts_ms"] = json!(ts.as_i64().unwrap() / 1000);
         v.push((
@@ -324,15 +320,7 @@ fn cases() -> Vec<Case> {
     v.push((
         "created_at in year 1",
         None,
-        Some(envelope(
-            "c",
-            row(
-                "UserCreated",
-                id,
-                Value::String(user_payload().to_string()),
-                "0001-01-01T00:00:00Z",
-            ),
-        )),
+        Some(user_of(id, "0001-01-01T00:00:00Z")),
         Expect::Applied(id),
     ));
     v.push(("tombstone (null value)", None, None, Expect::Skipped));

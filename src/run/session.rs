@@ -139,13 +139,15 @@ impl Elsewhere {
             return;
         }
         self.last = Instant::now();
-        let waiting: HashSet<Uuid> = live
-            .lock()
-            .phases
-            .last()
-            .map(|p| p.waiting.clone())
-            .unwrap_or_default();
-        self.awaiting.retain(|id, _| waiting.contains(id));
+        {
+            // Pruned under the lock, not from a copy: the waiting set can hold a whole
+            // backlog, and this runs every second of every run.
+            let l = live.lock();
+            match l.phases.last() {
+                Some(p) => self.awaiting.retain(|id, _| p.waiting.contains(id)),
+                None => self.awaiting.clear(),
+            }
+        }
         if alone {
             return;
         }
