@@ -23,6 +23,7 @@ use pipedemo::pipeline::kafka::{self, ResetTo};
 use pipedemo::pipeline::store::ReadModels;
 use pipedemo::pipeline::{generator, outbox};
 use pipedemo::telemetry::clock;
+use pipedemo::telemetry::cpu::{self, Service};
 use pipedemo::telemetry::metrics::{self, MetricEvent};
 
 #[derive(Parser)]
@@ -67,6 +68,22 @@ struct Args {
     /// Where to write the results.
     #[arg(long, default_value = "bench/results.json")]
     out: PathBuf,
+    /// The baseline's pipedemo binary (scripts/bench.sh --baseline REV builds it): every
+    /// figure of the regression section is measured for both, interleaved, as new ÷ baseline.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// The baseline's name in the tables (its commit).
+    #[arg(long, default_value = "baseline")]
+    baseline_label: String,
+    /// Rounds of the regression section (A B A B … per figure).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Open-loop rates of the regression section, events/s.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,4000")]
+    ab_rates: Vec<u64>,
+    /// `pipedemo capacity` runs of the regression section, per binary.
+    #[arg(long, default_value_t = 3)]
+    capacity_runs: usize,
     #[command(flatten)]
     settings: Settings,
 }
@@ -80,6 +97,10 @@ struct Figure {
     ratio: Option<f64>,
     target: String,
     met: Option<bool>,
+    /// new ÷ baseline over the rounds: lowest and highest ratio of any two runs.
+    spread: Option<(f64, f64)>,
+    /// Every run's value: this build's, the baseline's.
+    samples: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 fn figure(name: &str, value: f64, unit: &'static str) -> Figure {
@@ -91,6 +112,8 @@ fn figure(name: &str, value: f64, unit: &'static str) -> Figure {
         ratio: None,
         target: String::new(),
         met: None,
+        spread: None,
+        samples: None,
     }
 }
 
@@ -111,6 +134,8 @@ fn versus(
         ratio: Some(ratio),
         target: format!("≥ {min_ratio}× {base_name}"),
         met: Some(ratio >= min_ratio),
+        spread: None,
+        samples: None,
     }
 }
 
@@ -607,7 +632,6 @@ async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<(f64, f64)> 
 fn open_loop(a: &Args, rate: u64, secs: u64, env: &[(&str, &str)]) -> Result<(Value, Usage)> {
     run_pipedemo(a, env, &["setup"])?;
     let events = (rate * secs).to_string();
-    let batch = (rate / 100).max(1).to_string();
     run_pipedemo(
         a,
         env,
@@ -617,8 +641,6 @@ fn open_loop(a: &Args, rate: u64, secs: u64, env: &[(&str, &str)]) -> Result<(Va
             &events,
             "--rate",
             &rate.to_string(),
-            "--batch-size",
-            &batch,
             "--json",
             "--no-tui",
         ],
@@ -829,15 +851,7 @@ fn debezium_defaults(a: &Args, env: &[(&str, &str)], figs: &mut Vec<Figure>) -> 
             a,
             env,
             &[
-                "load",
-                "--events",
-                "5000",
-                "--rate",
-                "500",
-                "--batch-size",
-                "5",
-                "--json",
-                "--no-tui",
+                "load", "--events", "5000", "--rate", "500", "--json", "--no-tui",
             ],
         )?;
         let (vb, _) = burst_load(a, env)?;
@@ -870,6 +884,332 @@ fn debezium_defaults(a: &Args, env: &[(&str, &str)], figs: &mut Vec<Figure>) -> 
     Ok(())
 }
 
+/// The median of `v` (NaN when empty).
+fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A figure measured for both binaries: the medians, new ÷ baseline, and the spread of that
+/// ratio (lowest new ÷ highest baseline … highest new ÷ lowest baseline).
+fn ab_figure(name: &str, unit: &'static str, new: Vec<f64>, old: Vec<f64>, label: &str) -> Figure {
+    let (n, o) = (median(&new), median(&old));
+    let fin = |v: &[f64]| {
+        v.iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect::<Vec<_>>()
+    };
+    let (fnew, fold) = (fin(&new), fin(&old));
+    let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let spread = (!fnew.is_empty() && !fold.is_empty() && lo(&fold) > 0.0)
+        .then(|| (lo(&fnew) / hi(&fold), hi(&fnew) / lo(&fold)));
+    let mut f = figure(name, n, unit);
+    if !old.is_empty() {
+        f.baseline = Some((label.to_owned(), o));
+        f.ratio = (o > 0.0).then(|| n / o);
+        f.spread = spread;
+    }
+    f.samples = Some((new, old));
+    f
+}
+
+/// CPU seconds per service while a child runs: /proc sampled every 200 ms, each pid's growth
+/// added up (PostgreSQL backends exit with their connection and take their ticks along).
+struct CpuTracker {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<BTreeMap<Service, f64>>,
+}
+
+impl CpuTracker {
+    fn start() -> CpuTracker {
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last: std::collections::HashMap<u32, u64> = cpu::processes()
+                .into_iter()
+                .map(|(pid, _, t)| (pid, t))
+                .collect();
+            let mut total: BTreeMap<Service, u64> = BTreeMap::new();
+            loop {
+                let stop = d.load(Ordering::Relaxed);
+                for (pid, s, t) in cpu::processes() {
+                    // The bench's own process is not the pipeline.
+                    if s == Service::Pipedemo {
+                        continue;
+                    }
+                    let before = last.insert(pid, t).unwrap_or(0);
+                    *total.entry(s).or_default() += t.saturating_sub(before);
+                }
+                if stop {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            total
+                .into_iter()
+                .map(|(s, t)| (s, t as f64 / 100.0))
+                .collect()
+        });
+        CpuTracker { done, thread }
+    }
+
+    fn stop(self) -> BTreeMap<Service, f64> {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().expect("cpu tracker")
+    }
+}
+
+/// CPU seconds (user + system) of this process's waited-for children so far.
+fn children_cpu_secs() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// `setup` for `bin`, taking over what the other binary's setup left (`--force` where the
+/// binary has it: an older pipedemo may not mark what it creates).
+fn ab_setup(a: &Args, bin: &std::path::Path, env: &[(&str, &str)]) -> Result<()> {
+    let help = Command::new(bin).args(["setup", "--help"]).output()?;
+    let force = String::from_utf8_lossy(&help.stdout).contains("--force");
+    let mut args = vec!["setup"];
+    if force {
+        args.push("--force");
+    }
+    run_bin(a, bin, env, &args).map(|_| ())
+}
+
+/// Runs `bin ARGS`; stdout as JSON when `--json` is among them.
+fn run_bin(a: &Args, bin: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result<Value> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let _ = a;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {args:?} failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(if args.contains(&"--json") {
+        serde_json::from_slice(&out.stdout)?
+    } else {
+        Value::Null
+    })
+}
+
+/// One open-loop load: its JSON, and CPU µs per event of each process (pipedemo from
+/// getrusage, the services from /proc).
+fn ab_load(
+    a: &Args,
+    bin: &std::path::Path,
+    rate: u64,
+    env: &[(&str, &str)],
+) -> Result<(Value, BTreeMap<String, f64>)> {
+    ab_setup(a, bin, env)?;
+    let events = rate * a.seconds;
+    let before = children_cpu_secs();
+    let tracker = CpuTracker::start();
+    let v = run_bin(
+        a,
+        bin,
+        env,
+        &[
+            "load",
+            "--events",
+            &events.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--json",
+            "--no-tui",
+        ],
+    )?;
+    let services = tracker.stop();
+    let mut us: BTreeMap<String, f64> = services
+        .iter()
+        .map(|(s, secs)| (s.name().to_owned(), secs * 1e6 / events as f64))
+        .collect();
+    us.insert(
+        "pipedemo".into(),
+        (children_cpu_secs() - before) * 1e6 / events as f64,
+    );
+    let whole = us.values().sum();
+    us.insert("pipeline".into(), whole);
+    Ok((v, us))
+}
+
+/// The regression gate: each figure for this build and the baseline on the same stack,
+/// interleaved A B A B, reported as new ÷ baseline with its spread; the capacity runs' spread;
+/// idle Connect; the CPU cost per event of every process.
+async fn regression(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
+    let new_bin = a.pipedemo.clone();
+    let old_bin = a.baseline.clone();
+    let label = a.baseline_label.as_str();
+    let env = [
+        ("MONGODB_DATABASE", "bench_ab"),
+        ("CONSUMER_GROUP", "bench-ab"),
+        ("METRICS_FILE", "/tmp/pipedemo-bench-ab.jsonl"),
+    ];
+    for &rate in &a.ab_rates {
+        let mut new: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut old: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for round in 0..a.rounds {
+            let bins: Vec<(&std::path::Path, bool)> = std::iter::once((new_bin.as_path(), true))
+                .chain(old_bin.as_deref().map(|b| (b, false)))
+                .collect();
+            for (bin, is_new) in bins {
+                eprintln!(
+                    "bench: regression, {rate} ev/s for {} s, round {} of {}, {}",
+                    a.seconds,
+                    round + 1,
+                    a.rounds,
+                    if is_new { "this build" } else { label }
+                );
+                let (v, us) = ab_load(a, bin, rate, &env)?;
+                let into = if is_new { &mut new } else { &mut old };
+                let sched = &v["total_from_schedule"];
+                for (k, name) in [("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")] {
+                    into.entry(format!("{name} from schedule ms"))
+                        .or_default()
+                        .push(ms(sched, &[k]));
+                }
+                for (svc, x) in us {
+                    into.entry(format!("CPU µs/event {svc}"))
+                        .or_default()
+                        .push(x);
+                }
+            }
+        }
+        for (k, vals) in new {
+            let unit = if k.starts_with("CPU") {
+                "µs/event"
+            } else {
+                "ms"
+            };
+            let mut f = ab_figure(
+                &format!("regression {rate} ev/s: {}", k.trim_end_matches(" ms")),
+                unit,
+                vals,
+                old.remove(&k).unwrap_or_default(),
+                label,
+            );
+            match (rate, k.as_str()) {
+                (4000, "CPU µs/event pipedemo") => f = at_most(f, 30.0),
+                (4000, "CPU µs/event pipeline") => f = at_most(f, 150.0),
+                (4000, "p99 from schedule ms") => {
+                    f.target = "≤ 0.8× the baseline; goal ≤ 50 ms".into();
+                    f.met = f.ratio.map(|r| r <= 0.8);
+                }
+                _ => {}
+            }
+            figs.push(f);
+        }
+    }
+
+    // Capacity, run after run: does the answer reproduce?
+    let mut new_caps = Vec::new();
+    let mut old_caps = Vec::new();
+    let step = format!("{}s", a.capacity_step);
+    for run in 0..a.capacity_runs {
+        let bins: Vec<(&std::path::Path, bool)> = std::iter::once((new_bin.as_path(), true))
+            .chain(old_bin.as_deref().map(|b| (b, false)))
+            .collect();
+        for (bin, is_new) in bins {
+            eprintln!(
+                "bench: capacity run {} of {}, {}",
+                run + 1,
+                a.capacity_runs,
+                if is_new { "this build" } else { label }
+            );
+            ab_setup(a, bin, &[])?;
+            let v = run_bin(
+                a,
+                bin,
+                &[],
+                &["capacity", "--step", &step, "--json", "--no-tui"],
+            )?;
+            let cap = v["sustained_eps"].as_f64().unwrap_or(0.0);
+            if is_new {
+                new_caps.push(cap);
+                figs.push(figure(
+                    &format!(
+                        "  capacity run {}: throughput ceiling (backlog flat)",
+                        run + 1
+                    ),
+                    v["ceiling_eps"].as_f64().unwrap_or(f64::NAN),
+                    "events/s",
+                ));
+                let last = figs.last_mut().expect("just pushed");
+                last.target = format!(
+                    "SLO capacity {cap:.0}; backlog grew at {}",
+                    v["overflow_eps"]
+                        .as_f64()
+                        .map_or("no rate offered".into(), |r| format!("{r:.0}"))
+                );
+            } else {
+                old_caps.push(cap);
+            }
+        }
+    }
+    let med = median(&new_caps);
+    let lo = new_caps.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = new_caps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut f = ab_figure(
+        &format!(
+            "capacity at p99 ≤ 50 ms, {} runs, {} s steps",
+            a.capacity_runs, a.capacity_step
+        ),
+        "events/s",
+        new_caps,
+        old_caps,
+        label,
+    );
+    let within = if med > 0.0 {
+        (hi - med).max(med - lo) / med * 100.0
+    } else {
+        f64::NAN
+    };
+    f.target = format!("runs within ±{within:.0} % of the median (goal ±15 %)");
+    f.met = Some(within <= 15.0);
+    figs.push(f);
+
+    // Idle Connect: the cost of polling an empty WAL.
+    ab_setup(a, &new_bin, &env)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let t = CpuTracker::start();
+    std::thread::sleep(Duration::from_secs(10));
+    let idle = t.stop();
+    figs.push(at_most(
+        figure(
+            "idle Connect (no events, 10 s)",
+            idle.get(&Service::Connect).copied().unwrap_or(f64::NAN) * 10.0,
+            "% of a core",
+        ),
+        5.0,
+    ));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
@@ -885,6 +1225,16 @@ async fn main() -> Result<()> {
     let mut resources: BTreeMap<String, Usage> = BTreeMap::new();
 
     let run = |section: &str| a.only.is_empty() || a.only.iter().any(|o| o == section);
+    if run("regression") {
+        eprintln!(
+            "bench: regression gate against {} ({} rounds)",
+            a.baseline
+                .as_ref()
+                .map_or("no baseline".into(), |_| a.baseline_label.clone()),
+            a.rounds
+        );
+        regression(&a, &mut figs).await?;
+    }
     if run("generator") {
         eprintln!("bench: generator vs COPY (goal 3)");
         generator_vs_copy(&a, &mut figs).await?;
@@ -999,8 +1349,11 @@ async fn main() -> Result<()> {
             .baseline
             .as_ref()
             .map_or(String::new(), |(n, v)| format!(" (baseline {n}: {v:.0})"));
+        let spread = f.spread.map_or(String::new(), |(lo, hi)| {
+            format!(" (spread {lo:.2}–{hi:.2}×)")
+        });
         println!(
-            "{:<58} {:>12.1} {:<12} {:>8} {mark} {}{base}",
+            "{:<58} {:>12.1} {:<12} {:>8} {mark} {}{base}{spread}",
             f.name,
             f.value,
             f.unit,

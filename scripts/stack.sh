@@ -436,10 +436,14 @@ stop_postgres() {
 }
 
 # Sets JAVA_CMD to a JVM command line over the Kafka jars (an array: the classpath has a '*').
+# Every pause goes to logs/NAME-gc.log (`pipedemo capacity` reads them to tell a GC pause from
+# another stall). JVM_GC_OPTS replaces the collector settings, for measuring another.
 java_cmd() { # heap log4j-name main-class args...
-  local heap="$1" name="$2"
+  local heap="$1" name="$2" gc
   shift 2
-  JAVA_CMD=(java "-Xms${heap}" "-Xmx${heap}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+  read -r -a gc <<<"${JVM_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
+  JAVA_CMD=(java "-Xms${heap}" "-Xmx${heap}" "${gc[@]}" -Djava.awt.headless=true
+    "-Xlog:gc,safepoint:file=$LOG_DIR/$name-gc.log:time,uptime:filecount=2,filesize=20m"
     "-Dlog4j2.configurationFile=$STACK_DIR/conf/log4j2-$name.properties"
     "${JAVA_EXTRA[@]}" -cp "$KAFKA_HOME/libs/*" "$@")
 }
@@ -538,7 +542,7 @@ EOF
     java "@$argfile" >>"$LOG_DIR/kafka.log" 2>&1 || { rm -f "$argfile"; fail_service kafka "formatting storage failed"; return 1; }
     rm -f "$argfile"
   fi
-  java_cmd 768m kafka kafka.Kafka "$conf"
+  java_cmd "${KAFKA_HEAP:-768m}" kafka kafka.Kafka "$conf"
   spawn kafka "${JAVA_CMD[@]}"
   wait_until kafka "port $KAFKA_PORT and 'Kafka Server started'" \
     bash -c "grep -q 'Kafka Server started' '$LOG_DIR/kafka.log' && (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT)"
@@ -622,7 +626,7 @@ KafkaConnect {
 EOF
     JAVA_EXTRA=("-Djava.security.auth.login.config=$STACK_DIR/conf/connect-jaas.conf")
   fi
-  java_cmd 768m connect org.apache.kafka.connect.cli.ConnectDistributed "$conf"
+  java_cmd "${CONNECT_HEAP:-768m}" connect org.apache.kafka.connect.cli.ConnectDistributed "$conf"
   JAVA_EXTRA=()
   spawn connect "${JAVA_CMD[@]}"
   wait_until connect "REST on $CONNECT_PORT listing the Debezium PostgreSQL plugin" connect_ready

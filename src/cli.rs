@@ -63,7 +63,14 @@ pub fn run(mut cli: Cli) -> ExitCode {
     // in a build with the `failpoints` feature: a release build ignores the variable.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    let rt = match tokio::runtime::Runtime::new() {
+    // One thread runs every task: the generator, the writers, the consumer and the collector
+    // hand work to each other many times per batch, and across threads each handoff was a
+    // wakeup (futex, epoll) that cost more CPU than the work (perf at 4,000 events/s).
+    // librdkafka's threads and the blocking pool are apart.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

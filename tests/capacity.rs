@@ -68,6 +68,17 @@ async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
         best["cpu_pct"]["pipedemo"].as_f64().is_some(),
         "CPU of pipedemo measured: {best}"
     );
+    // The throughput ceiling apart from the SLO answer: here the backlog kept up at the
+    // sustained rate at least.
+    assert!(r["ceiling_eps"].as_f64().unwrap() >= sustained, "{r}");
+    // With the native stack's GC logs, every step says what the JVMs paused.
+    let logs = ["kafka", "connect"]
+        .iter()
+        .filter(|j| std::path::Path::new(&format!(".stack/logs/{j}-gc.log")).is_file())
+        .count();
+    for s in steps {
+        assert_eq!(s["gc_pauses"].as_array().unwrap().len(), logs, "{s}");
+    }
     let v = &r["verification"];
     assert_eq!(v["passed"], true, "{v}");
     let events: u64 = steps.iter().map(|s| s["events"].as_u64().unwrap()).sum();

@@ -88,3 +88,61 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing_or_rebuilds_
     assert_eq!(store.ownership().await.unwrap(), (true, true));
     common::setup(&s).await;
 }
+
+#[tokio::test]
+async fn one_row_per_transaction_on_eight_connections_keeps_joins_after_what_they_refer_to() {
+    use pipedemo::pipeline::writer::{Shape, WriteModel};
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("writemodel", &[]);
+    common::setup(&s).await;
+    // Unpaced, so that the eight connections race each other as hard as they can.
+    let opts = LoadOptions {
+        phase: PhaseOptions {
+            write: WriteModel {
+                shape: Shape::Rows(1),
+                connections: 8,
+            },
+            seed: Some(8),
+            ..PhaseOptions::unpaced(2000)
+        },
+        consumer: ConsumerOptions::default(),
+    };
+    let r = load::run(&s, &opts, CancellationToken::new())
+        .await
+        .expect("load");
+    assert!(r.missing.is_empty(), "missing: {:?}", r.missing);
+    assert_eq!(r.transactions, 2000, "one row per transaction");
+    assert_eq!(r.stats.errors, 0, "nothing dead-lettered");
+    let summary = r.summary();
+    assert_eq!(summary.write_model, "1 row per transaction, 8 connections");
+    assert!(summary.transactions_per_sec > 0.0);
+
+    // Every join's row was created after its activity's and its user's commits.
+    let pg = pipedemo::pipeline::outbox::connect(&s.pg).await.unwrap();
+    let early: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM event_outbox j
+             JOIN event_outbox a ON a.event_type = 'ActivityCreated' AND a.aggregate_id = j.aggregate_id
+             JOIN event_outbox u ON u.event_type = 'UserCreated'
+                                AND u.aggregate_id = (j.payload->>'user_id')::uuid
+             WHERE j.event_type = 'ParticipantJoined'
+               AND (j.created_at <= a.created_at OR j.created_at <= u.created_at)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(early, 0, "joins created before what they refer to");
+    // Each row is a transaction of its own (its xmin).
+    let transactions: i64 = pg
+        .query_one("SELECT count(DISTINCT xmin::text) FROM event_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(transactions, 2000, "one transaction per row");
+
+    let v = verify::run(&s, false).await.expect("verify");
+    assert!(v.passed && v.integrity_passed, "{v:#?}");
+    assert_eq!((v.total_events, v.found_events), (2000, 2000));
+}

@@ -25,7 +25,17 @@ pub struct Sweep {
     /// The lowest rate not sustained so far.
     failed: Option<f64>,
     refined: u32,
+    /// The highest rate offered so far.
+    top: f64,
+    /// The highest rate whose backlog stayed flat.
+    flat: Option<f64>,
+    /// The lowest rate whose backlog grew.
+    grew: Option<f64>,
+    probes: u32,
 }
+
+/// Steps above the SLO knee that look for the throughput ceiling (the backlog growing).
+const CEILING_PROBES: u32 = 2;
 
 /// Below this rate a sweep gives up looking down: the pipeline is broken, not slow.
 const FLOOR_EPS: f64 = 10.0;
@@ -42,6 +52,10 @@ impl Sweep {
             sustained: None,
             failed: None,
             refined: 0,
+            top: 0.0,
+            flat: None,
+            grew: None,
+            probes: 0,
         }
     }
 
@@ -52,6 +66,12 @@ impl Sweep {
             (Some(ok), None) if ok >= self.max => None,
             (Some(ok), None) => Some((ok * self.growth).min(self.max)),
             (None, Some(bad)) => Some(bad / self.growth).filter(|r| *r >= FLOOR_EPS),
+            (Some(_), Some(_))
+                if self.grew.is_none() && self.probes < CEILING_PROBES && self.top < self.max =>
+            {
+                // Above the SLO knee the backlog still kept up: look higher for the ceiling.
+                Some((self.top * self.growth).min(self.max))
+            }
             (Some(ok), Some(bad)) => {
                 // Narrow while the interval is wider than 5 % of the knee.
                 let mid = (ok + bad) / 2.0;
@@ -60,10 +80,21 @@ impl Sweep {
         }
     }
 
-    /// Takes a step's verdict into account.
-    pub fn record(&mut self, rate: f64, sustained: bool) {
-        if self.sustained.is_some() && self.failed.is_some() {
-            self.refined += 1;
+    /// Takes a step's verdict into account: sustained within the SLO, and whether its
+    /// backlog stayed flat.
+    pub fn record(&mut self, rate: f64, sustained: bool, backlog_flat: bool) {
+        if let (Some(_), Some(bad)) = (self.sustained, self.failed) {
+            if rate > bad {
+                self.probes += 1;
+            } else {
+                self.refined += 1;
+            }
+        }
+        self.top = self.top.max(rate);
+        if backlog_flat {
+            self.flat = Some(self.flat.map_or(rate, |r| r.max(rate)));
+        } else {
+            self.grew = Some(self.grew.map_or(rate, |r| r.min(rate)));
         }
         if sustained {
             self.sustained = Some(self.sustained.map_or(rate, |r| r.max(rate)));
@@ -75,6 +106,19 @@ impl Sweep {
     /// The highest rate sustained.
     pub fn sustained(&self) -> Option<f64> {
         self.sustained
+    }
+
+    /// The lowest rate above [`Sweep::sustained`] that was not sustained: the knee lies
+    /// between the two.
+    pub fn knee_above(&self) -> Option<f64> {
+        self.failed
+            .filter(|f| self.sustained.is_none_or(|s| *f > s))
+    }
+
+    /// The throughput ceiling as far as the sweep saw it: the highest rate whose backlog
+    /// stayed flat, and the lowest whose backlog grew (none: no rate offered overflowed).
+    pub fn ceiling(&self) -> (Option<f64>, Option<f64>) {
+        (self.flat, self.grew)
     }
 }
 
@@ -111,6 +155,36 @@ pub struct Verdict {
     pub sustained: bool,
     /// What broke, or "within the SLO".
     pub reason: String,
+    /// The p99 was within the SLO.
+    pub latency_ok: bool,
+    /// The backlog did not grow: the pipeline kept up with the rate.
+    pub backlog_flat: bool,
+    /// Every event of the step arrived.
+    pub complete: bool,
+}
+
+/// Whether a step that failed is offered again before the sweep believes it: one that
+/// failed on latency alone (its backlog flat, every event in), which one stall can cause. A
+/// growing backlog is the pipeline past its ceiling, which no second try changes.
+pub fn worth_confirming(v: &Verdict) -> bool {
+    !v.sustained && v.backlog_flat && v.complete
+}
+
+/// The verdict of a step offered twice: sustained when the second try was (the first one's
+/// failure was a stall, not the rate).
+pub fn confirmed(first: &Verdict, second: &Verdict) -> Verdict {
+    let reason = if second.sustained {
+        format!(
+            "within the SLO on a second try (the first: {})",
+            first.reason
+        )
+    } else {
+        format!("{}; again on a second try: {}", first.reason, second.reason)
+    };
+    Verdict {
+        reason,
+        ..second.clone()
+    }
 }
 
 /// Judges a step: its p99 from schedule against the SLO, its backlog slope against
@@ -142,6 +216,9 @@ pub fn judge(
         } else {
             broken.join("; ")
         },
+        latency_ok: p99_ms <= slo_p99_ms,
+        backlog_flat: backlog_slope <= limit,
+        complete: missing == 0,
     }
 }
 
@@ -158,12 +235,6 @@ pub fn limiting_stage(
             Some((*s, grew))
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))
-}
-
-/// Rows per insert transaction for an open-loop `rate`: about 5 ms of events, so that an
-/// event waits at most that long for its batch and a batch is never a burst.
-pub fn batch_size(rate: f64) -> usize {
-    ((rate * 0.005).ceil() as usize).clamp(1, 1000)
 }
 
 /// Why a capacity run fails, one sentence each: events lost or broken (`v`), no rate
@@ -231,14 +302,20 @@ mod tests {
         );
     }
 
-    fn run(mut sweep: Sweep, capacity: f64) -> (Vec<f64>, Option<f64>) {
+    fn run(sweep: Sweep, capacity: f64) -> (Vec<f64>, Option<f64>) {
+        let (offered, s) = run_ceiling(sweep, capacity, capacity);
+        (offered, s.sustained())
+    }
+
+    /// A pipeline within the SLO up to `capacity` and keeping up up to `ceiling`.
+    fn run_ceiling(mut sweep: Sweep, capacity: f64, ceiling: f64) -> (Vec<f64>, Sweep) {
         let mut offered = Vec::new();
         while let Some(r) = sweep.next() {
             assert!(offered.len() < 50, "the sweep ends");
             offered.push(r);
-            sweep.record(r, r <= capacity);
+            sweep.record(r, r <= capacity, r <= ceiling);
         }
-        (offered, sweep.sustained())
+        (offered, sweep)
     }
 
     #[test]
@@ -249,6 +326,46 @@ mod tests {
             [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 6000.0, 5000.0, 4500.0]
         );
         assert_eq!(found, Some(4000.0));
+    }
+
+    #[test]
+    fn above_the_knee_the_sweep_looks_for_the_ceiling_first() {
+        let (offered, s) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 2), 1_200.0, 5_000.0);
+        // 2,000 fails the SLO with a flat backlog: 4,000 (flat) and 8,000 (grew) find the
+        // ceiling, then the knee is narrowed.
+        assert_eq!(
+            offered,
+            [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 1500.0, 1250.0]
+        );
+        assert_eq!(s.sustained(), Some(1000.0));
+        assert_eq!(s.knee_above(), Some(1250.0));
+        assert_eq!(s.ceiling(), (Some(4000.0), Some(8000.0)));
+        // At most two probes; none once a backlog grew.
+        let (offered, s) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 1), 700.0, 1e9);
+        assert_eq!(offered, [500.0, 1000.0, 2000.0, 4000.0, 750.0]);
+        assert_eq!(s.ceiling(), (Some(4000.0), None));
+        let (offered, _) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 1), 700.0, 700.0);
+        assert_eq!(offered, [500.0, 1000.0, 750.0]);
+    }
+
+    #[test]
+    fn a_latency_failure_is_confirmed_a_growing_backlog_is_not() {
+        let stall = judge(1000.0, 217.0, 50.0, 0.0, 0);
+        assert!(worth_confirming(&stall));
+        assert!(!worth_confirming(&judge(1000.0, 217.0, 50.0, 400.0, 0)));
+        assert!(!worth_confirming(&judge(1000.0, 17.0, 50.0, 0.0, 0)));
+        let ok = judge(1000.0, 21.0, 50.0, 0.0, 0);
+        let v = confirmed(&stall, &ok);
+        assert!(v.sustained);
+        assert_eq!(
+            v.reason,
+            "within the SLO on a second try (the first: p99 217.0 ms > SLO 50 ms)"
+        );
+        let v = confirmed(&stall, &judge(1000.0, 90.0, 50.0, 0.0, 0));
+        assert!(!v.sustained);
+        assert!(v
+            .reason
+            .ends_with("again on a second try: p99 90.0 ms > SLO 50 ms"));
     }
 
     #[test]
@@ -304,12 +421,5 @@ mod tests {
         let below = p99([10.0, 12.0, 20.0, 15.0]);
         let above = p99([15.0, 14.0, 140.0, 90.0]);
         assert_eq!(limiting_stage(&below, &above), Some((Stage::Poll, 120.0)));
-    }
-
-    #[test]
-    fn batches_hold_about_five_milliseconds_of_events() {
-        assert_eq!(batch_size(2.0), 1);
-        assert_eq!(batch_size(4000.0), 20);
-        assert_eq!(batch_size(1e7), 1000);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::flags::{parse_duration, positive, RetryArgs};
+use super::flags::{parse_duration, positive, RetryArgs, WriteArgs};
 use super::signals::stop_on_signals;
 use crate::check::capacity as rules;
 use crate::check::verify;
@@ -55,6 +55,9 @@ pub struct Args {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How events become outbox transactions.
+    #[command(flatten)]
+    pub write: WriteArgs,
     /// How long failures are retried.
     #[command(flatten)]
     pub retry: RetryArgs,
@@ -81,6 +84,7 @@ impl From<&Args> for CapacityOptions {
             max_rate: a.max_rate,
             growth: 2.0,
             refinements: 3,
+            write: a.write.model(),
         }
     }
 }

@@ -2,14 +2,55 @@
 
 use std::time::Duration;
 
+use crate::pipeline::writer::{Shape, WriteModel, DEFAULT_WINDOW};
 use crate::run::session::PhaseOptions;
+
+/// How events become outbox transactions: shared by `load`, `full` and `capacity`.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct WriteArgs {
+    /// Rows per outbox transaction, all due at once, as an application writes them (1: one
+    /// row per transaction) [default: with a rate, the events due within each --tx-window;
+    /// without, 100].
+    #[arg(long, visible_alias = "batch-size", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub tx_rows: Option<u64>,
+    /// With a rate and without --tx-rows: one transaction per window of this length, holding
+    /// the window's share of the rate, all due when it is written [default: 25ms].
+    #[arg(long, value_parser = parse_window, conflicts_with = "tx_rows")]
+    pub tx_window: Option<Duration>,
+    /// Concurrent PostgreSQL connections writing the transactions, as an application's pool
+    /// (each aggregate's events still commit in order, a join after its activity and user).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub connections: u64,
+}
+
+impl WriteArgs {
+    /// The write model these flags ask for.
+    pub fn model(&self) -> WriteModel {
+        WriteModel {
+            shape: match self.tx_rows {
+                Some(n) => Shape::Rows(n as usize),
+                None => Shape::Window(self.tx_window.unwrap_or(DEFAULT_WINDOW)),
+            },
+            connections: self.connections.max(1) as usize,
+        }
+    }
+}
+
+/// `--tx-window`: a duration from 1 ms to 1 s.
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(1) {
+        return Err(format!("`{s}` is out of range: a window is 1ms to 1s"));
+    }
+    Ok(d)
+}
 
 /// How events are generated and paced: shared by `load` and `full`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PacingArgs {
-    /// Rows per INSERT transaction [default: 100; with a rate, about 5 ms of events].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub batch_size: Option<u64>,
+    /// How events become transactions.
+    #[command(flatten)]
+    pub write: WriteArgs,
     /// Target insert rate in events per second, open loop (default: as fast as batches go).
     #[arg(long, value_parser = positive_rate)]
     pub rate: Option<f64>,
@@ -34,11 +75,7 @@ impl PacingArgs {
         let rate = self.rate.or(rate);
         PhaseOptions {
             events,
-            // Paced, a batch holds a few milliseconds of events: a larger one would be a burst.
-            batch_size: self
-                .batch_size
-                .map(|b| b as usize)
-                .unwrap_or_else(|| rate.map_or(100, crate::check::capacity::batch_size)),
+            write: self.write.model(),
             rate,
             batch_delay: Duration::from_millis(self.batch_delay_ms.unwrap_or(default_delay_ms)),
             timeout: Duration::from_secs(self.timeout_secs),
@@ -103,9 +140,12 @@ pub(crate) fn parse<A: clap::Args + clap::FromArgMatches>(argv: &[&str]) -> A {
 mod tests {
     use super::*;
 
-    fn pacing(batch_size: Option<u64>, rate: Option<f64>) -> PacingArgs {
+    fn pacing(tx_rows: Option<u64>, rate: Option<f64>) -> PacingArgs {
         PacingArgs {
-            batch_size,
+            write: WriteArgs {
+                tx_rows,
+                ..WriteArgs::default()
+            },
             rate,
             batch_delay_ms: None,
             timeout_secs: 120,
@@ -113,18 +153,35 @@ mod tests {
     }
 
     #[test]
-    fn a_paced_phase_batches_about_5_ms_of_events_unless_told() {
+    fn a_phase_writes_in_windows_unless_told_rows() {
         let p = pacing(None, None).phase(1000, Some(4000.0), 0, Some(7));
-        assert_eq!((p.events, p.batch_size, p.rate), (1000, 20, Some(4000.0)));
+        assert_eq!((p.events, p.rate), (1000, Some(4000.0)));
+        assert_eq!(p.write, WriteModel::default());
         assert_eq!(p.seed, Some(7));
-        assert_eq!(pacing(None, None).phase(10, None, 10, None).batch_size, 100);
-        // --rate wins over the phase's own rate; --batch-size over the 5 ms rule.
+        // --rate wins over the phase's own rate; --tx-rows over the window.
         let p = pacing(Some(100), Some(50.0)).phase(10, Some(4000.0), 0, None);
-        assert_eq!((p.batch_size, p.rate), (100, Some(50.0)));
+        assert_eq!((p.write.shape, p.rate), (Shape::Rows(100), Some(50.0)));
         assert_eq!(
             pacing(None, None).phase(10, None, 10, None).batch_delay,
             Duration::from_millis(10)
         );
+    }
+
+    #[test]
+    fn write_flags_become_a_write_model() {
+        let w: WriteArgs = parse(&["--tx-rows", "1", "--connections", "8"]);
+        assert_eq!(
+            w.model(),
+            WriteModel {
+                shape: Shape::Rows(1),
+                connections: 8
+            }
+        );
+        let w: WriteArgs = parse(&["--batch-size", "100"]);
+        assert_eq!(w.model().shape, Shape::Rows(100));
+        let w: WriteArgs = parse(&["--tx-window", "25ms"]);
+        assert_eq!(w.model().shape, Shape::Window(Duration::from_millis(25)));
+        assert!(parse_window("0s").is_err() && parse_window("2s").is_err());
     }
 
     #[test]

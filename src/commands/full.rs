@@ -115,6 +115,7 @@ impl From<&Args> for FullOptions {
                 max_rate: 20_000.0,
                 growth: 2.0,
                 refinements: 2,
+                write: a.pacing.write.model(),
             }),
             setup: SetupOptions::fresh(a.partitions, a.force),
             consumer: a.retry.consumer(),
@@ -312,7 +313,7 @@ mod tests {
             "90",
         ]);
         assert!(o.phases.iter().all(|p| p.rate.is_none()
-            && p.batch_size == 100
+            && p.write == crate::pipeline::writer::WriteModel::default()
             && p.batch_delay == Duration::from_millis(BURST_BATCH_DELAY_MS)));
         assert!(o.burst && o.capacity.is_none() && o.prewarm.is_none());
         assert_eq!(o.thresholds.max_p95_ms, Some(90.0));

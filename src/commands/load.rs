@@ -127,12 +127,27 @@ mod tests {
     }
 
     #[test]
-    fn a_paced_load_batches_about_5_ms_of_events() {
+    fn a_paced_load_writes_in_windows_unless_told() {
         let o = LoadOptions::from(&args(&[
             "--events", "4000", "--rate", "4000", "--seed", "3",
         ]));
-        assert_eq!(o.phase.batch_size, 20);
+        assert_eq!(
+            o.phase.write,
+            crate::pipeline::writer::WriteModel::default()
+        );
         assert_eq!(o.phase.seed, Some(3));
         assert_eq!(o.consumer.retry_limit, Some(Duration::from_secs(60)));
+        let o = LoadOptions::from(&args(&[
+            "--events",
+            "40",
+            "--tx-rows",
+            "1",
+            "--connections",
+            "8",
+        ]));
+        assert_eq!(
+            o.phase.write.to_string(),
+            "1 row per transaction, 8 connections"
+        );
     }
 }

@@ -132,6 +132,19 @@ impl Iterator for Generator {
     }
 }
 
+/// The aggregates an event touches or refers to: its own, an activity's creator, a join's
+/// user. An event must commit after every earlier one touching the same (see
+/// `pipeline::writer`).
+pub fn refers_to(e: &NewEvent) -> impl Iterator<Item = Uuid> + '_ {
+    let field = match e.event_type {
+        EventType::UserCreated => None,
+        EventType::ActivityCreated => Some("creator_user_id"),
+        EventType::ParticipantJoined => Some("user_id"),
+    };
+    let referred = field.and_then(|f| e.payload.get(f)?.as_str()?.parse::<Uuid>().ok());
+    std::iter::once(e.aggregate_id).chain(referred)
+}
+
 /// A random activity and a user not in it yet (creator included), when one exists.
 fn pick_join(rng: &mut StdRng, activities: &mut [Activity], users: &[Uuid]) -> (Uuid, Uuid) {
     for _ in 0..20 {

@@ -13,3 +13,4 @@ pub mod handlers;
 pub mod kafka;
 pub mod outbox;
 pub mod store;
+pub mod writer;

@@ -11,7 +11,10 @@ use super::outcome::{CapacityReport, Step};
 use super::session::{PhaseOptions, Session};
 use crate::check::capacity::{self as rules, Sweep};
 use crate::numbers::thousands;
+use crate::pipeline::writer::WriteModel;
+use crate::telemetry::clock::now_us;
 use crate::telemetry::cpu::CpuSample;
+use crate::telemetry::gc;
 
 /// How a sweep runs.
 #[derive(Clone, Debug)]
@@ -28,6 +31,8 @@ pub struct CapacityOptions {
     pub growth: f64,
     /// Halvings of the interval around the knee.
     pub refinements: u32,
+    /// How each step's events become transactions.
+    pub write: WriteModel,
 }
 
 /// Runs the sweep in a running session; each step is a phase named by its rate.
@@ -43,8 +48,14 @@ pub async fn sweep(
         if stop.is_cancelled() {
             break;
         }
-        let step = run_step(session, o, rate, stop).await?;
-        sweep.record(rate, step.verdict.sustained);
+        let mut step = run_step(session, o, rate, stop).await?;
+        if rules::worth_confirming(&step.verdict) && !stop.is_cancelled() {
+            let mut again = run_step(session, o, rate, stop).await?;
+            again.verdict = rules::confirmed(&step.verdict, &again.verdict);
+            again.first_try = Some(Box::new(step));
+            step = again;
+        }
+        sweep.record(rate, step.verdict.sustained, step.verdict.backlog_flat);
         on_step(&step);
         steps.push(step);
     }
@@ -57,8 +68,12 @@ pub async fn sweep(
             .min_by(|a, b| a.offered_eps.total_cmp(&b.offered_eps))?;
         rules::limiting_stage(&below.stages, &above.stages)
     });
+    let (ceiling_eps, overflow_eps) = sweep.ceiling();
     Ok(CapacityReport {
         sustained_eps: sustained,
+        knee_above_eps: sweep.knee_above(),
+        ceiling_eps,
+        overflow_eps,
         slo_p99_ms: o.slo_p99_ms,
         step_secs: o.step.as_secs_f64(),
         limiting_stage: knee.map(|k| k.0),
@@ -77,7 +92,7 @@ async fn run_step(
     let events = ((rate * o.step.as_secs_f64()).round() as u64).max(1);
     let phase = PhaseOptions {
         events,
-        batch_size: rules::batch_size(rate),
+        write: o.write,
         rate: Some(rate),
         batch_delay: Duration::ZERO,
         // An overloaded step drains at the pipeline's own pace; give it room to.
@@ -90,8 +105,10 @@ async fn run_step(
         o.slo_p99_ms
     );
     let cpu_before = CpuSample::now();
+    let from_us = now_us();
     let r = session.run_phase(&name, &phase, stop).await?;
     let cpu = CpuSample::now().since(&cpu_before);
+    let gc_pauses = gc::pauses_between(&gc::stack_logs(), from_us, now_us());
     let latency = r
         .from_schedule
         .as_ref()
@@ -112,11 +129,18 @@ async fn run_step(
         } else {
             0.0
         },
+        transactions_per_sec: if r.insert_secs > 0.0 {
+            r.transactions as f64 / r.insert_secs
+        } else {
+            0.0
+        },
         events,
         latency,
         stages: r.stats.stages.summaries(),
         backlog_slope_eps,
         cpu_pct: cpu,
         verdict,
+        gc_pauses,
+        first_try: None,
     })
 }

@@ -11,7 +11,9 @@ use crate::check::targets::Targets;
 use crate::check::verify::VerifyReport;
 use crate::event::EventType;
 use crate::pipeline::generator::Mix;
+use crate::pipeline::writer::WriteModel;
 use crate::telemetry::cpu::Service;
+use crate::telemetry::gc::PausesIn;
 use crate::telemetry::stats::{Latency, RunStats, Stage, Summary};
 
 /// What a phase measured.
@@ -23,6 +25,10 @@ pub struct PhaseResult {
     pub events: u64,
     /// Events inserted: fewer than asked for when the run was interrupted.
     pub sent: u64,
+    /// Outbox transactions they were written in.
+    pub transactions: u64,
+    /// How they were written.
+    pub write: WriteModel,
     /// The rate they were offered at (open loop), events/s; `None`: as fast as they went.
     pub offered_eps: Option<f64>,
     /// The mix of types.
@@ -76,6 +82,13 @@ pub struct PhaseSummary {
     pub interrupted: bool,
     /// The rate offered (open loop), events/s; none when unpaced.
     pub offered_eps: Option<f64>,
+    /// How the events were written: "25 ms windows, 1 connection", "1 row per transaction, 8
+    /// connections".
+    pub write_model: String,
+    /// Outbox transactions written.
+    pub transactions: u64,
+    /// Transactions per second while inserting.
+    pub transactions_per_sec: f64,
     /// Events found in MongoDB.
     pub delivered: u64,
     /// Of those, applied by another consumer of the group (no latency measured here).
@@ -117,6 +130,13 @@ impl PhaseResult {
             sent: self.sent,
             interrupted: self.sent < self.events,
             offered_eps: self.offered_eps,
+            write_model: self.write.to_string(),
+            transactions: self.transactions,
+            transactions_per_sec: if self.insert_secs > 0.0 {
+                self.transactions as f64 / self.insert_secs
+            } else {
+                0.0
+            },
             delivered,
             applied_elsewhere: self.elsewhere,
             timing_implausible: self.stats.implausible,
@@ -149,6 +169,8 @@ pub struct Step {
     pub offered_eps: f64,
     /// Events that reached MongoDB while the step's inserts ran, per second.
     pub achieved_eps: f64,
+    /// Outbox transactions per second while the step's inserts ran.
+    pub transactions_per_sec: f64,
     /// Events of the step.
     pub events: u64,
     /// End-to-end latency from each event's scheduled insert time (open loop).
@@ -161,6 +183,11 @@ pub struct Step {
     pub cpu_pct: BTreeMap<Service, f64>,
     /// Sustained, and why (not).
     pub verdict: Verdict,
+    /// The stack's JVM pauses (Kafka, Connect) during the step, from their GC logs (empty
+    /// when none are found).
+    pub gc_pauses: Vec<PausesIn>,
+    /// A step that failed on latency alone is offered again: this was its first try.
+    pub first_try: Option<Box<Step>>,
 }
 
 /// What a sweep found.
@@ -168,6 +195,13 @@ pub struct Step {
 pub struct CapacityReport {
     /// The highest rate sustained within the SLO, events/s (none: not even the lowest).
     pub sustained_eps: Option<f64>,
+    /// The lowest rate above it that was not sustained: the knee lies between the two.
+    pub knee_above_eps: Option<f64>,
+    /// The throughput ceiling as far as the sweep saw it: the highest rate whose backlog
+    /// stayed flat, whatever its latency.
+    pub ceiling_eps: Option<f64>,
+    /// The lowest rate whose backlog grew (none: the pipeline kept up with every rate).
+    pub overflow_eps: Option<f64>,
     /// The latency target, ms (p99).
     pub slo_p99_ms: f64,
     /// Seconds each rate was offered.

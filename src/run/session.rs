@@ -12,25 +12,28 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::outcome::{PhaseResult, TimelinePoint};
+use crate::config::PostgresArgs;
 use crate::config::Settings;
 use crate::event::EventType;
 use crate::pipeline::consumer::{self, ConsumerOptions, Totals};
 use crate::pipeline::generator::{Generator, Mix};
 use crate::pipeline::outbox::{self, NewEvent};
 use crate::pipeline::store::ReadModels;
+use crate::pipeline::writer::{self, Pool, WriteModel};
 use crate::telemetry::live::{self, Live, Shared, Sink, WINDOW_SECS};
 use crate::telemetry::metrics::{self, MetricsFile};
+use std::sync::Arc;
 
 /// How one phase generates its events.
 #[derive(Clone, Debug)]
 pub struct PhaseOptions {
     /// Events to generate.
     pub events: u64,
-    /// Rows per INSERT transaction.
-    pub batch_size: usize,
-    /// Target insert rate, events/s (open loop: batches are sent on schedule).
+    /// Which events share a transaction, on how many connections.
+    pub write: WriteModel,
+    /// Target insert rate, events/s (open loop: transactions are sent on schedule).
     pub rate: Option<f64>,
-    /// Pause after each batch.
+    /// Pause after each transaction (one connection only: the old burst show's pacing).
     pub batch_delay: Duration,
     /// How long to wait, after the last insert, for the events to reach MongoDB.
     pub timeout: Duration,
@@ -70,18 +73,18 @@ const PREWARM_RATE: f64 = 400.0;
 pub fn prewarm(d: Duration) -> Option<PhaseOptions> {
     (!d.is_zero()).then(|| PhaseOptions {
         events: (PREWARM_RATE * d.as_secs_f64()).ceil() as u64,
-        batch_size: crate::check::capacity::batch_size(PREWARM_RATE),
         rate: Some(PREWARM_RATE),
         ..PhaseOptions::unpaced(0)
     })
 }
 
 impl PhaseOptions {
-    /// `events` as fast as they go: batches of 100, no pacing, two minutes to arrive.
+    /// `events` as fast as they go: transactions of 100 rows, no pacing, two minutes to
+    /// arrive.
     pub fn unpaced(events: u64) -> Self {
         PhaseOptions {
             events,
-            batch_size: 100,
+            write: WriteModel::default(),
             rate: None,
             batch_delay: Duration::ZERO,
             timeout: Duration::from_secs(120),
@@ -99,7 +102,8 @@ pub struct Session {
     collector: JoinHandle<Result<()>>,
     health: JoinHandle<()>,
     health_stop: CancellationToken,
-    pg: tokio_postgres::Client,
+    pg: Arc<tokio_postgres::Client>,
+    pg_args: PostgresArgs,
     /// How long a phase stopped by a signal still waits for the events it already inserted
     /// (zero: not at all, for runs whose consumer stops with the same signal).
     pub drain_on_stop: Duration,
@@ -187,7 +191,7 @@ impl Session {
         opts: ConsumerOptions,
         stop: &CancellationToken,
     ) -> Result<Session> {
-        let pg = outbox::connect(&s.pg).await?;
+        let pg = Arc::new(outbox::connect(&s.pg).await?);
         outbox::check_table(&pg).await?;
         let file = MetricsFile::append(&s.output.metrics_file)?;
         let (tx, rx) = metrics::channel();
@@ -228,6 +232,7 @@ impl Session {
             health,
             health_stop,
             pg,
+            pg_args: s.pg.clone(),
             drain_on_stop: Duration::ZERO,
         })
     }
@@ -243,13 +248,13 @@ impl Session {
         if o.events == 0 {
             bail!("--events must be at least 1");
         }
-        if o.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
+        if o.write.connections == 0 || o.write.shape == writer::Shape::Rows(0) {
+            bail!("--tx-rows and --connections must be at least 1");
         }
         self.live.lock().begin_phase_of(name, o.events);
         self.elsewhere.clear();
         let started = Instant::now();
-        let sent = self.insert(o, started, stop).await?;
+        let (sent, transactions) = self.insert(o, started, stop).await?;
         let insert_secs = started.elapsed().as_secs_f64();
         let arrived_while_inserting = self.live.lock().phases.last().map_or(0, |p| p.received);
         tracing::debug!(phase = name, secs = insert_secs, "outbox rows inserted");
@@ -284,6 +289,8 @@ impl Session {
             name: name.to_owned(),
             events: o.events,
             sent,
+            transactions,
+            write: o.write,
             offered_eps: o.rate,
             mix: Mix::for_total(o.events),
             stats: p.stats.clone(),
@@ -302,46 +309,51 @@ impl Session {
         })
     }
 
-    /// Generates and inserts the phase's events batch by batch (a large phase never sits in
-    /// memory whole), open loop when paced: each batch is due when its first event is, however
-    /// long earlier ones took. Returns how many were inserted (fewer when `stop` came).
+    /// Generates the phase's events and writes them as [`writer::plan`] says (a large phase
+    /// never sits in memory whole), open loop when paced: a transaction is sent at its time
+    /// however long earlier ones took. Returns how many events and transactions were written
+    /// (fewer when `stop` came).
     async fn insert(
         &mut self,
         o: &PhaseOptions,
         started: Instant,
         stop: &CancellationToken,
-    ) -> Result<u64> {
+    ) -> Result<(u64, u64)> {
+        let mut clients = vec![self.pg.clone()];
+        for _ in 1..o.write.connections {
+            clients.push(Arc::new(outbox::connect(&self.pg_args).await?));
+        }
+        let mut pool = Pool::start(clients);
         let mut events = Generator::new(o.events, o.seed);
-        let start_us = crate::telemetry::clock::now_us();
+        let start_us = crate::telemetry::clock::now_us() - started.elapsed().as_micros() as i64;
         let mut sent = 0u64;
-        loop {
-            let chunk: Vec<NewEvent> = events.by_ref().take(o.batch_size).collect();
-            if chunk.is_empty() {
-                return Ok(sent);
-            }
-            let due: Option<Vec<i64>> = o.rate.map(|rate| {
-                (0..chunk.len())
-                    .map(|k| start_us + ((sent + k as u64) as f64 / rate * 1e6) as i64)
-                    .collect()
-            });
-            if let Some(rate) = o.rate {
-                let due = started + Duration::from_secs_f64(sent as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
+        for tx in writer::plan(o.events, o.rate, o.write.shape) {
+            if let Some(at) = tx.send_at {
+                tokio::time::sleep_until((started + at).into()).await;
             }
             if stop.is_cancelled() {
-                return Ok(sent);
+                break;
             }
-            self.live
-                .lock()
-                .await_ids(chunk.iter().map(|e| e.event_id), due.as_deref());
+            let chunk: Vec<NewEvent> = events.by_ref().take(tx.rows).collect();
+            let due: Vec<i64> = tx
+                .due
+                .iter()
+                .map(|d| start_us + d.as_micros() as i64)
+                .collect();
+            self.live.lock().await_ids(
+                chunk.iter().map(|e| e.event_id),
+                (!due.is_empty()).then_some(due.as_slice()),
+            );
             self.elsewhere.track(&chunk);
-            outbox::insert_batch(&self.pg, &chunk).await?;
-            self.elsewhere.look(&self.live, self.consumer.alone()).await;
             sent += chunk.len() as u64;
+            pool.send(chunk).await?;
+            self.elsewhere.look(&self.live, self.consumer.alone()).await;
             if !o.batch_delay.is_zero() {
                 tokio::time::sleep(o.batch_delay).await;
             }
         }
+        let transactions = pool.finish().await?;
+        Ok((sent, transactions))
     }
 
     fn phase_waiting(&self) -> u64 {

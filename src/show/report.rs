@@ -55,9 +55,12 @@ pub fn load(r: &PhaseResult) -> String {
     );
     let _ = writeln!(
         out,
-        "  inserted in {:.2} s ({:.0} events/s); {} of {} in MongoDB after {:.2} s: {:.0} events/s end to end",
+        "  inserted in {:.2} s ({:.0} events/s in {} transactions, {:.0}/s: {}); {} of {} in MongoDB after {:.2} s: {:.0} events/s end to end",
         r.insert_secs,
         s.insert_rate_eps,
+        thousands(s.transactions),
+        s.transactions_per_sec,
+        s.write_model,
         thousands(s.delivered),
         thousands(r.sent),
         r.wall_secs,
@@ -220,9 +223,10 @@ pub fn capacity_step(s: &Step) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     format!(
-        "  {:>9}{:>10}{:>9.1}{:>9.1}{:>9.1}{:>9.1}{:>10.0}  {} {}  [{cpu}]",
+        "  {:>9}{:>10}{:>8}{:>9.1}{:>9.1}{:>9.1}{:>9.1}{:>10.0}  {} {}  [{cpu}]",
         thousands(s.offered_eps.round() as u64),
         thousands(s.achieved_eps.round() as u64),
+        thousands(s.transactions_per_sec.round() as u64),
         s.latency.p50_ms,
         s.latency.p99_ms,
         s.latency.p999_ms,
@@ -230,7 +234,32 @@ pub fn capacity_step(s: &Step) -> String {
         s.backlog_slope_eps,
         if s.verdict.sustained { "✓" } else { "✗" },
         s.verdict.reason,
-    )
+    ) + &gc_note(s)
+}
+
+/// For a step that failed or was tried twice: the JVM pauses that came with it, so that a
+/// stall can be told from a GC pause.
+fn gc_note(s: &Step) -> String {
+    let tried = std::iter::once(s).chain(s.first_try.as_deref());
+    if s.verdict.sustained && s.first_try.is_none() {
+        return String::new();
+    }
+    let pauses: Vec<String> = tried
+        .flat_map(|t| &t.gc_pauses)
+        .filter(|p| p.count > 0)
+        .map(|p| {
+            format!(
+                "{} {} pauses, {:.0} ms in all, longest {:.0} ms ({})",
+                p.jvm, p.count, p.total_ms, p.max_ms, p.max_cause
+            )
+        })
+        .collect();
+    let logs = s.gc_pauses.len();
+    match (logs, pauses.is_empty()) {
+        (0, _) => String::new(),
+        (_, true) => "  · no JVM pause in the GC logs".into(),
+        (_, false) => format!("  · JVM: {}", pauses.join("; ")),
+    }
 }
 
 /// The capacity table and its answer.
@@ -238,8 +267,8 @@ pub fn capacity(c: &CapacityReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "  {:>9}{:>10}{:>9}{:>9}{:>9}{:>9}{:>10}  verdict  [CPU, % of a core]",
-        "offered/s", "achieved", "p50 ms", "p99 ms", "p99.9", "max", "backlog/s"
+        "  {:>9}{:>10}{:>8}{:>9}{:>9}{:>9}{:>9}{:>10}  verdict  [CPU, % of a core]",
+        "offered/s", "achieved", "tx/s", "p50 ms", "p99 ms", "p99.9", "max", "backlog/s"
     );
     let mut steps: Vec<&Step> = c.steps.iter().collect();
     steps.sort_by(|a, b| a.offered_eps.total_cmp(&b.offered_eps));
@@ -265,8 +294,26 @@ pub fn capacity_answer(c: &CapacityReport) -> String {
         ),
         _ => "; no higher rate was offered".into(),
     };
+    let knee = c.knee_above_eps.map_or(String::new(), |k| {
+        format!(
+            " (not {}: the knee lies between)",
+            thousands(k.round() as u64)
+        )
+    });
+    let ceiling = match (c.ceiling_eps, c.overflow_eps) {
+        (Some(flat), Some(grew)) => format!(
+            "\nThroughput ceiling: the backlog kept up at {} ev/s and grew at {} ev/s (latency aside).",
+            thousands(flat.round() as u64),
+            thousands(grew.round() as u64)
+        ),
+        (Some(flat), None) => format!(
+            "\nThroughput ceiling: at least {} ev/s (the backlog kept up with every rate offered).",
+            thousands(flat.round() as u64)
+        ),
+        _ => String::new(),
+    };
     format!(
-        "This pipeline sustains {} ev/s at p99 ≤ {} ms ({} s steps, latency from schedule){limit}.",
+        "This pipeline sustains {} ev/s at p99 ≤ {} ms{knee} ({} s steps, latency from schedule){limit}.{ceiling}",
         thousands(rate.round() as u64),
         c.slo_p99_ms,
         c.step_secs

@@ -66,31 +66,8 @@ impl CpuSample {
     /// Reads every process's CPU time now.
     pub fn now() -> CpuSample {
         let mut ticks: BTreeMap<Service, u64> = BTreeMap::new();
-        let me = std::process::id().to_string();
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                let pid = entry.file_name().to_string_lossy().into_owned();
-                if !pid.bytes().all(|b| b.is_ascii_digit()) {
-                    continue;
-                }
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                    continue;
-                };
-                let Some((comm, used)) = parse_stat(&stat) else {
-                    continue;
-                };
-                let service = if pid == me {
-                    Some(Service::Pipedemo)
-                } else {
-                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-                        .unwrap_or_default();
-                    Service::of(comm, &cmdline)
-                };
-                if let Some(s) = service {
-                    *ticks.entry(s).or_default() += used;
-                }
-            }
+        for (_, s, used) in processes() {
+            *ticks.entry(s).or_default() += used;
         }
         CpuSample {
             at: Instant::now(),
@@ -113,6 +90,40 @@ impl CpuSample {
             })
             .collect()
     }
+}
+
+/// Every process of a service now: pid, service and user + system ticks so far. A process
+/// that exits takes its ticks with it, so whoever needs the CPU of short-lived processes
+/// (PostgreSQL backends) samples this often and adds up each pid's growth.
+pub fn processes() -> Vec<(u32, Service, u64)> {
+    let mut out = Vec::new();
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((comm, used)) = parse_stat(&stat) else {
+            continue;
+        };
+        let service = if pid == me {
+            Some(Service::Pipedemo)
+        } else {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            Service::of(comm, &cmdline)
+        };
+        if let Some(s) = service {
+            out.push((pid, s, used));
+        }
+    }
+    out
 }
 
 /// This process's resident memory, MB (`VmRSS` of `/proc/self/status`).

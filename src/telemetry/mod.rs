@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod cpu;
 pub mod exporter;
+pub mod gc;
 pub mod health;
 pub mod live;
 pub mod metrics;
