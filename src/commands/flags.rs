@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::pipeline::writer::{Shape, WriteModel, DEFAULT_WINDOW};
+use crate::pipeline::writer::{Shape, WriteModel};
 use crate::run::session::PhaseOptions;
 
 /// How events become outbox transactions: shared by `load`, `full` and `capacity`.
@@ -14,7 +14,8 @@ pub struct WriteArgs {
     #[arg(long, visible_alias = "batch-size", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub tx_rows: Option<u64>,
     /// With a rate and without --tx-rows: one transaction per window of this length, holding
-    /// the window's share of the rate, all due when it is written [default: 25ms].
+    /// the window's share of the rate, all due when it is written [default: 5ms up to 1,000
+    /// events/s, growing with the rate to 25ms at 5,000].
     #[arg(long, value_parser = parse_window, conflicts_with = "tx_rows")]
     pub tx_window: Option<Duration>,
     /// Concurrent PostgreSQL connections writing the transactions, as an application's pool
@@ -29,7 +30,7 @@ impl WriteArgs {
         WriteModel {
             shape: match self.tx_rows {
                 Some(n) => Shape::Rows(n as usize),
-                None => Shape::Window(self.tx_window.unwrap_or(DEFAULT_WINDOW)),
+                None => self.tx_window.map_or(Shape::Scaled, Shape::Window),
             },
             connections: self.connections.max(1) as usize,
         }

@@ -2,12 +2,14 @@
 //! it is sent, and on how many PostgreSQL connections.
 //!
 //! Two write models:
-//! - [`Shape::Window`], the load tester's default: one transaction per window of time holding
-//!   that window's share of the rate, all of its events due when it is written (at 4,000
-//!   events/s and 25 ms, 100 rows 40 times a second; at 2 events/s, one row every 0.5 s). No
-//!   event waits in pipedemo before its write, so the latency counted from schedule is the
-//!   pipeline's; the window bounds the transactions per second (Debezium's and PostgreSQL's
-//!   cost per transaction) whatever the rate.
+//! - [`Shape::Window`] and the default [`Shape::Scaled`], the load tester's: one transaction
+//!   per window of time holding that window's share of the rate, all of its events due when
+//!   it is written (at 4,000 events/s in 20 ms windows, 80 rows 50 times a second; at 2
+//!   events/s, one row every 0.5 s). No event waits in pipedemo before its write, so the
+//!   latency counted from schedule is the pipeline's; the window bounds the transactions per
+//!   second (Debezium's and PostgreSQL's cost per transaction). The default window grows with
+//!   the rate ([`scaled_window`]): small windows are fastest while the machine has room, large
+//!   ones once every transaction's cost competes for the cores.
 //! - [`Shape::Rows`], an application's: N outbox rows per business transaction, all due at
 //!   once (1 = one row per transaction).
 //!
@@ -37,13 +39,20 @@ pub enum Shape {
     /// Paced: one transaction per window of this length holding the window's events, all due
     /// at its first event's time. Unpaced: [`UNPACED_ROWS`] rows per transaction.
     Window(Duration),
+    /// [`Shape::Window`] with the window [`scaled_window`] gives the rate.
+    Scaled,
     /// This many rows per transaction, all due at the transaction's time.
     Rows(usize),
 }
 
-/// The default window, measured at 4,000 events/s (README, "Transactions"): 5 ms (200
-/// transactions/s) gave p99 118–181 ms, 25 ms (40/s of 100 rows) 53–75 ms.
-pub const DEFAULT_WINDOW: Duration = Duration::from_millis(25);
+/// The window of [`Shape::Scaled`] at `rate` events/s: 5 ms up to 1,000 events/s, then in
+/// proportion to the rate, 25 ms from 5,000 on. Measured (README, "The write model"): at 1,000
+/// events/s 5 ms windows gave p50 8–10 ms against 12–14 ms for 25 ms ones; at 4,000 events/s
+/// 25 ms windows gave p99 69–114 ms against 171–300 ms for 10 ms ones (200 transactions/s
+/// compete with the events for the two cores).
+pub fn scaled_window(rate: f64) -> Duration {
+    Duration::from_secs_f64((0.005 * rate / 1000.0).clamp(0.005, 0.025))
+}
 
 /// Rows per transaction when nothing paces them, and the most a window takes.
 pub const UNPACED_ROWS: usize = 100;
@@ -63,8 +72,27 @@ pub struct WriteModel {
 impl Default for WriteModel {
     fn default() -> Self {
         WriteModel {
-            shape: Shape::Window(DEFAULT_WINDOW),
+            shape: Shape::Scaled,
             connections: 1,
+        }
+    }
+}
+
+impl WriteModel {
+    /// How it writes at `rate` (events/s; `None`: unpaced): the default's window at that rate.
+    pub fn at_rate(&self, rate: Option<f64>) -> String {
+        match (self.shape, rate) {
+            (Shape::Scaled, Some(r)) => WriteModel {
+                shape: Shape::Window(scaled_window(r)),
+                ..*self
+            }
+            .to_string(),
+            (Shape::Window(_) | Shape::Scaled, None) => WriteModel {
+                shape: Shape::Rows(UNPACED_ROWS),
+                ..*self
+            }
+            .to_string(),
+            _ => self.to_string(),
         }
     }
 }
@@ -73,6 +101,7 @@ impl fmt::Display for WriteModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.shape {
             Shape::Window(w) => write!(f, "{} ms windows", w.as_secs_f64() * 1e3)?,
+            Shape::Scaled => write!(f, "5–25 ms windows by rate")?,
             Shape::Rows(1) => write!(f, "1 row per transaction")?,
             Shape::Rows(n) => write!(f, "{n} rows per transaction")?,
         }
@@ -105,10 +134,10 @@ pub fn plan(total: u64, rate: Option<f64>, shape: Shape) -> impl Iterator<Item =
         }
         let due_of = |i: u64, r: f64| Duration::from_secs_f64(i as f64 / r);
         let tx = match (rate, shape) {
-            (None, Shape::Window(_)) | (None, Shape::Rows(_)) => {
+            (None, _) => {
                 let rows = match shape {
                     Shape::Rows(n) => n.max(1),
-                    Shape::Window(_) => UNPACED_ROWS,
+                    Shape::Window(_) | Shape::Scaled => UNPACED_ROWS,
                 } as u64;
                 let n = rows.min(total - first);
                 TxPlan {
@@ -118,7 +147,11 @@ pub fn plan(total: u64, rate: Option<f64>, shape: Shape) -> impl Iterator<Item =
                     due: Vec::new(),
                 }
             }
-            (Some(r), Shape::Window(w)) => {
+            (Some(r), Shape::Window(_) | Shape::Scaled) => {
+                let w = match shape {
+                    Shape::Window(w) => w,
+                    _ => scaled_window(r),
+                };
                 // The window holding event `first`, and every later event due in it.
                 let per_window = r * w.as_secs_f64();
                 let k = (first as f64 / per_window).floor();
@@ -385,6 +418,19 @@ mod tests {
     }
 
     #[test]
+    fn the_default_window_grows_with_the_rate() {
+        assert_eq!(scaled_window(2.0), ms(5));
+        assert_eq!(scaled_window(1000.0), ms(5));
+        assert_eq!(scaled_window(2000.0), ms(10));
+        assert_eq!(scaled_window(4000.0), ms(20));
+        assert_eq!(scaled_window(20_000.0), ms(25));
+        // 4,000 ev/s: 80 rows 50 times a second.
+        let txs: Vec<TxPlan> = plan(4000, Some(4000.0), Shape::Scaled).collect();
+        assert_eq!(txs.len(), 50);
+        assert!(txs.iter().all(|t| t.rows == 80));
+    }
+
+    #[test]
     fn rows_plan_is_an_applications_transactions() {
         let txs: Vec<TxPlan> = plan(10, Some(100.0), Shape::Rows(4)).collect();
         assert_eq!(txs.iter().map(|t| t.rows).collect::<Vec<_>>(), [4, 4, 2]);
@@ -453,10 +499,13 @@ mod tests {
     }
 
     #[test]
-    fn write_models_read_plainly() {
+    fn write_models_read_plainly_at_their_rate() {
+        let d = WriteModel::default();
+        assert_eq!(d.at_rate(Some(4000.0)), "20 ms windows, 1 connection");
+        assert_eq!(d.at_rate(None), "100 rows per transaction, 1 connection");
         assert_eq!(
             WriteModel::default().to_string(),
-            "25 ms windows, 1 connection"
+            "5–25 ms windows by rate, 1 connection"
         );
         let app = WriteModel {
             shape: Shape::Rows(1),

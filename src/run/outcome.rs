@@ -82,7 +82,7 @@ pub struct PhaseSummary {
     pub interrupted: bool,
     /// The rate offered (open loop), events/s; none when unpaced.
     pub offered_eps: Option<f64>,
-    /// How the events were written: "25 ms windows, 1 connection", "1 row per transaction, 8
+    /// How the events were written: "20 ms windows, 1 connection", "1 row per transaction, 8
     /// connections".
     pub write_model: String,
     /// Outbox transactions written.
@@ -130,7 +130,7 @@ impl PhaseResult {
             sent: self.sent,
             interrupted: self.sent < self.events,
             offered_eps: self.offered_eps,
-            write_model: self.write.to_string(),
+            write_model: self.write.at_rate(self.offered_eps),
             transactions: self.transactions,
             transactions_per_sec: if self.insert_secs > 0.0 {
                 self.transactions as f64 / self.insert_secs
