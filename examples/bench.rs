@@ -1070,14 +1070,15 @@ async fn regression(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
         ("CONSUMER_GROUP", "bench-ab"),
         ("METRICS_FILE", "/tmp/pipedemo-bench-ab.jsonl"),
     ];
+    // This build, then the baseline, in every round: A B A B.
+    let bins: Vec<(&std::path::Path, bool)> = std::iter::once((new_bin.as_path(), true))
+        .chain(old_bin.as_deref().map(|b| (b, false)))
+        .collect();
     for &rate in &a.ab_rates {
         let mut new: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut old: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for round in 0..a.rounds {
-            let bins: Vec<(&std::path::Path, bool)> = std::iter::once((new_bin.as_path(), true))
-                .chain(old_bin.as_deref().map(|b| (b, false)))
-                .collect();
-            for (bin, is_new) in bins {
+            for &(bin, is_new) in &bins {
                 eprintln!(
                     "bench: regression, {rate} ev/s for {} s, round {} of {}, {}",
                     a.seconds,
@@ -1131,10 +1132,7 @@ async fn regression(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     let mut old_caps = Vec::new();
     let step = format!("{}s", a.capacity_step);
     for run in 0..a.capacity_runs {
-        let bins: Vec<(&std::path::Path, bool)> = std::iter::once((new_bin.as_path(), true))
-            .chain(old_bin.as_deref().map(|b| (b, false)))
-            .collect();
-        for (bin, is_new) in bins {
+        for &(bin, is_new) in &bins {
             eprintln!(
                 "bench: capacity run {} of {}, {}",
                 run + 1,
