@@ -983,24 +983,23 @@ fn children_cpu_secs() -> f64 {
 
 /// `setup` for `bin`, taking over what the other binary's setup left (`--force` where the
 /// binary has it: an older pipedemo may not mark what it creates).
-fn ab_setup(a: &Args, bin: &std::path::Path, env: &[(&str, &str)]) -> Result<()> {
+fn ab_setup(bin: &std::path::Path, env: &[(&str, &str)]) -> Result<()> {
     let help = Command::new(bin).args(["setup", "--help"]).output()?;
     let force = String::from_utf8_lossy(&help.stdout).contains("--force");
     let mut args = vec!["setup"];
     if force {
         args.push("--force");
     }
-    run_bin(a, bin, env, &args).map(|_| ())
+    run_bin(bin, env, &args).map(|_| ())
 }
 
 /// Runs `bin ARGS`; stdout as JSON when `--json` is among them.
-fn run_bin(a: &Args, bin: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result<Value> {
+fn run_bin(bin: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result<Value> {
     let mut cmd = Command::new(bin);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let _ = a;
     let out = cmd
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
@@ -1026,12 +1025,11 @@ fn ab_load(
     rate: u64,
     env: &[(&str, &str)],
 ) -> Result<(Value, BTreeMap<String, f64>)> {
-    ab_setup(a, bin, env)?;
+    ab_setup(bin, env)?;
     let events = rate * a.seconds;
     let before = children_cpu_secs();
     let tracker = CpuTracker::start();
     let v = run_bin(
-        a,
         bin,
         env,
         &[
@@ -1139,9 +1137,8 @@ async fn regression(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
                 a.capacity_runs,
                 if is_new { "this build" } else { label }
             );
-            ab_setup(a, bin, &[])?;
+            ab_setup(bin, &[])?;
             let v = run_bin(
-                a,
                 bin,
                 &[],
                 &["capacity", "--step", &step, "--json", "--no-tui"],
@@ -1196,7 +1193,7 @@ async fn regression(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     figs.push(f);
 
     // Idle Connect: the cost of polling an empty WAL.
-    ab_setup(a, &new_bin, &env)?;
+    ab_setup(&new_bin, &env)?;
     std::thread::sleep(Duration::from_secs(3));
     let t = CpuTracker::start();
     std::thread::sleep(Duration::from_secs(10));

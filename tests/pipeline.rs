@@ -97,16 +97,10 @@ async fn one_row_per_transaction_on_eight_connections_keeps_joins_after_what_the
     let s = common::settings("writemodel", &[]);
     common::setup(&s).await;
     // Unpaced, so that the eight connections race each other as hard as they can.
-    let opts = LoadOptions {
-        phase: PhaseOptions {
-            write: WriteModel {
-                shape: Shape::Rows(1),
-                connections: 8,
-            },
-            seed: Some(8),
-            ..PhaseOptions::unpaced(2000)
-        },
-        consumer: ConsumerOptions::default(),
+    let mut opts = load_opts(2000);
+    opts.phase.write = WriteModel {
+        shape: Shape::Rows(1),
+        connections: 8,
     };
     let r = load::run(&s, &opts, CancellationToken::new())
         .await

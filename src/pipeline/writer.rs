@@ -110,18 +110,16 @@ impl fmt::Display for WriteModel {
     }
 }
 
-/// One planned transaction: `rows` events from `first` on, sent `send_at` after the phase's
-/// start (unpaced: at once), each event due at its entry of `due` (same offsets).
+/// One planned transaction: `rows` events from `first` on, due (and sent) `due` after the
+/// phase's start, every event of it alike (unpaced: sent at once).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TxPlan {
     /// Index of its first event in the phase.
     pub first: u64,
     /// How many events it holds.
     pub rows: usize,
-    /// When it is sent, after the phase's start; `None` unpaced.
-    pub send_at: Option<Duration>,
-    /// When each of its events is due, after the phase's start; empty unpaced.
-    pub due: Vec<Duration>,
+    /// When it and its events are due, after the phase's start; `None` unpaced.
+    pub due: Option<Duration>,
 }
 
 /// The transactions of a phase of `total` events at `rate` (events/s; `None`: unpaced), in
@@ -143,8 +141,7 @@ pub fn plan(total: u64, rate: Option<f64>, shape: Shape) -> impl Iterator<Item =
                 TxPlan {
                     first,
                     rows: n as usize,
-                    send_at: None,
-                    due: Vec::new(),
+                    due: None,
                 }
             }
             (Some(r), Shape::Window(_) | Shape::Scaled) => {
@@ -158,23 +155,18 @@ pub fn plan(total: u64, rate: Option<f64>, shape: Shape) -> impl Iterator<Item =
                 let end = (((k + 1.0) * per_window).ceil() as u64)
                     .clamp(first + 1, total)
                     .min(first + MAX_WINDOW_ROWS as u64);
-                let at = due_of(first, r);
-                let rows = (end - first) as usize;
                 TxPlan {
                     first,
-                    rows,
-                    send_at: Some(at),
-                    due: vec![at; rows],
+                    rows: (end - first) as usize,
+                    due: Some(due_of(first, r)),
                 }
             }
             (Some(r), Shape::Rows(n)) => {
                 let rows = (n.max(1) as u64).min(total - first);
-                let at = due_of(first, r);
                 TxPlan {
                     first,
                     rows: rows as usize,
-                    send_at: Some(at),
-                    due: vec![at; rows as usize],
+                    due: Some(due_of(first, r)),
                 }
             }
         };
@@ -393,11 +385,14 @@ mod tests {
             for t in &txs {
                 assert_eq!(t.first, next, "contiguous");
                 next += t.rows as u64;
-                assert_eq!(t.due.len(), t.rows);
-                let send = t.send_at.unwrap();
+                // Due (and sent) when its first event's share of the rate is: no event
+                // waits for a later one, none goes in before its time.
+                let first_due = Duration::from_secs_f64(t.first as f64 / rate);
+                assert_eq!(t.due, Some(first_due), "a transaction waited or went early");
+                let last_due = Duration::from_secs_f64((next - 1) as f64 / rate);
                 assert!(
-                    t.due.iter().all(|d| *d == send),
-                    "an event waited or went early"
+                    last_due < first_due + ms(w),
+                    "more than one window's events"
                 );
                 assert!(t.rows <= MAX_WINDOW_ROWS);
             }
@@ -407,12 +402,11 @@ mod tests {
         let txs: Vec<TxPlan> = plan(4000, Some(4000.0), Shape::Window(ms(10))).collect();
         assert_eq!(txs.len(), 100);
         assert!(txs.iter().all(|t| t.rows == 40));
-        assert_eq!(txs[3].send_at, Some(ms(30)));
-        assert_eq!(txs[3].due, vec![ms(30); 40]);
+        assert_eq!(txs[3].due, Some(ms(30)));
         // 2 ev/s: each event is its own transaction, sent when due.
         let txs: Vec<TxPlan> = plan(3, Some(2.0), Shape::Window(ms(10))).collect();
         assert_eq!(txs.iter().map(|t| t.rows).collect::<Vec<_>>(), [1, 1, 1]);
-        assert_eq!(txs[2].send_at, Some(ms(1000)));
+        assert_eq!(txs[2].due, Some(ms(1000)));
         // Never more than one window's share: 7 events at 2 ev/s are 7 transactions.
         assert_eq!(plan(7, Some(2.0), Shape::Window(ms(25))).count(), 7);
     }
@@ -435,11 +429,10 @@ mod tests {
         let txs: Vec<TxPlan> = plan(10, Some(100.0), Shape::Rows(4)).collect();
         assert_eq!(txs.iter().map(|t| t.rows).collect::<Vec<_>>(), [4, 4, 2]);
         // All rows of a transaction are due together, at the transaction's time.
-        assert_eq!(txs[1].send_at, Some(ms(40)));
-        assert_eq!(txs[1].due, vec![ms(40); 4]);
+        assert_eq!(txs[1].due, Some(ms(40)));
         let one: Vec<TxPlan> = plan(3, Some(1000.0), Shape::Rows(1)).collect();
         assert_eq!(one.len(), 3);
-        assert_eq!(one[2].send_at, Some(ms(2)));
+        assert_eq!(one[2].due, Some(ms(2)));
     }
 
     #[test]
@@ -449,7 +442,7 @@ mod tests {
             txs.iter().map(|t| t.rows).collect::<Vec<_>>(),
             [100, 100, 50]
         );
-        assert!(txs.iter().all(|t| t.send_at.is_none() && t.due.is_empty()));
+        assert!(txs.iter().all(|t| t.due.is_none()));
         let txs: Vec<TxPlan> = plan(5, None, Shape::Rows(1)).collect();
         assert_eq!(txs.len(), 5);
     }

@@ -129,11 +129,7 @@ async fn run_step(
         } else {
             0.0
         },
-        transactions_per_sec: if r.insert_secs > 0.0 {
-            r.transactions as f64 / r.insert_secs
-        } else {
-            0.0
-        },
+        transactions_per_sec: r.transactions_per_sec(),
         events,
         latency,
         stages: r.stats.stages.summaries(),

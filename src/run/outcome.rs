@@ -119,6 +119,15 @@ pub struct PhaseSummary {
 }
 
 impl PhaseResult {
+    /// Outbox transactions per second while inserting.
+    pub fn transactions_per_sec(&self) -> f64 {
+        if self.insert_secs > 0.0 {
+            self.transactions as f64 / self.insert_secs
+        } else {
+            0.0
+        }
+    }
+
     /// The JSON summary.
     pub fn summary(&self) -> PhaseSummary {
         let delivered = self.stats.applied_total()
@@ -132,11 +141,7 @@ impl PhaseResult {
             offered_eps: self.offered_eps,
             write_model: self.write.at_rate(self.offered_eps),
             transactions: self.transactions,
-            transactions_per_sec: if self.insert_secs > 0.0 {
-                self.transactions as f64 / self.insert_secs
-            } else {
-                0.0
-            },
+            transactions_per_sec: self.transactions_per_sec(),
             delivered,
             applied_elsewhere: self.elsewhere,
             timing_implausible: self.stats.implausible,

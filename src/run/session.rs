@@ -328,22 +328,17 @@ impl Session {
         let start_us = crate::telemetry::clock::now_us() - started.elapsed().as_micros() as i64;
         let mut sent = 0u64;
         for tx in writer::plan(o.events, o.rate, o.write.shape) {
-            if let Some(at) = tx.send_at {
+            if let Some(at) = tx.due {
                 tokio::time::sleep_until((started + at).into()).await;
             }
             if stop.is_cancelled() {
                 break;
             }
             let chunk: Vec<NewEvent> = events.by_ref().take(tx.rows).collect();
-            let due: Vec<i64> = tx
-                .due
-                .iter()
-                .map(|d| start_us + d.as_micros() as i64)
-                .collect();
-            self.live.lock().await_ids(
-                chunk.iter().map(|e| e.event_id),
-                (!due.is_empty()).then_some(due.as_slice()),
-            );
+            let due = tx.due.map(|d| start_us + d.as_micros() as i64);
+            self.live
+                .lock()
+                .await_ids(chunk.iter().map(|e| e.event_id), due);
             self.elsewhere.track(&chunk);
             sent += chunk.len() as u64;
             pool.send(chunk).await?;

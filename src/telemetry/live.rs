@@ -423,16 +423,16 @@ impl Live {
         n
     }
 
-    /// Adds ids the current phase awaits (before they are inserted), with the time each was
-    /// due for paced runs.
-    pub fn await_ids(&mut self, ids: impl IntoIterator<Item = Uuid>, due_us: Option<&[i64]>) {
+    /// Adds ids the current phase awaits (before they are inserted), with the time they were
+    /// due for paced runs (a transaction's events are due together).
+    pub fn await_ids(&mut self, ids: impl IntoIterator<Item = Uuid>, due_us: Option<i64>) {
         let Some(p) = self.phases.last_mut() else {
             return;
         };
-        for (k, id) in ids.into_iter().enumerate() {
+        for id in ids {
             p.waiting.insert(id);
-            if let Some(d) = due_us.and_then(|d| d.get(k)) {
-                p.scheduled.insert(id, *d);
+            if let Some(d) = due_us {
+                p.scheduled.insert(id, d);
                 p.paced = true;
             }
         }
