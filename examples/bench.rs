@@ -1087,7 +1087,12 @@ async fn regression(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
                 let (v, us) = ab_load(a, bin, rate, &env)?;
                 let into = if is_new { &mut new } else { &mut old };
                 let sched = &v["total_from_schedule"];
-                for (k, name) in [("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")] {
+                for (k, name) in [
+                    ("p50_ms", "p50"),
+                    ("p95_ms", "p95"),
+                    ("p99_ms", "p99"),
+                    ("p999_ms", "p99.9"),
+                ] {
                     into.entry(format!("{name} from schedule ms"))
                         .or_default()
                         .push(ms(sched, &[k]));
