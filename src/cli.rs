@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::commands::Command;
 use crate::config::Settings;
@@ -40,6 +41,49 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parses the command line (exiting on a usage error, as clap does), keeping the settings
+/// given as flags for child processes ([`crate::config::ChildEnv`]).
+pub fn parse() -> Cli {
+    parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`] of `args` (the program name first).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    cli.settings.child_env = child_env(&cmd, &matches);
+    Ok(cli)
+}
+
+/// The global flags given on the command line, as their environment variables.
+fn child_env(cmd: &clap::Command, m: &clap::ArgMatches) -> crate::config::ChildEnv {
+    let mut vars = Vec::new();
+    for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
+        let (Some(var), id) = (arg.get_env(), arg.get_id().as_str()) else {
+            continue;
+        };
+        if m.value_source(id) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let Some(raw) = m.get_raw(id) else { continue };
+        let sep = arg.get_value_delimiter().unwrap_or(',').to_string();
+        let mut value = std::ffi::OsString::new();
+        for (i, v) in raw.enumerate() {
+            if i > 0 {
+                value.push(&sep);
+            }
+            value.push(v);
+        }
+        vars.push((var.to_string_lossy().into_owned(), value));
+    }
+    crate::config::ChildEnv(vars)
 }
 
 /// Runs the parsed command line to its exit code ([`crate::exit`]): 1 when a check failed,
@@ -124,5 +168,48 @@ fn init_logging(s: &Settings) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_given_as_flags_reach_child_processes_as_variables() {
+        let cli = parse_from([
+            "pipedemo",
+            "--pg-port",
+            "5433",
+            "chaos",
+            "--pg-password",
+            "s3cret",
+            "--kafka-option",
+            "a=1",
+            "--kafka-option",
+            "b=2",
+            "--faults",
+            "kafka-stop",
+        ])
+        .unwrap();
+        let env: std::collections::HashMap<String, String> = cli
+            .settings
+            .child_env
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(env["POSTGRES_PORT"], "5433");
+        // Given after the subcommand too, and a list as the variable spells it.
+        assert_eq!(env["POSTGRES_PASSWORD"], "s3cret");
+        assert_eq!(env["KAFKA_OPTIONS"], "a=1;b=2");
+        // Defaults and the command's own flags are not settings to pass on.
+        assert!(!env.contains_key("KAFKA_BOOTSTRAP_SERVERS") && !env.contains_key("FAULTS"));
+        // Debug output names the variables, never their values.
+        let shown = format!("{:?}", cli.settings);
+        assert!(
+            shown.contains("POSTGRES_PASSWORD") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

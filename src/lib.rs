@@ -19,7 +19,7 @@
 //!   [`telemetry::live`] and [`telemetry::stats`], with [`telemetry::health`] as data.
 //!
 //! Shared vocabulary: [`config`] (settings), [`event`] (the event types), [`read_model`] (the
-//! collections), [`run_id`], [`numbers`], [`exit`] (the exit codes).
+//! collections), [`fault`] (what a chaos run breaks), [`run_id`], [`numbers`], [`exit`] (the exit codes).
 
 #![warn(missing_docs)]
 
@@ -29,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod event;
 pub mod exit;
+pub mod fault;
 pub mod numbers;
 pub mod pipeline;
 pub mod provision;

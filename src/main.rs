@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 // Per event, pipedemo allocates and frees a few dozen small buffers (JSON, BSON, metrics);
 // glibc's malloc spent a fifth of its CPU on them at 4,000 events/s.
 #[global_allocator]
@@ -14,5 +12,5 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return pipedemo::exit::Exit::Usage.into();
     }
-    pipedemo::cli::run(pipedemo::cli::Cli::parse())
+    pipedemo::cli::run(pipedemo::cli::parse())
 }

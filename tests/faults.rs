@@ -1,4 +1,4 @@
-//! Fault injection under load (slow; run alone with `cargo test --test faults`). Each scenario
+//! Fault injection under load (slow; run alone with `cargo test --features failpoints --test faults`). Each scenario
 //! sends 10,000 events while something breaks, then proves with `verify` that every event is in
 //! its read model exactly once and the counters are exact. Needs the stack started by
 //! `scripts/stack.sh up` (the tests stop and start its services).
@@ -387,47 +387,5 @@ async fn graceful_stop_mid_load_commits_and_exits_130() {
     );
 }
 
-#[tokio::test]
-async fn kafka_broker_down_for_10_seconds_loses_nothing() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    outage(
-        "fault_kafka",
-        "stop",
-        "kafka",
-        Duration::from_secs(2),
-        Duration::from_secs(10),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn kafka_connect_killed_mid_load_resends_are_absorbed() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    // SIGKILL: Debezium's last offsets flush was up to 1 s earlier, so it sends those changes
-    // again after the restart (the replay line shows more messages than events).
-    outage(
-        "fault_connect",
-        "kill",
-        "connect",
-        Duration::from_secs(3),
-        Duration::from_secs(2),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn postgresql_restarted_between_batches_loses_nothing() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    // The inserter retries its batch until PostgreSQL is back; Debezium reconnects by itself.
-    outage(
-        "fault_postgres",
-        "stop",
-        "postgres",
-        Duration::from_secs(3),
-        Duration::from_secs(2),
-    )
-    .await;
-}
+// The Kafka broker's, Kafka Connect's and PostgreSQL's outages run in `tests/chaos.rs`: one
+// `pipedemo chaos` run breaks each of them (and more) under load, then verifies and replays.

@@ -36,6 +36,17 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
             "--prewarm",
             "2s",
         ])
+        // The chaos phase at the end, with two faults that act on pipedemo's own processes and
+        // connector (the local stack's own faults run in tests/chaos.rs).
+        .args([
+            "--chaos",
+            "--faults",
+            "connector-pause,rebalance",
+            "--fault-duration",
+            "3s",
+            "--gap",
+            "3s",
+        ])
         .arg("--report-json")
         .arg(&json)
         .arg("--report-html")
@@ -117,7 +128,27 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
     assert_eq!(r["method"]["debezium"], "3.3.2.Final");
     assert!(r["method"]["machine_cores"].as_u64().unwrap() >= 1);
     assert!(!r["method"]["postgres"].as_str().unwrap().is_empty());
+    let chaos = &r["chaos"];
+    assert_eq!(chaos["passed"], true, "{chaos:#}");
+    let verdicts: Vec<(&str, &str)> = chaos["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["fault"].as_str().unwrap(), f["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [("connector-pause", "recovered"), ("rebalance", "recovered")]
+    );
+    assert!(
+        out.contains("PASS: every fault recovered and nothing was lost"),
+        "{out}"
+    );
     let h = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        h.contains("<h2 id=\"chaos\">Chaos</h2>")
+            && h.contains("<figure id=\"chaos-backlog\"><svg")
+    );
     for id in [
         "latency-over-time",
         "latency-cdf",
@@ -168,15 +199,6 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn tmux(socket: &str, args: &[&str]) -> String {
-    let o = Command::new("tmux")
-        .args(["-L", socket])
-        .args(args)
-        .output()
-        .expect("tmux is installed (apt-get install tmux)");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn dashboard_runs_live_in_a_real_terminal() {
     common::require_stack();
@@ -189,7 +211,7 @@ async fn dashboard_runs_live_in_a_real_terminal() {
         bin = env!("CARGO_BIN_EXE_pipedemo"),
         d = dir.display()
     );
-    tmux(
+    common::tmux(
         &socket,
         &[
             "new-session",
@@ -211,7 +233,7 @@ async fn dashboard_runs_live_in_a_real_terminal() {
     let mut end = String::new();
     let mut frames = 0;
     while Instant::now() < deadline {
-        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "show"]);
+        let pane = common::tmux(&socket, &["capture-pane", "-p", "-t", "show"]);
         if pane.contains("Pipeline health") && pane.contains("phase:") {
             frames += 1;
             assert!(
@@ -222,14 +244,14 @@ async fn dashboard_runs_live_in_a_real_terminal() {
                 dashboard = pane.clone();
             }
         }
-        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "show", "-S", "-200"]);
+        let pane = common::tmux(&socket, &["capture-pane", "-p", "-t", "show", "-S", "-200"]);
         if pane.contains("EXIT=") {
             end = pane;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tmux(&socket, &["kill-server"]);
+    common::tmux(&socket, &["kill-server"]);
     let log = std::fs::read_to_string(dir.join("pipedemo.log")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(frames > 0, "the dashboard was never seen");

@@ -148,8 +148,8 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The files to remove, with their registry record: the metrics file and `pipedemo.log`
-/// beside it when they are pipedemo's (a metrics line, the log's header), and every report a
+/// The files to remove, with their registry record: the metrics file, `pipedemo.log` and
+/// `pipedemo-consumers.log` beside it when they are pipedemo's (a metrics line, the log's header), and every report a
 /// run recorded on this machine that is under the working directory or named with `--file`
 /// and carries that run's id ([`ownership::may_remove_file`]). Anything else is left alone.
 async fn files(
@@ -167,12 +167,11 @@ async fn files(
     {
         out.push((metrics.clone(), None));
     }
-    let log = metrics
-        .parent()
-        .unwrap_or(Path::new(""))
-        .join("pipedemo.log");
-    if first_line(&log).is_some_and(|l| l.starts_with(crate::run_id::LOG_HEADER_PREFIX)) {
-        out.push((log, None));
+    for name in ["pipedemo.log", crate::run::children::LOG_FILE] {
+        let log = metrics.parent().unwrap_or(Path::new("")).join(name);
+        if first_line(&log).is_some_and(|l| l.starts_with(crate::run_id::LOG_HEADER_PREFIX)) {
+            out.push((log, None));
+        }
     }
     for record in ownership::recorded(pg, Kind::File, &ownership::host()).await? {
         let Some((run, path)) = ownership::parse_file_record(&record) else {

@@ -16,6 +16,25 @@ pub struct Args {
     /// Treat snapshot reads (op r) as events instead of skipping them.
     #[arg(long)]
     pub include_snapshot: bool,
+    /// For the consumers a chaos run starts: SIGUSR1 makes the process crash after its next
+    /// MongoDB write, before the offset commit.
+    #[arg(long, hide = true)]
+    pub chaos_hooks: bool,
+}
+
+/// A flag that SIGUSR1 sets.
+fn arm_on_sigusr1() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let set = armed.clone();
+    tokio::spawn(async move {
+        if usr1.recv().await.is_some() {
+            tracing::warn!("chaos: will crash after the next MongoDB write");
+            set.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Ok(armed)
 }
 
 /// Consumes until stopped, appending timing records to the metrics file.
@@ -41,6 +60,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     }
     let opts = ConsumerOptions {
         include_snapshot: a.include_snapshot,
+        crash_armed: a.chaos_hooks.then(arm_on_sigusr1).transpose()?,
         ..ConsumerOptions::default()
     };
     let running = consumer::start(s, opts, tx, &stop).await?;

@@ -49,6 +49,16 @@ pub struct Args {
     /// Skip the closing capacity phase.
     #[arg(long)]
     pub no_capacity: bool,
+    /// Add a chaos phase at the end: faults one at a time under a paced load (see
+    /// `pipedemo chaos`), every one recovered and nothing lost, or the show fails.
+    #[arg(long)]
+    pub chaos: bool,
+    /// The chaos phase's offered events/s.
+    #[arg(long, default_value_t = 300.0, requires = "chaos")]
+    pub chaos_rate: f64,
+    /// The chaos phase's schedule.
+    #[command(flatten)]
+    pub faults: super::chaos::FaultArgs,
     /// How long to warm the JVMs (Kafka, Connect) at 400 events/s before the show, in a
     /// phase of its own that is not held to the targets; `0s` skips it.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
@@ -116,6 +126,13 @@ impl From<&Args> for FullOptions {
                 growth: 2.0,
                 refinements: 2,
                 write: a.pacing.write.model(),
+            }),
+            chaos: a.chaos.then(|| {
+                a.faults.options(
+                    a.chaos_rate,
+                    crate::run::chaos::DEFAULT_SLO_P99_MS,
+                    &a.pacing.write,
+                )
             }),
             setup: SetupOptions::fresh(a.partitions, a.force),
             consumer: a.retry.consumer(),
@@ -243,6 +260,9 @@ fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
     out += &report::assessment(outcome);
     if let Some(c) = &outcome.capacity {
         out += &format!("{}\n", report::capacity_answer(c));
+    }
+    if let Some(c) = &outcome.chaos {
+        out += &report::chaos(c);
     }
     for f in &outcome.threshold_failures {
         out += &format!("✗ threshold: {f}\n");

@@ -3,6 +3,7 @@
 //! [`crate::show`]'s. [`flags`] holds the flags several subcommands share.
 
 pub mod capacity;
+pub mod chaos;
 pub mod cleanup;
 pub mod completions;
 pub mod consume;
@@ -37,6 +38,10 @@ pub enum Command {
     /// The highest rate the pipeline sustains within a p99 latency target: an open-loop
     /// rate sweep, every event verified.
     Capacity(capacity::Args),
+    /// Break the pipeline while it runs: a paced load while faults (consumer kill, broker,
+    /// Connect, MongoDB and PostgreSQL outages, connector pause…) run one at a time, then
+    /// verification; recovery time per fault, and exit 1 on any loss.
+    Chaos(chaos::Args),
     /// Run the consumer alone until interrupted (Ctrl-C / SIGTERM).
     Consume(consume::Args),
     /// Consume the whole topic again from its start (the group must have no running consumer),
@@ -60,6 +65,7 @@ impl Command {
             Command::Monitor(a) => monitor::command(s, a).await,
             Command::Full(a) => full::command(s, a).await,
             Command::Capacity(a) => capacity::command(s, a).await,
+            Command::Chaos(a) => chaos::command(s, a).await,
             Command::Consume(a) => consume::command(s, a).await,
             Command::Replay(a) => replay::command(s, a).await,
             Command::Verify(a) => verify::command(s, a).await,

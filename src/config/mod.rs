@@ -39,6 +39,26 @@ pub struct Settings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: OutputArgs,
+    /// The settings given as flags, as the variables a child `pipedemo` process reads them
+    /// from (filled by [`crate::cli::parse`]).
+    #[arg(skip)]
+    pub child_env: ChildEnv,
+}
+
+/// Settings given on the command line, as `(variable, value)`: a `pipedemo consume` started
+/// by this process (chaos runs) gets them in its environment, never in its arguments, where
+/// any user of the machine could read a password. Values from the environment or `.env`
+/// are inherited anyway.
+#[derive(Clone, Default)]
+pub struct ChildEnv(pub Vec<(String, std::ffi::OsString)>);
+
+impl std::fmt::Debug for ChildEnv {
+    /// Names only: the values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 impl Settings {

@@ -28,6 +28,8 @@ use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::PostgresArgs;
 use uuid::Uuid;
 
 use crate::pipeline::generator::refers_to;
@@ -244,9 +246,94 @@ pub struct Pool {
     failed: CancellationToken,
 }
 
+/// How a writer rides out a PostgreSQL restart: it reconnects and sends the transaction
+/// again, for up to `limit`, as an application's outbox writer would.
+#[derive(Clone, Debug)]
+pub struct Reconnect {
+    /// Where to reconnect.
+    pub pg: PostgresArgs,
+    /// How long to keep trying.
+    pub limit: Duration,
+}
+
+/// Whether a failed write is worth sending again on a new connection: the connection is
+/// gone, or the server is shutting down or not yet accepting (SQLSTATE classes 08 and 57).
+fn connection_lost(client: &Client, e: &anyhow::Error) -> bool {
+    if client.is_closed() {
+        return true;
+    }
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+    {
+        Some(pe) => pe
+            .code()
+            .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57")),
+        None => false,
+    }
+}
+
+/// A key that already exists: the transaction sent again had committed the first time (its
+/// acknowledgement was lost with the connection).
+fn already_committed(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .any(|pe| pe.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+}
+
+/// Writes one transaction, reconnecting as `reconnect` allows.
+async fn write(
+    client: &mut Arc<Client>,
+    events: &[NewEvent],
+    reconnect: Option<&Reconnect>,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut resent = false;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let e = match outbox::insert_batch(client, events).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if resent && already_committed(&e) {
+            return Ok(());
+        }
+        let Some(r) = reconnect.filter(|_| connection_lost(client, &e)) else {
+            return Err(e);
+        };
+        if started.elapsed() > r.limit {
+            return Err(e.context(format!(
+                "PostgreSQL did not come back within {} s",
+                r.limit.as_secs()
+            )));
+        }
+        if !resent {
+            tracing::warn!("PostgreSQL connection lost ({e:#}); reconnecting");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+        if client.is_closed() {
+            match outbox::connect(&r.pg).await {
+                Ok(c) => {
+                    *client = Arc::new(c);
+                    tracing::info!("PostgreSQL is back; sending the transaction again");
+                }
+                Err(_) => continue,
+            }
+        }
+        resent = true;
+    }
+}
+
 impl Pool {
     /// Starts one writer per client.
     pub fn start(clients: Vec<Arc<Client>>) -> Pool {
+        Pool::start_with(clients, None)
+    }
+
+    /// Like [`Pool::start`]; the writers reconnect when PostgreSQL goes away, as `reconnect`
+    /// says.
+    pub fn start_with(clients: Vec<Arc<Client>>, reconnect: Option<Reconnect>) -> Pool {
         let serial = clients.len() <= 1;
         // A short queue: a writer that cannot keep up holds the plan back (its events are
         // still due at their times, so the latency shows it) rather than filling memory.
@@ -256,7 +343,8 @@ impl Pool {
         let mark = Arc::new(std::sync::Mutex::new(Mark::default()));
         let failed = CancellationToken::new();
         let mut workers = JoinSet::new();
-        for client in clients {
+        for mut client in clients {
+            let reconnect = reconnect.clone();
             let (rx, mark, mark_tx, mut committed, failed) = (
                 rx.clone(),
                 mark.clone(),
@@ -281,7 +369,7 @@ impl Pool {
                                 _ = failed.cancelled() => return Ok(()),
                             }
                         }
-                        outbox::insert_batch(&client, &job.events).await?;
+                        write(&mut client, &job.events, reconnect.as_ref()).await?;
                         let m = mark.lock().expect("mark lock").done(job.seq);
                         mark_tx.send_replace(m);
                     }

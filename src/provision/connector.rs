@@ -470,6 +470,45 @@ impl Connect {
         Ok(())
     }
 
+    /// Whether the connector is pipedemo's: registered by its setup, which marks the config.
+    /// A chaos run pauses and restarts nothing else.
+    pub async fn is_ours(&self) -> Result<bool> {
+        Ok(self
+            .config()
+            .await?
+            .is_some_and(|c| c.get(OWNER_KEY).is_some()))
+    }
+
+    /// `PUT /connectors/<name>/pause` or `/resume`.
+    pub async fn set_paused(&self, paused: bool) -> Result<()> {
+        let verb = if paused { "pause" } else { "resume" };
+        self.send(
+            self.http
+                .put(format!("{}/connectors/{}/{verb}", self.base, self.name)),
+        )
+        .await?
+        .error_for_status()
+        .with_context(|| format!("Kafka Connect refused to {verb} {}", self.name))?;
+        Ok(())
+    }
+
+    /// Restarts task `id` of the connector alone (`POST .../tasks/<id>/restart`).
+    pub async fn restart_task(&self, id: u32) -> Result<()> {
+        self.send(self.http.post(format!(
+            "{}/connectors/{}/tasks/{id}/restart",
+            self.base, self.name
+        )))
+        .await?
+        .error_for_status()
+        .with_context(|| {
+            format!(
+                "Kafka Connect refused to restart task {id} of {}",
+                self.name
+            )
+        })?;
+        Ok(())
+    }
+
     /// Restarts the connector and its tasks (used after a config update and after failures).
     pub async fn restart(&self) -> Result<()> {
         self.send(self.http.post(format!(

@@ -7,8 +7,9 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use super::capacity::{self, CapacityOptions};
+use super::chaos::{self, ChaosOptions};
 use super::outcome::{CapacityReport, FullOutcome, PhaseResult, PhaseSummary, Step};
-use super::session::{PhaseOptions, Session, PREWARM};
+use super::session::{Host, PhaseOptions, Session, PREWARM};
 use crate::check::targets::Targets;
 use crate::check::thresholds::Thresholds;
 use crate::check::verify::{self, VerifyReport};
@@ -32,6 +33,8 @@ pub struct FullOptions {
     pub targets: Targets,
     /// The closing capacity phase, unless skipped.
     pub capacity: Option<CapacityOptions>,
+    /// The chaos phase after everything else (`--chaos`).
+    pub chaos: Option<ChaosOptions>,
     /// Setup options.
     pub setup: SetupOptions,
     /// The consumer's options (its retry limit).
@@ -100,10 +103,31 @@ pub async fn run(
         _ => None,
     };
     session.finish().await?;
+    // The faults come last, so that they cannot disturb the measured phases; the consumer
+    // moves to a child process that the chaos phase can kill, on the same live state.
+    let chaos = match &o.chaos {
+        Some(c) if !stop.is_cancelled() => {
+            let mut session = Session::start_on(
+                s,
+                o.consumer.clone(),
+                &CancellationToken::new(),
+                Host::Children(Some(live.clone())),
+            )
+            .await?;
+            let r = chaos::run(&mut session, s, c, &stop).await;
+            session.finish().await?;
+            Some(r?)
+        }
+        _ => None,
+    };
     let verification = verify::run(s, false).await?;
     let total_secs = results.iter().map(|r| r.wall_secs).sum();
     let phases: Vec<PhaseSummary> = results.iter().map(PhaseResult::summary).collect();
-    let outcome = outcome(o, phases, prewarm, capacity, verification, total_secs);
+    let mut outcome = outcome(o, phases, prewarm, capacity, verification, total_secs);
+    if let Some(mut c) = chaos {
+        c.judge(&outcome.verification);
+        outcome.chaos = Some(c);
+    }
     Ok((outcome, live, versions))
 }
 
@@ -149,6 +173,7 @@ fn outcome(
         targets_missed,
         prewarm,
         capacity,
+        chaos: None,
     }
 }
 
@@ -164,6 +189,7 @@ mod tests {
             burst,
             targets: Targets::default(),
             capacity: None,
+            chaos: None,
             setup: SetupOptions::fresh(1, false),
             consumer: ConsumerOptions::default(),
             thresholds: Thresholds {

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::pipeline::kafka::LagProbe;
+use crate::pipeline::outbox;
 use crate::pipeline::store::ReadModels;
 use crate::provision::connector::Connect;
 use crate::telemetry::health::Health;
@@ -20,11 +21,12 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
     let connect = Connect::new(&s.connect);
     let lag = LagProbe::new(&s.kafka, &s.kafka.topic());
     let mut store: Option<ReadModels> = None;
+    let mut pg: Option<tokio_postgres::Client> = None;
     loop {
         let mut h = Health::default();
         let mut problems = Vec::new();
         // The three probes are independent; one slow service must not hold up the others.
-        let (lag_r, connector_r, counts_r) = tokio::join!(
+        let (lag_r, connector_r, counts_r, pg_r) = tokio::join!(
             async {
                 match &lag {
                     Ok(p) => p.lag().await,
@@ -55,6 +57,26 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
                     ),
                 }
             },
+            async {
+                // The outbox's database: a restart shows here even between inserts.
+                if pg.as_ref().is_none_or(|c| c.is_closed()) {
+                    pg = match tokio::time::timeout(MONGO_CONNECT_WAIT, outbox::connect(&s.pg))
+                        .await
+                    {
+                        Ok(Ok(c)) => Some(c),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(anyhow::anyhow!("no answer within 2 s")),
+                    };
+                }
+                match &pg {
+                    Some(c) => c
+                        .simple_query("SELECT 1")
+                        .await
+                        .map(|_| ())
+                        .map_err(anyhow::Error::from),
+                    None => Ok(()),
+                }
+            },
         );
         match lag_r {
             Ok(l) => h.lag = Some(l),
@@ -81,6 +103,12 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
                 "MongoDB: {}",
                 crate::pipeline::diagnose::first_line(&e.to_string())
             )),
+        }
+        if let Err(e) = pg_r {
+            problems.push(format!(
+                "PostgreSQL: {}",
+                crate::pipeline::diagnose::first_line(&format!("{e:#}"))
+            ));
         }
         h.problem = problems.into_iter().next();
         {

@@ -4,6 +4,8 @@
 //! ([`outcome`]) for `show` to render.
 
 pub mod capacity;
+pub mod chaos;
+pub mod children;
 pub mod full;
 pub mod health;
 pub mod load;

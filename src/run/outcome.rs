@@ -254,11 +254,15 @@ pub struct FullOutcome {
     pub prewarm: Option<PhaseSummary>,
     /// The closing capacity phase.
     pub capacity: Option<CapacityReport>,
+    /// The chaos phase (`full --chaos`).
+    pub chaos: Option<crate::run::chaos::outcome::ChaosOutcome>,
 }
 
 impl FullOutcome {
-    /// Verification passed and no threshold broke.
+    /// Verification passed, no threshold broke, and the chaos phase (if any) passed.
     pub fn passed(&self) -> bool {
-        self.verification.passed && self.threshold_failures.is_empty()
+        self.verification.passed
+            && self.threshold_failures.is_empty()
+            && self.chaos.as_ref().is_none_or(|c| c.passed)
     }
 }

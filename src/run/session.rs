@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::children::Children;
 use super::outcome::{PhaseResult, TimelinePoint};
 use crate::config::PostgresArgs;
 use crate::config::Settings;
@@ -98,16 +99,48 @@ pub struct Session {
     /// The live state the dashboard reads.
     pub live: Shared,
     changed: watch::Receiver<u64>,
-    consumer: consumer::Running,
+    consumer: Consumer,
     collector: JoinHandle<Result<()>>,
     health: JoinHandle<()>,
     health_stop: CancellationToken,
     pg: Arc<tokio_postgres::Client>,
     pg_args: PostgresArgs,
+    /// How long the writers reconnect to a PostgreSQL that went away (the consumer's retry
+    /// limit; `None`: for ever).
+    retry_limit: Option<Duration>,
     /// How long a phase stopped by a signal still waits for the events it already inserted
     /// (zero: not at all, for runs whose consumer stops with the same signal).
     pub drain_on_stop: Duration,
     elsewhere: Elsewhere,
+}
+
+/// Where the session's consumer runs.
+enum Consumer {
+    /// In this process, on a task.
+    Here(consumer::Running),
+    /// In child processes, their records tailed back (chaos runs).
+    Children(Children),
+}
+
+impl Consumer {
+    fn alone(&self) -> bool {
+        match self {
+            Consumer::Here(r) => r.alone(),
+            // Their group membership is not visible from here; the read models decide.
+            Consumer::Children(_) => false,
+        }
+    }
+}
+
+/// Where a session runs its consumer.
+#[derive(Clone, Debug, Default)]
+pub enum Host {
+    /// On a task of this process.
+    #[default]
+    InProcess,
+    /// In child processes (`pipedemo consume`) that a chaos run can kill, showing on `live`
+    /// (a new live state when `None`).
+    Children(Option<Shared>),
 }
 
 /// Finds the events a phase awaits that another consumer of the group applied: with several
@@ -191,11 +224,27 @@ impl Session {
         opts: ConsumerOptions,
         stop: &CancellationToken,
     ) -> Result<Session> {
+        Session::start_on(s, opts, stop, Host::InProcess).await
+    }
+
+    /// Like [`Session::start`], with the consumer where `host` says.
+    pub async fn start_on(
+        s: &Settings,
+        opts: ConsumerOptions,
+        stop: &CancellationToken,
+        host: Host,
+    ) -> Result<Session> {
         let pg = Arc::new(outbox::connect(&s.pg).await?);
         outbox::check_table(&pg).await?;
         let file = MetricsFile::append(&s.output.metrics_file)?;
         let (tx, rx) = metrics::channel();
-        let live = Shared::new(Live::default());
+        let live = match &host {
+            Host::Children(Some(live)) => {
+                live.lock().complete = false;
+                live.clone()
+            }
+            _ => Shared::new(Live::default()),
+        };
         let (changed_tx, changed) = watch::channel(0);
         let collector = tokio::spawn(live::collect(
             rx,
@@ -208,7 +257,19 @@ impl Session {
         if let Some(addr) = s.output.metrics_listen {
             crate::telemetry::exporter::serve(addr, live.clone())?;
         }
-        let mut consumer = consumer::start(s, opts, tx, stop).await?;
+        let retry_limit = opts.retry_limit;
+        let consumer = match host {
+            Host::InProcess => {
+                let mut c = consumer::start(s, opts, tx, stop).await?;
+                c.assigned.wait(Duration::from_secs(30)).await?;
+                Consumer::Here(c)
+            }
+            Host::Children(_) => {
+                let c = Children::start(s, tx, live.clone()).await?;
+                c.wait_members(1, Duration::from_secs(60)).await?;
+                Consumer::Children(c)
+            }
+        };
         let health_stop = stop.child_token();
         let health = tokio::spawn(crate::run::health::poll(
             s.clone(),
@@ -216,7 +277,6 @@ impl Session {
             Duration::from_secs(1),
             health_stop.clone(),
         ));
-        consumer.assigned.wait(Duration::from_secs(30)).await?;
         let elsewhere = Elsewhere {
             store: ReadModels::connect(&s.mongo).await?,
             awaiting: HashMap::new(),
@@ -233,6 +293,7 @@ impl Session {
             health_stop,
             pg,
             pg_args: s.pg.clone(),
+            retry_limit,
             drain_on_stop: Duration::ZERO,
         })
     }
@@ -256,6 +317,16 @@ impl Session {
         let started = Instant::now();
         let (sent, transactions) = self.insert(o, started, stop).await?;
         let insert_secs = started.elapsed().as_secs_f64();
+        if sent < o.events {
+            // Stopped early: the phase awaits what was written, not what never was.
+            let mut l = self.live.lock();
+            if let Some(p) = l.phases.last_mut() {
+                p.target = sent;
+                if p.received >= sent && p.finished_us.is_none() {
+                    p.finished_us = Some(crate::telemetry::clock::now_us());
+                }
+            }
+        }
         let arrived_while_inserting = self.live.lock().phases.last().map_or(0, |p| p.received);
         tracing::debug!(phase = name, secs = insert_secs, "outbox rows inserted");
 
@@ -319,11 +390,21 @@ impl Session {
         started: Instant,
         stop: &CancellationToken,
     ) -> Result<(u64, u64)> {
+        if self.pg.is_closed() {
+            // PostgreSQL restarted since the last phase.
+            self.pg = Arc::new(outbox::connect(&self.pg_args).await?);
+        }
         let mut clients = vec![self.pg.clone()];
         for _ in 1..o.write.connections {
             clients.push(Arc::new(outbox::connect(&self.pg_args).await?));
         }
-        let mut pool = Pool::start(clients);
+        let mut pool = Pool::start_with(
+            clients,
+            Some(writer::Reconnect {
+                pg: self.pg_args.clone(),
+                limit: self.retry_limit.unwrap_or(Duration::MAX),
+            }),
+        );
         let mut events = Generator::new(o.events, o.seed);
         let start_us = crate::telemetry::clock::now_us() - started.elapsed().as_micros() as i64;
         let mut sent = 0u64;
@@ -359,9 +440,20 @@ impl Session {
             .map_or(0, |p| p.target - p.received)
     }
 
+    /// The consumer processes, when they are children (chaos runs break them).
+    pub fn children(&self) -> Option<Children> {
+        match &self.consumer {
+            Consumer::Children(c) => Some(c.clone()),
+            Consumer::Here(_) => None,
+        }
+    }
+
     /// Stops the consumer (committing offsets), drains the metrics and marks the run complete.
     pub async fn finish(self) -> Result<Totals> {
-        let totals = self.consumer.finish().await?;
+        let totals = match self.consumer {
+            Consumer::Here(c) => c.finish().await?,
+            Consumer::Children(c) => c.finish().await?,
+        };
         // The consumer held the only sender; the collector ends when it has drained.
         self.collector.await.context("metrics collector")??;
         self.health_stop.cancel();

@@ -16,10 +16,11 @@ use ratatui::Frame;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::EventType;
+use crate::fault::FaultState;
 use crate::read_model::Collection;
 use crate::show::report::thousands;
 use crate::telemetry::health::Health;
-use crate::telemetry::live::{RunState, Shared, Snapshot};
+use crate::telemetry::live::{ChaosView, RunState, Shared, Snapshot};
 use crate::telemetry::stats::{Stage, Summary};
 
 fn state_color(s: RunState) -> Color {
@@ -78,6 +79,19 @@ pub fn render(f: &mut Frame, s: &Snapshot) {
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(row1);
     render_throughput(f, a, s, color);
     render_latency(f, b, s, color);
+    if let Some(c) = &s.chaos {
+        // A chaos run's schedule takes the stage and recent-event panels' room: what breaks,
+        // and whether it came back, is the story.
+        let rest = Rect {
+            height: row2.height + row3.height,
+            ..row2
+        };
+        let [a, b] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
+            .areas(rest);
+        render_chaos(f, a, c, color);
+        render_health(f, b, s, color);
+        return;
+    }
     let [a, b] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(row2);
     render_stages(f, a, s, color);
@@ -86,6 +100,74 @@ pub fn render(f: &mut Frame, s: &Snapshot) {
         Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row3);
     render_recent(f, a, s, color);
     render_health(f, b, s, color);
+}
+
+/// Where a fault stands, in a few words, with a countdown while it is held.
+fn fault_text(state: &FaultState, now_us: i64) -> (String, Style) {
+    let secs = |us: i64| (us as f64 / 1e6).max(0.0);
+    match state {
+        FaultState::Pending => ("pending".into(), Style::default().fg(Color::DarkGray)),
+        FaultState::Active { until_us: Some(u) } => (
+            format!("IN FORCE · cleared in {:.0} s", secs(u - now_us)),
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        FaultState::Active { until_us: None } => (
+            "IN FORCE · restarting".into(),
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        FaultState::Recovering { since_us } => (
+            format!("cleared {:.1} s ago · recovering", secs(now_us - since_us)),
+            Style::default().fg(Color::Yellow),
+        ),
+        FaultState::Recovered(line) => (line.clone(), Style::default().fg(Color::Green)),
+        FaultState::Failed(line) => (line.clone(), Style::default().fg(Color::Red)),
+        FaultState::Skipped(why) => (
+            format!("skipped: {why}"),
+            Style::default().fg(Color::DarkGray),
+        ),
+    }
+}
+
+fn render_chaos(f: &mut Frame, area: Rect, c: &ChaosView, color: Color) {
+    let block = panel("Chaos · faults one at a time", color);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [top, spark, list] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(2),
+        Constraint::Min(1),
+    ])
+    .areas(inner);
+    let backlog: Vec<u64> = c.backlog.iter().copied().collect();
+    f.render_widget(
+        Paragraph::new(format!(
+            "backlog {} now · peak {} (last {} s)",
+            thousands(backlog.last().copied().unwrap_or(0)),
+            thousands(backlog.iter().copied().max().unwrap_or(0)),
+            backlog.len()
+        )),
+        top,
+    );
+    let shown = &backlog[backlog.len().saturating_sub(spark.width as usize)..];
+    f.render_widget(
+        Sparkline::default()
+            .data(shown)
+            .style(Style::default().fg(Color::Yellow)),
+        spark,
+    );
+    let now = crate::telemetry::clock::now_us();
+    let lines: Vec<Line> = c
+        .faults
+        .iter()
+        .map(|(fault, state)| {
+            let (text, style) = fault_text(state, now);
+            Line::from(vec![
+                Span::raw(format!("{:<17} ", fault.name())),
+                Span::styled(text, style),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), list);
 }
 
 fn render_header(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
@@ -114,7 +196,10 @@ fn render_header(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
                 if s.outage > 0 {
                     outage_text(s)
                 } else {
-                    s.health.problem.clone().unwrap_or_default()
+                    s.process_problem
+                        .clone()
+                        .or_else(|| s.health.problem.clone())
+                        .unwrap_or_default()
                 },
                 Style::default().fg(Color::Yellow),
             ),
@@ -413,6 +498,24 @@ pub fn progress_line(s: &Snapshot) -> String {
     if s.outage > 0 {
         line.push_str(" · ");
         line.push_str(&outage_text(s));
+    } else if let Some(p) = s.process_problem.as_ref().or(s.health.problem.as_ref()) {
+        line.push_str(" · problem: ");
+        line.push_str(p);
+    }
+    if let Some(c) = &s.chaos {
+        let now = crate::telemetry::clock::now_us();
+        line.push_str(&format!(
+            " · backlog {}",
+            thousands(c.backlog.back().copied().unwrap_or(0))
+        ));
+        if let Some((fault, state)) = c.faults.iter().find(|(_, st)| {
+            matches!(
+                st,
+                FaultState::Active { .. } | FaultState::Recovering { .. }
+            )
+        }) {
+            line.push_str(&format!(" · {fault}: {}", fault_text(state, now).0));
+        }
     }
     line
 }
@@ -590,6 +693,57 @@ mod tests {
         for (w, h) in [(40, 10), (10, 3), (1, 1)] {
             screen(&fed(), w, h);
         }
+    }
+
+    #[test]
+    fn a_chaos_run_shows_its_schedule_countdown_and_backlog_in_80x24() {
+        use crate::fault::Fault;
+        let mut l = fed();
+        let now = crate::telemetry::clock::now_us();
+        let mut c = crate::telemetry::live::ChaosView {
+            faults: vec![
+                (
+                    Fault::ConsumerKill,
+                    FaultState::Recovered("recovered in 11.2 s · peak backlog 3,212".into()),
+                ),
+                (
+                    Fault::KafkaStop,
+                    FaultState::Active {
+                        until_us: Some(now + 7_400_000),
+                    },
+                ),
+                (Fault::MongoStop, FaultState::Pending),
+                (
+                    Fault::PostgresRestart,
+                    FaultState::Skipped("PostgreSQL is not the local stack's".into()),
+                ),
+            ],
+            ..Default::default()
+        };
+        for n in [3, 5, 400, 2950] {
+            c.push_backlog(n);
+        }
+        l.chaos = Some(c);
+        l.process_problem = Some("consumer process 42 was killed (SIGKILL)".into());
+        let s = screen(&l, 80, 24);
+        for want in [
+            "DEGRADED",
+            "consumer process 42 was killed",
+            "Chaos",
+            "backlog 2,950 now · peak 2,950",
+            "consumer-kill     recovered in 11.2 s",
+            "kafka-stop        IN FORCE · cleared in 7 s",
+            "mongo-stop        pending",
+            "postgres-restart  skipped",
+            "Pipeline health",
+        ] {
+            assert!(s.contains(want), "{want:?} missing:\n{s}");
+        }
+        let line = progress_line(&l.snapshot());
+        assert!(
+            line.contains("backlog 2,950 · kafka-stop: IN FORCE · cleared in 7 s"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::verify::pass_fail_text;
+use crate::run::chaos::outcome::{ChaosOutcome, Verdict};
 use crate::run::outcome::{CapacityReport, FullOutcome};
 use crate::show::plots;
 use crate::show::report::thousands;
@@ -97,6 +98,7 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Writes `demo_report.html`: summary tables and four plots, no external resources.
@@ -143,6 +145,9 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
             h.push_str(&format!("<li class=fail>{}</li>", esc(f)));
         }
         h.push_str("</ul>");
+    }
+    if let Some(c) = &o.chaos {
+        h.push_str(&chaos_section(c));
     }
     h.push_str(&figures(o, live));
     h.push_str("<h2>Method</h2><ul>");
@@ -215,6 +220,100 @@ fn capacity_section(c: &CapacityReport) -> String {
         plots::latency_vs_rate(&pts, c.slo_p99_ms, c.sustained_eps)
     ));
     h
+}
+
+/// A chaos run: the verdict, a table per fault, and backlog and p99 over time with the fault
+/// intervals shaded.
+pub fn chaos_section(c: &ChaosOutcome) -> String {
+    let verdict = if c.passed {
+        "<span class=pass>PASS</span>".to_owned()
+    } else {
+        format!(
+            "<span class=fail>FAIL: {}</span>",
+            esc(&c.failures.join("; "))
+        )
+    };
+    let mut h = format!(
+        "<h2 id=\"chaos\">Chaos</h2><p>{} events offered at {:.0} events/s while faults ran one \
+         at a time; recovered = backlog back to its level before the fault and p99 (from \
+         schedule) within {} ms, within {} s. Lost {} · duplicated {} · {verdict}</p>\
+         <table id=\"chaos-faults\"><tr><th>fault</th><th>result</th><th>injected s</th><th>held s</th>\
+         <th>noticed after s</th><th>peak backlog</th><th>recovery s</th><th>redelivered</th>\
+         <th>lost</th><th>p99 during ms</th><th>p99 recovering ms</th><th>p99 after ms</th></tr>",
+        thousands(c.load.events),
+        c.rate_eps,
+        c.slo_p99_ms,
+        c.recovery_timeout_secs,
+        thousands(c.lost),
+        thousands(c.duplicated),
+    );
+    let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
+    for f in &c.faults {
+        let (class, result) = match f.verdict {
+            Verdict::Recovered => ("pass", "recovered".to_owned()),
+            Verdict::Skipped => (
+                "",
+                format!("skipped: {}", f.reason.as_deref().unwrap_or("")),
+            ),
+            _ => ("fail", f.reason.clone().unwrap_or_default()),
+        };
+        h.push_str(&format!(
+            "<tr><td title=\"{}\">{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            esc(f.what), f.fault, esc(&result), opt(f.injected_at_secs), opt(f.held_secs()),
+            esc(f.noticed_cause.as_deref().unwrap_or("not noticed")), opt(f.noticed_after_secs),
+            thousands(f.peak_backlog), opt(f.recovery_secs), thousands(f.redelivered),
+            thousands(f.lost), f.latency_during.p99_ms, f.latency_recovering.p99_ms,
+            f.latency_after.p99_ms
+        ));
+    }
+    h.push_str("</table>");
+    let bands: Vec<(f64, f64, String)> = c
+        .faults
+        .iter()
+        .filter_map(|f| Some((f.injected_at_secs?, f.cleared_at_secs?, f.fault.to_string())))
+        .collect();
+    let backlog: Vec<(f64, f64)> = c
+        .timeline
+        .iter()
+        .map(|s| (s.at_secs, s.backlog as f64))
+        .collect();
+    let p99: Vec<(f64, f64)> = c
+        .timeline
+        .iter()
+        .filter_map(|s| Some((s.at_secs, s.p99_ms?)))
+        .collect();
+    h.push_str(&format!(
+        "<figure id=\"chaos-backlog\">{}</figure><figure id=\"chaos-latency\">{}</figure>",
+        plots::over_time_with_faults(
+            "Backlog during the chaos run (faults shaded)",
+            "events due, not yet in MongoDB",
+            &backlog,
+            &bands,
+            None
+        ),
+        plots::over_time_with_faults(
+            "p99 latency from schedule, per second (faults shaded)",
+            "p99 (ms)",
+            &p99,
+            &bands,
+            Some((c.slo_p99_ms, format!("SLO p99 {} ms", c.slo_p99_ms)))
+        )
+    ));
+    h
+}
+
+/// Writes a chaos run's own HTML report.
+pub fn write_chaos_html(path: &Path, c: &ChaosOutcome) -> Result<()> {
+    let h = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>pipedemo chaos report</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
+         td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f3f3f3}}td:first-child{{text-align:left}}\
+         .pass{{color:#1a7f37;font-weight:bold}}.fail{{color:#c62828;font-weight:bold}}</style></head><body>\
+         <h1>pipedemo: chaos report</h1>{}<p>pipedemo {}</p></body></html>",
+        chaos_section(c),
+        env!("CARGO_PKG_VERSION")
+    );
+    write(path, &h)
 }
 
 /// The four plots, as inline SVG figures.

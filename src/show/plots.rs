@@ -220,3 +220,64 @@ pub fn latency_vs_rate(steps: &[(f64, f64, f64)], slo_ms: f64, knee: Option<f64>
         Ok(())
     })
 }
+
+/// One figure over a chaos run's seconds (backlog, or p99), with each fault's interval, from
+/// injection to clearing, shaded and labelled, and an optional limit line (the SLO).
+pub fn over_time_with_faults(
+    title: &str,
+    y_desc: &str,
+    series: &[(f64, f64)],
+    faults: &[(f64, f64, String)],
+    limit: Option<(f64, String)>,
+) -> String {
+    draw(|root| {
+        let xmax = series
+            .iter()
+            .map(|p| p.0)
+            .chain(faults.iter().map(|f| f.1))
+            .fold(1.0, f64::max);
+        let ymax = series
+            .iter()
+            .map(|p| p.1)
+            .chain(limit.iter().map(|l| l.0))
+            .fold(1.0, f64::max)
+            * 1.15;
+        let mut c = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
+        c.configure_mesh()
+            .x_desc("seconds since the load started")
+            .y_desc(y_desc)
+            .draw()?;
+        let shade = PALETTE[3].mix(0.15);
+        c.draw_series(faults.iter().map(|(a, b, _)| {
+            // A moment (a kill and restart) still gets a visible band.
+            Rectangle::new([(*a, 0.0), (b.max(a + xmax / 300.0), ymax)], shade.filled())
+        }))?;
+        c.draw_series(faults.iter().map(|(a, _, name)| {
+            Text::new(
+                name.clone(),
+                (*a, ymax * 0.97),
+                ("sans-serif", 12).into_font().color(&PALETTE[3]),
+            )
+        }))?;
+        c.draw_series(LineSeries::new(series.to_vec(), PALETTE[0].stroke_width(2)))?;
+        if let Some((y, label)) = limit {
+            let color = PALETTE[3];
+            c.draw_series(LineSeries::new(
+                [(0.0, y), (xmax, y)],
+                color.stroke_width(1),
+            ))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            c.configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()?;
+        }
+        Ok(())
+    })
+}

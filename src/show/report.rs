@@ -440,6 +440,115 @@ fn verify_latency(out: &mut String, r: &VerifyReport) {
     }
 }
 
+/// `chaos --list`: each fault, what it does, and whether it can run here.
+pub fn fault_list(faults: &[(crate::fault::Fault, Option<String>)]) -> String {
+    let mut out = String::new();
+    for (f, refusal) in faults {
+        let _ = writeln!(
+            out,
+            "{:<17} {:<70} {}",
+            f.name(),
+            f.what(),
+            refusal
+                .as_ref()
+                .map_or("available".to_owned(), |why| format!("skipped: {why}"))
+        );
+    }
+    out
+}
+
+/// `text` cut to `n` characters, with an ellipsis when cut.
+fn short(text: &str, n: usize) -> String {
+    match text.char_indices().nth(n) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// A chaos run: one line per fault, then the load and the verdict.
+pub fn chaos(c: &crate::run::chaos::ChaosOutcome) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Chaos: {} events offered at {:.0} ev/s, faults one at a time (recovered = backlog back \
+         to its level before the fault and p99 from schedule ≤ {} ms, within {} s)",
+        thousands(c.load.events),
+        c.rate_eps,
+        c.slo_p99_ms,
+        c.recovery_timeout_secs
+    );
+    let _ = writeln!(
+        out,
+        "  {:<17}{:>9}{:>9}{:>10}{:>10}{:>10}{:>8}{:>11}{:>11}  noticed as",
+        "fault", "at s", "held s", "noticed", "peak", "recovery", "lost", "p99 during", "p99 after"
+    );
+    let opt = |v: Option<f64>, unit: &str| v.map_or("–".to_owned(), |v| format!("{v:.1}{unit}"));
+    for f in &c.faults {
+        if f.injected_at_secs.is_none() {
+            let _ = writeln!(out, "  {:<17}{}", f.fault.name(), f.line());
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<17}{:>9}{:>9}{:>10}{:>10}{:>10}{:>8}{:>11}{:>11}  {}",
+            f.fault.name(),
+            opt(f.injected_at_secs, ""),
+            opt(f.held_secs(), ""),
+            opt(f.noticed_after_secs, " s"),
+            thousands(f.peak_backlog),
+            match f.verdict {
+                crate::run::chaos::Verdict::Recovered => opt(f.recovery_secs, " s"),
+                _ => "NO".into(),
+            },
+            thousands(f.lost),
+            format!("{:.0} ms", f.latency_during.p99_ms),
+            format!("{:.0} ms", f.latency_after.p99_ms),
+            short(f.noticed_cause.as_deref().unwrap_or("not noticed"), 70),
+        );
+        if f.redelivered > 0 {
+            let _ = writeln!(
+                out,
+                "  {:<17}{} deliveries found already applied (absorbed)",
+                "",
+                thousands(f.redelivered)
+            );
+        }
+    }
+    let s = &c.load.from_schedule;
+    let _ = writeln!(
+        out,
+        "Load: {} of {} written events arrived; whole run p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+         (from schedule, faults included)",
+        thousands(c.load.delivered),
+        thousands(c.load.sent),
+        s.p50_ms,
+        s.p99_ms,
+        s.max_ms
+    );
+    let _ = writeln!(
+        out,
+        "Verified: lost {}, duplicated {} → {}",
+        thousands(c.lost),
+        thousands(c.duplicated),
+        if c.passed {
+            "PASS: every fault recovered and nothing was lost".to_owned()
+        } else {
+            format!("FAIL: {}", c.failures.join("; "))
+        }
+    );
+    let _ = writeln!(
+        out,
+        "Consumer processes' log: {}{}",
+        c.consumer_log.display(),
+        if c.consumer_exits.is_empty() {
+            String::new()
+        } else {
+            format!(" (restarted after: {})", c.consumer_exits.join("; "))
+        }
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

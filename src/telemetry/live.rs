@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::event::EventType;
+use crate::fault::{Fault, FaultState};
 use crate::telemetry::clock::now_us;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::{MetricEvent, MetricsFile, MetricsReceiver};
@@ -116,6 +117,14 @@ pub struct Live {
     pub outage: u32,
     /// What is failing in the current outage, with its error.
     pub outage_reason: Option<String>,
+    /// A consumer process that ended and is being restarted (runs whose consumer is a child
+    /// process), with how it ended.
+    pub process_problem: Option<String>,
+    /// A chaos run's schedule and backlog, for the dashboard.
+    pub chaos: Option<ChaosView>,
+    /// Every arrival of the current phase, when a chaos run asks for them (`Some`): what
+    /// its per-fault figures are computed from.
+    pub samples: Option<Vec<Sample>>,
     /// Polled health.
     pub health: Health,
     /// Set when the run ended.
@@ -131,6 +140,43 @@ pub struct Live {
     /// The whole run in windows of [`WINDOW_SECS`]: how latency and memory move over a
     /// long (soak) run.
     pub timeline: Vec<Window>,
+}
+
+/// One arrival, as a chaos run analyses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// When it was written to MongoDB (or found there), µs.
+    pub t5_us: i64,
+    /// When it was due to be inserted (paced phases; `None` for a redelivery).
+    pub due_us: Option<i64>,
+    /// Found already applied: delivered again.
+    pub redelivered: bool,
+}
+
+/// What the dashboard shows of a chaos run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChaosView {
+    /// The schedule, in order, with where each fault stands.
+    pub faults: Vec<(Fault, FaultState)>,
+    /// Events due and not yet arrived, once a second, oldest first.
+    pub backlog: VecDeque<u64>,
+}
+
+impl ChaosView {
+    /// Records the backlog of this second.
+    pub fn push_backlog(&mut self, n: u64) {
+        if self.backlog.len() == HISTORY_SECS {
+            self.backlog.pop_front();
+        }
+        self.backlog.push_back(n);
+    }
+
+    /// Sets where `fault` stands.
+    pub fn set(&mut self, fault: Fault, state: FaultState) {
+        if let Some(f) = self.faults.iter_mut().find(|(f, _)| *f == fault) {
+            f.1 = state;
+        }
+    }
 }
 
 /// The most points kept for the report's plots.
@@ -199,6 +245,9 @@ impl Default for Live {
             errors: 0,
             outage: 0,
             outage_reason: None,
+            process_problem: None,
+            chaos: None,
+            samples: None,
             health: Health::default(),
             complete: false,
             observing: false,
@@ -222,12 +271,26 @@ impl Live {
                     if p.waiting.remove(&r.event_id) {
                         p.received += 1;
                         p.stats.record(ev);
-                        if let Some(due) = p.scheduled.remove(&r.event_id) {
+                        let due = p.scheduled.remove(&r.event_id);
+                        if let Some(due) = due {
                             p.from_schedule.record(r.timing.t5_us - due);
+                        }
+                        if let Some(s) = self.samples.as_mut() {
+                            s.push(Sample {
+                                t5_us: r.timing.t5_us,
+                                due_us: due,
+                                redelivered: !r.applied,
+                            });
                         }
                         if p.received == p.target {
                             p.finished_us = Some(r.timing.t5_us.max(now_us()));
                         }
+                    } else if let (false, Some(s)) = (r.applied, self.samples.as_mut()) {
+                        s.push(Sample {
+                            t5_us: r.timing.t5_us,
+                            due_us: None,
+                            redelivered: true,
+                        });
                     }
                 }
                 let plausible = r.timing.plausible();
@@ -439,11 +502,25 @@ impl Live {
         p.backlog.push((now_us(), p.waiting.len() as u64));
     }
 
+    /// What is wrong now, the most direct cause first: the consumer's failing writes, a
+    /// consumer process down, then what the health poller found.
+    pub fn problem(&self) -> Option<String> {
+        (self.outage > 0)
+            .then(|| {
+                self.outage_reason
+                    .clone()
+                    .unwrap_or_else(|| "MongoDB down".into())
+            })
+            .or_else(|| self.process_problem.clone())
+            .or_else(|| self.health.problem.clone())
+    }
+
     /// The run's state, for colours.
     pub fn state(&self) -> RunState {
         if self.complete {
             RunState::Complete
-        } else if self.outage > 0 || self.health.problem.is_some() {
+        } else if self.outage > 0 || self.process_problem.is_some() || self.health.problem.is_some()
+        {
             RunState::Degraded
         } else if self.errors > 0 {
             RunState::Error
@@ -523,6 +600,8 @@ impl Live {
             outage_reason: (self.outage > 0)
                 .then(|| self.outage_reason.clone())
                 .flatten(),
+            process_problem: self.process_problem.clone(),
+            chaos: self.chaos.clone(),
         }
     }
 }
@@ -574,6 +653,10 @@ pub struct Snapshot {
     pub outage: u32,
     /// What fails in the current outage, with its error.
     pub outage_reason: Option<String>,
+    /// A consumer process down and being restarted.
+    pub process_problem: Option<String>,
+    /// A chaos run's schedule and backlog.
+    pub chaos: Option<ChaosView>,
 }
 
 /// The live state, shared by the collector that writes it and the displays that read it.

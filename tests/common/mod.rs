@@ -81,6 +81,16 @@ pub fn pipedemo(name: &str) -> Command {
     c
 }
 
+/// Runs `tmux -L socket ARGS` (a server of the test's own) and returns its stdout.
+pub fn tmux(socket: &str, args: &[&str]) -> String {
+    let o = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("tmux is installed (apt-get install tmux)");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Stdout and stderr of a finished command, as one text.
 pub fn text(o: &Output) -> String {
     format!(

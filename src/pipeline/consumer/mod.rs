@@ -48,6 +48,9 @@ pub struct ConsumerOptions {
     /// How long a failing MongoDB write or dead-letter send is retried before the consumer
     /// gives up with an error naming it (`None`: for ever, as a long-running `consume` does).
     pub retry_limit: Option<Duration>,
+    /// Set by a chaos run (`consume --chaos-hooks`, SIGUSR1): the process aborts after the
+    /// next batch's MongoDB write, before anything else of the batch or its offset commit.
+    pub crash_armed: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for ConsumerOptions {
@@ -57,6 +60,7 @@ impl Default for ConsumerOptions {
             include_snapshot: false,
             missing_activity_wait: Duration::from_secs(10),
             retry_limit: None,
+            crash_armed: None,
         }
     }
 }
@@ -384,6 +388,16 @@ impl Pipeline {
         };
         let apply_us = t_apply.elapsed().as_micros();
         fail::fail_point!("consumer-after-write", |_| crash("consumer-after-write"));
+        if !plan.ops.is_empty()
+            && self
+                .opts
+                .crash_armed
+                .as_ref()
+                .is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            eprintln!("chaos: crashing between the MongoDB write and the offset commit (SIGUSR1)");
+            std::process::abort();
+        }
         let acc = batch::account(
             plan.pending,
             &plan.ops,

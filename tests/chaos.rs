@@ -1,0 +1,273 @@
+//! `pipedemo chaos` against the real stack: every local fault in one run, recovered with
+//! nothing lost; a fault that cannot be cleared fails the run and names it; the dashboard's
+//! chaos view in a real terminal. Needs `scripts/stack.sh up`; the tests stop, kill and start
+//! its services.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pipedemo::check::verify;
+
+const STACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh");
+
+fn chaos(name: &str, extra: &[&str]) -> Command {
+    let mut c = common::pipedemo(name);
+    c.args(["chaos", "--stack", STACK, "--no-tui", "--json"])
+        .args(extra)
+        .env("LOG_LEVEL", "info");
+    c
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}):\n{}", common::text(o)))
+}
+
+#[tokio::test]
+async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("chaos_all", &[]);
+    common::setup(&s).await;
+    let o = chaos(
+        "chaos_all",
+        &[
+            "--rate",
+            "200",
+            "--fault-duration",
+            "4s",
+            "--gap",
+            "4s",
+            "--recovery-timeout",
+            "90s",
+        ],
+    )
+    .output()
+    .unwrap();
+    let out = common::text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let doc = json(&o);
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["passed"], true, "{out}");
+    assert_eq!(
+        (doc["lost"].as_u64(), doc["duplicated"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let faults = doc["faults"].as_array().unwrap();
+    let names: Vec<&str> = faults
+        .iter()
+        .map(|f| f["fault"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "consumer-kill",
+            "consumer-crash",
+            "rebalance",
+            "connector-pause",
+            "task-restart",
+            "connect-kill",
+            "kafka-stop",
+            "mongo-stop",
+            "postgres-restart"
+        ],
+        "by default every fault runs against the local stack"
+    );
+    for f in faults {
+        let name = f["fault"].as_str().unwrap();
+        assert_eq!(f["verdict"], "recovered", "{name}: {f:#}");
+        let injected = f["injected_at_secs"].as_f64().unwrap();
+        let cleared = f["cleared_at_secs"].as_f64().unwrap();
+        let recovery = f["recovery_secs"].as_f64().unwrap();
+        assert!(injected < cleared && recovery >= 0.0, "{name}: {f:#}");
+        assert_eq!(f["lost"], 0, "{name}");
+        assert!(f["peak_backlog"].as_u64().is_some() && f["latency_during"]["p99_ms"].is_number());
+    }
+    let by = |n: &str| faults.iter().find(|f| f["fault"] == n).unwrap();
+    // What breaks the flow shows on the dashboard, with its cause.
+    for (fault, cause) in [
+        ("consumer-kill", "killed (SIGKILL)"),
+        ("consumer-crash", "crashed (SIGABRT)"),
+        ("connector-pause", "PAUSED"),
+        ("kafka-stop", "Kafka"),
+        ("mongo-stop", "MongoDB"),
+        ("postgres-restart", "PostgreSQL"),
+    ] {
+        let f = by(fault);
+        assert!(
+            f["noticed_cause"]
+                .as_str()
+                .is_some_and(|c| c.contains(cause)),
+            "{fault} noticed as {}, expected {cause:?}",
+            f["noticed_cause"]
+        );
+        assert!(f["noticed_after_secs"].as_f64().unwrap() < 10.0, "{f:#}");
+        assert!(
+            f["peak_backlog"].as_u64().unwrap() > f["normal_backlog"].as_u64().unwrap(),
+            "{f:#}"
+        );
+    }
+    // The crash came between the MongoDB write and the commit: that batch came again and was
+    // found already applied.
+    assert!(
+        by("consumer-crash")["redelivered"].as_u64().unwrap() > 0,
+        "{out}"
+    );
+    assert!(
+        doc["load"]["delivered"] == doc["load"]["sent"],
+        "every written event arrived: {}",
+        doc["load"]
+    );
+
+    // The read models are exact: verify agrees, and replaying the whole topic changes nothing.
+    let before = verify::run(&s, true).await.unwrap();
+    assert!(
+        before.passed && before.duplicated_ids.is_empty(),
+        "{before:#?}"
+    );
+    let r = common::pipedemo("chaos_all")
+        .args(["replay", "--json", "--timeout-secs", "180"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", common::text(&r));
+    let r: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(r["applied"], 0, "the replay wrote something anew: {r}");
+    let after = verify::run(&s, true).await.unwrap();
+    assert_eq!(before.checksum, after.checksum);
+    eprintln!(
+        "chaos: {} events, {} faults recovered; replay of {} messages: 0 applied",
+        after.found_events,
+        faults.len(),
+        r["messages"]
+    );
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_fault_that_cannot_be_cleared_fails_the_run_and_names_it() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("chaos_down", &[]);
+    common::setup(&s).await;
+    let run = common::Spawned::start(
+        chaos(
+            "chaos_down",
+            &[
+                "--faults",
+                "mongo-stop",
+                "--fault-duration",
+                "6s",
+                "--gap",
+                "5s",
+                "--recovery-timeout",
+                "10s",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped()),
+    );
+    // Once the fault has stopped MongoDB, something else takes its port: the stack cannot
+    // start it again, as when a service will not come back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while port_open(27017) {
+        assert!(Instant::now() < deadline, "MongoDB was never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let squatter = TcpListener::bind("127.0.0.1:27017").expect("the freed port");
+    let o = run.wait();
+    drop(squatter);
+    let restored = common::stack_sh(&["start", "mongo"], &[]).status.success();
+    let out = common::text(&o);
+    assert!(
+        restored,
+        "MongoDB could not be started again after the test"
+    );
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let doc = json(&o);
+    assert_eq!(doc["passed"], false);
+    let f = &doc["faults"][0];
+    assert_eq!(f["fault"], "mongo-stop");
+    assert_eq!(f["verdict"], "not-cleared", "{f:#}");
+    assert!(
+        f["reason"].as_str().unwrap().contains("start mongo"),
+        "{f:#}"
+    );
+    let failures = doc["failures"].to_string();
+    assert!(
+        failures.contains("mongo-stop: could not clear"),
+        "{failures}"
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("chaos_tui", &[]);
+    common::setup(&s).await;
+    let socket = format!("pipedemo-chaos-{}", std::process::id());
+    let cmd = format!(
+        "MONGODB_DATABASE=pipedemo_test_chaos_tui CONSUMER_GROUP=pipedemo-test-chaos_tui \
+         METRICS_FILE={m} POSTGRES_PASSWORD=pipedemo {bin} chaos --stack {STACK} \
+         --faults connector-pause,consumer-kill --fault-duration 6s --gap 3s --refresh-ms 100; \
+         echo EXIT=$?; sleep 60",
+        bin = env!("CARGO_BIN_EXE_pipedemo"),
+        m = common::metrics_file("chaos_tui").display(),
+    );
+    common::tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "c",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &cmd,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (mut in_force, mut recovered, mut end) = (String::new(), String::new(), String::new());
+    while Instant::now() < deadline {
+        let pane = common::tmux(&socket, &["capture-pane", "-p", "-t", "c"]);
+        if pane.contains("connector-pause   IN FORCE") && pane.contains("DEGRADED") {
+            in_force = pane.clone();
+        }
+        if pane.contains("connector-pause   recovered in") {
+            recovered = pane.clone();
+        }
+        let all = common::tmux(&socket, &["capture-pane", "-p", "-t", "c", "-S", "-200"]);
+        if all.contains("EXIT=") {
+            end = all;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    common::tmux(&socket, &["kill-server"]);
+    assert!(
+        in_force.contains("Chaos")
+            && in_force.contains("cleared in")
+            && in_force.contains("consumer-kill     pending")
+            && in_force.contains("PAUSED")
+            && in_force.contains("backlog"),
+        "the fault in force, its countdown and the schedule:\n{in_force}"
+    );
+    assert!(!recovered.is_empty(), "no result line was seen");
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(
+        end.contains("PASS: every fault recovered and nothing was lost"),
+        "{end}"
+    );
+}
