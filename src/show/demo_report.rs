@@ -240,7 +240,7 @@ pub fn chaos_section(c: &ChaosOutcome) -> String {
          <table id=\"chaos-faults\"><tr><th>fault</th><th>result</th><th>injected s</th><th>held s</th>\
          <th>noticed after s</th><th>peak backlog</th><th>recovery s</th><th>redelivered</th>\
          <th>lost</th><th>p99 during ms</th><th>p99 recovering ms</th><th>p99 after ms</th></tr>",
-        thousands(c.load.events),
+        thousands(c.load.sent),
         c.rate_eps,
         c.slo_p99_ms,
         c.recovery_timeout_secs,

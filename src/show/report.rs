@@ -472,7 +472,7 @@ pub fn chaos(c: &crate::run::chaos::ChaosOutcome) -> String {
         out,
         "Chaos: {} events offered at {:.0} ev/s, faults one at a time (recovered = backlog back \
          to its level before the fault and p99 from schedule ≤ {} ms, within {} s)",
-        thousands(c.load.events),
+        thousands(c.load.sent),
         c.rate_eps,
         c.slo_p99_ms,
         c.recovery_timeout_secs

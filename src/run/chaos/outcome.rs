@@ -16,7 +16,8 @@ use crate::telemetry::stats::Summary;
 /// The load that ran under the faults.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LoadFigures {
-    /// Events planned.
+    /// The most events the load would have offered (its rate × its longest duration); it
+    /// stops when the schedule is done.
     pub events: u64,
     /// Events written to the outbox.
     pub sent: u64,
