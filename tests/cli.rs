@@ -191,6 +191,27 @@ fn completions_generate_for_bash_zsh_and_fish() {
 
 /// `.env` is read from the working directory only, never from a parent directory.
 #[test]
+fn man_prints_the_page_and_writes_one_per_subcommand() {
+    let o = pipedemo(&["man"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(page.contains(".TH pipedemo 1"), "{page}");
+    for sub in ["load", "chaos", "capacity", "verify", "cleanup"] {
+        assert!(
+            page.contains(&format!("pipedemo\\-{sub}(1)")),
+            "{sub} missing:\n{page}"
+        );
+    }
+    assert!(!page.contains("chaos\\-hooks"), "hidden flags stay hidden");
+    let dir = std::env::temp_dir().join(format!("pipedemo-man-{}", std::process::id()));
+    let o = pipedemo(&["man", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let chaos = std::fs::read_to_string(dir.join("pipedemo-chaos.1")).unwrap();
+    assert!(chaos.contains("\\-\\-recovery\\-timeout"), "{chaos}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn dotenv_is_read_from_the_working_directory_only() {
     let parent = std::env::temp_dir().join(format!("pipedemo-dotenv-{}", std::process::id()));
     let child = parent.join("inner");

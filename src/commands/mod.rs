@@ -10,6 +10,7 @@ pub mod consume;
 pub mod flags;
 pub mod full;
 pub mod load;
+pub mod man;
 pub mod monitor;
 pub mod output;
 pub mod replay;
@@ -53,6 +54,8 @@ pub enum Command {
     Cleanup(cleanup::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::Args),
+    /// Print the manual page (roff: `pipedemo man | man -l -`), or write one per subcommand.
+    Man(man::Args),
 }
 
 impl Command {
@@ -71,6 +74,7 @@ impl Command {
             Command::Verify(a) => verify::command(s, a).await,
             Command::Cleanup(a) => cleanup::command(s, a).await,
             Command::Completions(a) => completions::command(&a, cli),
+            Command::Man(a) => man::command(&a, cli),
         }
     }
 }

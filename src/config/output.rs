@@ -29,13 +29,15 @@ pub struct OutputArgs {
     #[arg(global = true, help_heading = "Output", long, env = "LOG_JSON")]
     pub log_json: bool,
     /// Serve the live figures as OpenMetrics at http://ADDR/metrics for Prometheus (load,
-    /// full, capacity, consume, monitor), e.g. `127.0.0.1:9464`.
+    /// full, capacity, chaos, consume, monitor): `HOST:PORT` (`127.0.0.1:9464`,
+    /// `localhost:9464`, `[::1]:9464`) or `:PORT` for every interface.
     #[arg(
         global = true,
         help_heading = "Output",
         long,
         env = "METRICS_LISTEN",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = parse_listen
     )]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Colour in log lines: `auto` only on a terminal and without `NO_COLOR` set.
@@ -84,5 +86,41 @@ mod tests {
         assert!(!Color::Auto.enabled(false, None));
         assert!(Color::Always.enabled(false, Some("1")));
         assert!(!Color::Never.enabled(true, None));
+    }
+}
+
+/// `--metrics-listen`: `HOST:PORT` with a name or an address, or `:PORT` for every interface
+/// (as Prometheus's own exporters write it).
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let shape = || format!("`{s}` is not HOST:PORT or :PORT (e.g. 127.0.0.1:9464 or :9464)");
+    let (host, port) = s.rsplit_once(':').ok_or_else(shape)?;
+    let port: u16 = port.parse().map_err(|_| shape())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Ok(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}`: cannot resolve {host} ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{s}`: {host} has no address"))
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::*;
+
+    #[test]
+    fn metrics_listen_takes_names_and_a_bare_port() {
+        let p = |s| parse_listen(s).map(|a| a.to_string());
+        assert_eq!(p("127.0.0.1:9464").unwrap(), "127.0.0.1:9464");
+        assert_eq!(p(":9464").unwrap(), "0.0.0.0:9464");
+        assert_eq!(p("[::1]:9464").unwrap(), "[::1]:9464");
+        let local = parse_listen("localhost:9464").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 9464, "{local}");
+        for bad in ["9464", "localhost", ":http", "host:70000"] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::provision::connector::Connect;
 use crate::telemetry::health::Health;
 use crate::telemetry::live::Shared;
 
-const MONGO_CONNECT_WAIT: Duration = Duration::from_secs(2);
+const CONNECT_WAIT: Duration = Duration::from_secs(2);
 
 /// Polls until `stop` is cancelled. A service that is down shows as the health problem and is
 /// asked again at the next poll.
@@ -45,8 +45,7 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
                 }
                 // Not connected yet (or never reached): try again, briefly, so the other
                 // figures still refresh about once a second.
-                match tokio::time::timeout(MONGO_CONNECT_WAIT, ReadModels::connect(&s.mongo)).await
-                {
+                match tokio::time::timeout(CONNECT_WAIT, ReadModels::connect(&s.mongo)).await {
                     Ok(Ok(st)) => {
                         let counts = st.counts().await.map_err(anyhow::Error::from);
                         (Some(st), counts)
@@ -60,9 +59,7 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
             async {
                 // The outbox's database: a restart shows here even between inserts.
                 if pg.as_ref().is_none_or(|c| c.is_closed()) {
-                    pg = match tokio::time::timeout(MONGO_CONNECT_WAIT, outbox::connect(&s.pg))
-                        .await
-                    {
+                    pg = match tokio::time::timeout(CONNECT_WAIT, outbox::connect(&s.pg)).await {
                         Ok(Ok(c)) => Some(c),
                         Ok(Err(e)) => return Err(e),
                         Err(_) => return Err(anyhow::anyhow!("no answer within 2 s")),
