@@ -8,7 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::commands::Command;
 use crate::config::Settings;
-use crate::show::display::DASHBOARD_LOG;
+use crate::show::display::{DASHBOARD_COLOR, DASHBOARD_LOG};
 
 /// The exit codes, the same for every command (README, "Exit codes").
 const EXIT_CODES: &str = "Exit codes:
@@ -94,6 +94,13 @@ pub fn run(mut cli: Cli) -> ExitCode {
     if let Err(e) = cli.settings.resolve() {
         eprintln!("error: {e}");
         return crate::exit::Exit::Usage.into();
+    }
+    {
+        use std::io::IsTerminal;
+        let _ = DASHBOARD_COLOR.set(cli.settings.output.color.enabled(
+            std::io::stdout().is_terminal(),
+            std::env::var("NO_COLOR").ok().as_deref(),
+        ));
     }
     let _ = DASHBOARD_LOG.set(
         cli.settings

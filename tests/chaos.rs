@@ -217,7 +217,7 @@ async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
     common::setup(&s).await;
     let socket = format!("pipedemo-chaos-{}", std::process::id());
     let cmd = format!(
-        "MONGODB_DATABASE=pipedemo_test_chaos_tui CONSUMER_GROUP=pipedemo-test-chaos_tui \
+        "NO_COLOR=1 MONGODB_DATABASE=pipedemo_test_chaos_tui CONSUMER_GROUP=pipedemo-test-chaos_tui \
          METRICS_FILE={m} POSTGRES_PASSWORD=pipedemo {bin} chaos --stack {STACK} \
          --faults connector-pause,consumer-kill --fault-duration 6s --gap 3s --refresh-ms 100; \
          echo EXIT=$?; sleep 60",
@@ -240,10 +240,12 @@ async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
     );
     let deadline = Instant::now() + Duration::from_secs(180);
     let (mut in_force, mut recovered, mut end) = (String::new(), String::new(), String::new());
+    let mut styled = String::new();
     while Instant::now() < deadline {
         let pane = common::tmux(&socket, &["capture-pane", "-p", "-t", "c"]);
         if pane.contains("connector-pause   IN FORCE") && pane.contains("DEGRADED") {
             in_force = pane.clone();
+            styled = common::tmux(&socket, &["capture-pane", "-p", "-e", "-t", "c"]);
         }
         if pane.contains("connector-pause   recovered in") {
             recovered = pane.clone();
@@ -265,6 +267,27 @@ async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
         "the fault in force, its countdown and the schedule:\n{in_force}"
     );
     assert!(!recovered.is_empty(), "no result line was seen");
+    // NO_COLOR: attributes (bold, reverse video for the state badge) but not one colour.
+    let params: Vec<u32> = styled
+        .split("\x1b[")
+        .skip(1)
+        .filter_map(|seq| seq.split_once('m'))
+        .flat_map(|(p, _)| {
+            p.split(';')
+                .filter_map(|n| n.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    assert!(
+        params.contains(&7),
+        "the state badge in reverse video:\n{styled:?}"
+    );
+    assert!(
+        !params
+            .iter()
+            .any(|p| matches!(p, 30..=38 | 40..=48 | 90..=97 | 100..=107)),
+        "a colour under NO_COLOR: {params:?}"
+    );
     assert!(end.contains("EXIT=0"), "{end}");
     assert!(
         end.contains("PASS: every fault recovered and nothing was lost"),

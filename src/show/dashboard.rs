@@ -428,6 +428,19 @@ fn render_health(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
     );
 }
 
+/// Takes the colour out of a drawn frame (`NO_COLOR`, `--color never`): what a colour marked
+/// by its background (the state badge, the gauge's filled part) is shown in reverse video
+/// instead, so the frame says the same in black and white.
+pub fn monochrome(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        if !matches!(cell.bg, Color::Reset | Color::DarkGray) {
+            cell.modifier.insert(Modifier::REVERSED);
+        }
+        cell.set_fg(Color::Reset);
+        cell.set_bg(Color::Reset);
+    }
+}
+
 /// Whether to draw the dashboard: a terminal on stdout and not `--no-tui`.
 pub fn use_tui(no_tui: bool) -> bool {
     !no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
@@ -441,11 +454,20 @@ pub async fn run(
     stop: CancellationToken,
     done: CancellationToken,
 ) -> anyhow::Result<()> {
+    let colors = crate::show::display::DASHBOARD_COLOR
+        .get()
+        .copied()
+        .unwrap_or(true);
     let mut terminal = ratatui::try_init()?;
     let result = async {
         loop {
             let snap = live.lock().snapshot();
-            terminal.draw(|f| render(f, &snap))?;
+            terminal.draw(|f| {
+                render(f, &snap);
+                if !colors {
+                    monochrome(f.buffer_mut());
+                }
+            })?;
             if done.is_cancelled() || stop.is_cancelled() {
                 break;
             }
@@ -744,6 +766,27 @@ mod tests {
             line.contains("backlog 2,950 · kafka-stop: IN FORCE · cleared in 7 s"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn without_colour_the_frame_keeps_its_words_and_marks_the_state_in_reverse() {
+        let backend = ratatui::backend::TestBackend::new(80, 24);
+        let mut t = ratatui::Terminal::new(backend).unwrap();
+        let snap = fed().snapshot();
+        t.draw(|f| {
+            render(f, &snap);
+            monochrome(f.buffer_mut());
+        })
+        .unwrap();
+        let buf = t.backend().buffer();
+        assert!(buf
+            .content
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+        let text: String = buf.content.iter().map(|c| c.symbol()).collect();
+        let at = text.find(" ERROR ").expect("the state badge");
+        let badge = &buf.content[text[..at].chars().count() + 1];
+        assert!(badge.modifier.contains(Modifier::REVERSED));
     }
 
     #[test]

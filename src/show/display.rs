@@ -24,6 +24,9 @@ pub struct DisplayArgs {
 /// Where log lines go while the dashboard is up (next to the metrics file); set once at start.
 pub static DASHBOARD_LOG: OnceLock<PathBuf> = OnceLock::new();
 
+/// Whether the dashboard may use colour (`--color`, `NO_COLOR`); set once at start.
+pub static DASHBOARD_COLOR: OnceLock<bool> = OnceLock::new();
+
 /// A running display: the dashboard or headless progress lines.
 pub struct Shown {
     task: tokio::task::JoinHandle<()>,
