@@ -446,18 +446,16 @@ pub fn use_tui(no_tui: bool) -> bool {
     !no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
-/// Draws the dashboard until `done` or `stop` is cancelled; `q`, Esc or Ctrl-C cancel `stop`.
+/// Draws the dashboard (in colour when `colors`) until `done` or `stop` is cancelled; `q`, Esc
+/// or Ctrl-C cancel `stop`.
 /// The terminal is restored on return, also after a panic (ratatui's hook).
 pub async fn run(
     live: Shared,
     refresh: Duration,
+    colors: bool,
     stop: CancellationToken,
     done: CancellationToken,
 ) -> anyhow::Result<()> {
-    let colors = crate::show::display::DASHBOARD_COLOR
-        .get()
-        .copied()
-        .unwrap_or(true);
     let mut terminal = ratatui::try_init()?;
     let result = async {
         loop {

@@ -53,7 +53,8 @@ impl Shown {
         let (stop, done2) = (stop.clone(), done.clone());
         let task = tokio::spawn(async move {
             if tui {
-                if let Err(e) = dashboard::run(live, refresh, stop, done2).await {
+                let colors = DASHBOARD_COLOR.get().copied().unwrap_or(true);
+                if let Err(e) = dashboard::run(live, refresh, colors, stop, done2).await {
                     eprintln!("dashboard failed: {e:#}");
                 }
             } else {
