@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use super::flags::{parse_duration, WriteArgs};
+use super::flags::{parse_duration, positive, WriteArgs};
 use super::signals::stop_on_signals;
 use crate::check::verify;
 use crate::config::Settings;
@@ -95,13 +95,6 @@ pub struct Args {
     /// How progress is shown.
     #[command(flatten)]
     pub display: DisplayArgs,
-}
-
-fn positive(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number")),
-    }
 }
 
 impl From<&Args> for ChaosOptions {

@@ -17,6 +17,11 @@ const PLUGIN: &str = "io.debezium.connector.postgresql.PostgresConnector";
 /// settings they do not define.
 pub const OWNER_KEY: &str = "pipedemo.created.by";
 
+/// Whether a connector's configuration carries pipedemo's mark (its setup registered it).
+pub fn is_marked(config: &Value) -> bool {
+    config.get(OWNER_KEY).is_some()
+}
+
 /// A Kafka Connect REST client.
 pub struct Connect {
     http: reqwest::Client,
@@ -473,10 +478,7 @@ impl Connect {
     /// Whether the connector is pipedemo's: registered by its setup, which marks the config.
     /// A chaos run pauses and restarts nothing else.
     pub async fn is_ours(&self) -> Result<bool> {
-        Ok(self
-            .config()
-            .await?
-            .is_some_and(|c| c.get(OWNER_KEY).is_some()))
+        Ok(self.config().await?.is_some_and(|c| is_marked(&c)))
     }
 
     /// `PUT /connectors/<name>/pause` or `/resume`.

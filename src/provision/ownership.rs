@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 use crate::config::Settings;
 use crate::pipeline::kafka;
 use crate::pipeline::store::ReadModels;
-use crate::provision::connector::{publication_name, Connect, OWNER_KEY};
+use crate::provision::connector::{is_marked, publication_name, Connect};
 
 /// The comment that marks `event_outbox` as created by pipedemo.
 pub const TABLE_MARK: &str = "created by pipedemo setup";
@@ -286,7 +286,7 @@ pub async fn survey(
     let config = config?;
     if let Some(c) = &config {
         connector.exists = true;
-        connector.ours = c.get(OWNER_KEY).is_some();
+        connector.ours = is_marked(c);
         connector.holds_data = true;
     }
     if let Ok(d) = &mut dlq {

@@ -68,6 +68,34 @@ pub fn looks_recovered(t: &Tick, normal: u64, samples: &[Sample], slo_p99_ms: f6
         && p99_ms(samples, t.at_us - P99_WINDOW_US, t.at_us).is_none_or(|p| p <= slo_p99_ms)
 }
 
+/// Follows the ticks after a fault is cleared, one at a time: the nemesis asks at each new
+/// tick, so each tick's window is judged once.
+#[derive(Clone, Debug, Default)]
+pub struct Recovery {
+    /// The first tick of the current run of recovered-looking ticks, and its length.
+    streak: Option<(i64, usize)>,
+}
+
+impl Recovery {
+    /// Judges tick `t`; returns when the recovery began once [`STEADY_TICKS`] in a row look
+    /// recovered.
+    pub fn observe(
+        &mut self,
+        t: &Tick,
+        normal: u64,
+        samples: &[Sample],
+        slo_p99_ms: f64,
+    ) -> Option<i64> {
+        if !looks_recovered(t, normal, samples, slo_p99_ms) {
+            self.streak = None;
+            return None;
+        }
+        let (start, n) = self.streak.get_or_insert((t.at_us, 0));
+        *n += 1;
+        (*n >= STEADY_TICKS).then_some(*start)
+    }
+}
+
 /// The first tick after `cleared_us` that starts [`STEADY_TICKS`] recovered ticks in a row.
 pub fn recovered_at(
     ticks: &[Tick],
@@ -76,14 +104,11 @@ pub fn recovered_at(
     samples: &[Sample],
     slo_p99_ms: f64,
 ) -> Option<i64> {
-    let after: Vec<&Tick> = ticks.iter().filter(|t| t.at_us >= cleared_us).collect();
-    after
-        .windows(STEADY_TICKS)
-        .find(|w| {
-            w.iter()
-                .all(|t| looks_recovered(t, normal, samples, slo_p99_ms))
-        })
-        .map(|w| w[0].at_us)
+    let mut r = Recovery::default();
+    ticks
+        .iter()
+        .filter(|t| t.at_us >= cleared_us)
+        .find_map(|t| r.observe(t, normal, samples, slo_p99_ms))
 }
 
 /// Latency of the events due in an interval, from schedule.

@@ -135,8 +135,10 @@ fn loopback(host: &str) -> bool {
 /// `host:port` pairs of a URL or a comma-separated list (`mongodb://u:p@h:1,h:2/db?…`).
 fn endpoints(url: &str) -> Vec<(String, Option<u16>)> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    // The user information ends at the last `@` before the query (a password may hold `/`).
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let hosts = rest.split(['/', '?']).next().unwrap_or("");
+    let hosts = rest.split('/').next().unwrap_or("");
     hosts
         .split(',')
         .filter(|h| !h.is_empty())

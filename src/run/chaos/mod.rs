@@ -416,15 +416,11 @@ impl Nemesis<'_> {
         tracing::info!(fault = %fault, "chaos: cleared; waiting for recovery");
         let deadline = cleared_us + self.o.recovery_timeout.as_micros() as i64;
         let mut recovered = None;
+        let mut recovery = analysis::Recovery::default();
         while go_on && now_us() <= deadline {
             go_on = self.wait(TICK).await;
-            recovered = analysis::recovered_at(
-                &self.ticks,
-                cleared_us,
-                r.normal_backlog,
-                &self.samples,
-                self.o.slo_p99_ms,
-            );
+            let Some(t) = self.ticks.last() else { continue };
+            recovered = recovery.observe(t, r.normal_backlog, &self.samples, self.o.slo_p99_ms);
             if recovered.is_some() {
                 break;
             }
