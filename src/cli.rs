@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
@@ -49,17 +51,214 @@ pub fn parse() -> Cli {
     parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
 }
 
-/// [`parse`] of `args` (the program name first).
+/// [`parse`] of `args` (the program name first): the config file's values and the
+/// `PIPEDEMO_`-prefixed variables become the flags' defaults and variables first, so the
+/// order is flag > environment > profile > file > default. A config file that cannot be used
+/// is kept in [`Settings::deferred`] (an error only for commands that use the settings).
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let mut cmd = Cli::command();
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let mut cmd = prefixed_env(Cli::command());
+    let (path, profile) = config_flags(&args);
+    let mut deferred = None;
+    let file = match crate::config::file::load(path.as_deref(), profile.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            deferred = Some(e);
+            None
+        }
+    };
+    if let Some(f) = &file {
+        match unknown_key(&cmd, f) {
+            Some(e) => deferred = Some(e),
+            None => cmd = with_file_defaults(cmd, f),
+        }
+    }
     let matches = cmd.try_get_matches_from_mut(args)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     cli.settings.child_env = child_env(&cmd, &matches);
+    cli.settings.sources = sources(&cmd, &matches, file.as_ref());
+    cli.settings.deferred = deferred;
     Ok(cli)
+}
+
+/// `--config` and `--profile` (or `PIPEDEMO_CONFIG`, `PIPEDEMO_PROFILE`), read before the
+/// parse because they decide the other flags' defaults.
+fn config_flags(args: &[std::ffi::OsString]) -> (Option<PathBuf>, Option<String>) {
+    let mut path = std::env::var_os("PIPEDEMO_CONFIG").map(PathBuf::from);
+    let mut profile = std::env::var("PIPEDEMO_PROFILE").ok();
+    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        for (flag, slot) in [("--config", 0), ("--profile", 1)] {
+            let value = if a == flag {
+                it.next().map(|v| v.into_owned())
+            } else {
+                a.strip_prefix(&format!("{flag}=")).map(str::to_owned)
+            };
+            match (value, slot) {
+                (Some(v), 0) => path = Some(PathBuf::from(v)),
+                (Some(v), _) => profile = Some(v),
+                (None, _) => {}
+            }
+        }
+    }
+    (path, profile)
+}
+
+/// The variables of every setting also under a `PIPEDEMO_` prefix (`PIPEDEMO_POSTGRES_HOST`),
+/// which wins over the old name: an application's `.env` often sets `POSTGRES_USER` for
+/// its own database.
+fn prefixed_env(mut cmd: clap::Command) -> clap::Command {
+    let ids: Vec<(String, String)> = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let var = a.get_env()?.to_str()?;
+            (!var.starts_with("PIPEDEMO_")).then(|| (a.get_id().to_string(), var.to_string()))
+        })
+        .collect();
+    for (id, var) in ids {
+        let prefixed = format!("PIPEDEMO_{var}");
+        if std::env::var_os(&prefixed).is_some() {
+            cmd = cmd.mut_arg(id, |a| a.env(prefixed));
+        }
+    }
+    cmd
+}
+
+/// The file's key for a flag: its long name with `_` for `-`.
+fn key_of(a: &clap::Arg) -> Option<String> {
+    a.get_long().map(|l| l.replace('-', "_"))
+}
+
+/// Flags the file must not set: they choose the file, or are actions.
+const NOT_IN_FILE: [&str; 4] = ["config", "profile", "help", "version"];
+
+/// A key of the file that is no flag of pipedemo: a typo would otherwise be ignored.
+fn unknown_key(cmd: &clap::Command, f: &crate::config::file::ConfigFile) -> Option<String> {
+    let mut known: std::collections::BTreeSet<String> =
+        cmd.get_arguments().filter_map(key_of).collect();
+    for sc in cmd.get_subcommands() {
+        known.extend(sc.get_arguments().filter_map(key_of));
+    }
+    f.keys()
+        .find(|k| !known.contains(k.as_str()) || NOT_IN_FILE.contains(&k.as_str()))
+        .map(|k| {
+            format!(
+                "{}: `{k}` is not a setting of pipedemo; keys are the flags' names with _ \
+                 (pg_port = 5432, bootstrap_servers = \"host:9092\"); see `pipedemo config`",
+                f.path.display()
+            )
+        })
+}
+
+/// The file's values as the defaults of the flags they name, on every subcommand that has
+/// the flag.
+fn with_file_defaults(
+    mut cmd: clap::Command,
+    f: &crate::config::file::ConfigFile,
+) -> clap::Command {
+    let set = |a: clap::Arg| match key_of(&a).and_then(|k| f.get(&k)) {
+        Some((v, _)) => a.default_value(v.to_string()),
+        None => a,
+    };
+    let global: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| key_of(a).is_some_and(|k| f.get(&k).is_some()))
+        .map(|a| a.get_id().to_string())
+        .collect();
+    for id in global {
+        cmd = cmd.mut_arg(id, set);
+    }
+    let subs: Vec<(String, Vec<String>)> = cmd
+        .get_subcommands()
+        .map(|sc| {
+            let ids = sc
+                .get_arguments()
+                .filter(|a| !a.is_global_set() && !a.is_positional())
+                .filter(|a| key_of(a).is_some_and(|k| f.get(&k).is_some()))
+                .map(|a| a.get_id().to_string())
+                .collect();
+            (sc.get_name().to_string(), ids)
+        })
+        .collect();
+    for (name, ids) in subs {
+        cmd = cmd.mut_subcommand(name, |mut sc| {
+            for id in ids {
+                sc = sc.mut_arg(id, set);
+            }
+            sc
+        });
+    }
+    cmd
+}
+
+/// Every global setting's value (secrets as `***`) and where it came from, then the
+/// subcommand flags the file sets: `pipedemo config`.
+fn sources(
+    cmd: &clap::Command,
+    m: &clap::ArgMatches,
+    file: Option<&crate::config::file::ConfigFile>,
+) -> crate::config::Sources {
+    use crate::config::file::Source;
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
+        let (Some(key), id) = (key_of(arg), arg.get_id().as_str()) else {
+            continue;
+        };
+        if NOT_IN_FILE.contains(&key.as_str()) {
+            continue;
+        }
+        let value = m
+            .get_raw(id)
+            .map(|vs| {
+                vs.map(|v| v.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let source = match m.value_source(id) {
+            Some(ValueSource::CommandLine) => Source::Flag,
+            Some(ValueSource::EnvVariable) => Source::Env(
+                arg.get_env()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            _ => file
+                .and_then(|f| f.get(&key))
+                .map_or(Source::Default, |(_, s)| s),
+        };
+        let secret = arg.is_hide_env_values_set();
+        out.push(crate::config::SettingSource {
+            value: crate::config::shown_value(&key, &value, secret),
+            key,
+            source,
+        });
+    }
+    if let Some(f) = file {
+        let global: Vec<String> = out.iter().map(|s| s.key.clone()).collect();
+        let mut keys: Vec<&String> = f.keys().filter(|k| !global.contains(k)).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            if let Some((v, source)) = f.get(k) {
+                out.push(crate::config::SettingSource {
+                    key: k.clone(),
+                    value: crate::config::shown_value(k, v, false),
+                    source,
+                });
+            }
+        }
+    }
+    // In the order of `pipedemo --help` (setting a default moves a flag to the end).
+    let order: Vec<String> = Cli::command().get_arguments().filter_map(key_of).collect();
+    out.sort_by_key(|s| order.iter().position(|k| *k == s.key).unwrap_or(usize::MAX));
+    crate::config::Sources(out)
 }
 
 /// The global flags given on the command line, as their environment variables.
@@ -91,6 +290,15 @@ fn child_env(cmd: &clap::Command, m: &clap::ArgMatches) -> crate::config::ChildE
 /// one line with their causes), 130 when interrupted.
 pub fn run(mut cli: Cli) -> ExitCode {
     init_logging(&cli.settings);
+    if let Some(e) = cli
+        .settings
+        .deferred
+        .as_ref()
+        .filter(|_| cli.command.uses_settings())
+    {
+        eprintln!("error: {e}");
+        return crate::exit::Exit::Usage.into();
+    }
     if let Err(e) = cli.settings.resolve() {
         eprintln!("error: {e}");
         return crate::exit::Exit::Usage.into();
@@ -140,12 +348,13 @@ pub fn run(mut cli: Cli) -> ExitCode {
 /// Reads `.env` from the working directory, its values acting as environment variables
 /// (the environment wins). Only the working directory: a `.env` found in a parent (an
 /// application's repository around the checkout) must not point pipedemo at that
-/// application's data. A missing file is fine; a malformed one is an error.
-pub fn read_dotenv() -> anyhow::Result<()> {
+/// application's data. A missing file is fine; a malformed one is an error for the commands
+/// that use the settings (never for `--help`, `--version` or `completions`).
+pub fn read_dotenv() -> Result<(), String> {
     match dotenvy::from_path(".env") {
         Ok(()) => Ok(()),
         Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(
+        Err(e) => Err(format!(
             "cannot read .env in the working directory: {e}; fix or remove it"
         )),
     }
@@ -218,5 +427,95 @@ mod tests {
             shown.contains("POSTGRES_PASSWORD") && !shown.contains("s3cret"),
             "{shown}"
         );
+    }
+
+    fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pipedemo-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn flag_beats_env_beats_profile_beats_file_beats_default() {
+        use crate::config::file::Source;
+        let path = config_file(
+            "order.toml",
+            "pg_host = \"file-host\"\npg_db = \"file-db\"\ntopic_prefix = \"file-prefix\"\n\
+             dlq_topic = \"file-dlq\"\nphases = [1, 2]\n\
+             [profile.p]\npg_host = \"profile-host\"\ndlq_topic = \"profile-dlq\"\n",
+        );
+        // No other test reads this variable.
+        std::env::set_var("PIPEDEMO_DLQ_TOPIC", "env-dlq");
+        let p = path.to_str().unwrap();
+        let cli = parse_from([
+            "pipedemo",
+            "--config",
+            p,
+            "--profile",
+            "p",
+            "--pg-db",
+            "flag-db",
+            "full",
+        ])
+        .unwrap();
+        std::env::remove_var("PIPEDEMO_DLQ_TOPIC");
+        let s = &cli.settings;
+        assert!(s.deferred.is_none(), "{:?}", s.deferred);
+        assert_eq!(s.pg.db, "flag-db");
+        assert_eq!(s.kafka.dlq_topic.as_deref(), Some("env-dlq"));
+        assert_eq!(s.pg.host, "profile-host");
+        assert_eq!(s.kafka.topic_prefix, "file-prefix");
+        assert_eq!(s.pg.user, "pipedemo");
+        // A subcommand's flag set in the file.
+        let crate::commands::Command::Full(full) = &cli.command else {
+            panic!("full")
+        };
+        assert_eq!(full.phases, [1, 2]);
+        let source = |k: &str| {
+            s.sources
+                .0
+                .iter()
+                .find(|r| r.key == k)
+                .map(|r| r.source.clone())
+                .unwrap()
+        };
+        assert_eq!(source("pg_db"), Source::Flag);
+        assert_eq!(
+            source("dlq_topic"),
+            Source::Env("PIPEDEMO_DLQ_TOPIC".into())
+        );
+        assert_eq!(source("pg_host"), Source::Profile("p".into(), path.clone()));
+        assert_eq!(source("topic_prefix"), Source::File(path.clone()));
+        assert_eq!(source("pg_user"), Source::Default);
+        assert_eq!(source("phases"), Source::File(path.clone()));
+        // The secret is never shown.
+        let pw = s.sources.0.iter().find(|r| r.key == "pg_password").unwrap();
+        assert_eq!(pw.value, "***");
+    }
+
+    #[test]
+    fn a_broken_config_stops_only_the_commands_that_use_it() {
+        let bad = config_file("bad.toml", "pg_host = \n");
+        let p = bad.to_str().unwrap();
+        let cli = parse_from(["pipedemo", "--config", p, "completions", "bash"]).unwrap();
+        assert!(cli
+            .settings
+            .deferred
+            .as_deref()
+            .unwrap()
+            .contains("bad.toml is not valid"));
+        assert!(!cli.command.uses_settings());
+        let cli = parse_from(["pipedemo", "--config", p, "verify"]).unwrap();
+        assert!(cli.settings.deferred.is_some() && cli.command.uses_settings());
+        let help = parse_from(["pipedemo", "--config", p, "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let typo = config_file("typo.toml", "pg_prot = 5433\n");
+        let cli = parse_from(["pipedemo", "--config", typo.to_str().unwrap(), "verify"]).unwrap();
+        let e = cli.settings.deferred.unwrap();
+        assert!(e.contains("`pg_prot` is not a setting of pipedemo"), "{e}");
+        let cli = parse_from(["pipedemo", "--profile", "nope", "verify"]).unwrap();
+        assert!(cli.settings.deferred.unwrap().contains("--profile nope"));
     }
 }

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if let Err(e) = pipedemo::cli::read_dotenv() {
-        eprintln!("error: {e:#}");
-        return pipedemo::exit::Exit::Usage.into();
+    let dotenv = pipedemo::cli::read_dotenv();
+    let mut cli = pipedemo::cli::parse();
+    if let Err(e) = dotenv {
+        cli.settings.deferred.get_or_insert(e);
     }
-    pipedemo::cli::run(pipedemo::cli::parse())
+    pipedemo::cli::run(cli)
 }

@@ -65,14 +65,15 @@ async fn prometheus_scrapes_the_applied_count_and_a_p99() {
         .recv_timeout(Duration::from_secs(60))
         .expect("the exporting consumer joined its group");
 
-    // Prometheus, scraping it every second.
+    // Prometheus, scraping it and the load (below) every second.
+    let load_port = free_port();
     let dir = std::env::temp_dir().join(format!("pipedemo-prom-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: pipedemo\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: pipedemo\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n        labels: {{role: consume}}\n      - targets: ['127.0.0.1:{load_port}']\n        labels: {{role: load}}\n"
         ),
     )
     .unwrap();
@@ -90,7 +91,8 @@ async fn prometheus_scrapes_the_applied_count_and_a_p99() {
     );
 
     let o = common::pipedemo("prom")
-        .args(["load", "--events", "5000", "--no-tui"])
+        .args(["load", "--events", "5000", "--rate", "500", "--no-tui"])
+        .args(["--metrics-listen", &format!("localhost:{load_port}")])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -117,13 +119,69 @@ async fn prometheus_scrapes_the_applied_count_and_a_p99() {
     let p99 = query(
         &http,
         &api,
-        "histogram_quantile(0.99, sum by (le) (pipedemo_stage_latency_seconds_bucket{stage=\"total\"}))",
+        "histogram_quantile(0.99, sum by (le) (pipedemo_end_to_end_latency_seconds_bucket{role=\"consume\",from=\"insert\"}))",
     )
     .await
-    .expect("a p99 from the stage histogram");
+    .expect("a p99 from the consumer's end-to-end histogram");
     assert!(p99 > 0.0 && p99 < 30.0, "p99 {p99} s");
-    let lag = query(&http, &api, "pipedemo_consumer_lag").await;
+    let lag = query(&http, &api, "pipedemo_consumer_lag{role=\"consume\"}").await;
     assert!(lag.is_some(), "the consumer lag is exported");
+    // The stages are the parts only: summing over them is the end to end, not twice it.
+    let total = query(
+        &http,
+        &api,
+        "count(pipedemo_stage_latency_seconds_bucket{stage=\"total\"})",
+    )
+    .await;
+    assert_eq!(total, None, "no `total` stage");
+    let stages = query(
+        &http,
+        &api,
+        "count(count by (stage) (pipedemo_stage_latency_seconds_count{role=\"consume\"}))",
+    )
+    .await;
+    assert_eq!(stages, Some(4.0), "four stages");
+    // A consumer generates nothing: no offered count, no backlog (absent, not 0).
+    for absent in [
+        "pipedemo_backlog{role=\"consume\"}",
+        "pipedemo_events_offered_total{role=\"consume\"}",
+    ] {
+        assert_eq!(query(&http, &api, absent).await, None, "{absent}");
+    }
+    let running = query(
+        &http,
+        &api,
+        "pipedemo_connector_state{role=\"consume\",state=\"RUNNING\"}",
+    )
+    .await;
+    assert_eq!(running, Some(1.0), "the connector state");
+    let info = query(
+        &http,
+        &api,
+        "count(last_over_time(pipedemo_build_info{version!=\"\"}[5m]))",
+    )
+    .await;
+    assert_eq!(info, Some(2.0), "build info from both processes");
+    // The paced load, scraped while it ran (it has exited since: the last samples).
+    let offered = query(
+        &http,
+        &api,
+        "max(last_over_time(pipedemo_events_offered_total{role=\"load\"}[5m]))",
+    )
+    .await
+    .expect("the load's offered count");
+    assert!(offered > 0.0 && offered <= 5000.0, "offered {offered}");
+    let from_schedule = query(
+        &http,
+        &api,
+        "histogram_quantile(0.99, sum by (le) (last_over_time(pipedemo_end_to_end_latency_seconds_bucket{role=\"load\",from=\"schedule\"}[5m])))",
+    )
+    .await
+    .expect("the load's p99 from schedule");
+    assert!(
+        from_schedule > 0.0 && from_schedule < 30.0,
+        "p99 from schedule {from_schedule} s"
+    );
     consume.signal("-TERM");
     let _ = consume.wait();
     let _ = std::fs::remove_dir_all(&dir);

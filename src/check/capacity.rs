@@ -240,12 +240,7 @@ pub fn limiting_stage(
 /// Why a capacity run fails, one sentence each: events lost or broken (`v`), no rate
 /// `sustained` within p99 ≤ `slo_p99_ms`, or the sustained rate below `min_rate`. Empty when
 /// it passed.
-pub fn failures(
-    sustained: Option<f64>,
-    slo_p99_ms: f64,
-    v: &VerifyReport,
-    min_rate: Option<f64>,
-) -> Vec<String> {
+pub fn failures(sustained: Option<f64>, slo_p99_ms: f64, v: &VerifyReport) -> Vec<String> {
     let mut out = Vec::new();
     if !v.passed {
         out.push(format!(
@@ -256,14 +251,10 @@ pub fn failures(
             pass_fail_text(v.integrity_passed)
         ));
     }
-    match (sustained, min_rate) {
-        (None, _) => out.push(format!(
+    if sustained.is_none() {
+        out.push(format!(
             "no rate was sustained within p99 ≤ {slo_p99_ms} ms"
-        )),
-        (Some(r), Some(min)) if r < min => out.push(format!(
-            "the pipeline sustains {r:.0} events/s at p99 ≤ {slo_p99_ms} ms, below --min-rate {min}"
-        )),
-        _ => {}
+        ));
     }
     out
 }
@@ -284,17 +275,12 @@ mod tests {
 
     #[test]
     fn a_capacity_run_fails_for_loss_for_no_rate_and_below_the_gate() {
-        assert!(failures(Some(1000.0), 50.0, &verified(true), Some(1000.0)).is_empty());
-        assert!(failures(Some(1000.0), 50.0, &verified(true), None).is_empty());
+        assert!(failures(Some(1000.0), 50.0, &verified(true)).is_empty());
         assert_eq!(
-            failures(Some(999.0), 50.0, &verified(true), Some(1000.0)),
-            ["the pipeline sustains 999 events/s at p99 ≤ 50 ms, below --min-rate 1000"]
-        );
-        assert_eq!(
-            failures(None, 50.0, &verified(true), None),
+            failures(None, 50.0, &verified(true)),
             ["no rate was sustained within p99 ≤ 50 ms"]
         );
-        let f = failures(Some(2000.0), 50.0, &verified(false), Some(1000.0));
+        let f = failures(Some(2000.0), 50.0, &verified(false));
         assert_eq!(f.len(), 1);
         assert!(
             f[0].starts_with("verification failed: 9 of 10 events found, 0 duplicated, integrity"),

@@ -13,9 +13,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::flags::{parse_duration, positive, RetryArgs, WriteArgs};
+use super::flags::{parse_duration, positive, RetryArgs, ThresholdArgs, WriteArgs};
+use super::output;
 use super::signals::stop_on_signals;
 use crate::check::capacity as rules;
+use crate::check::figures::Kind;
+use crate::check::thresholds::Threshold;
 use crate::check::verify;
 use crate::config::Settings;
 use crate::provision::setup::{self, SetupOptions};
@@ -36,8 +39,8 @@ pub struct Args {
     #[arg(long, default_value = "15s", value_parser = parse_step)]
     pub step: Duration,
     /// The latency target: a step is sustained when its p99 (from each event's scheduled
-    /// insert to its MongoDB write) is at most this many milliseconds.
-    #[arg(long, default_value_t = 50.0, value_parser = positive)]
+    /// insert to its MongoDB write) is at most this, e.g. `50ms` (a bare number is ms).
+    #[arg(long, default_value = "50ms", value_parser = super::flags::latency_ms)]
     pub slo_p99: f64,
     /// The first rate offered, events/s.
     #[arg(long, default_value_t = 500.0, value_parser = positive)]
@@ -45,9 +48,14 @@ pub struct Args {
     /// The highest rate offered, events/s.
     #[arg(long, default_value_t = 20_000.0, value_parser = positive)]
     pub max_rate: f64,
-    /// Exit 1 when the sustained rate is below this (a CI gate), events/s.
+    /// Same as `--threshold 'capacity>=X'`: exit 1 when the sustained rate is below this
+    /// (a CI gate), events/s.
     #[arg(long, value_parser = positive)]
     pub min_rate: Option<f64>,
+    /// Gates on the sweep's figures (capacity: the sustained rate; latency, stages and
+    /// throughput: the sustained step's).
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
     /// How long to warm the JVMs (Kafka, Connect) at 400 events/s before the sweep, not
     /// measured; `0s` skips it (a freshly started stack otherwise measures its JIT compiler).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
@@ -92,6 +100,9 @@ impl From<&Args> for CapacityOptions {
 /// `pipedemo capacity`: setup, the sweep with one consumer throughout, verification.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = CapacityOptions::from(&a);
+    let thresholds = a
+        .thresholds
+        .list(Kind::Capacity, a.min_rate.map(Threshold::min_capacity))?;
     let stop = stop_on_signals();
     setup::run(s, &SetupOptions::fresh(1, a.force)).await?;
     let mut session = Session::start(s, a.retry.consumer(), &stop).await?;
@@ -110,19 +121,19 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     session.finish().await?;
     let capacity = result?;
     let verification = verify::run(s, false).await?;
-    let failures = rules::failures(
-        capacity.sustained_eps,
-        capacity.slo_p99_ms,
-        &verification,
-        a.min_rate,
-    );
-    let outcome = CapacityOutcome {
+    let failures = rules::failures(capacity.sustained_eps, capacity.slo_p99_ms, &verification);
+    let mut outcome = CapacityOutcome {
         capacity,
         verification,
         failures,
     };
+    let mut doc = output::document(Kind::Capacity, &outcome)?;
+    let checked = output::gate(Kind::Capacity, &mut doc, &thresholds);
+    outcome
+        .failures
+        .extend(checked.iter().filter(|c| !c.passed).map(|c| c.failure()));
     if a.json {
-        super::output::print_json(&outcome)?;
+        output::print_document(&doc)?;
     } else {
         print!("{}", report::capacity(&outcome.capacity));
         println!(
@@ -132,6 +143,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
             verify::pass_fail_text(outcome.verification.integrity_passed)
         );
     }
+    output::human(a.json, &output::threshold_lines(&checked));
     for f in &outcome.failures {
         eprintln!("✗ {f}");
     }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use super::flags::{parse_duration, positive, WriteArgs};
+use super::flags::{parse_duration, positive, ThresholdArgs, WriteArgs};
+use super::output;
 use super::signals::stop_on_signals;
+use crate::check::figures::Kind;
 use crate::check::verify;
 use crate::config::Settings;
 use crate::exit::Exit;
@@ -71,8 +73,9 @@ pub struct Args {
     /// that no longer fit are skipped.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// The p99 from schedule, ms, that a recovered pipeline is back within.
-    #[arg(long, default_value_t = chaos::DEFAULT_SLO_P99_MS, value_parser = positive)]
+    /// The p99 from schedule that a recovered pipeline is back within, e.g. `100ms` (a bare
+    /// number is ms).
+    #[arg(long, default_value = "100ms", value_parser = super::flags::latency_ms)]
     pub slo_p99: f64,
     /// The schedule.
     #[command(flatten)]
@@ -86,6 +89,10 @@ pub struct Args {
     /// List the faults, what each does and whether it can run here, and exit.
     #[arg(long)]
     pub list: bool,
+    /// Gates on the run's figures (`recovery<30s`, `recovery.kafka-stop<40s`, `lost<=0`,
+    /// `p99<…` over the whole run, faults included).
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -114,6 +121,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         print!("{}", report::fault_list(&chaos::available(s, &o).await?));
         return Ok(Exit::Success.into());
     }
+    let thresholds = a.thresholds.list(Kind::Chaos, [])?;
     let stop = stop_on_signals();
     // The consumer processes stop when the session finishes, not on the signal: an
     // interrupted run still clears its fault and drains what it inserted.
@@ -134,18 +142,21 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         // A service a fault left down: the run has failed already, and says so below.
         Err(e) => outcome.unverified(&e),
     }
+    let mut doc = output::document(Kind::Chaos, &outcome)?;
+    let checked = output::gate(Kind::Chaos, &mut doc, &thresholds);
     if a.json {
-        super::output::print_json(&outcome)?;
+        output::print_document(&doc)?;
     } else {
         print!("{}", report::chaos(&outcome));
     }
+    output::human(a.json, &output::threshold_lines(&checked));
     if let Some(path) = &a.html {
         demo_report::write_chaos_html(path, &outcome)?;
         eprintln!("HTML report: {}", path.display());
     }
     Ok(if stop.is_cancelled() {
         Exit::Interrupted
-    } else if !outcome.passed {
+    } else if !outcome.passed || checked.iter().any(|c| !c.passed) {
         Exit::CheckFailed
     } else {
         Exit::Success

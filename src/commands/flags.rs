@@ -55,12 +55,14 @@ pub struct PacingArgs {
     /// Target insert rate in events per second, open loop (default: as fast as batches go).
     #[arg(long, value_parser = positive_rate)]
     pub rate: Option<f64>,
-    /// Pause after each batch, in milliseconds [default: 0; 10 for `full --burst`].
-    #[arg(long)]
-    pub batch_delay_ms: Option<u64>,
-    /// Seconds to wait, after a phase's last insert, for its events to reach MongoDB.
-    #[arg(long, default_value_t = 120)]
-    pub timeout_secs: u64,
+    /// Pause after each batch, e.g. `10ms` (a bare number is milliseconds) [default: 0; 10ms
+    /// for `full --burst`].
+    #[arg(long, visible_alias = "batch-delay-ms", value_parser = millis_or_duration)]
+    pub batch_delay: Option<Duration>,
+    /// How long to wait, after a phase's last insert, for its events to reach MongoDB, e.g.
+    /// `2m` (a bare number is seconds).
+    #[arg(long, visible_alias = "timeout-secs", default_value = "120s", value_parser = secs_or_duration)]
+    pub timeout: Duration,
 }
 
 impl PacingArgs {
@@ -78,8 +80,10 @@ impl PacingArgs {
             events,
             write: self.write.model(),
             rate,
-            batch_delay: Duration::from_millis(self.batch_delay_ms.unwrap_or(default_delay_ms)),
-            timeout: Duration::from_secs(self.timeout_secs),
+            batch_delay: self
+                .batch_delay
+                .unwrap_or(Duration::from_millis(default_delay_ms)),
+            timeout: self.timeout,
             seed,
         }
     }
@@ -97,6 +101,35 @@ fn positive_rate(s: &str) -> Result<f64, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 90s, 10m or 1h"))
+}
+
+/// A duration, or a bare number of seconds (what the flag's old `-secs` name took).
+pub fn secs_or_duration(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n)),
+        _ => parse_duration(s),
+    }
+}
+
+/// A duration, or a bare number of milliseconds (what the flag's old `-ms` name took).
+pub fn millis_or_duration(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n / 1000.0)),
+        _ => parse_duration(s),
+    }
+}
+
+/// A latency in milliseconds: `50`, `50ms` or `0.05s`.
+pub fn latency_ms(s: &str) -> Result<f64, String> {
+    let ms = match s.trim().parse::<f64>() {
+        Ok(n) => n,
+        Err(_) => parse_duration(s)?.as_secs_f64() * 1000.0,
+    };
+    if ms > 0.0 && ms.is_finite() {
+        Ok(ms)
+    } else {
+        Err(format!("`{s}` is not a positive latency (e.g. 50ms)"))
+    }
 }
 
 /// How long a run with an end keeps retrying what fails, shared by `load`, `full` and
@@ -148,8 +181,8 @@ mod tests {
                 ..WriteArgs::default()
             },
             rate,
-            batch_delay_ms: None,
-            timeout_secs: 120,
+            batch_delay: None,
+            timeout: Duration::from_secs(120),
         }
     }
 
@@ -196,5 +229,46 @@ mod tests {
             assert!(positive(bad).is_err(), "{bad}");
         }
         assert!(positive_rate("0").is_err());
+    }
+
+    #[test]
+    fn time_flags_take_durations_and_the_old_names_bare_numbers() {
+        let p: PacingArgs = parse(&["--timeout", "2m", "--batch-delay", "10ms"]);
+        assert_eq!(
+            (p.timeout, p.batch_delay),
+            (Duration::from_secs(120), Some(Duration::from_millis(10)))
+        );
+        let p: PacingArgs = parse(&["--timeout-secs", "90", "--batch-delay-ms", "5"]);
+        assert_eq!(
+            (p.timeout, p.batch_delay),
+            (Duration::from_secs(90), Some(Duration::from_millis(5)))
+        );
+        assert_eq!(latency_ms("50"), Ok(50.0));
+        assert_eq!(latency_ms("0.1s"), Ok(100.0));
+        assert!(latency_ms("0").is_err() && latency_ms("soon").is_err());
+    }
+}
+
+/// `--threshold`: gates on what a command measured, shared by `load`, `full`, `capacity` and
+/// `chaos`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ThresholdArgs {
+    /// Fail (exit 1) unless this holds, k6-style: `p99<50ms`, `p95<=100ms`,
+    /// `success>=99.9%`, `throughput>=1000`, `stage.cdc.p99<20ms`, `capacity>=2000`,
+    /// `recovery<30s`, `lost<=0`. Repeatable; each is printed with its verdict.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = crate::check::thresholds::parse)]
+    pub thresholds: Vec<crate::check::thresholds::Threshold>,
+}
+
+impl ThresholdArgs {
+    /// These gates and those of the old flags, refused when `kind` does not measure one.
+    pub fn list(
+        &self,
+        kind: crate::check::figures::Kind,
+        old: impl IntoIterator<Item = crate::check::thresholds::Threshold>,
+    ) -> anyhow::Result<Vec<crate::check::thresholds::Threshold>> {
+        let all: Vec<_> = self.thresholds.iter().cloned().chain(old).collect();
+        crate::check::thresholds::check_measurable(&all, kind).map_err(crate::exit::config)?;
+        Ok(all)
     }
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use super::flags::{parse_duration, PacingArgs, RetryArgs};
+use super::flags::{parse_duration, PacingArgs, RetryArgs, ThresholdArgs};
+use super::output::human;
 use super::signals::stop_on_signals;
+use crate::check::figures::Kind;
 use crate::check::targets::Targets;
-use crate::check::thresholds::Thresholds;
+use crate::check::thresholds::{self, Threshold};
 use crate::check::verify::pass_fail_text;
 use crate::config::Settings;
 use crate::pipeline::store::ReadModels;
@@ -32,10 +34,12 @@ pub struct Args {
     /// Events per phase, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub phases: Vec<u64>,
-    /// How long each phase lasts, comma-separated seconds (the last repeats): each phase is
-    /// offered open loop at its events ÷ its seconds, a rate this stack sustains.
-    #[arg(long, value_delimiter = ',', default_value = "5,15,30,75", value_parser = clap::value_parser!(u64).range(1..=86_400), conflicts_with_all = ["rate", "burst"])]
-    pub phase_secs: Vec<u64>,
+    /// How long each phase lasts, comma-separated (the last repeats; a bare number is
+    /// seconds): each phase is offered open loop at its events ÷ its duration, a rate this
+    /// stack sustains.
+    #[arg(long, visible_alias = "phase-secs", value_delimiter = ',', default_value = "5s,15s,30s,75s",
+          value_parser = phase_duration, conflicts_with_all = ["rate", "burst"])]
+    pub phase_durations: Vec<Duration>,
     /// The old overload show: unpaced 100-row batches every 10 ms, faster than the pipeline
     /// absorbs; the report says so, and latency targets are not enforced.
     #[arg(long)]
@@ -43,8 +47,8 @@ pub struct Args {
     /// How long each step of the closing capacity phase lasts, e.g. `5s`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub capacity_step: Duration,
-    /// The closing capacity phase's p99 target, ms.
-    #[arg(long, default_value_t = 50.0)]
+    /// The closing capacity phase's p99 target, e.g. `50ms` (a bare number is ms).
+    #[arg(long, default_value = "50ms", value_parser = super::flags::latency_ms)]
     pub slo_p99: f64,
     /// Skip the closing capacity phase.
     #[arg(long)]
@@ -76,10 +80,16 @@ pub struct Args {
     /// not create (setup refuses otherwise).
     #[arg(long)]
     pub force: bool,
-    /// Fail (exit 1) when the p95 end-to-end latency is above this, in ms.
+    /// Gates on the show's figures (latency: the whole run's T5 − T0; throughput: the last
+    /// phase's; capacity: the closing phase's sustained rate).
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    /// Same as `--threshold 'p95<=Xms'`: fail when the run's p95 end-to-end latency is
+    /// above this, in ms.
     #[arg(long)]
     pub max_p95_ms: Option<f64>,
-    /// Fail (exit 1) when the last phase's throughput is below this, in events/s.
+    /// Same as `--threshold 'throughput>=X'`: fail when the last phase's throughput is
+    /// below this, in events/s.
     #[arg(long)]
     pub min_throughput: Option<f64>,
     /// JSON report path.
@@ -96,6 +106,15 @@ pub struct Args {
     pub display: DisplayArgs,
 }
 
+/// `--phase-durations`: 1 s to a day each.
+fn phase_duration(s: &str) -> Result<Duration, String> {
+    let d = super::flags::secs_or_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("`{s}` is out of range: a phase lasts 1s to 24h"));
+    }
+    Ok(d)
+}
+
 /// The pause after each batch of `--burst` when `--batch-delay-ms` is not given.
 const BURST_BATCH_DELAY_MS: u64 = 10;
 
@@ -110,8 +129,8 @@ impl From<&Args> for FullOptions {
                     if a.burst {
                         return a.pacing.phase(n, None, BURST_BATCH_DELAY_MS, None);
                     }
-                    let secs = a.phase_secs.get(i).or(a.phase_secs.last()).copied();
-                    let rate = secs.map(|s| n as f64 / s as f64);
+                    let d = a.phase_durations.get(i).or(a.phase_durations.last());
+                    let rate = d.map(|d| n as f64 / d.as_secs_f64());
                     a.pacing.phase(n, rate, 0, None)
                 })
                 .collect(),
@@ -136,10 +155,14 @@ impl From<&Args> for FullOptions {
             }),
             setup: SetupOptions::fresh(a.partitions, a.force),
             consumer: a.retry.consumer(),
-            thresholds: Thresholds {
-                max_p95_ms: a.max_p95_ms,
-                min_throughput: a.min_throughput,
-            },
+            thresholds: a
+                .thresholds
+                .thresholds
+                .iter()
+                .cloned()
+                .chain(a.max_p95_ms.map(Threshold::max_p95_ms))
+                .chain(a.min_throughput.map(Threshold::min_throughput))
+                .collect(),
             report_json: a.report_json.clone(),
             report_html: a.report_html.clone(),
         }
@@ -195,6 +218,7 @@ impl Observer for FullDisplay {
 /// `pipedemo full`: the show on a display, both reports, and the closing lines.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = FullOptions::from(&a);
+    thresholds::check_measurable(&o.thresholds, Kind::Full).map_err(crate::exit::config)?;
     let stop = stop_on_signals();
     let mut display = FullDisplay {
         args: a.display,
@@ -230,7 +254,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     demo_report::write_html(&o.report_html, &outcome, &method, &live.lock())?;
     ownership::record_files(s, &[&o.report_json, &o.report_html]).await?;
     if a.json {
-        super::output::print_json(&outcome)?;
+        super::output::print_json(Kind::Full, &outcome)?;
     } else {
         print!("{}", report::verify(&outcome.verification));
     }
@@ -244,15 +268,6 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     })
 }
 
-/// Text for people: on stdout, or on stderr when stdout carries the JSON document.
-fn human(json: bool, text: &str) {
-    if json {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
-}
-
 /// The assessment of every phase against the targets, the capacity, the thresholds that
 /// broke, the verdict, the success rate and where the reports are.
 fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
@@ -264,9 +279,7 @@ fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
     if let Some(c) = &outcome.chaos {
         out += &report::chaos(c);
     }
-    for f in &outcome.threshold_failures {
-        out += &format!("✗ threshold: {f}\n");
-    }
+    out += &super::output::threshold_lines(&outcome.thresholds);
     let v = &outcome.verification;
     let rate = if outcome.total_secs > 0.0 {
         outcome.total_events as f64 / outcome.total_secs
@@ -336,6 +349,9 @@ mod tests {
             && p.write == crate::pipeline::writer::WriteModel::default()
             && p.batch_delay == Duration::from_millis(BURST_BATCH_DELAY_MS)));
         assert!(o.burst && o.capacity.is_none() && o.prewarm.is_none());
-        assert_eq!(o.thresholds.max_p95_ms, Some(90.0));
+        assert_eq!(o.thresholds, [Threshold::max_p95_ms(90.0)]);
+        let o = options(&["--threshold", "p99<50ms", "--min-throughput", "100"]);
+        let t: Vec<String> = o.thresholds.iter().map(|t| t.to_string()).collect();
+        assert_eq!(t, ["p99<50ms", "throughput>=100"]);
     }
 }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::flags::{parse_duration, PacingArgs, RetryArgs};
+use super::flags::{parse_duration, PacingArgs, RetryArgs, ThresholdArgs};
+use super::output;
 use super::signals::stop_on_signals;
+use crate::check::figures::Kind;
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::run::load::{run_with, LoadOptions};
@@ -34,6 +36,9 @@ pub struct Args {
     /// How long failures are retried.
     #[command(flatten)]
     pub retry: RetryArgs,
+    /// Gates on the run's figures.
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -66,6 +71,7 @@ impl From<&Args> for LoadOptions {
 /// `pipedemo load`: the load on a display, then its summary.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let opts = LoadOptions::from(&a);
+    let thresholds = a.thresholds.list(Kind::Load, [])?;
     let stop = stop_on_signals();
     let mut shown = None;
     let result = run_with(s, &opts, stop.clone(), |live| {
@@ -76,23 +82,26 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         shown.end().await;
     }
     let result = result?;
+    let mut doc = output::document(Kind::Load, &result.summary())?;
+    let checked = output::gate(Kind::Load, &mut doc, &thresholds);
     if a.json {
-        super::output::print_json(&result.summary())?;
+        output::print_document(&doc)?;
     } else {
         print!("{}", report::load(&result));
     }
+    output::human(a.json, &output::threshold_lines(&checked));
     if let Some(first) = result.missing.first() {
         eprintln!(
-            "✗ {} of {} inserted events did not reach MongoDB within {} s (first: {first}); \
+            "✗ {} of {} inserted events did not reach MongoDB within {} (first: {first}); \
              check `scripts/stack.sh status` and the connector with `pipedemo setup --keep`",
             result.missing.len(),
             result.sent,
-            a.pacing.timeout_secs,
+            humantime::format_duration(a.pacing.timeout),
         );
     }
     Ok(if stop.is_cancelled() {
         Exit::Interrupted
-    } else if !result.missing.is_empty() {
+    } else if !result.missing.is_empty() || checked.iter().any(|c| !c.passed) {
         Exit::CheckFailed
     } else {
         Exit::Success

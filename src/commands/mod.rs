@@ -5,7 +5,9 @@
 pub mod capacity;
 pub mod chaos;
 pub mod cleanup;
+pub mod compare;
 pub mod completions;
+pub mod config;
 pub mod consume;
 pub mod flags;
 pub mod full;
@@ -45,6 +47,9 @@ pub enum Command {
     Chaos(chaos::Args),
     /// Run the consumer alone until interrupted (Ctrl-C / SIGTERM).
     Consume(consume::Args),
+    /// Two runs' figures side by side (the JSON of `load`, `full`, `capacity`, `chaos` or
+    /// `verify`): the change of each, and exit 1 when one got worse beyond --max-regression.
+    Compare(compare::Args),
     /// Consume the whole topic again from its start (the group must have no running consumer),
     /// then stop. Idempotent read models stay as they were: compare `verify --checksum`.
     Replay(replay::Args),
@@ -52,6 +57,9 @@ pub enum Command {
     Verify(verify::Args),
     /// Delete demo data: outbox rows, the read-model database, metrics and report files.
     Cleanup(cleanup::Args),
+    /// Every setting's value and where it came from (flag, environment, profile, config
+    /// file, default), secrets as ***.
+    Config(config::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::Args),
     /// Print the manual page (roff: `pipedemo man | man -l -`), or write one per subcommand.
@@ -59,6 +67,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether it reaches services with the settings, so that a broken `.env` or config file
+    /// must stop it (help and documents do not).
+    pub fn uses_settings(&self) -> bool {
+        !matches!(
+            self,
+            Command::Completions(_) | Command::Man(_) | Command::Compare(_)
+        )
+    }
+
     /// Runs the subcommand; the exit code says whether its checks passed. `cli` is the whole
     /// command line's definition, for the completion script.
     pub async fn run(self, s: &Settings, cli: clap::Command) -> Result<ExitCode> {
@@ -69,10 +86,12 @@ impl Command {
             Command::Full(a) => full::command(s, a).await,
             Command::Capacity(a) => capacity::command(s, a).await,
             Command::Chaos(a) => chaos::command(s, a).await,
+            Command::Compare(a) => compare::command(&a),
             Command::Consume(a) => consume::command(s, a).await,
             Command::Replay(a) => replay::command(s, a).await,
             Command::Verify(a) => verify::command(s, a).await,
             Command::Cleanup(a) => cleanup::command(s, a).await,
+            Command::Config(a) => config::command(s, &a),
             Command::Completions(a) => completions::command(&a, cli),
             Command::Man(a) => man::command(&a, cli),
         }

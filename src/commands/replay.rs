@@ -21,9 +21,10 @@ use crate::telemetry::metrics;
 /// The flags of `pipedemo replay`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// Give up when not caught up after this many seconds.
-    #[arg(long, default_value_t = 600)]
-    pub timeout_secs: u64,
+    /// Give up when not caught up after this long, e.g. `10m` (a bare number is seconds).
+    #[arg(long, visible_alias = "timeout-secs", default_value = "10m",
+          value_parser = super::flags::secs_or_duration)]
+    pub timeout: Duration,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -31,9 +32,9 @@ pub struct Args {
 
 /// `pipedemo replay`.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
-    let r = run(s, Duration::from_secs(a.timeout_secs), stop_on_signals()).await?;
+    let r = run(s, a.timeout, stop_on_signals()).await?;
     if a.json {
-        super::output::print_json(&r)?;
+        super::output::print_json(crate::check::figures::Kind::Replay, &r)?;
     } else {
         println!("{}", r.describe());
     }

@@ -31,7 +31,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         crate::provision::ownership::record_files(s, &[p.as_path()]).await?;
     }
     if a.json {
-        super::output::print_json(&r)?;
+        super::output::print_json(crate::check::figures::Kind::Verify, &r)?;
     } else {
         print!("{}", report::verify(&r));
         if let Some(p) = &a.report {

@@ -6,6 +6,7 @@
 //! `main`), so its values act as environment variables.
 
 mod connect;
+pub mod file;
 mod kafka;
 mod mongo;
 mod output;
@@ -43,6 +44,77 @@ pub struct Settings {
     /// from (filled by [`crate::cli::parse`]).
     #[arg(skip)]
     pub child_env: ChildEnv,
+    /// A config file (`pipedemo.toml`, `--config FILE`), read before the flags: its values
+    /// are the flags' defaults.
+    #[arg(
+        global = true,
+        long,
+        env = "PIPEDEMO_CONFIG",
+        value_name = "FILE",
+        help_heading = "Config"
+    )]
+    pub config: Option<std::path::PathBuf>,
+    /// The `[profile.NAME]` section of the config file to use over its top level.
+    #[arg(
+        global = true,
+        long,
+        env = "PIPEDEMO_PROFILE",
+        value_name = "NAME",
+        help_heading = "Config"
+    )]
+    pub profile: Option<String>,
+    /// Where each setting's value came from (filled by [`crate::cli::parse`]).
+    #[arg(skip)]
+    pub sources: Sources,
+    /// Why `.env` or the config file could not be used: an error for every command that uses
+    /// the settings, not for `--help`, `--version`, `completions`, `man` or `compare`.
+    #[arg(skip)]
+    pub deferred: Option<String>,
+}
+
+/// One setting's value and where it came from.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SettingSource {
+    /// The key: the flag's name with `_` (`pg_port`).
+    pub key: String,
+    /// The value, secrets as `***`.
+    pub value: String,
+    /// Where it came from.
+    #[serde(serialize_with = "display")]
+    pub source: file::Source,
+}
+
+fn display<S: serde::Serializer>(v: &file::Source, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// Every setting's value and source, in flag order.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Sources(pub Vec<SettingSource>);
+
+/// A setting's value as `pipedemo config` shows it: secrets, passwords in URLs and secret
+/// entries of key=value lists as `***`.
+pub fn shown_value(key: &str, value: &str, secret: bool) -> String {
+    if value.is_empty() {
+        return value.into();
+    }
+    if value.contains("://") {
+        return redact_uri(value);
+    }
+    if secret || is_secret_key(key) {
+        return "***".into();
+    }
+    if value.contains('=') {
+        return value
+            .split([',', ';'])
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => format!("{k}={}", redact_setting(k, v)),
+                None => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    value.into()
 }
 
 /// Settings given on the command line, as `(variable, value)`: a `pipedemo consume` started

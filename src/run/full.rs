@@ -11,7 +11,7 @@ use super::chaos::{self, ChaosOptions};
 use super::outcome::{CapacityReport, FullOutcome, PhaseResult, PhaseSummary, Step};
 use super::session::{Host, PhaseOptions, Session, PREWARM};
 use crate::check::targets::Targets;
-use crate::check::thresholds::Thresholds;
+use crate::check::thresholds::Threshold;
 use crate::check::verify::{self, VerifyReport};
 use crate::config::Settings;
 use crate::pipeline::consumer::ConsumerOptions;
@@ -39,8 +39,8 @@ pub struct FullOptions {
     pub setup: SetupOptions,
     /// The consumer's options (its retry limit).
     pub consumer: ConsumerOptions,
-    /// `--max-p95-ms` and `--min-throughput`.
-    pub thresholds: Thresholds,
+    /// `--threshold`, `--max-p95-ms` and `--min-throughput`.
+    pub thresholds: Vec<Threshold>,
     /// Where to write the JSON report.
     pub report_json: PathBuf,
     /// Where to write the HTML report.
@@ -128,6 +128,7 @@ pub async fn run(
         c.judge(&outcome.verification);
         outcome.chaos = Some(c);
     }
+    outcome.gate(&o.thresholds);
     Ok((outcome, live, versions))
 }
 
@@ -140,10 +141,7 @@ fn outcome(
     verification: VerifyReport,
     total_secs: f64,
 ) -> FullOutcome {
-    let mut threshold_failures = o.thresholds.failures(
-        stats::total(&verification.latency).p95_ms,
-        phases.last().map(|p| (p.phase.as_str(), p.throughput_eps)),
-    );
+    let mut threshold_failures = Vec::new();
     let targets_missed: Vec<Vec<String>> = phases
         .iter()
         .map(|p| {
@@ -167,6 +165,7 @@ fn outcome(
         phases,
         verification,
         threshold_failures,
+        thresholds: Vec::new(),
         total_secs,
         burst: o.burst,
         targets: o.targets,
@@ -192,10 +191,7 @@ mod tests {
             chaos: None,
             setup: SetupOptions::fresh(1, false),
             consumer: ConsumerOptions::default(),
-            thresholds: Thresholds {
-                max_p95_ms,
-                min_throughput: None,
-            },
+            thresholds: max_p95_ms.map(Threshold::max_p95_ms).into_iter().collect(),
             report_json: PathBuf::from("r.json"),
             report_html: PathBuf::from("r.html"),
         }
@@ -261,21 +257,19 @@ mod tests {
         v.latency.insert(
             Stage::Total,
             Summary {
+                count: 100,
                 p95_ms: 80.0,
                 ..Summary::default()
             },
         );
-        let o = outcome(
-            &options(false, Some(50.0)),
-            vec![phase("warm-up", 20.0, 100)],
-            None,
-            None,
-            v,
-            1.0,
-        );
+        let opts = options(false, Some(50.0));
+        let mut o = outcome(&opts, vec![phase("warm-up", 20.0, 100)], None, None, v, 1.0);
+        assert!(o.passed());
+        o.gate(&opts.thresholds);
         assert_eq!(
             o.threshold_failures,
-            ["p95 end-to-end latency 80.0 ms is above --max-p95-ms 50"]
+            ["threshold p95<=50ms broken: p95 is 80.0 ms"]
         );
+        assert!(!o.passed() && !o.thresholds[0].passed);
     }
 }

@@ -238,8 +238,11 @@ pub struct FullOutcome {
     pub phases: Vec<PhaseSummary>,
     /// The verification.
     pub verification: VerifyReport,
-    /// Threshold violations (empty when all held).
+    /// Gates broken and phases that missed the targets, one sentence each (empty when all
+    /// held).
     pub threshold_failures: Vec<String>,
+    /// Every `--threshold` judged.
+    pub thresholds: Vec<crate::check::thresholds::Checked>,
     /// Events over all phases.
     pub total_events: u64,
     /// Seconds the phases took (pre-warm and capacity phase apart).
@@ -259,6 +262,19 @@ pub struct FullOutcome {
 }
 
 impl FullOutcome {
+    /// Judges `thresholds` on this outcome's figures (as its JSON document holds them).
+    pub fn gate(&mut self, thresholds: &[crate::check::thresholds::Threshold]) {
+        use crate::check::{figures, thresholds as gates};
+        let doc = serde_json::to_value(&*self).unwrap_or_default();
+        self.thresholds = gates::judge(thresholds, &figures::figures(figures::Kind::Full, &doc));
+        self.threshold_failures.extend(
+            self.thresholds
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.failure()),
+        );
+    }
+
     /// Verification passed, no threshold broke, and the chaos phase (if any) passed.
     pub fn passed(&self) -> bool {
         self.verification.passed

@@ -56,6 +56,8 @@ impl Method {
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    kind: crate::check::figures::Kind,
+    schema_version: u64,
     /// The run that wrote the file (see [`crate::run_id`]).
     run_id: &'static str,
     generated_at: String,
@@ -81,6 +83,8 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// Writes `demo_report.json`.
 pub fn write_json(path: &Path, o: &FullOutcome, m: &Method) -> Result<()> {
     let r = JsonReport {
+        kind: crate::check::figures::Kind::Full,
+        schema_version: crate::check::figures::SCHEMA_VERSION,
         run_id: crate::run_id::run_id(),
         generated_at: chrono::Utc::now().to_rfc3339(),
         passed: o.passed(),

@@ -16,9 +16,22 @@ pub struct DisplayArgs {
     /// Plain progress lines instead of the live dashboard (automatic when not on a terminal).
     #[arg(long)]
     pub no_tui: bool,
-    /// Dashboard refresh interval, milliseconds.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=10_000))]
-    pub refresh_ms: u64,
+    /// Dashboard refresh interval, e.g. `500ms` or `1s` (a bare number is milliseconds).
+    #[arg(long, visible_alias = "refresh-ms", default_value = "500ms", value_parser = refresh)]
+    pub refresh: Duration,
+}
+
+/// `--refresh`: 50 ms to 10 s.
+fn refresh(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<u64>() {
+        Ok(ms) => Duration::from_millis(ms),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms or 1s"))?,
+    };
+    if d < Duration::from_millis(50) || d > Duration::from_secs(10) {
+        return Err(format!("`{s}` is out of range: 50ms to 10s"));
+    }
+    Ok(d)
 }
 
 /// Where log lines go while the dashboard is up (next to the metrics file); set once at start.
@@ -49,7 +62,7 @@ impl Shown {
                 }
             }
         }
-        let refresh = Duration::from_millis(d.refresh_ms);
+        let refresh = d.refresh;
         let (stop, done2) = (stop.clone(), done.clone());
         let task = tokio::spawn(async move {
             if tui {

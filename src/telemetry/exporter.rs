@@ -13,8 +13,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::event::EventType;
+use crate::telemetry::health::ConnectorState;
 use crate::telemetry::live::{Live, Shared};
-use crate::telemetry::stats::Stage;
+use crate::telemetry::stats::{Latency, Stage};
 
 /// Upper bounds of the latency histograms' buckets, µs (1 ms to 30 s).
 const BOUNDS_US: [u64; 16] = [
@@ -115,21 +116,40 @@ fn encode_live(live: &Live, encoder: &mut DescriptorEncoder) -> Result<(), std::
     }
     let mut m = encoder.encode_descriptor(
         "pipedemo_stage_latency",
-        "Latency of each stage (T1-T0 CDC, T2-T1 Kafka, T3-T2 poll, T5-T3 processing) and end to end (T5-T0).",
+        "Latency of each stage: T1-T0 CDC, T2-T1 Kafka, T3-T2 poll, T5-T3 processing (they add up to the end-to-end latency, which is its own histogram).",
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;
-    for stage in Stage::ALL {
-        let l = stats.stages.get(stage);
-        let counts = l.bucket_counts(&BOUNDS_US);
-        let buckets: Vec<(f64, u64)> = BOUNDS_US
-            .iter()
-            .map(|b| *b as f64 / 1e6)
-            .chain([f64::MAX])
-            .zip(counts)
-            .collect();
-        m.encode_family(&[("stage", stage.key())])?
-            .encode_histogram::<NoLabelSet>(l.sum_us() / 1e6, l.count(), &buckets, None)?;
+    for stage in Stage::PARTS {
+        histogram(
+            stats.stages.get(stage),
+            m.encode_family(&[("stage", stage.key())])?,
+        )?;
+    }
+    let (from, e2e) = end_to_end(live);
+    let mut m = encoder.encode_descriptor(
+        "pipedemo_end_to_end_latency",
+        "End-to-end latency: from each event's scheduled insert to its MongoDB write when the load is paced (from=\"schedule\", open loop: a stalled writer cannot hide it), else T5-T0 (from=\"insert\").",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    histogram(&e2e, m.encode_family(&[("from", from)])?)?;
+    if !live.phases.is_empty() {
+        let m = encoder.encode_descriptor(
+            "pipedemo_events_offered",
+            "Events handed to the outbox writers by this process's generator.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(live.offered).encode(m)?;
+        let backlog: u64 = live.phases.iter().map(|p| p.waiting.len() as u64).sum();
+        let m = encoder.encode_descriptor(
+            "pipedemo_backlog",
+            "Events inserted into the outbox by this process and not yet in the read models.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(backlog as i64).encode(m)?;
     }
     if let Some(lag) = live.health.lag {
         let m = encoder.encode_descriptor(
@@ -140,15 +160,62 @@ fn encode_live(live: &Live, encoder: &mut DescriptorEncoder) -> Result<(), std::
         )?;
         ConstGauge::new(lag).encode(m)?;
     }
-    let backlog: u64 = live.phases.iter().map(|p| p.waiting.len() as u64).sum();
+    if let Some(c) = live.health.connector {
+        let mut m = encoder.encode_descriptor(
+            "pipedemo_connector_state",
+            "pipedemo's Debezium connector: 1 for the state Kafka Connect reports, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for state in ConnectorState::ALL {
+            ConstGauge::new(i64::from(c.state == state))
+                .encode(m.encode_family(&[("state", state.name())])?)?;
+        }
+        let m = encoder.encode_descriptor(
+            "pipedemo_connector_tasks_running",
+            "Tasks of pipedemo's connector that are RUNNING.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(c.tasks_running as i64).encode(m)?;
+    }
     let m = encoder.encode_descriptor(
-        "pipedemo_backlog",
-        "Events inserted into the outbox and not yet in the read models.",
+        "pipedemo_build",
+        "pipedemo's version.",
         None,
-        MetricType::Gauge,
+        MetricType::Info,
     )?;
-    ConstGauge::new(backlog as i64).encode(m)?;
+    prometheus_client::metrics::info::Info::new(vec![("version", env!("CARGO_PKG_VERSION"))])
+        .encode(m)?;
     Ok(())
+}
+
+/// The end-to-end histogram and what it is measured from: the paced phases' latency from
+/// schedule when there are any, else T5 − T0 of every event.
+fn end_to_end(live: &Live) -> (&'static str, Latency) {
+    let mut paced = live.phases.iter().filter(|p| p.paced).peekable();
+    if paced.peek().is_none() {
+        return ("insert", live.all.stages.get(Stage::Total).clone());
+    }
+    let mut l = Latency::default();
+    for p in paced {
+        l.add(&p.from_schedule);
+    }
+    ("schedule", l)
+}
+
+fn histogram(
+    l: &Latency,
+    mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    let counts = l.bucket_counts(&BOUNDS_US);
+    let buckets: Vec<(f64, u64)> = BOUNDS_US
+        .iter()
+        .map(|b| *b as f64 / 1e6)
+        .chain([f64::MAX])
+        .zip(counts)
+        .collect();
+    encoder.encode_histogram::<NoLabelSet>(l.sum_us() / 1e6, l.count(), &buckets, None)
 }
 
 #[cfg(test)]
@@ -177,10 +244,53 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("pipedemo_consumer_lag 7"), "{text}");
+        // The parts only: a sum over `stage` must not count the end to end twice.
+        assert!(!text.contains("stage=\"total\""), "{text}");
         assert!(
-            text.contains("pipedemo_stage_latency_seconds_bucket{le=\"+Inf\",stage=\"total\"} 0"),
+            text.contains(
+                "pipedemo_stage_latency_seconds_bucket{le=\"+Inf\",stage=\"1_cdc_capture\"} 0"
+            ),
             "{text}"
         );
+        // Not generating here: T5 − T0, and neither offered events nor a backlog.
+        assert!(
+            text.contains("pipedemo_end_to_end_latency_seconds_count{from=\"insert\"} 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("pipedemo_backlog") && !text.contains("offered"),
+            "{text}"
+        );
+        assert!(text.contains("pipedemo_build_info{version="), "{text}");
+        assert!(!text.contains("pipedemo_connector_state"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn a_paced_run_exports_latency_from_schedule_offered_events_and_the_connector() {
+        let mut live = Live::default();
+        live.begin_phase_of("load", 3);
+        live.await_ids([uuid::Uuid::new_v4(), uuid::Uuid::new_v4()], Some(1));
+        live.phases[0].from_schedule.record(40_000);
+        live.health.connector = Some(crate::telemetry::health::ConnectorHealth {
+            state: ConnectorState::Paused,
+            tasks_running: 0,
+            tasks: 1,
+        });
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(LiveCollector(Shared::new(live))));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "pipedemo_end_to_end_latency_seconds_count{from=\"schedule\"} 1",
+            "pipedemo_end_to_end_latency_seconds_bucket{le=\"0.05\",from=\"schedule\"} 1",
+            "pipedemo_events_offered_total 2",
+            "pipedemo_backlog 2",
+            "pipedemo_connector_state{state=\"PAUSED\"} 1",
+            "pipedemo_connector_state{state=\"RUNNING\"} 0",
+            "pipedemo_connector_tasks_running 0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

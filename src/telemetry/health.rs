@@ -45,6 +45,17 @@ pub enum ConnectorState {
 }
 
 impl ConnectorState {
+    /// Every state, as exported to Prometheus.
+    pub const ALL: [ConnectorState; 7] = [
+        ConnectorState::Running,
+        ConnectorState::Paused,
+        ConnectorState::Stopped,
+        ConnectorState::Failed,
+        ConnectorState::Restarting,
+        ConnectorState::Unassigned,
+        ConnectorState::Unknown,
+    ];
+
     /// The name Kafka Connect uses.
     pub const fn name(self) -> &'static str {
         match self {

@@ -105,6 +105,9 @@ pub struct Live {
     pub all: RunStats,
     /// Phases, in order; the last is the current one.
     pub phases: Vec<Phase>,
+    /// Events handed to the outbox writers over all phases (none when this process does not
+    /// generate: `consume`, `monitor`).
+    pub offered: u64,
     /// Recent events, newest first.
     pub recent: VecDeque<RecentEvent>,
     /// Events written per second, oldest first, the last entry being the current second.
@@ -239,6 +242,7 @@ impl Default for Live {
             started_us: now_us(),
             all: RunStats::default(),
             phases: Vec::new(),
+            offered: 0,
             recent: VecDeque::with_capacity(RECENT),
             per_second: VecDeque::with_capacity(HISTORY_SECS),
             peak_eps: 0,
@@ -493,6 +497,7 @@ impl Live {
             return;
         };
         for id in ids {
+            self.offered += 1;
             p.waiting.insert(id);
             if let Some(d) = due_us {
                 p.scheduled.insert(id, d);

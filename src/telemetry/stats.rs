@@ -64,6 +64,12 @@ impl Latency {
         self.h.saturating_record(us.max(1) as u64);
     }
 
+    /// Adds `other`'s samples (same bounds, so nothing is lost).
+    pub fn add(&mut self, other: &Latency) {
+        let _ = self.h.add(&other.h);
+        self.negative += other.negative;
+    }
+
     /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.h.len()
@@ -176,6 +182,18 @@ impl Stage {
             Stage::Poll => "3_consumer_poll",
             Stage::Processing => "4_processing",
             Stage::Total => "total",
+        }
+    }
+
+    /// The name in `--threshold` expressions and `compare` tables (`cdc` … `processing`,
+    /// `e2e`).
+    pub const fn short(self) -> &'static str {
+        match self {
+            Stage::Cdc => "cdc",
+            Stage::Kafka => "kafka",
+            Stage::Poll => "poll",
+            Stage::Processing => "processing",
+            Stage::Total => "e2e",
         }
     }
 

@@ -225,12 +225,16 @@ pub fn report(
 pub fn write_report(report: &VerifyReport, path: &Path) -> Result<()> {
     #[derive(Serialize)]
     struct File<'a> {
+        kind: super::figures::Kind,
+        schema_version: u64,
         /// The run that wrote the file (see [`crate::run_id`]).
         run_id: &'static str,
         #[serde(flatten)]
         report: &'a VerifyReport,
     }
     let json = serde_json::to_string_pretty(&File {
+        kind: super::figures::Kind::Verify,
+        schema_version: super::figures::SCHEMA_VERSION,
         run_id: crate::run_id::run_id(),
         report,
     })?;

@@ -1,0 +1,66 @@
+//! `pipedemo compare BASE.json NEW.json`: two runs' figures side by side, exit 1 on a
+//! regression ([`crate::check::compare`]). Reads files only; no service is contacted.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::check::compare::{self, parse_pct};
+use crate::exit::{self, Exit};
+
+/// The flags of `pipedemo compare`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// The run to compare against: the JSON that `load`, `full`, `capacity`, `chaos` or
+    /// `verify` printed with `--json` (or `demo_report.json`).
+    pub base: PathBuf,
+    /// The new run's JSON, of the same command.
+    pub new: PathBuf,
+    /// How much worse a figure may get before it is a regression (exit 1), e.g. `10%`. Counts
+    /// of lost, duplicated and dead-lettered events fail on any rise.
+    #[arg(long, default_value = "10%", value_parser = parse_pct)]
+    pub max_regression: f64,
+    /// Print the comparison as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| exit::config(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        exit::config(format!(
+            "{} is not a JSON document ({e}); pass what a command printed with --json",
+            path.display()
+        ))
+    })
+}
+
+/// `pipedemo compare`.
+pub fn command(a: &Args) -> Result<ExitCode> {
+    let (base, new) = (read(&a.base)?, read(&a.new)?);
+    let c = compare::compare(&base, &new, a.max_regression).map_err(exit::config)?;
+    if a.json {
+        super::output::print_document(&serde_json::to_value(&c)?)?;
+    } else {
+        let name = |p: &Path| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |f| f.to_string_lossy().into_owned(),
+            )
+        };
+        let (mut b, mut n) = (name(&a.base), name(&a.new));
+        if b == n {
+            (b, n) = ("base".into(), "new".into());
+        }
+        print!("{}", compare::text(&c, &b, &n));
+    }
+    Ok(if c.passed {
+        Exit::Success
+    } else {
+        Exit::CheckFailed
+    }
+    .into())
+}
