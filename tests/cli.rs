@@ -218,7 +218,7 @@ fn dotenv_is_read_from_the_working_directory_only() {
     std::fs::create_dir_all(&child).unwrap();
     std::fs::write(parent.join(".env"), "POSTGRES_PORT=not-a-port\n").unwrap();
     let run = |dir: &std::path::Path| {
-        command(&["completions", "bash"])
+        command(&["config"])
             .current_dir(dir)
             .env_remove("POSTGRES_PORT")
             .output()
@@ -238,6 +238,135 @@ fn dotenv_is_read_from_the_working_directory_only() {
         text(&below)
     );
     let _ = std::fs::remove_dir_all(&parent);
+}
+
+/// A malformed `.env` or `pipedemo.toml` stops the commands that use the settings, with the
+/// file named, and never `--help`, `--version`, `completions` or `man`.
+#[test]
+fn a_broken_dotenv_or_config_never_breaks_help() {
+    let dir = std::env::temp_dir().join(format!("pipedemo-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text_of_it, named) in [
+        (".env", "THIS IS NOT A DOTENV LINE\n", ".env"),
+        ("pipedemo.toml", "pg_host = \n", "pipedemo.toml"),
+    ] {
+        let _ = std::fs::remove_file(dir.join(".env"));
+        let _ = std::fs::remove_file(dir.join("pipedemo.toml"));
+        std::fs::write(dir.join(file), text_of_it).unwrap();
+        for args in [&["--help"][..], &["--version"], &["completions", "bash"], &["man"], &["load", "--help"]] {
+            let o = command(args).current_dir(&dir).output().unwrap();
+            assert!(o.status.success(), "{file}: {args:?}: {}", text(&o));
+        }
+        let o = command(&["verify"]).current_dir(&dir).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", text(&o));
+        assert!(text(&o).contains(named) && text(&o).contains("fix or remove it"), "{}", text(&o));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `pipedemo.toml` in the working directory with a profile: its values reach the run, the
+/// environment wins over them and a flag over that; `pipedemo config` says which is which.
+#[test]
+fn a_config_profile_reaches_the_run_and_config_shows_the_sources() {
+    let dir = std::env::temp_dir().join(format!("pipedemo-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("pipedemo.toml"),
+        "pg_db = \"file_db\"\npg_password = \"hunter2\"\n[profile.broken]\npg_port = 1\n",
+    )
+    .unwrap();
+    let o = command(&["--profile", "broken", "config", "--json"])
+        .current_dir(&dir)
+        .env("PIPEDEMO_POSTGRES_DB", "env_db")
+        .env_remove("POSTGRES_DB")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = |k: &str| {
+        rows.as_array().unwrap().iter().find(|r| r["key"] == k).unwrap().clone()
+    };
+    assert_eq!(row("pg_port")["value"], "1");
+    assert!(row("pg_port")["source"].as_str().unwrap().starts_with("profile broken"));
+    assert_eq!(row("pg_db")["value"], "env_db");
+    assert_eq!(row("pg_db")["source"], "env PIPEDEMO_POSTGRES_DB");
+    assert_eq!(row("pg_password")["value"], "***");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("hunter2"));
+    // The profile's port reaches the connection: nothing listens on 1.
+    let o = command(&["--profile", "broken", "verify"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains(":1"), "{}", text(&o));
+    // Without the profile, or with a flag over it, the port is not 1.
+    let o = command(&["--profile", "broken", "--pg-port", "5432", "config"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("pg_port") && !text(&o).contains("profile broken"), "{}", text(&o));
+    let o = command(&["--profile", "staging", "verify"]).current_dir(&dir).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no [profile.staging] (profiles: broken)"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Thresholds on a real load, and `compare` on the documents it printed.
+#[tokio::test]
+async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let o = pipedemo(&["setup"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = pipedemo(&[
+        "load", "--events", "300", "--rate", "300", "--json", "--no-tui",
+        "--threshold", "p99<60s", "--threshold", "success>=100%", "--threshold", "stage.cdc.p99<60s",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["kind"], "load");
+    assert_eq!(doc["thresholds"].as_array().unwrap().len(), 3);
+    assert!(doc["thresholds"].as_array().unwrap().iter().all(|t| t["passed"] == true));
+    assert!(text(&o).contains("✓ threshold p99<60s (p99 = "), "{}", text(&o));
+    let p99 = doc["thresholds"][0]["actual"].as_f64().unwrap();
+    assert_eq!(Some(p99), doc["total_from_schedule"]["p99_ms"].as_f64(), "p99 from schedule");
+
+    // A gate nobody meets: exit 1, naming it.
+    let o = pipedemo(&["load", "--events", "50", "--no-tui", "--threshold", "p50<1us"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("✗ threshold p50<1us (p50 = "), "{}", text(&o));
+    // Bad or unmeasurable gates are usage errors, before anything runs.
+    for bad in ["p99<fast", "capacity>=1000", "p98<1ms"] {
+        let o = pipedemo(&["load", "--events", "10", "--threshold", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+    }
+
+    // compare: the same document passes; twice the p99 is a regression; kinds must match.
+    let dir = std::env::temp_dir().join(format!("pipedemo-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("base.json");
+    std::fs::write(&base, serde_json::to_string(&doc).unwrap()).unwrap();
+    let mut worse = doc.clone();
+    worse["total_from_schedule"]["p99_ms"] = serde_json::json!(p99 * 2.0 + 1.0);
+    let new = dir.join("new.json");
+    std::fs::write(&new, serde_json::to_string(&worse).unwrap()).unwrap();
+    let (b, n) = (base.to_str().unwrap(), new.to_str().unwrap());
+    let o = pipedemo(&["compare", b, b]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("PASS: no figure regressed"), "{}", text(&o));
+    let o = pipedemo(&["compare", b, n, "--max-regression", "10%"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("✗ p99 went from"), "{}", text(&o));
+    let o = pipedemo(&["compare", b, n, "--json"]);
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(c["passed"], false);
+    let verify = dir.join("verify.json");
+    let v = pipedemo(&["verify", "--json"]);
+    std::fs::write(&verify, &v.stdout).unwrap();
+    let o = pipedemo(&["compare", b, verify.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("cannot compare a `load` document with a `verify` document"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

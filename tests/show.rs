@@ -174,14 +174,16 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
             "full",
             "--phases",
             "10",
-            "--phase-secs",
-            "1",
+            "--phase-durations",
+            "1s",
             "--no-capacity",
             "--prewarm",
             "0s",
             "--no-tui",
             "--max-p95-ms",
             "0.001",
+            "--threshold",
+            "success>=99%",
         ])
         .arg("--report-json")
         .arg(&json)
@@ -193,9 +195,16 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("✗ threshold: p95 end-to-end latency") && out.contains("❌ Demo complete!"),
+        out.contains("✗ threshold p95<=0.001ms (p95 = ")
+            && out.contains("✓ threshold success>=99% (success = 100%)")
+            && out.contains("❌ Demo complete!"),
         "{out}"
     );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["kind"], "full");
+    assert_eq!(report["thresholds"][0]["threshold"], "success>=99%");
+    assert_eq!(report["thresholds"][1]["passed"], false);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -237,7 +246,7 @@ async fn dashboard_runs_live_in_a_real_terminal() {
         if pane.contains("Pipeline health") && pane.contains("phase:") {
             frames += 1;
             assert!(
-                !pane.contains("DEBUG") && !pane.contains(" WARN "),
+                !["DEBUG", " INFO ", " WARN ", "ERROR"].iter().any(|l| pane.contains(l)),
                 "a log line drew over the dashboard:\n{pane}"
             );
             if dashboard.is_empty() {
@@ -256,7 +265,10 @@ async fn dashboard_runs_live_in_a_real_terminal() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(frames > 0, "the dashboard was never seen");
     assert!(
-        log.contains("DEBUG") && log.contains("batch") && !log.contains('\x1b'),
+        log.contains("DEBUG")
+            && log.contains("batch")
+            && log.contains("partitions assigned")
+            && !log.contains('\x1b'),
         "the dashboard's log lines, without colour codes, go to pipedemo.log:\n{log}"
     );
     assert!(

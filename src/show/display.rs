@@ -42,7 +42,8 @@ pub static DASHBOARD_COLOR: OnceLock<bool> = OnceLock::new();
 
 /// A running display: the dashboard or headless progress lines.
 pub struct Shown {
-    task: tokio::task::JoinHandle<()>,
+    /// Why the dashboard failed, if it did (printed once the terminal is back).
+    task: tokio::task::JoinHandle<Option<String>>,
     done: CancellationToken,
     /// The dashboard (true) or plain lines.
     pub tui: bool,
@@ -68,11 +69,12 @@ impl Shown {
             if tui {
                 let colors = DASHBOARD_COLOR.get().copied().unwrap_or(true);
                 if let Err(e) = dashboard::run(live, refresh, colors, stop, done2).await {
-                    eprintln!("dashboard failed: {e:#}");
+                    return Some(format!("dashboard failed: {e:#}"));
                 }
             } else {
                 dashboard::run_headless(live, Duration::from_secs(1), stop, done2).await;
             }
+            None
         });
         Shown { task, done, tui }
     }
@@ -80,8 +82,12 @@ impl Shown {
     /// Stops the display; the terminal is restored when this returns.
     pub async fn end(self) {
         self.done.cancel();
-        let _ = self.task.await;
-        if let Some((path, lines)) = logsink::restore() {
+        let failed = self.task.await.ok().flatten();
+        let diverted = logsink::restore();
+        if let Some(e) = failed {
+            eprintln!("{e}");
+        }
+        if let Some((path, lines)) = diverted {
             if lines > 0 {
                 eprintln!(
                     "{lines} log line(s) written during the dashboard are in {}",

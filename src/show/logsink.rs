@@ -1,6 +1,9 @@
 //! Where log lines go: stderr, except while the dashboard owns the terminal. A line written to
 //! the terminal then would draw over the dashboard's panels and stay there, so meanwhile lines
-//! go to a file, and the user is told afterwards how many went where.
+//! go to a file, and the user is told afterwards how many went where. Not only pipedemo's own
+//! log lines: the process's stderr itself (file descriptor 2) points at the file, so that
+//! whatever else writes there (librdkafka, a library's warning, a message from a panic
+//! before the terminal is restored) cannot draw over the panels either.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -10,7 +13,10 @@ use std::sync::Mutex;
 struct Diverted {
     file: File,
     path: PathBuf,
-    lines: u64,
+    /// The file's length when diverted: what was written since is the dashboard's.
+    start: u64,
+    /// The terminal's stderr, to put back.
+    saved_stderr: Option<std::os::fd::OwnedFd>,
 }
 
 static DIVERTED: Mutex<Option<Diverted>> = Mutex::new(None);
@@ -24,7 +30,6 @@ impl Write for Writer {
         let mut d = DIVERTED.lock().unwrap_or_else(|p| p.into_inner());
         match d.as_mut() {
             Some(d) => {
-                d.lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
                 d.file.write_all(&strip_ansi(buf))?;
                 Ok(buf.len())
             }
@@ -47,21 +52,76 @@ pub fn divert(path: &Path) -> io::Result<()> {
         // What lets `cleanup` tell this file from someone else's of the same name.
         file.write_all(crate::run_id::log_header().as_bytes())?;
     }
+    let start = file.metadata()?.len();
+    let saved_stderr = point_stderr_at(&file);
+    static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+    PANIC_HOOK.call_once(|| {
+        // A panic's message belongs on the terminal: put stderr back before it is printed
+        // (try_lock: the panic may come from inside `Writer::write`).
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(mut d) = DIVERTED.try_lock() {
+                if let Some(saved) = d.as_mut().and_then(|d| d.saved_stderr.take()) {
+                    put_back(&saved);
+                }
+            }
+            previous(info);
+        }));
+    });
     *DIVERTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Diverted {
         file,
         path: path.to_owned(),
-        lines: 0,
+        start,
+        saved_stderr,
     });
     Ok(())
 }
 
-/// Sends log lines to stderr again. Returns the file and how many lines went there.
+/// Points file descriptor 2 at `file`; returns the old one (none when that failed: the log
+/// lines still go to the file through [`Writer`]).
+fn point_stderr_at(file: &File) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+    let _ = io::stderr().flush();
+    // SAFETY: dup and dup2 on descriptors this process owns; the duplicate is owned here.
+    unsafe {
+        let saved = libc::dup(io::stderr().as_fd().as_raw_fd());
+        if saved < 0 {
+            return None;
+        }
+        if libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) < 0 {
+            libc::close(saved);
+            return None;
+        }
+        Some(std::os::fd::OwnedFd::from_raw_fd(saved))
+    }
+}
+
+/// Points file descriptor 2 at `saved` again.
+fn put_back(saved: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto stderr of a descriptor this process owns.
+    unsafe {
+        libc::dup2(saved.as_raw_fd(), libc::STDERR_FILENO);
+    }
+}
+
+/// Sends log lines to stderr again. Returns the file and how many lines went there while
+/// diverted.
 pub fn restore() -> Option<(PathBuf, u64)> {
-    DIVERTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .map(|d| (d.path, d.lines))
+    let d = DIVERTED.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    if let Some(saved) = &d.saved_stderr {
+        put_back(saved);
+    }
+    let lines = std::fs::read(&d.path)
+        .map(|b| {
+            b.get(d.start as usize..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|&&c| c == b'\n')
+                .count() as u64
+        })
+        .unwrap_or(0);
+    Some((d.path, lines))
 }
 
 /// Colour codes belong to terminals, not files.
