@@ -2,7 +2,7 @@
 # Benchmarks every stage of the pipeline against a baseline measured in the same run and prints
 # the figures with their ratios; writes bench/results.json. Needs the stack: scripts/stack.sh up.
 #   scripts/bench.sh [--baseline REV] [--seconds 30] [--rates 100,500,2000] [--only SECTIONS] …
-# --baseline REV (default: the last release tag v*, else the commit README.md names after
+# --baseline REV (default: the last release tag v*, else the commit docs/performance.md names after
 # "Release baseline:") builds REV's pipedemo in a worktree under target/bench-baseline and runs
 # the regression section for both binaries on the same stack, interleaved: new ÷ baseline.
 # --baseline none skips it.
@@ -21,7 +21,7 @@ while (($#)); do
 done
 if [[ -z "$baseline" ]]; then
   baseline="$(git describe --tags --abbrev=0 --match 'v*' 2>/dev/null ||
-    sed -n 's/^Release baseline: `\([0-9a-f]\{7,40\}\)`.*/\1/p' README.md | head -n 1)"
+    sed -n 's/^Release baseline: `\([0-9a-f]\{7,40\}\)`.*/\1/p' docs/performance.md | head -n 1)"
 fi
 
 # The Python reference consumer's venv (confluent-kafka + pymongo), cached like the stack.

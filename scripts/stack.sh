@@ -4,7 +4,12 @@
 # on loopback with the same ports and credentials as docker-compose.yml.
 #
 #   scripts/stack.sh up | down | status | logs [SERVICE] | start SERVICE | stop SERVICE |
-#                    kill SERVICE | install | env | kafka-tool consumer-groups|topics ARGS
+#                    kill SERVICE | install | env | kafka-tool consumer-groups|topics ARGS |
+#                    test-tools
+#
+# `test-tools` installs what the tests drive besides the stack, when missing: tmux (the
+# dashboard in a real terminal), Prometheus (scrapes pipedemo) and Chromium (renders the HTML
+# report), from Debian's packages.
 #
 # STACK_SECURE=1 runs the secured variant next to it (own directory and ports): TLS and
 # authentication everywhere, with a CA, certificates and passwords made at install time;
@@ -830,8 +835,29 @@ cmd_kafka_tool() { # tool args...
   java -cp "$KAFKA_HOME/libs/*" "$class" --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@"
 }
 
+cmd_test_tools() {
+  local missing=()
+  command -v tmux >/dev/null || missing+=(tmux)
+  [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    say "test tools present: tmux, prometheus, chromium"
+    return 0
+  fi
+  local before
+  before=" $( (pgrep -x prometheus || true) | tr '\n' ' ') "
+  apt_install "${missing[@]}"
+  # Debian's package may start its own Prometheus on :9090 (the test starts its own): stop
+  # that one, by pid, and no Prometheus that was running before.
+  local pid
+  for pid in $(pgrep -x prometheus || true); do
+    [[ "$before" == *" $pid "* ]] || kill "$pid" 2>/dev/null || true
+  done
+  say "installed ${missing[*]}"
+}
+
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -846,6 +872,7 @@ main() {
     logs) cmd_logs "$@" ;;
     install) cmd_install ;;
     env) cmd_env ;;
+    test-tools) cmd_test_tools ;;
     kafka-tool) cmd_kafka_tool "$@" ;;
     start)
       [[ $# -eq 1 ]] || die "usage: scripts/stack.sh start SERVICE (${SERVICES[*]})"

@@ -3,13 +3,11 @@
 
 use std::process::ExitCode;
 
-use std::path::PathBuf;
-
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::commands::Command;
-use crate::config::Settings;
+use crate::config::{layers, Settings};
 use crate::show::display::{DASHBOARD_COLOR, DASHBOARD_LOG};
 
 /// The exit codes, the same for every command (README, "Exit codes").
@@ -61,8 +59,8 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    let mut cmd = prefixed_env(Cli::command());
-    let (path, profile) = config_flags(&args);
+    let mut cmd = layers::prefixed_env(Cli::command());
+    let (path, profile) = layers::config_flags(&args);
     let mut deferred = None;
     let file = match crate::config::file::load(path.as_deref(), profile.as_deref()) {
         Ok(f) => f,
@@ -72,193 +70,17 @@ where
         }
     };
     if let Some(f) = &file {
-        match unknown_key(&cmd, f) {
+        match layers::unknown_key(&cmd, f) {
             Some(e) => deferred = Some(e),
-            None => cmd = with_file_defaults(cmd, f),
+            None => cmd = layers::with_file_defaults(cmd, f),
         }
     }
     let matches = cmd.try_get_matches_from_mut(args)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     cli.settings.child_env = child_env(&cmd, &matches);
-    cli.settings.sources = sources(&cmd, &matches, file.as_ref());
+    cli.settings.sources = layers::sources(&cmd, &matches, file.as_ref(), &Cli::command());
     cli.settings.deferred = deferred;
     Ok(cli)
-}
-
-/// `--config` and `--profile` (or `PIPEDEMO_CONFIG`, `PIPEDEMO_PROFILE`), read before the
-/// parse because they decide the other flags' defaults.
-fn config_flags(args: &[std::ffi::OsString]) -> (Option<PathBuf>, Option<String>) {
-    let mut path = std::env::var_os("PIPEDEMO_CONFIG").map(PathBuf::from);
-    let mut profile = std::env::var("PIPEDEMO_PROFILE").ok();
-    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
-    while let Some(a) = it.next() {
-        if a == "--" {
-            break;
-        }
-        for (flag, slot) in [("--config", 0), ("--profile", 1)] {
-            let value = if a == flag {
-                it.next().map(|v| v.into_owned())
-            } else {
-                a.strip_prefix(&format!("{flag}=")).map(str::to_owned)
-            };
-            match (value, slot) {
-                (Some(v), 0) => path = Some(PathBuf::from(v)),
-                (Some(v), _) => profile = Some(v),
-                (None, _) => {}
-            }
-        }
-    }
-    (path, profile)
-}
-
-/// The variables of every setting also under a `PIPEDEMO_` prefix (`PIPEDEMO_POSTGRES_HOST`),
-/// which wins over the old name: an application's `.env` often sets `POSTGRES_USER` for
-/// its own database.
-fn prefixed_env(mut cmd: clap::Command) -> clap::Command {
-    let ids: Vec<(String, String)> = cmd
-        .get_arguments()
-        .filter_map(|a| {
-            let var = a.get_env()?.to_str()?;
-            (!var.starts_with("PIPEDEMO_")).then(|| (a.get_id().to_string(), var.to_string()))
-        })
-        .collect();
-    for (id, var) in ids {
-        let prefixed = format!("PIPEDEMO_{var}");
-        if std::env::var_os(&prefixed).is_some() {
-            cmd = cmd.mut_arg(id, |a| a.env(prefixed));
-        }
-    }
-    cmd
-}
-
-/// The file's key for a flag: its long name with `_` for `-`.
-fn key_of(a: &clap::Arg) -> Option<String> {
-    a.get_long().map(|l| l.replace('-', "_"))
-}
-
-/// Flags the file must not set: they choose the file, or are actions.
-const NOT_IN_FILE: [&str; 4] = ["config", "profile", "help", "version"];
-
-/// A key of the file that is no flag of pipedemo: a typo would otherwise be ignored.
-fn unknown_key(cmd: &clap::Command, f: &crate::config::file::ConfigFile) -> Option<String> {
-    let mut known: std::collections::BTreeSet<String> =
-        cmd.get_arguments().filter_map(key_of).collect();
-    for sc in cmd.get_subcommands() {
-        known.extend(sc.get_arguments().filter_map(key_of));
-    }
-    f.keys()
-        .find(|k| !known.contains(k.as_str()) || NOT_IN_FILE.contains(&k.as_str()))
-        .map(|k| {
-            format!(
-                "{}: `{k}` is not a setting of pipedemo; keys are the flags' names with _ \
-                 (pg_port = 5432, bootstrap_servers = \"host:9092\"); see `pipedemo config`",
-                f.path.display()
-            )
-        })
-}
-
-/// The file's values as the defaults of the flags they name, on every subcommand that has
-/// the flag.
-fn with_file_defaults(
-    mut cmd: clap::Command,
-    f: &crate::config::file::ConfigFile,
-) -> clap::Command {
-    let set = |a: clap::Arg| match key_of(&a).and_then(|k| f.get(&k)) {
-        Some((v, _)) => a.default_value(v.to_string()),
-        None => a,
-    };
-    let global: Vec<String> = cmd
-        .get_arguments()
-        .filter(|a| key_of(a).is_some_and(|k| f.get(&k).is_some()))
-        .map(|a| a.get_id().to_string())
-        .collect();
-    for id in global {
-        cmd = cmd.mut_arg(id, set);
-    }
-    let subs: Vec<(String, Vec<String>)> = cmd
-        .get_subcommands()
-        .map(|sc| {
-            let ids = sc
-                .get_arguments()
-                .filter(|a| !a.is_global_set() && !a.is_positional())
-                .filter(|a| key_of(a).is_some_and(|k| f.get(&k).is_some()))
-                .map(|a| a.get_id().to_string())
-                .collect();
-            (sc.get_name().to_string(), ids)
-        })
-        .collect();
-    for (name, ids) in subs {
-        cmd = cmd.mut_subcommand(name, |mut sc| {
-            for id in ids {
-                sc = sc.mut_arg(id, set);
-            }
-            sc
-        });
-    }
-    cmd
-}
-
-/// Every global setting's value (secrets as `***`) and where it came from, then the
-/// subcommand flags the file sets: `pipedemo config`.
-fn sources(
-    cmd: &clap::Command,
-    m: &clap::ArgMatches,
-    file: Option<&crate::config::file::ConfigFile>,
-) -> crate::config::Sources {
-    use crate::config::file::Source;
-    let mut out = Vec::new();
-    for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
-        let (Some(key), id) = (key_of(arg), arg.get_id().as_str()) else {
-            continue;
-        };
-        if NOT_IN_FILE.contains(&key.as_str()) {
-            continue;
-        }
-        let value = m
-            .get_raw(id)
-            .map(|vs| {
-                vs.map(|v| v.to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
-        let source = match m.value_source(id) {
-            Some(ValueSource::CommandLine) => Source::Flag,
-            Some(ValueSource::EnvVariable) => Source::Env(
-                arg.get_env()
-                    .map(|v| v.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            ),
-            _ => file
-                .and_then(|f| f.get(&key))
-                .map_or(Source::Default, |(_, s)| s),
-        };
-        let secret = arg.is_hide_env_values_set();
-        out.push(crate::config::SettingSource {
-            value: crate::config::shown_value(&key, &value, secret),
-            key,
-            source,
-        });
-    }
-    if let Some(f) = file {
-        let global: Vec<String> = out.iter().map(|s| s.key.clone()).collect();
-        let mut keys: Vec<&String> = f.keys().filter(|k| !global.contains(k)).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            if let Some((v, source)) = f.get(k) {
-                out.push(crate::config::SettingSource {
-                    key: k.clone(),
-                    value: crate::config::shown_value(k, v, false),
-                    source,
-                });
-            }
-        }
-    }
-    // In the order of `pipedemo --help` (setting a default moves a flag to the end).
-    let order: Vec<String> = Cli::command().get_arguments().filter_map(key_of).collect();
-    out.sort_by_key(|s| order.iter().position(|k| *k == s.key).unwrap_or(usize::MAX));
-    crate::config::Sources(out)
 }
 
 /// The global flags given on the command line, as their environment variables.
@@ -310,14 +132,21 @@ pub fn run(mut cli: Cli) -> ExitCode {
             std::env::var("NO_COLOR").ok().as_deref(),
         ));
     }
-    let _ = DASHBOARD_LOG.set(
-        cli.settings
-            .output
-            .metrics_file
-            .parent()
-            .unwrap_or(std::path::Path::new(""))
-            .join("pipedemo.log"),
-    );
+    let log = cli
+        .settings
+        .output
+        .metrics_file
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join("pipedemo.log");
+    // A run with a dashboard keeps its log lines off the terminal from the start: one logged
+    // while the services are set up would otherwise sit on the screen the dashboard takes.
+    let held = cli
+        .command
+        .display()
+        .is_some_and(|d| crate::show::dashboard::use_tui(d.no_tui))
+        && crate::show::logsink::hold(&log).is_ok();
+    let _ = DASHBOARD_LOG.set(log);
     // Fault injection for the reliability tests (FAILPOINTS, see README "Reliability"), only
     // in a build with the `failpoints` feature: a release build ignores the variable.
     #[cfg(feature = "failpoints")]
@@ -336,7 +165,15 @@ pub fn run(mut cli: Cli) -> ExitCode {
             return crate::exit::Exit::Usage.into();
         }
     };
-    match rt.block_on(cli.command.run(&cli.settings, Cli::command())) {
+    let result = rt.block_on(cli.command.run(&cli.settings, Cli::command()));
+    if held {
+        if let Some((path, lines)) = crate::show::logsink::restore() {
+            if lines > 0 {
+                eprintln!("{lines} log line(s) are in {}", path.display());
+            }
+        }
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

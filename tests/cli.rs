@@ -253,13 +253,23 @@ fn a_broken_dotenv_or_config_never_breaks_help() {
         let _ = std::fs::remove_file(dir.join(".env"));
         let _ = std::fs::remove_file(dir.join("pipedemo.toml"));
         std::fs::write(dir.join(file), text_of_it).unwrap();
-        for args in [&["--help"][..], &["--version"], &["completions", "bash"], &["man"], &["load", "--help"]] {
+        for args in [
+            &["--help"][..],
+            &["--version"],
+            &["completions", "bash"],
+            &["man"],
+            &["load", "--help"],
+        ] {
             let o = command(args).current_dir(&dir).output().unwrap();
             assert!(o.status.success(), "{file}: {args:?}: {}", text(&o));
         }
         let o = command(&["verify"]).current_dir(&dir).output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{file}: {}", text(&o));
-        assert!(text(&o).contains(named) && text(&o).contains("fix or remove it"), "{}", text(&o));
+        assert!(
+            text(&o).contains(named) && text(&o).contains("fix or remove it"),
+            "{}",
+            text(&o)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -284,10 +294,18 @@ fn a_config_profile_reaches_the_run_and_config_shows_the_sources() {
     assert!(o.status.success(), "{}", text(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let row = |k: &str| {
-        rows.as_array().unwrap().iter().find(|r| r["key"] == k).unwrap().clone()
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == k)
+            .unwrap()
+            .clone()
     };
     assert_eq!(row("pg_port")["value"], "1");
-    assert!(row("pg_port")["source"].as_str().unwrap().starts_with("profile broken"));
+    assert!(row("pg_port")["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("profile broken"));
     assert_eq!(row("pg_db")["value"], "env_db");
     assert_eq!(row("pg_db")["source"], "env PIPEDEMO_POSTGRES_DB");
     assert_eq!(row("pg_password")["value"], "***");
@@ -304,10 +322,21 @@ fn a_config_profile_reaches_the_run_and_config_shows_the_sources() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(text(&o).contains("pg_port") && !text(&o).contains("profile broken"), "{}", text(&o));
-    let o = command(&["--profile", "staging", "verify"]).current_dir(&dir).output().unwrap();
+    assert!(
+        text(&o).contains("pg_port") && !text(&o).contains("profile broken"),
+        "{}",
+        text(&o)
+    );
+    let o = command(&["--profile", "staging", "verify"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("no [profile.staging] (profiles: broken)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no [profile.staging] (profiles: broken)"),
+        "{}",
+        text(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -319,22 +348,56 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
     let o = pipedemo(&["setup"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = pipedemo(&[
-        "load", "--events", "300", "--rate", "300", "--json", "--no-tui",
-        "--threshold", "p99<60s", "--threshold", "success>=100%", "--threshold", "stage.cdc.p99<60s",
+        "load",
+        "--events",
+        "300",
+        "--rate",
+        "300",
+        "--json",
+        "--no-tui",
+        "--threshold",
+        "p99<60s",
+        "--threshold",
+        "success>=100%",
+        "--threshold",
+        "stage.cdc.p99<60s",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["kind"], "load");
     assert_eq!(doc["thresholds"].as_array().unwrap().len(), 3);
-    assert!(doc["thresholds"].as_array().unwrap().iter().all(|t| t["passed"] == true));
-    assert!(text(&o).contains("✓ threshold p99<60s (p99 = "), "{}", text(&o));
+    assert!(doc["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["passed"] == true));
+    assert!(
+        text(&o).contains("✓ threshold p99<60s (p99 = "),
+        "{}",
+        text(&o)
+    );
     let p99 = doc["thresholds"][0]["actual"].as_f64().unwrap();
-    assert_eq!(Some(p99), doc["total_from_schedule"]["p99_ms"].as_f64(), "p99 from schedule");
+    assert_eq!(
+        Some(p99),
+        doc["total_from_schedule"]["p99_ms"].as_f64(),
+        "p99 from schedule"
+    );
 
     // A gate nobody meets: exit 1, naming it.
-    let o = pipedemo(&["load", "--events", "50", "--no-tui", "--threshold", "p50<1us"]);
+    let o = pipedemo(&[
+        "load",
+        "--events",
+        "50",
+        "--no-tui",
+        "--threshold",
+        "p50<1us",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("✗ threshold p50<1us (p50 = "), "{}", text(&o));
+    assert!(
+        text(&o).contains("✗ threshold p50<1us (p50 = "),
+        "{}",
+        text(&o)
+    );
     // Bad or unmeasurable gates are usage errors, before anything runs.
     for bad in ["p99<fast", "capacity>=1000", "p98<1ms"] {
         let o = pipedemo(&["load", "--events", "10", "--threshold", bad]);
@@ -353,7 +416,11 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
     let (b, n) = (base.to_str().unwrap(), new.to_str().unwrap());
     let o = pipedemo(&["compare", b, b]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("PASS: no figure regressed"), "{}", text(&o));
+    assert!(
+        text(&o).contains("PASS: no figure regressed"),
+        "{}",
+        text(&o)
+    );
     let o = pipedemo(&["compare", b, n, "--max-regression", "10%"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("✗ p99 went from"), "{}", text(&o));
@@ -365,7 +432,11 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
     std::fs::write(&verify, &v.stdout).unwrap();
     let o = pipedemo(&["compare", b, verify.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("cannot compare a `load` document with a `verify` document"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot compare a `load` document with a `verify` document"),
+        "{}",
+        text(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

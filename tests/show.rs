@@ -164,9 +164,75 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
     assert!(
         h.contains("Latency CDF per phase")
             && h.contains("warm-up")
-            && h.contains("result <span class=pass>PASS")
+            && h.contains("result <span class=\"pass\">PASS")
     );
     assert!(!h.contains("src=\"http"), "self-contained");
+    // The summary card, as a browser renders it: the verdict, the SLO, the capacity, the
+    // events verified (all of them), the slowest stage and the machine.
+    let dom = common::chromium_dom(&html);
+    let card = |id: &str| -> String {
+        let at = dom
+            .find(&format!("id=\"summary-{id}\""))
+            .unwrap_or_else(|| panic!("summary-{id} in the rendered page:\n{dom}"));
+        let end = dom[at..].find("</div></div>").map_or(dom.len(), |e| at + e);
+        // The text of the item, tags dropped.
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in dom[at..end].chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => {
+                    in_tag = false;
+                    text.push(' ');
+                }
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        card("verdict").contains("Verdict PASS"),
+        "{}",
+        card("verdict")
+    );
+    assert!(card("slo").contains("p99 < 200 ms held"), "{}", card("slo"));
+    let sustained = r["capacity"]["sustained_eps"].as_f64().unwrap().round() as u64;
+    assert!(
+        card("capacity").contains("events/s"),
+        "{}",
+        card("capacity")
+    );
+    assert!(
+        card("capacity")
+            .replace(',', "")
+            .contains(&sustained.to_string()),
+        "{} vs {sustained}",
+        card("capacity")
+    );
+    assert!(
+        card("events-verified")
+            .replace(',', "")
+            .contains(&format!("{verified} of {verified}")),
+        "{}",
+        card("events-verified")
+    );
+    assert!(
+        card("slowest-stage").contains("p99"),
+        "{}",
+        card("slowest-stage")
+    );
+    assert!(card("machine").contains("cores"), "{}", card("machine"));
+    assert!(
+        card("faults-recovered").contains("2 of 2"),
+        "{}",
+        card("faults-recovered")
+    );
 
     // A threshold nobody can meet fails the run, saying why.
     let o = pipedemo()
@@ -184,7 +250,11 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
             "0.001",
             "--threshold",
             "success>=99%",
+            "--max-regression",
+            "1000%",
         ])
+        .arg("--baseline")
+        .arg(&json)
         .arg("--report-json")
         .arg(&json)
         .arg("--report-html")
@@ -205,6 +275,14 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
     assert_eq!(report["kind"], "full");
     assert_eq!(report["thresholds"][0]["threshold"], "success>=99%");
     assert_eq!(report["thresholds"][1]["passed"], false);
+    // Against the first run's report: a section in both reports.
+    assert_eq!(report["comparison"]["kind"], "full", "{report:#}");
+    assert!(report["comparison"]["figures"].as_array().unwrap().len() > 5);
+    let h = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        h.contains("<h2 id=\"comparison\">Against the baseline</h2>"),
+        "comparison section"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -246,7 +324,9 @@ async fn dashboard_runs_live_in_a_real_terminal() {
         if pane.contains("Pipeline health") && pane.contains("phase:") {
             frames += 1;
             assert!(
-                !["DEBUG", " INFO ", " WARN ", "ERROR"].iter().any(|l| pane.contains(l)),
+                !["DEBUG", " INFO ", " WARN ", "ERROR"]
+                    .iter()
+                    .any(|l| pane.contains(l)),
                 "a log line drew over the dashboard:\n{pane}"
             );
             if dashboard.is_empty() {
@@ -271,10 +351,7 @@ async fn dashboard_runs_live_in_a_real_terminal() {
             && !log.contains('\x1b'),
         "the dashboard's log lines, without colour codes, go to pipedemo.log:\n{log}"
     );
-    assert!(
-        end.contains("log line(s) written during the dashboard are in"),
-        "{end}"
-    );
+    assert!(end.contains("log line(s) of this run went to"), "{end}");
     for panel in [
         "pipedemo · CDC pipeline",
         "Throughput",

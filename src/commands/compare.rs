@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::check::compare::{self, parse_pct};
+use crate::check::figures::Kind;
 use crate::exit::{self, Exit};
 
 /// The flags of `pipedemo compare`.
@@ -25,6 +26,25 @@ pub struct Args {
     /// Print the comparison as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write the comparison as an HTML page to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// A document of `kind` from `path`, or a configuration error saying what it is instead.
+pub fn read_of(path: &Path, kind: Kind) -> Result<Value> {
+    let doc = read(path)?;
+    match Kind::of(&doc) {
+        Some(k) if k == kind => Ok(doc),
+        Some(k) => Err(exit::config(format!(
+            "{} is a `{k}` document; a `{kind}` run compares with a `{kind}` document",
+            path.display()
+        ))),
+        None => Err(exit::config(format!(
+            "{} is not a pipedemo report; pass a `{kind}` run's JSON",
+            path.display()
+        ))),
+    }
 }
 
 fn read(path: &Path) -> Result<Value> {
@@ -56,6 +76,15 @@ pub fn command(a: &Args) -> Result<ExitCode> {
             (b, n) = ("base".into(), "new".into());
         }
         print!("{}", compare::text(&c, &b, &n));
+    }
+    if let Some(path) = &a.html {
+        crate::show::demo_report::write_comparison_html(
+            path,
+            &c,
+            &a.base.display().to_string(),
+            &a.new.display().to_string(),
+        )?;
+        eprintln!("HTML: {}", path.display());
     }
     Ok(if c.passed {
         Exit::Success

@@ -92,6 +92,13 @@ pub struct Args {
     /// below this, in events/s.
     #[arg(long)]
     pub min_throughput: Option<f64>,
+    /// Compare the run with this earlier `demo_report.json` (or `full --json`): a section
+    /// in both reports, and exit 1 when a figure got worse beyond --max-regression.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: how much worse a figure may get, e.g. `10%`.
+    #[arg(long, default_value = "10%", value_parser = crate::check::compare::parse_pct, requires = "baseline")]
+    pub max_regression: f64,
     /// JSON report path.
     #[arg(long, default_value = "demo_report.json")]
     pub report_json: PathBuf,
@@ -219,6 +226,12 @@ impl Observer for FullDisplay {
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = FullOptions::from(&a);
     thresholds::check_measurable(&o.thresholds, Kind::Full).map_err(crate::exit::config)?;
+    // Read before the run: a wrong file is better said now than after the show.
+    let baseline = a
+        .baseline
+        .as_deref()
+        .map(|p| super::compare::read_of(p, Kind::Full))
+        .transpose()?;
     let stop = stop_on_signals();
     let mut display = FullDisplay {
         args: a.display,
@@ -241,7 +254,18 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
             human(a.json, &tables);
         }
     }
-    let (outcome, live, versions) = result?;
+    let (mut outcome, live, versions) = result?;
+    if let Some(base) = &baseline {
+        let doc = super::output::document(Kind::Full, &outcome)?;
+        let c = crate::check::compare::compare(base, &doc, a.max_regression)
+            .map_err(crate::exit::config)?;
+        outcome.threshold_failures.extend(
+            c.regressions
+                .iter()
+                .map(|r| format!("against the baseline: {r}")),
+        );
+        outcome.comparison = Some(c);
+    }
     let connect = Connect::new(&s.connect)?;
     let store = ReadModels::connect(&s.mongo).await?;
     let method = demo_report::Method::new(
@@ -280,6 +304,14 @@ fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
         out += &report::chaos(c);
     }
     out += &super::output::threshold_lines(&outcome.thresholds);
+    if let Some(c) = &outcome.comparison {
+        for r in &c.regressions {
+            out += &format!("✗ against the baseline: {r}\n");
+        }
+        if c.passed {
+            out += "✓ no figure worse than the baseline\n";
+        }
+    }
     let v = &outcome.verification;
     let rate = if outcome.total_secs > 0.0 {
         outcome.total_events as f64 / outcome.total_secs

@@ -37,7 +37,7 @@ pub enum Command {
     /// The live dashboard without generating events: consume what arrives until stopped.
     Monitor(monitor::Args),
     /// The whole show: setup, phases of growing load, verification and reports.
-    Full(full::Args),
+    Full(Box<full::Args>),
     /// The highest rate the pipeline sustains within a p99 latency target: an open-loop
     /// rate sweep, every event verified.
     Capacity(capacity::Args),
@@ -67,6 +67,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// How it shows progress, for the commands that have a dashboard.
+    pub fn display(&self) -> Option<crate::show::display::DisplayArgs> {
+        match self {
+            Command::Load(a) => Some(a.display),
+            Command::Full(a) => Some(a.display),
+            Command::Capacity(a) => Some(a.display),
+            Command::Chaos(a) => Some(a.display),
+            Command::Monitor(a) => Some(a.display),
+            _ => None,
+        }
+    }
+
     /// Whether it reaches services with the settings, so that a broken `.env` or config file
     /// must stop it (help and documents do not).
     pub fn uses_settings(&self) -> bool {
@@ -83,7 +95,7 @@ impl Command {
             Command::Setup(a) => setup::command(s, a).await,
             Command::Load(a) => load::command(s, a).await,
             Command::Monitor(a) => monitor::command(s, a).await,
-            Command::Full(a) => full::command(s, a).await,
+            Command::Full(a) => full::command(s, *a).await,
             Command::Capacity(a) => capacity::command(s, a).await,
             Command::Chaos(a) => chaos::command(s, a).await,
             Command::Compare(a) => compare::command(&a),

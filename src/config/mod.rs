@@ -8,6 +8,7 @@
 mod connect;
 pub mod file;
 mod kafka;
+pub mod layers;
 mod mongo;
 mod output;
 mod postgres;

@@ -173,6 +173,7 @@ fn outcome(
         prewarm,
         capacity,
         chaos: None,
+        comparison: None,
     }
 }
 

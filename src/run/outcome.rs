@@ -259,6 +259,8 @@ pub struct FullOutcome {
     pub capacity: Option<CapacityReport>,
     /// The chaos phase (`full --chaos`).
     pub chaos: Option<crate::run::chaos::outcome::ChaosOutcome>,
+    /// This run against a baseline (`full --baseline`).
+    pub comparison: Option<crate::check::compare::Comparison>,
 }
 
 impl FullOutcome {

@@ -457,6 +457,9 @@ pub async fn run(
     done: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut terminal = ratatui::try_init()?;
+    // A terminal without an alternate screen still shows what was on it: the first frame
+    // only writes the cells it fills, so a line left from before would stay in a blank panel.
+    terminal.clear()?;
     let result = async {
         loop {
             let snap = live.lock().snapshot();

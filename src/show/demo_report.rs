@@ -1,16 +1,23 @@
 //! The reports of `pipedemo full`: `demo_report.json` (every figure and how it was measured)
-//! and `demo_report.html` (one self-contained file with the same figures and plots).
+//! and `demo_report.html` (one self-contained file with the same figures and plots: a summary
+//! card on top, then the tables, then full-width plots), and a chaos run's own HTML. The HTML
+//! is written with maud's templates, which escape every value they are given.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use crate::check::compare::{Change, Comparison};
+use crate::check::thresholds::Checked;
 use crate::check::verify::pass_fail_text;
 use crate::run::chaos::outcome::{ChaosOutcome, Verdict};
 use crate::run::outcome::{CapacityReport, FullOutcome};
-use crate::show::plots;
+use crate::show::plots::{self, Band};
 use crate::show::report::thousands;
+use crate::show::summary::{self, Item};
 use crate::telemetry::live::Live;
 use crate::telemetry::stats::{self, Stage};
 
@@ -98,180 +105,249 @@ pub fn write_json(path: &Path, o: &FullOutcome, m: &Method) -> Result<()> {
     write(path, &serde_json::to_string_pretty(&r)?)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+impl Method {
+    /// The machine and stack, one line: for the summary card.
+    pub fn machine(&self) -> String {
+        format!(
+            "{} cores · PostgreSQL {} · Kafka {} · Debezium {} · {} · pipedemo {}",
+            self.machine_cores,
+            self.postgres,
+            self.kafka,
+            self.debezium,
+            self.mongo_server,
+            self.pipedemo
+        )
+    }
 }
 
-/// Writes `demo_report.html`: summary tables and four plots, no external resources.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fafafa}\
+main{max-width:1280px;margin:0 auto;padding:1.5em 2em;background:#fff}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}\
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}\
+.pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}\
+figure{margin:1.5em 0;width:100%}figure svg{display:block;width:100%;height:auto}\
+#summary{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:12px;margin:1em 0 2em}\
+#summary .item{border:1px solid #ddd;border-left:6px solid #999;border-radius:6px;padding:10px 14px;background:#fff}\
+#summary .item.good{border-left-color:#1a7f37}#summary .item.bad{border-left-color:#c62828}\
+#summary .label{font-size:.8em;text-transform:uppercase;color:#666;letter-spacing:.05em}\
+#summary .value{font-size:1.5em;font-weight:600;margin:.2em 0}#summary .detail{font-size:.85em;color:#444}\
+#summary .item.good .value{color:#1a7f37}#summary .item.bad .value{color:#c62828}";
+
+/// A whole page around `body`.
+fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="pipedemo-run-id" content=(crate::run_id::run_id());
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { main { (body) } }
+        }
+    }
+    .into_string()
+}
+
+/// The summary card: one box per item, green or red when it is a verdict.
+fn card(items: &[Item]) -> Markup {
+    html! {
+        section #summary aria-label="Summary" {
+            @for i in items {
+                @let class = match i.good { Some(true) => "item good", Some(false) => "item bad", None => "item" };
+                div class=(class) id=(format!("summary-{}", i.label.to_lowercase().replace(' ', "-"))) {
+                    div.label { (i.label) }
+                    div.value { (i.value) }
+                    @if !i.detail.is_empty() { div.detail { (i.detail) } }
+                }
+            }
+        }
+    }
+}
+
+fn verdict(passed: bool) -> Markup {
+    html! {
+        @if passed { span.pass { "PASS" } } @else { span.fail { "FAIL" } }
+    }
+}
+
+/// Writes `demo_report.html`: the summary card, tables, and plots, no external resources.
 pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Result<()> {
     let v = &o.verification;
-    let mut h = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"pipedemo-run-id\" content=\"RUN_ID\"><title>pipedemo report</title><style>\
-         body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
-         td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}\
-         .pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}figure{margin:1em 0}</style></head><body>",
-    )
-    .replace("RUN_ID", crate::run_id::run_id());
-    let verdict = if o.passed() {
-        "<span class=pass>PASS</span>"
-    } else {
-        "<span class=fail>FAIL</span>"
-    };
-    h.push_str(&format!(
-        "<h1>pipedemo: CDC pipeline report</h1><p>{} events in {:.1} s · {:.2}% verified · integrity {} · result {verdict}</p>",
-        thousands(o.total_events),
-        o.total_secs,
-        v.success_rate,
-        pass_fail_text(v.integrity_passed)
-    ));
-    if o.burst {
-        h.push_str(
-            "<p class=fail>Burst: the offered load exceeded what the pipeline sustains, so \
-                    these latencies measure queueing, not the pipeline. The capacity section says \
-                    what rate it sustains.</p>",
-        );
-    }
-    h.push_str(&phases_section(o));
-    h.push_str("</table><h2>Latency by stage (all phases)</h2><table><tr><th>stage</th><th>count</th><th>min</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
-    for (stage, s) in &v.latency {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
-            stage.label(), s.count, s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms
-        ));
-    }
-    h.push_str("</table>");
-    if !o.threshold_failures.is_empty() {
-        h.push_str("<h2>Thresholds broken</h2><ul>");
-        for f in &o.threshold_failures {
-            h.push_str(&format!("<li class=fail>{}</li>", esc(f)));
+    let body = html! {
+        h1 { "pipedemo: CDC pipeline report" }
+        (card(&summary::full(o, m.machine())))
+        p {
+            (thousands(o.total_events)) " events in " (format!("{:.1}", o.total_secs)) " s · "
+            (format!("{:.2}", v.success_rate)) "% verified · integrity "
+            (pass_fail_text(v.integrity_passed)) " · result " (verdict(o.passed()))
         }
-        h.push_str("</ul>");
+        @if o.burst {
+            p.fail {
+                "Burst: the offered load exceeded what the pipeline sustains, so these latencies \
+                 measure queueing, not the pipeline. The capacity section says what rate it sustains."
+            }
+        }
+        (phases_section(o))
+        h2 { "Latency by stage (all phases)" }
+        table #stages {
+            tr { th { "stage" } th { "count" } th { "min" } th { "mean" } th { "p50" } th { "p95" } th { "p99" } th { "p99.9" } th { "max" } }
+            @for (stage, s) in &v.latency {
+                tr {
+                    td { (stage.label()) } td { (s.count) }
+                    @for x in [s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms] {
+                        td { (format!("{x:.2}")) }
+                    }
+                }
+            }
+        }
+        (thresholds_section(&o.thresholds, &o.threshold_failures))
+        @if let Some(c) = &o.comparison { (comparison_section(c)) }
+        @if let Some(c) = &o.capacity { (capacity_section(c)) }
+        @if let Some(c) = &o.chaos { (chaos_section(c)) }
+        (figures(o, live))
+        h2 { "Method" }
+        ul { @for c in &m.clocks { li { (c) } } }
+        p {
+            "PostgreSQL " (m.postgres) " · Kafka " (m.kafka) " · Debezium " (m.debezium)
+            " · MongoDB-protocol server " (m.mongo_server) " · " (m.machine_cores) " cores · pipedemo " (m.pipedemo)
+        }
+    };
+    write(path, &page("pipedemo report", body))
+}
+
+/// Every gate judged, and what else broke (phases that missed their targets).
+fn thresholds_section(checked: &[Checked], failures: &[String]) -> Markup {
+    let other: Vec<&String> = failures
+        .iter()
+        .filter(|f| !f.starts_with("threshold "))
+        .collect();
+    html! {
+        @if !checked.is_empty() {
+            h2 #thresholds { "Thresholds" }
+            table {
+                tr { th { "threshold" } th { "measured" } th { "result" } }
+                @for c in checked {
+                    tr {
+                        td { (c.threshold) }
+                        td { (c.actual.map_or("not measured".to_string(), |a| format!("{a:.2} {}", c.unit))) }
+                        td { (verdict(c.passed)) }
+                    }
+                }
+            }
+        }
+        @if !other.is_empty() {
+            h2 { "Targets missed" }
+            ul { @for f in other { li.fail { (f) } } }
+        }
     }
-    if let Some(c) = &o.chaos {
-        h.push_str(&chaos_section(c));
-    }
-    h.push_str(&figures(o, live));
-    h.push_str("<h2>Method</h2><ul>");
-    for c in &m.clocks {
-        h.push_str(&format!("<li>{}</li>", esc(c)));
-    }
-    h.push_str(&format!(
-        "</ul><p>PostgreSQL {} · Kafka {} · Debezium {} · MongoDB-protocol server {} · {} cores · pipedemo {}</p></body></html>",
-        esc(&m.postgres), esc(&m.kafka), esc(&m.debezium), esc(&m.mongo_server), m.machine_cores, m.pipedemo
-    ));
-    write(path, &h)
 }
 
 /// The pre-warm, and each phase against the targets.
-fn phases_section(o: &FullOutcome) -> String {
-    let mut h = String::new();
-    if let Some(p) = &o.prewarm {
-        let t = stats::total(&p.stages);
-        h.push_str(&format!(
-            "<p>Pre-warm: {} events at {} events/s warmed the JVMs before the show (not held to the targets): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms.</p>",
-            thousands(p.events),
-            p.offered_eps.map_or("?".into(), |r| format!("{r:.0}")),
-            t.p50_ms,
-            t.p95_ms,
-            t.p99_ms
-        ));
+fn phases_section(o: &FullOutcome) -> Markup {
+    html! {
+        @if let Some(p) = &o.prewarm {
+            @let t = stats::total(&p.stages);
+            p {
+                "Pre-warm: " (thousands(p.events)) " events at "
+                (p.offered_eps.map_or("?".into(), |r| format!("{r:.0}")))
+                " events/s warmed the JVMs before the show (not held to the targets): "
+                (format!("p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms.", t.p50_ms, t.p95_ms, t.p99_ms))
+            }
+        }
+        h2 { "Phases" }
+        p { "Targets per phase: " (o.targets.describe()) }
+        table #phases {
+            tr {
+                th { "phase" } th { "events" } th { "offered ev/s" } th { "duration s" } th { "events/s" }
+                th { "p50 ms" } th { "p95 ms" } th { "p99 ms" } th { "errors" } th { "targets" }
+            }
+            @for (p, missed) in o.phases.iter().zip(&o.targets_missed) {
+                @let t = stats::total(&p.stages);
+                tr {
+                    td { (p.phase) } td { (thousands(p.events)) }
+                    td { (p.offered_eps.map_or("unpaced".into(), |r| format!("{r:.0}"))) }
+                    td { (format!("{:.2}", p.duration_secs)) } td { (format!("{:.0}", p.throughput_eps)) }
+                    td { (format!("{:.1}", t.p50_ms)) } td { (format!("{:.1}", t.p95_ms)) } td { (format!("{:.1}", t.p99_ms)) }
+                    td { (p.errors) }
+                    td {
+                        @if missed.is_empty() { span.pass { "met" } } @else { span.fail { (missed.join(", ")) } }
+                    }
+                }
+            }
+        }
     }
-    h.push_str(&format!(
-        "<h2>Phases</h2><p>Targets per phase: {}</p><table><tr><th>phase</th><th>events</th><th>offered ev/s</th><th>duration s</th><th>events/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>errors</th><th>targets</th></tr>",
-        esc(&o.targets.describe())
-    ));
-    for (p, missed) in o.phases.iter().zip(&o.targets_missed) {
-        let t = stats::total(&p.stages);
-        let verdict = if missed.is_empty() {
-            "<span class=pass>met</span>".to_owned()
-        } else {
-            format!("<span class=fail>{}</span>", esc(&missed.join(", ")))
-        };
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{verdict}</td></tr>",
-            esc(&p.phase), thousands(p.events), p.offered_eps.map_or("unpaced".into(), |r| format!("{r:.0}")),
-            p.duration_secs, p.throughput_eps, t.p50_ms, t.p95_ms, t.p99_ms, p.errors
-        ));
-    }
-    h
 }
 
 /// The capacity sweep: its answer, a table per step and the latency-versus-rate plot.
-fn capacity_section(c: &CapacityReport) -> String {
-    let mut h = format!(
-        "<h2>Capacity</h2><p>{}</p><table><tr><th>offered ev/s</th><th>achieved ev/s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>backlog ev/s</th><th>verdict</th></tr>",
-        esc(&crate::show::report::capacity_answer(c))
-    );
+fn capacity_section(c: &CapacityReport) -> Markup {
     let mut steps: Vec<_> = c.steps.iter().collect();
     steps.sort_by(|a, b| a.offered_eps.total_cmp(&b.offered_eps));
-    for s in &steps {
-        h.push_str(&format!(
-            "<tr><td>{:.0}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
-            s.offered_eps, s.achieved_eps, s.latency.p50_ms, s.latency.p99_ms, s.latency.p999_ms,
-            s.latency.max_ms, s.backlog_slope_eps, esc(&s.verdict.reason)
-        ));
-    }
-    h.push_str("</table>");
     let pts: Vec<(f64, f64, f64)> = steps
         .iter()
         .map(|s| (s.offered_eps, s.latency.p50_ms, s.latency.p99_ms))
         .collect();
-    h.push_str(&format!(
-        "<figure id=\"latency-vs-rate\">{}</figure>",
-        plots::latency_vs_rate(&pts, c.slo_p99_ms, c.sustained_eps)
-    ));
-    h
+    html! {
+        h2 #capacity { "Capacity" }
+        p { (crate::show::report::capacity_answer(c)) }
+        table {
+            tr {
+                th { "offered ev/s" } th { "achieved ev/s" } th { "p50 ms" } th { "p99 ms" } th { "p99.9 ms" }
+                th { "max ms" } th { "backlog ev/s" } th { "verdict" }
+            }
+            @for s in &steps {
+                tr {
+                    td { (format!("{:.0}", s.offered_eps)) } td { (format!("{:.0}", s.achieved_eps)) }
+                    @for x in [s.latency.p50_ms, s.latency.p99_ms, s.latency.p999_ms, s.latency.max_ms] {
+                        td { (format!("{x:.1}")) }
+                    }
+                    td { (format!("{:.0}", s.backlog_slope_eps)) } td { (s.verdict.reason) }
+                }
+            }
+        }
+        figure #latency-vs-rate { (PreEscaped(plots::latency_vs_rate(&pts, c.slo_p99_ms, c.sustained_eps))) }
+    }
+}
+
+/// Two runs side by side (`compare`, `full --baseline`).
+pub fn comparison_section(c: &Comparison) -> Markup {
+    html! {
+        h2 #comparison { "Against the baseline" }
+        p {
+            "Each figure of this run against the baseline's (a figure more than "
+            (c.max_regression_pct) " % worse is a regression; lost, duplicated and dead-lettered events on any rise): "
+            (verdict(c.passed))
+        }
+        @for w in &c.warnings { p.fail { (w) } }
+        table #comparison-figures {
+            tr { th { "figure" } th { "baseline" } th { "this run" } th { "change" } th { "verdict" } }
+            @for r in &c.figures {
+                tr {
+                    td { (r.figure) }
+                    td { (r.base.map_or("–".into(), |x| format!("{x:.2} {}", r.unit))) }
+                    td { (r.new.map_or("–".into(), |x| format!("{x:.2} {}", r.unit))) }
+                    td { (r.change_pct.map_or("–".into(), |p| format!("{p:+.1} %"))) }
+                    td {
+                        @match r.change {
+                            Change::Regressed => span.fail { "worse" },
+                            Change::Improved => span.pass { "better" },
+                            Change::Within => "same",
+                            Change::Unjudged => "",
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A chaos run: the verdict, a table per fault, and backlog and p99 over time with the fault
 /// intervals shaded.
-pub fn chaos_section(c: &ChaosOutcome) -> String {
-    let verdict = if c.passed {
-        "<span class=pass>PASS</span>".to_owned()
-    } else {
-        format!(
-            "<span class=fail>FAIL: {}</span>",
-            esc(&c.failures.join("; "))
-        )
-    };
-    let mut h = format!(
-        "<h2 id=\"chaos\">Chaos</h2><p>{} events offered at {:.0} events/s while faults ran one \
-         at a time; recovered = backlog back to its level before the fault and p99 (from \
-         schedule) within {} ms, within {} s. Lost {} · duplicated {} · {verdict}</p>\
-         <table id=\"chaos-faults\"><tr><th>fault</th><th>result</th><th>injected s</th><th>held s</th>\
-         <th>noticed after s</th><th>peak backlog</th><th>recovery s</th><th>redelivered</th>\
-         <th>lost</th><th>p99 during ms</th><th>p99 recovering ms</th><th>p99 after ms</th></tr>",
-        thousands(c.load.sent),
-        c.rate_eps,
-        c.slo_p99_ms,
-        c.recovery_timeout_secs,
-        thousands(c.lost),
-        thousands(c.duplicated),
-    );
+pub fn chaos_section(c: &ChaosOutcome) -> Markup {
     let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
-    for f in &c.faults {
-        let (class, result) = match f.verdict {
-            Verdict::Recovered => ("pass", "recovered".to_owned()),
-            Verdict::Skipped => (
-                "",
-                format!("skipped: {}", f.reason.as_deref().unwrap_or("")),
-            ),
-            _ => ("fail", f.reason.clone().unwrap_or_default()),
-        };
-        h.push_str(&format!(
-            "<tr><td title=\"{}\">{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-            esc(f.what), f.fault, esc(&result), opt(f.injected_at_secs), opt(f.held_secs()),
-            esc(f.noticed_cause.as_deref().unwrap_or("not noticed")), opt(f.noticed_after_secs),
-            thousands(f.peak_backlog), opt(f.recovery_secs), thousands(f.redelivered),
-            thousands(f.lost), f.latency_during.p99_ms, f.latency_recovering.p99_ms,
-            f.latency_after.p99_ms
-        ));
-    }
-    h.push_str("</table>");
-    let bands: Vec<(f64, f64, String)> = c
+    let bands: Vec<Band> = c
         .faults
         .iter()
         .filter_map(|f| Some((f.injected_at_secs?, f.cleared_at_secs?, f.fault.to_string())))
@@ -286,43 +362,106 @@ pub fn chaos_section(c: &ChaosOutcome) -> String {
         .iter()
         .filter_map(|s| Some((s.at_secs, s.p99_ms?)))
         .collect();
-    h.push_str(&format!(
-        "<figure id=\"chaos-backlog\">{}</figure><figure id=\"chaos-latency\">{}</figure>",
-        plots::over_time_with_faults(
-            "Backlog during the chaos run (faults shaded)",
-            "events due, not yet in MongoDB",
-            &backlog,
-            &bands,
-            None
-        ),
-        plots::over_time_with_faults(
-            "p99 latency from schedule, per second (faults shaded)",
-            "p99 (ms)",
-            &p99,
-            &bands,
-            Some((c.slo_p99_ms, format!("SLO p99 {} ms", c.slo_p99_ms)))
-        )
-    ));
-    h
+    html! {
+        h2 #chaos { "Chaos" }
+        p {
+            (thousands(c.load.sent)) " events offered at " (format!("{:.0}", c.rate_eps))
+            " events/s while faults ran one at a time; recovered = backlog back to its level before \
+             the fault and p99 (from schedule) within " (c.slo_p99_ms) " ms, within "
+            (c.recovery_timeout_secs) " s. Lost " (thousands(c.lost)) " · duplicated "
+            (thousands(c.duplicated)) " · "
+            @if c.passed { span.pass { "PASS" } } @else { span.fail { "FAIL: " (c.failures.join("; ")) } }
+        }
+        table #chaos-faults {
+            tr {
+                th { "fault" } th { "result" } th { "injected s" } th { "held s" } th { "noticed after s" }
+                th { "peak backlog" } th { "recovery s" } th { "redelivered" } th { "lost" }
+                th { "p99 during ms" } th { "p99 recovering ms" } th { "p99 after ms" }
+            }
+            @for f in &c.faults {
+                @let (class, result) = match f.verdict {
+                    Verdict::Recovered => ("pass", "recovered".to_owned()),
+                    Verdict::Skipped => ("", format!("skipped: {}", f.reason.as_deref().unwrap_or(""))),
+                    _ => ("fail", f.reason.clone().unwrap_or_default()),
+                };
+                tr {
+                    td title=(f.what) { (f.fault) }
+                    td class=(class) { (result) }
+                    td { (opt(f.injected_at_secs)) } td { (opt(f.held_secs())) }
+                    td title=(f.noticed_cause.as_deref().unwrap_or("not noticed")) { (opt(f.noticed_after_secs)) }
+                    td { (thousands(f.peak_backlog)) } td { (opt(f.recovery_secs)) }
+                    td { (thousands(f.redelivered)) } td { (thousands(f.lost)) }
+                    td { (format!("{:.1}", f.latency_during.p99_ms)) }
+                    td { (format!("{:.1}", f.latency_recovering.p99_ms)) }
+                    td { (format!("{:.1}", f.latency_after.p99_ms)) }
+                }
+            }
+        }
+        figure #chaos-backlog {
+            (PreEscaped(plots::over_time_with_faults(
+                "Backlog during the chaos run (faults shaded)",
+                "events due, not yet in MongoDB",
+                &backlog,
+                &bands,
+                None,
+            )))
+        }
+        figure #chaos-latency {
+            (PreEscaped(plots::over_time_with_faults(
+                "p99 latency from schedule, per second (faults shaded)",
+                "p99 (ms)",
+                &p99,
+                &bands,
+                Some((c.slo_p99_ms, format!("SLO p99 {} ms", c.slo_p99_ms))),
+            )))
+        }
+    }
+}
+
+/// Writes `pipedemo compare --html`: the comparison alone.
+pub fn write_comparison_html(path: &Path, c: &Comparison, base: &str, new: &str) -> Result<()> {
+    let body = html! {
+        h1 { "pipedemo: " (c.kind) " runs compared" }
+        p { "Baseline: " code { (base) } " · this run: " code { (new) } }
+        (comparison_section(c))
+    };
+    write(path, &page("pipedemo comparison", body))
 }
 
 /// Writes a chaos run's own HTML report.
 pub fn write_chaos_html(path: &Path, c: &ChaosOutcome) -> Result<()> {
-    let h = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>pipedemo chaos report</title><style>\
-         body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
-         td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f3f3f3}}td:first-child{{text-align:left}}\
-         .pass{{color:#1a7f37;font-weight:bold}}.fail{{color:#c62828;font-weight:bold}}</style></head><body>\
-         <h1>pipedemo: chaos report</h1>{}<p>pipedemo {}</p></body></html>",
-        chaos_section(c),
-        env!("CARGO_PKG_VERSION")
-    );
-    write(path, &h)
+    let body = html! {
+        h1 { "pipedemo: chaos report" }
+        (card(&summary::chaos(c)))
+        (chaos_section(c))
+        p { "pipedemo " (env!("CARGO_PKG_VERSION")) }
+    };
+    write(path, &page("pipedemo chaos report", body))
 }
 
-/// The four plots, as inline SVG figures.
-fn figures(o: &FullOutcome, live: &Live) -> String {
+/// The four plots, full width, the over-time ones with each phase shaded and the latency
+/// target drawn.
+fn figures(o: &FullOutcome, live: &Live) -> Markup {
     let points: Vec<(i64, f64)> = live.points.iter().map(|p| (p.0, p.2)).collect();
+    let t0_us = live
+        .points
+        .iter()
+        .map(|p| p.0)
+        .chain(live.phases.iter().map(|p| p.started_us))
+        .min()
+        .unwrap_or(0);
+    let bands: Vec<Band> = live
+        .phases
+        .iter()
+        .map(|p| {
+            let end = p.finished_us.unwrap_or(p.started_us);
+            (
+                (p.started_us - t0_us) as f64 / 1e6,
+                (end - t0_us) as f64 / 1e6,
+                p.name.clone(),
+            )
+        })
+        .collect();
     let mut per_second: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
     for p in &live.points {
         *per_second.entry(p.1.div_euclid(1_000_000)).or_default() += 1;
@@ -350,17 +489,28 @@ fn figures(o: &FullOutcome, live: &Live) -> String {
             (stage.label(), s.p50_ms, s.p95_ms)
         })
         .collect();
-    let mut h = String::from("<h2>Plots</h2>");
-    if let Some(c) = &o.capacity {
-        h.push_str(&capacity_section(c));
-    }
-    for (id, svg) in [
-        ("latency-over-time", plots::latency_over_time(&points)),
+    let target = (!o.burst).then(|| {
+        (
+            o.targets.p99_ms,
+            format!("target p99 < {} ms", o.targets.p99_ms),
+        )
+    });
+    let plots = [
+        (
+            "latency-over-time",
+            plots::latency_over_time(&points, t0_us, &bands, target),
+        ),
         ("latency-cdf", plots::latency_cdf(&cdfs)),
         ("stage-breakdown", plots::stage_bars(&bars)),
-        ("throughput", plots::throughput(&per_second)),
-    ] {
-        h.push_str(&format!("<figure id=\"{id}\">{svg}</figure>"));
+        (
+            "throughput",
+            plots::throughput(&per_second, t0_us.div_euclid(1_000_000), &bands),
+        ),
+    ];
+    html! {
+        h2 #plots { "Plots" }
+        @for (id, svg) in &plots {
+            figure id=(id) { (PreEscaped(svg)) }
+        }
     }
-    h
 }

@@ -90,7 +90,7 @@ impl Shown {
         if let Some((path, lines)) = diverted {
             if lines > 0 {
                 eprintln!(
-                    "{lines} log line(s) written during the dashboard are in {}",
+                    "{lines} log line(s) of this run went to {} (kept off the dashboard)",
                     path.display()
                 );
             }

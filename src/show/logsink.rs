@@ -45,15 +45,47 @@ impl Write for Writer {
     }
 }
 
-/// Sends log lines to `path` (appending) until [`restore`].
-pub fn divert(path: &Path) -> io::Result<()> {
+/// Sends pipedemo's log lines to `path` (appending) until [`restore`], from before the run
+/// starts when a dashboard will show it: a line logged while the services are set up could
+/// otherwise be left on the screen the dashboard draws on. The terminal's own stderr stays
+/// (setup's progress lines are for people).
+pub fn hold(path: &Path) -> io::Result<()> {
+    let mut d = DIVERTED.lock().unwrap_or_else(|p| p.into_inner());
+    if d.is_none() {
+        *d = Some(open(path)?);
+    }
+    Ok(())
+}
+
+fn open(path: &Path) -> io::Result<Diverted> {
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
     if file.metadata()?.len() == 0 {
         // What lets `cleanup` tell this file from someone else's of the same name.
         file.write_all(crate::run_id::log_header().as_bytes())?;
     }
     let start = file.metadata()?.len();
-    let saved_stderr = point_stderr_at(&file);
+    Ok(Diverted {
+        file,
+        path: path.to_owned(),
+        start,
+        saved_stderr: None,
+    })
+}
+
+/// Sends log lines to `path` (appending), and points the process's stderr there too, until
+/// [`restore`].
+pub fn divert(path: &Path) -> io::Result<()> {
+    {
+        let mut guard = DIVERTED.lock().unwrap_or_else(|p| p.into_inner());
+        let d = match guard.take() {
+            Some(d) => d,
+            None => open(path)?,
+        };
+        let d = guard.insert(d);
+        if d.saved_stderr.is_none() {
+            d.saved_stderr = point_stderr_at(&d.file);
+        }
+    }
     static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
     PANIC_HOOK.call_once(|| {
         // A panic's message belongs on the terminal: put stderr back before it is printed
@@ -67,12 +99,6 @@ pub fn divert(path: &Path) -> io::Result<()> {
             }
             previous(info);
         }));
-    });
-    *DIVERTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Diverted {
-        file,
-        path: path.to_owned(),
-        start,
-        saved_stderr,
     });
     Ok(())
 }

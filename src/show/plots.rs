@@ -4,8 +4,8 @@ use plotters::prelude::*;
 
 use crate::telemetry::stats::Latency;
 
-const W: u32 = 900;
-const H: u32 = 380;
+const W: u32 = 1200;
+const H: u32 = 420;
 const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -29,33 +29,114 @@ fn draw(
         }
         let _ = root.present();
     }
-    svg
+    // As wide as the page: the viewBox keeps the proportions, the width follows the column.
+    svg.replacen(
+        &format!("width=\"{W}\" height=\"{H}\""),
+        "width=\"100%\" preserveAspectRatio=\"xMidYMid meet\"",
+        1,
+    )
 }
 
-/// End-to-end latency of every event against the time it was created (seconds from the start).
-pub fn latency_over_time(points: &[(i64, f64)]) -> String {
+/// An over-time chart: seconds against a value.
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A named interval of an over-time plot's x axis (a phase, a fault), in its seconds.
+pub type Band = (f64, f64, String);
+
+/// Shades `bands` (alternating tints, so neighbours stay apart) and names each at the top.
+fn draw_bands(
+    c: &mut Chart<'_, '_>,
+    bands: &[Band],
+    ymax: f64,
+    xmax: f64,
+    color: RGBColor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    c.draw_series(bands.iter().enumerate().map(|(i, (a, b, _))| {
+        let tint = color.mix(if i % 2 == 0 { 0.10 } else { 0.20 });
+        // A moment (a kill and restart) still gets a visible band.
+        Rectangle::new([(*a, 0.0), (b.max(a + xmax / 300.0), ymax)], tint.filled())
+    }))?;
+    c.draw_series(bands.iter().map(|(a, _, name)| {
+        Text::new(
+            name.clone(),
+            (*a, ymax * 0.97),
+            ("sans-serif", 13).into_font().color(&color),
+        )
+    }))?;
+    Ok(())
+}
+
+/// A horizontal limit line (an SLO) with its legend entry.
+fn draw_limit<'a, 'b: 'a>(
+    c: &mut Chart<'a, 'b>,
+    limit: Option<(f64, String)>,
+    xmax: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some((y, label)) = limit {
+        let color = PALETTE[3];
+        c.draw_series(DashedLineSeries::new(
+            [(0.0, y), (xmax, y)],
+            8,
+            5,
+            color.stroke_width(2),
+        ))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// End-to-end latency of every event against the time it was created (seconds from
+/// `t0_us`), each phase shaded, and the latency target as a dashed line.
+pub fn latency_over_time(
+    points: &[(i64, f64)],
+    t0_us: i64,
+    phases: &[Band],
+    limit: Option<(f64, String)>,
+) -> String {
     draw(|root| {
-        let t0 = points.iter().map(|p| p.0).min().unwrap_or(0);
         let xs: Vec<(f64, f64)> = points
             .iter()
-            .map(|(t, l)| ((t - t0) as f64 / 1e6, *l))
+            .map(|(t, l)| ((t - t0_us) as f64 / 1e6, *l))
             .collect();
-        let xmax = xs.iter().map(|p| p.0).fold(1.0, f64::max);
-        let ymax = xs.iter().map(|p| p.1).fold(1.0, f64::max) * 1.05;
+        let xmax = xs
+            .iter()
+            .map(|p| p.0)
+            .chain(phases.iter().map(|b| b.1))
+            .fold(1.0, f64::max);
+        let ymax = xs
+            .iter()
+            .map(|p| p.1)
+            .chain(limit.iter().map(|l| l.0))
+            .fold(1.0, f64::max)
+            * 1.08;
         let mut c = ChartBuilder::on(root)
-            .caption("End-to-end latency over time", ("sans-serif", 20))
+            .caption(
+                "End-to-end latency over time (phases shaded)",
+                ("sans-serif", 20),
+            )
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
         c.configure_mesh()
-            .x_desc("seconds since first event")
+            .x_desc("seconds since the run started")
             .y_desc("latency (ms)")
             .draw()?;
+        draw_bands(&mut c, phases, ymax, xmax, PALETTE[0])?;
         c.draw_series(
             xs.iter()
                 .map(|p| Circle::new(*p, 1, PALETTE[0].mix(0.5).filled())),
         )?;
+        draw_limit(&mut c, limit, xmax)?;
         Ok(())
     })
 }
@@ -140,26 +221,30 @@ pub fn stage_bars(stages: &[(&str, f64, f64)]) -> String {
     })
 }
 
-/// Events written per second.
-pub fn throughput(per_second: &[(i64, u64)]) -> String {
+/// Events written per second (seconds from `t0_s`), each phase shaded.
+pub fn throughput(per_second: &[(i64, u64)], t0_s: i64, phases: &[Band]) -> String {
     draw(|root| {
-        let s0 = per_second.first().map_or(0, |p| p.0);
         let xs: Vec<(f64, f64)> = per_second
             .iter()
-            .map(|(s, n)| ((s - s0) as f64, *n as f64))
+            .map(|(s, n)| ((s - t0_s) as f64, *n as f64))
             .collect();
-        let xmax = xs.iter().map(|p| p.0).fold(1.0, f64::max);
+        let xmax = xs
+            .iter()
+            .map(|p| p.0)
+            .chain(phases.iter().map(|b| b.1))
+            .fold(1.0, f64::max);
         let ymax = xs.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
         let mut c = ChartBuilder::on(root)
-            .caption("Throughput per second", ("sans-serif", 20))
+            .caption("Throughput per second (phases shaded)", ("sans-serif", 20))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
         c.configure_mesh()
-            .x_desc("seconds")
+            .x_desc("seconds since the run started")
             .y_desc("events written / s")
             .draw()?;
+        draw_bands(&mut c, phases, ymax, xmax, PALETTE[0])?;
         c.draw_series(LineSeries::new(xs, PALETTE[2].stroke_width(2)))?;
         Ok(())
     })
@@ -227,7 +312,7 @@ pub fn over_time_with_faults(
     title: &str,
     y_desc: &str,
     series: &[(f64, f64)],
-    faults: &[(f64, f64, String)],
+    faults: &[Band],
     limit: Option<(f64, String)>,
 ) -> String {
     draw(|root| {
@@ -252,32 +337,9 @@ pub fn over_time_with_faults(
             .x_desc("seconds since the load started")
             .y_desc(y_desc)
             .draw()?;
-        let shade = PALETTE[3].mix(0.15);
-        c.draw_series(faults.iter().map(|(a, b, _)| {
-            // A moment (a kill and restart) still gets a visible band.
-            Rectangle::new([(*a, 0.0), (b.max(a + xmax / 300.0), ymax)], shade.filled())
-        }))?;
-        c.draw_series(faults.iter().map(|(a, _, name)| {
-            Text::new(
-                name.clone(),
-                (*a, ymax * 0.97),
-                ("sans-serif", 12).into_font().color(&PALETTE[3]),
-            )
-        }))?;
+        draw_bands(&mut c, faults, ymax, xmax, PALETTE[3])?;
         c.draw_series(LineSeries::new(series.to_vec(), PALETTE[0].stroke_width(2)))?;
-        if let Some((y, label)) = limit {
-            let color = PALETTE[3];
-            c.draw_series(LineSeries::new(
-                [(0.0, y), (xmax, y)],
-                color.stroke_width(1),
-            ))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
-            c.configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .draw()?;
-        }
+        draw_limit(&mut c, limit, xmax)?;
         Ok(())
     })
 }

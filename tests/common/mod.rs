@@ -92,6 +92,40 @@ pub fn tmux(socket: &str, args: &[&str]) -> String {
 }
 
 /// Stdout and stderr of a finished command, as one text.
+/// The DOM of the HTML file at `path` as headless Chromium renders it (Debian's `chromium`
+/// package; `.ci/run` and `scripts/stack.sh test-tools` install it), with its network and
+/// background services off: this machine reaches no web.
+#[allow(dead_code)]
+pub fn chromium_dom(path: &std::path::Path) -> String {
+    let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect(
+            "Chromium is not installed: scripts/stack.sh test-tools (or apt-get install chromium)",
+        );
+    let profile = std::env::temp_dir().join(format!("pipedemo-chromium-{}", std::process::id()));
+    let o = Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", path.canonicalize().unwrap().display()))
+        .output()
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(o.status.success(), "chromium: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
