@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::figures::{self, Better, Kind, Metric, Pct};
+use crate::numbers::with_unit;
 
 /// What happened to one figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -102,14 +103,14 @@ pub fn compare(base: &Value, new: &Value, max_regression_pct: f64) -> Result<Com
                 Some(pct) => format!(
                     "{} went from {} to {} ({pct:+.1} %, more than {max_regression_pct} % worse)",
                     r.figure,
-                    amount(b, r.unit),
-                    amount(n, r.unit)
+                    with_unit(b, r.unit),
+                    with_unit(n, r.unit)
                 ),
                 None => format!(
                     "{} went from {} to {}",
                     r.figure,
-                    amount(b, r.unit),
-                    amount(n, r.unit)
+                    with_unit(b, r.unit),
+                    with_unit(n, r.unit)
                 ),
             }
         })
@@ -202,21 +203,6 @@ fn warnings(kind: Kind, base: &Value, new: &Value) -> Vec<String> {
     out
 }
 
-fn amount(v: f64, unit: &str) -> String {
-    let n = if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    match unit {
-        "" => n,
-        "%" => format!("{n}%"),
-        u => format!("{n} {u}"),
-    }
-}
-
 /// The comparison as a table for people, then the warnings, regressions and the verdict.
 pub fn text(c: &Comparison, base_name: &str, new_name: &str) -> String {
     let mut rows = vec![[
@@ -227,7 +213,7 @@ pub fn text(c: &Comparison, base_name: &str, new_name: &str) -> String {
         "verdict".to_string(),
     ]];
     for r in &c.figures {
-        let v = |x: Option<f64>| x.map_or("—".to_string(), |x| amount(x, r.unit));
+        let v = |x: Option<f64>| x.map_or("—".to_string(), |x| with_unit(x, r.unit));
         rows.push([
             r.figure.clone(),
             v(r.base),

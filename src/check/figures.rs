@@ -353,6 +353,12 @@ pub fn figures(kind: Kind, doc: &Value) -> Vec<(Metric, f64)> {
                     step.and_then(|s| num(s, "achieved_eps")),
                 );
                 push(&mut out, Metric::Capacity, sustained);
+            } else if kind == Kind::Full {
+                // The slowest phase's figures: the show's phases are paced below capacity, while
+                // the verified latency also holds the capacity sweep's overloaded steps.
+                let worst = slowest_phase(doc);
+                latency(&mut out, worst.get("total"));
+                stages(&mut out, Some(&worst));
             } else {
                 let lat = v.and_then(|v| v.get("latency"));
                 latency(&mut out, lat.and_then(|l| l.get("total")));
@@ -415,6 +421,39 @@ pub fn figures(kind: Kind, doc: &Value) -> Vec<(Metric, f64)> {
         }
     }
     out
+}
+
+/// Each stage's summary with every figure the highest of any phase of a `full` document
+/// (`stages` keys as in the phases): the slowest phase, stage by stage.
+fn slowest_phase(doc: &Value) -> Value {
+    let mut worst = serde_json::Map::new();
+    let phases = doc.get("phases").and_then(Value::as_array);
+    for stage in Stage::ALL {
+        let mut summary = serde_json::Map::new();
+        for p in phases.into_iter().flatten() {
+            let Some(s) = p.pointer(&format!("/stages/{}", stage.key())) else {
+                continue;
+            };
+            if s.get("count")
+                .and_then(Value::as_f64)
+                .is_some_and(|n| n == 0.0)
+            {
+                continue;
+            }
+            for field in Pct::ALL.map(Pct::field).into_iter().chain(["count"]) {
+                if let Some(v) = s.get(field).and_then(Value::as_f64) {
+                    let e = summary.entry(field).or_insert(Value::from(v));
+                    if e.as_f64().is_some_and(|old| v > old) {
+                        *e = Value::from(v);
+                    }
+                }
+            }
+        }
+        if !summary.is_empty() {
+            worst.insert(stage.key().to_string(), Value::Object(summary));
+        }
+    }
+    Value::Object(worst)
 }
 
 fn push(out: &mut Vec<(Metric, f64)>, m: Metric, v: Option<f64>) {
@@ -543,6 +582,20 @@ mod tests {
         assert_eq!(get(&f, Metric::Recovery(Some(Fault::Rebalance))), Some(0.0));
         assert_eq!(get(&f, Metric::Recovery(Some(Fault::MongoStop))), None);
         assert_eq!(get(&f, Metric::Success), Some(100.0));
+    }
+
+    #[test]
+    fn a_show_is_judged_by_its_slowest_phase_not_the_capacity_sweep() {
+        let phase = |p99: f64, cdc: f64| {
+            json!({"stages": {"total": {"count": 10, "p50_ms": 9.0, "p99_ms": p99},
+                              "1_cdc_capture": {"count": 10, "p99_ms": cdc}}})
+        };
+        let doc = json!({"kind": "full", "phases": [phase(20.0, 9.0), phase(31.0, 4.0)],
+            "verification": {"latency": {"total": {"count": 99, "p99_ms": 1500.0}}, "success_rate": 100.0}});
+        let f = figures(Kind::Full, &doc);
+        assert_eq!(get(&f, Metric::Latency(Pct::P99)), Some(31.0));
+        assert_eq!(get(&f, Metric::Latency(Pct::P50)), Some(9.0));
+        assert_eq!(get(&f, Metric::Stage(Stage::Cdc, Pct::P99)), Some(9.0));
     }
 
     #[test]

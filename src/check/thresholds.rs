@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::figures::{self, Kind, Metric};
+use crate::numbers::with_unit;
 
 /// A comparison of a figure with a bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,21 +241,6 @@ impl Checked {
 
 fn metric_of(text: &str) -> &str {
     text.split(['<', '>']).next().unwrap_or(text)
-}
-
-fn with_unit(v: f64, unit: &str) -> String {
-    let n = if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    match unit {
-        "" => n,
-        "%" => format!("{n}%"),
-        u => format!("{n} {u}"),
-    }
 }
 
 /// Judges each gate on the figures of a run.

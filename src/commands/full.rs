@@ -80,12 +80,12 @@ pub struct Args {
     /// not create (setup refuses otherwise).
     #[arg(long)]
     pub force: bool,
-    /// Gates on the show's figures (latency: the whole run's T5 − T0; throughput: the last
-    /// phase's; capacity: the closing phase's sustained rate).
+    /// Gates on the show's figures (latency and stages: the slowest phase's, the capacity
+    /// sweep left out; throughput: the last phase's; capacity: the sweep's sustained rate).
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
-    /// Same as `--threshold 'p95<=Xms'`: fail when the run's p95 end-to-end latency is
-    /// above this, in ms.
+    /// Same as `--threshold 'p95<=Xms'`: fail when a phase's p95 end-to-end latency is above
+    /// this, in ms.
     #[arg(long)]
     pub max_p95_ms: Option<f64>,
     /// Same as `--threshold 'throughput>=X'`: fail when the last phase's throughput is

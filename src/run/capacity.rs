@@ -16,6 +16,10 @@ use crate::telemetry::clock::now_us;
 use crate::telemetry::cpu::CpuSample;
 use crate::telemetry::gc;
 
+/// How the name of every step's phase begins, so that a report can tell the sweep's steps
+/// from the show's phases.
+pub const STEP_PREFIX: &str = "capacity";
+
 /// How a sweep runs.
 #[derive(Clone, Debug)]
 pub struct CapacityOptions {
@@ -100,7 +104,7 @@ async fn run_step(
         seed: None,
     };
     let name = format!(
-        "capacity {} ev/s (SLO p99 ≤ {} ms)",
+        "{STEP_PREFIX} {} ev/s (SLO p99 ≤ {} ms)",
         thousands(rate.round() as u64),
         o.slo_p99_ms
     );

@@ -106,17 +106,14 @@ pub fn write_json(path: &Path, o: &FullOutcome, m: &Method) -> Result<()> {
 }
 
 impl Method {
-    /// The machine and stack, one line: for the summary card.
-    pub fn machine(&self) -> String {
-        format!(
-            "{} cores · PostgreSQL {} · Kafka {} · Debezium {} · {} · pipedemo {}",
-            self.machine_cores,
-            self.postgres,
-            self.kafka,
-            self.debezium,
-            self.mongo_server,
-            self.pipedemo
-        )
+    /// The machine, and the stack on it: for the summary card.
+    pub fn machine(&self) -> (String, String) {
+        let cores = format!("{} cores", self.machine_cores);
+        let stack = format!(
+            "PostgreSQL {} · Kafka {} · Debezium {} · {} · pipedemo {}",
+            self.postgres, self.kafka, self.debezium, self.mongo_server, self.pipedemo
+        );
+        (cores, stack)
     }
 }
 
@@ -450,21 +447,27 @@ fn figures(o: &FullOutcome, live: &Live) -> Markup {
         .chain(live.phases.iter().map(|p| p.started_us))
         .min()
         .unwrap_or(0);
-    let bands: Vec<Band> = live
-        .phases
-        .iter()
-        .map(|p| {
-            let end = p.finished_us.unwrap_or(p.started_us);
-            (
-                (p.started_us - t0_us) as f64 / 1e6,
-                (end - t0_us) as f64 / 1e6,
-                p.name.clone(),
-            )
-        })
-        .collect();
+    // The capacity sweep's steps are one band: a dozen short steps would be unreadable.
+    let mut bands: Vec<Band> = Vec::new();
+    for p in &live.phases {
+        let (start, end) = (
+            (p.started_us - t0_us) as f64 / 1e6,
+            (p.finished_us.unwrap_or(p.started_us) - t0_us) as f64 / 1e6,
+        );
+        let name = if p.name.starts_with(crate::run::capacity::STEP_PREFIX) {
+            "capacity sweep".to_string()
+        } else {
+            p.name.clone()
+        };
+        match bands.last_mut() {
+            Some(last) if last.2 == name => last.1 = end.max(last.1),
+            _ => bands.push((start, end, name)),
+        }
+    }
     let mut per_second: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
+    // A long run keeps every n-th event's point: each stands for n events.
     for p in &live.points {
-        *per_second.entry(p.1.div_euclid(1_000_000)).or_default() += 1;
+        *per_second.entry(p.1.div_euclid(1_000_000)).or_default() += live.events_per_point();
     }
     let per_second: Vec<(i64, u64)> = match (per_second.keys().next(), per_second.keys().last()) {
         (Some(&a), Some(&b)) => (a..=b)

@@ -60,13 +60,23 @@ fn draw_bands(
         // A moment (a kill and restart) still gets a visible band.
         Rectangle::new([(*a, 0.0), (b.max(a + xmax / 300.0), ymax)], tint.filled())
     }))?;
-    c.draw_series(bands.iter().map(|(a, _, name)| {
-        Text::new(
-            name.clone(),
-            (*a, ymax * 0.97),
-            ("sans-serif", 13).into_font().color(&color),
-        )
-    }))?;
+    // A name goes on its band when the band is wide enough for it (about 7 px a character
+    // across a plot about 1,100 px wide); neighbours take turns between two rows.
+    let px_per_x = 1100.0 / xmax.max(1e-9);
+    c.draw_series(
+        bands
+            .iter()
+            .enumerate()
+            .filter(|(_, (a, b, name))| (b - a) * px_per_x >= 7.0 * name.chars().count() as f64)
+            .map(|(i, (a, _, name))| {
+                let row = if i % 2 == 0 { 0.97 } else { 0.92 };
+                Text::new(
+                    name.clone(),
+                    (*a, ymax * row),
+                    ("sans-serif", 13).into_font().color(&color),
+                )
+            }),
+    )?;
     Ok(())
 }
 

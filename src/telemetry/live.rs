@@ -375,6 +375,12 @@ impl Live {
         self.timeline.last_mut().expect("pushed above")
     }
 
+    /// How many events each kept plot point stands for (1 until the run passed
+    /// [`MAX_POINTS`] events, then 2, 4, …): counts of points times this are counts of events.
+    pub fn events_per_point(&self) -> u64 {
+        self.points_stride
+    }
+
     /// Keeps every event for the plots up to [`MAX_POINTS`], then every second, fourth, …
     /// event, so that a long soak run does not grow without bound.
     fn keep_point(&mut self, point: (i64, i64, f64)) {
@@ -786,6 +792,12 @@ mod tests {
         }
         assert!(l.points.len() < MAX_POINTS, "{}", l.points.len());
         assert!(l.points.len() >= MAX_POINTS / 2);
+        // Each kept point stands for that many events: the counts add up again.
+        let total = l.points.len() as u64 * l.events_per_point();
+        assert!(
+            total.abs_diff(MAX_POINTS as u64 * 3) < l.events_per_point() * 2,
+            "{total}"
+        );
         // Spread over the whole run, not only its start.
         assert!(l.points.last().unwrap().0 > t0 + 2 * MAX_POINTS as i64);
     }
