@@ -55,7 +55,7 @@ PG_PASSWORD="${POSTGRES_PASSWORD:-pipedemo}"
 # Pinned together: Debezium 3.3 is built and tested against Kafka 4.1.
 KAFKA_VERSION=4.1.1
 DEBEZIUM_VERSION=3.3.2.Final
-# The MongoDB-compatible server (see README, "Why SecantusDB"). GPL-2.0: it runs as a separate
+# The MongoDB-compatible server (see docs/stack.md, "Why SecantusDB"). GPL-2.0: it runs as a separate
 # process and is never linked into pipedemo.
 SECANTUS_CRATE=secantus-mdb
 SECANTUS_VERSION=0.5.3-beta.196
