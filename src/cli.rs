@@ -13,9 +13,11 @@ use crate::show::display::{DASHBOARD_COLOR, DASHBOARD_LOG};
 /// The exit codes, the same for every command (README, "Exit codes").
 const EXIT_CODES: &str = "Exit codes:
   0    success
-  1    a check or threshold failed (missing events, verification, --max-p95-ms, --min-rate)
-  2    usage or configuration error, including credentials or TLS settings a service refuses
-       and setup/cleanup refusing what pipedemo did not create (without --force)
+  1    a check or threshold failed (missing events, verification, a --threshold, a phase's
+       targets, a fault not recovered, a figure worse than the baseline)
+  2    usage or configuration error, including credentials or TLS settings a service refuses,
+       a malformed .env or pipedemo.toml, and setup/cleanup refusing what pipedemo did not
+       create (without --force)
   3    a service unreachable or lacking what pipedemo needs (the message says which and how
        to fix it)
   130  interrupted (Ctrl-C or SIGTERM, after a clean stop; a second Ctrl-C quits at once)";

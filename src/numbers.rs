@@ -14,9 +14,9 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// A figure with its unit, to three significant digits or so: `61.2 ms`, `100%`, `2000
-/// events/s`, `3.00` (a count has no unit).
+/// events/s`, `3` (a count has no unit).
 pub fn with_unit(v: f64, unit: &str) -> String {
-    let n = if v.abs() >= 100.0 {
+    let n = if (unit.is_empty() && v.fract() == 0.0) || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
@@ -38,7 +38,7 @@ mod tests {
     fn figures_carry_their_unit() {
         assert_eq!(with_unit(61.24, "ms"), "61.2 ms");
         assert_eq!(with_unit(100.0, "%"), "100%");
-        assert_eq!(with_unit(2.0, ""), "2.00");
+        assert_eq!(with_unit(2.0, ""), "2");
     }
 
     #[test]

@@ -98,9 +98,15 @@ async fn a_min_rate_above_the_capacity_fails_and_says_why() {
     let o = sweep("40", "1000", &["--min-rate", "1000000"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
+    // `--min-rate R` is the gate `capacity>=R`, judged and named like any threshold.
     assert!(
-        err.contains("events/s at p99 ≤ 1000 ms, below --min-rate 1000000"),
+        err.contains("threshold capacity>=1000000 broken: capacity is "),
         "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("✗ threshold capacity>=1000000 (capacity = "),
+        "{}",
+        text(&o)
     );
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("This pipeline sustains "),

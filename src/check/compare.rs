@@ -321,7 +321,7 @@ mod tests {
     fn one_lost_event_is_a_regression_whatever_the_margin() {
         let c = compare(&load(40.0, 990.0, 0), &load(40.0, 990.0, 1), 50.0).unwrap();
         assert_eq!(row(&c, "lost").change, Change::Regressed);
-        assert_eq!(c.regressions, ["lost went from 0.00 to 1.00"]);
+        assert_eq!(c.regressions, ["lost went from 0 to 1"]);
     }
 
     #[test]
