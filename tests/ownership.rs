@@ -194,6 +194,54 @@ async fn an_outbox_table_pipedemo_did_not_create_is_refused_until_forced() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
+/// The record of sent events (`--outbox-delete`) is refused like the outbox when it is not
+/// pipedemo's, and replaced only with `--force`.
+#[tokio::test]
+async fn a_sent_events_table_pipedemo_did_not_create_is_refused_until_forced() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("foreignsent", &[]);
+    let pg = pipedemo::pipeline::outbox::connect(&s.pg).await.unwrap();
+    pg.batch_execute(
+        "DROP TABLE IF EXISTS pipedemo_sent_events;
+         CREATE TABLE pipedemo_sent_events (id int PRIMARY KEY, note text);
+         INSERT INTO pipedemo_sent_events VALUES (1, 'mine');",
+    )
+    .await
+    .unwrap();
+    let o = pipedemo("foreignsent").arg("setup").output().unwrap();
+    refused(&o, "table pipedemo_sent_events (1 rows)");
+    let note: String = pg
+        .query_one("SELECT note FROM pipedemo_sent_events WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(note, "mine", "the table was touched");
+    let o = pipedemo("foreignsent")
+        .args(["setup", "--force"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = pipedemo("foreignsent")
+        .args([
+            "load",
+            "--events",
+            "300",
+            "--outbox-delete",
+            "--no-tui",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let sent: i64 = pg
+        .query_one("SELECT count(*) FROM pipedemo_sent_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, 300);
+}
+
 #[tokio::test]
 async fn a_topic_pipedemo_did_not_create_is_refused_until_forced() {
     common::require_stack();
@@ -459,7 +507,7 @@ async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
     let left: (bool, bool, bool) = {
         let r = pg
             .query_one(
-                "SELECT to_regclass('event_outbox') IS NOT NULL,
+                "SELECT to_regclass('event_outbox') IS NOT NULL OR to_regclass('pipedemo_sent_events') IS NOT NULL,
                         EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'pipedemo_test_cleanup'),
                         EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pipedemo_test_cleanup_pub')",
                 &[],

@@ -133,6 +133,10 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         pg.batch_execute("DROP TABLE event_outbox").await?;
         eprintln!("  ✓ table event_outbox dropped");
     }
+    if has(&found.sent) {
+        pg.batch_execute("DROP TABLE pipedemo_sent_events").await?;
+        eprintln!("  ✓ table pipedemo_sent_events dropped");
+    }
     let host = ownership::host();
     for (f, record) in &files {
         match std::fs::remove_file(f) {

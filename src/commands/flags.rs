@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::pipeline::outbox::Retention;
 use crate::pipeline::writer::{Shape, WriteModel};
 use crate::run::session::PhaseOptions;
 
@@ -22,6 +23,11 @@ pub struct WriteArgs {
     /// (each aggregate's events still commit in order, a join after its activity and user).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub connections: u64,
+    /// Delete each outbox row in the transaction that inserted it, as many teams run the
+    /// outbox (Debezium captures the insert; the table stays empty); what was sent is kept in
+    /// pipedemo_sent_events for `verify`.
+    #[arg(long)]
+    pub outbox_delete: bool,
 }
 
 impl WriteArgs {
@@ -33,6 +39,11 @@ impl WriteArgs {
                 None => self.tx_window.map_or(Shape::Scaled, Shape::Window),
             },
             connections: self.connections.max(1) as usize,
+            retention: if self.outbox_delete {
+                Retention::Delete
+            } else {
+                Retention::Keep
+            },
         }
     }
 }
@@ -208,9 +219,12 @@ mod tests {
             w.model(),
             WriteModel {
                 shape: Shape::Rows(1),
-                connections: 8
+                connections: 8,
+                retention: Retention::Keep,
             }
         );
+        let w: WriteArgs = parse(&["--outbox-delete"]);
+        assert_eq!(w.model().retention, Retention::Delete);
         let w: WriteArgs = parse(&["--batch-size", "100"]);
         assert_eq!(w.model().shape, Shape::Rows(100));
         let w: WriteArgs = parse(&["--tx-window", "25ms"]);

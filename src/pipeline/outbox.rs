@@ -25,6 +25,35 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 )";
 
+/// The record of what was sent when rows are deleted in the transaction that inserted them
+/// ([`Retention::Delete`]): the same columns, written in that transaction, so that `verify`
+/// still proves every event exactly once while `event_outbox` stays empty. Debezium does not
+/// capture it (the connector includes `event_outbox` only).
+pub const SENT_TABLE: &str = "pipedemo_sent_events";
+
+/// [`SENT_TABLE`]'s DDL.
+pub const CREATE_SENT_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS pipedemo_sent_events (
+    event_id       uuid PRIMARY KEY,
+    aggregate_id   uuid NOT NULL,
+    aggregate_type text NOT NULL,
+    event_type     text NOT NULL,
+    payload        jsonb NOT NULL,
+    status         text NOT NULL,
+    created_at     timestamptz NOT NULL
+)";
+
+/// What becomes of an outbox row once its transaction commits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retention {
+    /// It stays: the table grows with every event (the original design).
+    #[default]
+    Keep,
+    /// It is deleted in the transaction that inserted it, as many teams run the outbox:
+    /// Debezium captures the insert (and a delete it skips); the table stays empty.
+    Delete,
+}
+
 /// The TLS connector for `args.sslmode`, as libpq does it: `prefer` and `require` encrypt
 /// without checking the certificate (`require` checks it against a CA file when one is given),
 /// `verify-ca` checks it chains to the CA, `verify-full` also that it names the host.
@@ -170,12 +199,16 @@ pub async fn check_logical_decoding(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Creates `event_outbox` if missing.
+/// Creates `event_outbox` and [`SENT_TABLE`] if missing.
 pub async fn create_table(client: &Client) -> Result<()> {
     client
         .batch_execute(CREATE_TABLE)
         .await
         .context("creating table event_outbox")?;
+    client
+        .batch_execute(CREATE_SENT_TABLE)
+        .await
+        .context("creating table pipedemo_sent_events")?;
     Ok(())
 }
 
@@ -195,9 +228,9 @@ pub async fn check_table(client: &Client) -> Result<()> {
 /// Deletes all outbox rows.
 pub async fn truncate(client: &Client) -> Result<()> {
     client
-        .batch_execute("TRUNCATE event_outbox")
+        .batch_execute("TRUNCATE event_outbox, pipedemo_sent_events")
         .await
-        .context("emptying event_outbox")?;
+        .context("emptying event_outbox and pipedemo_sent_events")?;
     Ok(())
 }
 
@@ -219,6 +252,37 @@ pub struct NewEvent {
 /// row. Returns how many were written.
 pub async fn insert_batch(client: &Client, events: &[NewEvent]) -> Result<u64> {
     insert_batch_into(client, "event_outbox", events).await
+}
+
+/// Inserts events as [`insert_batch`] does, then, in the same transaction, deletes them from
+/// `event_outbox` and records them in [`SENT_TABLE`] (with their `created_at`, T0). A
+/// transaction sent again after a lost connection that had committed fails on the sent
+/// table's key, as a kept row fails on the outbox's.
+pub async fn insert_batch_deleting(client: &Client, events: &[NewEvent]) -> Result<u64> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    client.batch_execute("BEGIN").await.context("BEGIN")?;
+    let r = async {
+        let n = insert_batch(client, events).await?;
+        client
+            .execute(
+                "WITH gone AS (DELETE FROM event_outbox WHERE event_id = ANY($1) \
+                   RETURNING event_id, aggregate_id, aggregate_type, event_type, payload, status, created_at) \
+                 INSERT INTO pipedemo_sent_events SELECT * FROM gone",
+                &[&ids],
+            )
+            .await
+            .context("moving the transaction's rows from event_outbox to pipedemo_sent_events")?;
+        client.batch_execute("COMMIT").await.context("COMMIT")?;
+        Ok::<u64, anyhow::Error>(n)
+    }
+    .await;
+    if r.is_err() && !client.is_closed() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    r
 }
 
 /// A table name cannot be a bind parameter, so anything but a plain identifier is refused
@@ -286,13 +350,26 @@ pub struct StoredEvent {
     pub event_type: String,
 }
 
-/// Every outbox row.
+/// Every event written: the outbox's rows, and those deleted in their own transaction and
+/// kept in [`SENT_TABLE`] (when it exists).
 pub async fn all_events(client: &Client) -> Result<Vec<StoredEvent>> {
-    let rows = client
-        .query(
-            "SELECT event_id, aggregate_id, event_type FROM event_outbox ORDER BY created_at",
+    let sent = client
+        .query_one(
+            "SELECT to_regclass('pipedemo_sent_events') IS NOT NULL",
             &[],
         )
+        .await
+        .context("looking up pipedemo_sent_events")?
+        .get::<_, bool>(0);
+    let sql = if sent {
+        "SELECT event_id, aggregate_id, event_type, created_at FROM event_outbox \
+         UNION ALL SELECT event_id, aggregate_id, event_type, created_at FROM pipedemo_sent_events \
+         ORDER BY created_at"
+    } else {
+        "SELECT event_id, aggregate_id, event_type FROM event_outbox ORDER BY created_at"
+    };
+    let rows = client
+        .query(sql, &[])
         .await
         .context("reading event_outbox")?;
     Ok(rows

@@ -33,7 +33,7 @@ use crate::config::PostgresArgs;
 use uuid::Uuid;
 
 use crate::pipeline::generator::refers_to;
-use crate::pipeline::outbox::{self, NewEvent};
+use crate::pipeline::outbox::{self, NewEvent, Retention};
 
 /// Which events share a transaction.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,6 +69,8 @@ pub struct WriteModel {
     pub shape: Shape,
     /// Concurrent PostgreSQL connections writing them.
     pub connections: usize,
+    /// Whether rows stay in the outbox or are deleted in their own transaction.
+    pub retention: Retention,
 }
 
 impl Default for WriteModel {
@@ -76,6 +78,7 @@ impl Default for WriteModel {
         WriteModel {
             shape: Shape::Scaled,
             connections: 1,
+            retention: Retention::Keep,
         }
     }
 }
@@ -108,7 +111,11 @@ impl fmt::Display for WriteModel {
             Shape::Rows(n) => write!(f, "{n} rows per transaction")?,
         }
         let c = self.connections;
-        write!(f, ", {c} connection{}", if c == 1 { "" } else { "s" })
+        write!(f, ", {c} connection{}", if c == 1 { "" } else { "s" })?;
+        if self.retention == Retention::Delete {
+            write!(f, ", rows deleted in their transaction")?;
+        }
+        Ok(())
     }
 }
 
@@ -286,12 +293,17 @@ async fn write(
     client: &mut Arc<Client>,
     events: &[NewEvent],
     reconnect: Option<&Reconnect>,
+    retention: Retention,
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let mut resent = false;
     let mut pause = Duration::from_millis(100);
     loop {
-        let e = match outbox::insert_batch(client, events).await {
+        let written = match retention {
+            Retention::Keep => outbox::insert_batch(client, events).await,
+            Retention::Delete => outbox::insert_batch_deleting(client, events).await,
+        };
+        let e = match written {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
@@ -328,12 +340,16 @@ async fn write(
 impl Pool {
     /// Starts one writer per client.
     pub fn start(clients: Vec<Arc<Client>>) -> Pool {
-        Pool::start_with(clients, None)
+        Pool::start_with(clients, None, Retention::Keep)
     }
 
     /// Like [`Pool::start`]; the writers reconnect when PostgreSQL goes away, as `reconnect`
     /// says.
-    pub fn start_with(clients: Vec<Arc<Client>>, reconnect: Option<Reconnect>) -> Pool {
+    pub fn start_with(
+        clients: Vec<Arc<Client>>,
+        reconnect: Option<Reconnect>,
+        retention: Retention,
+    ) -> Pool {
         let serial = clients.len() <= 1;
         // A short queue: a writer that cannot keep up holds the plan back (its events are
         // still due at their times, so the latency shows it) rather than filling memory.
@@ -369,7 +385,7 @@ impl Pool {
                                 _ = failed.cancelled() => return Ok(()),
                             }
                         }
-                        write(&mut client, &job.events, reconnect.as_ref()).await?;
+                        write(&mut client, &job.events, reconnect.as_ref(), retention).await?;
                         let m = mark.lock().expect("mark lock").done(job.seq);
                         mark_tx.send_replace(m);
                     }
@@ -591,7 +607,16 @@ mod tests {
         let app = WriteModel {
             shape: Shape::Rows(1),
             connections: 8,
+            retention: Retention::Keep,
         };
         assert_eq!(app.to_string(), "1 row per transaction, 8 connections");
+        let deleting = WriteModel {
+            retention: Retention::Delete,
+            ..app
+        };
+        assert_eq!(
+            deleting.to_string(),
+            "1 row per transaction, 8 connections, rows deleted in their transaction"
+        );
     }
 }

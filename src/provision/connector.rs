@@ -177,7 +177,8 @@ pub enum Tuning {
 }
 
 /// The connector configuration: pgoutput, `public.event_outbox` only, JSON without schemas,
-/// no initial snapshot (only new events matter), records keyed by `aggregate_id` so that each
+/// no initial snapshot (only new events matter), deletes not emitted, records keyed by
+/// `aggregate_id` so that each
 /// aggregate's events stay in one partition, in order. Tuned for latency: Debezium hands its
 /// queue to Connect every 5 ms instead of 500 ms, and Connect's producer sends at once (linger
 /// 0, pinned: Kafka 4 made 5 ms the default). The poll interval is a trade on a small machine:
@@ -210,6 +211,11 @@ pub fn connector_config(
         "value.converter.schemas.enable": "false",
         "message.key.columns": "public.event_outbox:aggregate_id",
         "heartbeat.interval.ms": "10000",
+        // The outbox is insert-only: a delete is a row's retention ending (`--outbox-delete`
+        // deletes each row in its own transaction), not an event; skipped here, neither it nor
+        // its tombstone costs Kafka and the consumer a message (truncates were skipped already).
+        "skipped.operations": "d,t",
+        "tombstones.on.delete": "false",
         "topic.creation.default.replication.factor":
             kafka.replication_factor.unwrap_or(-1).to_string(),
         "topic.creation.default.partitions": "1",

@@ -161,19 +161,25 @@ pub fn host() -> String {
 
 /// The outbox table: whether it exists, carries the mark, and how many rows it holds.
 pub async fn table(pg: &Client) -> Result<Found> {
+    table_named(pg, "event_outbox").await
+}
+
+/// A table setup makes (`event_outbox`, `pipedemo_sent_events`), as found. `name` is a
+/// name from code.
+async fn table_named(pg: &Client, name: &'static str) -> Result<Found> {
     let row = pg
         .query_one(
-            "SELECT to_regclass('event_outbox') IS NOT NULL,
-                    coalesce(obj_description(to_regclass('event_outbox'), 'pg_class'), '')",
-            &[],
+            "SELECT to_regclass($1) IS NOT NULL,
+                    coalesce(obj_description(to_regclass($1), 'pg_class'), '')",
+            &[&name],
         )
         .await
-        .context("looking up table event_outbox")?;
+        .with_context(|| format!("looking up table {name}"))?;
     let (exists, comment): (bool, String) = (row.get(0), row.get(1));
-    let mut f = Found::absent("table event_outbox".into(), "POSTGRES_DB");
+    let mut f = Found::absent(format!("table {name}"), "POSTGRES_DB");
     if exists {
         let rows: i64 = pg
-            .query_one("SELECT count(*) FROM event_outbox", &[])
+            .query_one(&format!("SELECT count(*) FROM {name}"), &[])
             .await?
             .get(0);
         f.exists = true;
@@ -190,6 +196,9 @@ pub async fn table(pg: &Client) -> Result<Found> {
 pub struct Survey {
     /// `event_outbox`.
     pub table: Found,
+    /// `pipedemo_sent_events`, the record of events whose rows were deleted in their own
+    /// transaction (`--outbox-delete`).
+    pub sent: Found,
     /// The read-model database.
     pub read_models: Found,
     /// The outbox topic.
@@ -220,6 +229,7 @@ impl Survey {
     pub fn for_setup(&self) -> Vec<Found> {
         vec![
             self.table.clone(),
+            self.sent.clone(),
             self.read_models.clone(),
             self.topic.clone(),
             self.connector.clone(),
@@ -261,8 +271,9 @@ pub async fn survey(
             anyhow::Ok(f)
         }
     };
-    let (table, db, topic, mut dlq, config, group) = tokio::join!(
+    let (table, sent, db, topic, mut dlq, config, group) = tokio::join!(
         table(pg),
+        table_named(pg, "pipedemo_sent_events"),
         store.ownership(),
         topic_state(s.kafka.topic()),
         topic_state(s.kafka.dlq_topic()),
@@ -327,6 +338,7 @@ pub async fn survey(
     .await?;
     Ok(Survey {
         table: table?,
+        sent: sent?,
         read_models,
         topic: topic?,
         dlq: dlq?,
@@ -416,11 +428,14 @@ pub async fn lock(pg: &Client) -> Result<()> {
     ))
 }
 
-/// Marks the outbox table as pipedemo's.
+/// Marks the outbox table and the record of sent events as pipedemo's.
 pub async fn mark_table(pg: &Client) -> Result<()> {
-    pg.batch_execute(&format!("COMMENT ON TABLE event_outbox IS '{TABLE_MARK}'"))
-        .await
-        .context("marking table event_outbox as pipedemo's")
+    pg.batch_execute(&format!(
+        "COMMENT ON TABLE event_outbox IS '{TABLE_MARK}'; \
+         COMMENT ON TABLE pipedemo_sent_events IS '{TABLE_MARK}'"
+    ))
+    .await
+    .context("marking tables event_outbox and pipedemo_sent_events as pipedemo's")
 }
 
 /// Creates the registry (once the refusals are settled, so that a refused setup creates

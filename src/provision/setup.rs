@@ -172,6 +172,7 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     if !opts.keep {
         let doomed = ownership::to_clear(&[
             found.table.clone(),
+            found.sent.clone(),
             found.read_models.clone(),
             found.topic.clone(),
         ]);
@@ -187,6 +188,13 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
         step(
             true,
             "table event_outbox, not pipedemo's, dropped (--force)",
+        );
+    }
+    if found.sent.exists && !found.sent.ours && !opts.keep {
+        pg.batch_execute("DROP TABLE pipedemo_sent_events").await?;
+        step(
+            true,
+            "table pipedemo_sent_events, not pipedemo's, dropped (--force)",
         );
     }
     outbox::create_table(&pg).await?;

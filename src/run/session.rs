@@ -404,6 +404,7 @@ impl Session {
                 pg: self.pg_args.clone(),
                 limit: self.retry_limit.unwrap_or(Duration::MAX),
             }),
+            o.write.retention,
         );
         let mut events = Generator::new(o.events, o.seed);
         let start_us = crate::telemetry::clock::now_us() - started.elapsed().as_micros() as i64;

@@ -98,7 +98,7 @@ pub fn plan<'a>(
                 continue;
             }
             Ok(Decoded::NoRow(op)) => {
-                plan.skip(index, format!("op `{}` carries no row", op.code()));
+                plan.skip(index, format!("op `{}`: nothing to apply", op.code()));
                 continue;
             }
             Err(e) => {
