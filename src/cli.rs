@@ -61,7 +61,8 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    let mut cmd = layers::prefixed_env(Cli::command());
+    let original = Cli::command();
+    let mut cmd = layers::prefixed_env(original.clone());
     let (path, profile) = layers::config_flags(&args);
     let mut deferred = None;
     let file = match crate::config::file::load(path.as_deref(), profile.as_deref()) {
@@ -80,7 +81,7 @@ where
     let matches = cmd.try_get_matches_from_mut(args)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     cli.settings.child_env = child_env(&cmd, &matches);
-    cli.settings.sources = layers::sources(&cmd, &matches, file.as_ref(), &Cli::command());
+    cli.settings.sources = layers::sources(&cmd, &matches, file.as_ref(), &original);
     cli.settings.deferred = deferred;
     Ok(cli)
 }

@@ -1,4 +1,6 @@
-//! Numbers as people read them.
+//! Numbers as people read them, and durations as people write them.
+
+use std::time::Duration;
 
 /// Thousands separators: 10000 → 10,000.
 pub fn thousands(n: u64) -> String {
@@ -27,6 +29,28 @@ pub fn with_unit(v: f64, unit: &str) -> String {
         "" => n,
         "%" => format!("{n}%"),
         u => format!("{n} {u}"),
+    }
+}
+
+/// A duration such as `90s`, `10m` or `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 90s, 10m or 1h"))
+}
+
+/// A duration, or a bare number of seconds (what the flag's old `-secs` name took).
+pub fn secs_or_duration(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n)),
+        _ => parse_duration(s),
+    }
+}
+
+/// A duration, or a bare number of milliseconds (what the flag's old `-ms` name took).
+pub fn millis_or_duration(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n / 1000.0)),
+        _ => parse_duration(s),
     }
 }
 

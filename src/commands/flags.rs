@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use crate::pipeline::outbox::Retention;
 use crate::pipeline::writer::{Shape, WriteModel};
+
+pub use crate::numbers::{millis_or_duration, parse_duration, secs_or_duration};
 use crate::run::session::PhaseOptions;
 
 /// How events become outbox transactions: shared by `load`, `full` and `capacity`.
@@ -105,28 +107,6 @@ fn positive_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
         _ => Err("must be a positive number of events per second".into()),
-    }
-}
-
-/// A duration such as `90s`, `10m` or `1h 30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 90s, 10m or 1h"))
-}
-
-/// A duration, or a bare number of seconds (what the flag's old `-secs` name took).
-pub fn secs_or_duration(s: &str) -> Result<Duration, String> {
-    match s.trim().parse::<f64>() {
-        Ok(n) if n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n)),
-        _ => parse_duration(s),
-    }
-}
-
-/// A duration, or a bare number of milliseconds (what the flag's old `-ms` name took).
-pub fn millis_or_duration(s: &str) -> Result<Duration, String> {
-    match s.trim().parse::<f64>() {
-        Ok(n) if n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n / 1000.0)),
-        _ => parse_duration(s),
     }
 }
 

@@ -23,11 +23,7 @@ pub struct DisplayArgs {
 
 /// `--refresh`: 50 ms to 10 s.
 fn refresh(s: &str) -> Result<Duration, String> {
-    let d = match s.trim().parse::<u64>() {
-        Ok(ms) => Duration::from_millis(ms),
-        Err(_) => humantime::parse_duration(s)
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms or 1s"))?,
-    };
+    let d = crate::numbers::millis_or_duration(s)?;
     if d < Duration::from_millis(50) || d > Duration::from_secs(10) {
         return Err(format!("`{s}` is out of range: 50ms to 10s"));
     }

@@ -2,6 +2,7 @@
 //! (verdict, SLO and whether it held, capacity, events verified, the slowest stage, the
 //! machine), decided here from the outcome, apart from the markup.
 
+use crate::check::figures::{self, Kind, Metric, Pct};
 use crate::numbers::thousands;
 use crate::run::chaos::outcome::{ChaosOutcome, Verdict};
 use crate::run::outcome::FullOutcome;
@@ -116,18 +117,13 @@ pub fn full(o: &FullOutcome, machine: (String, String)) -> Vec<Item> {
             if v.integrity_passed { "PASS" } else { "FAIL" }
         ),
     ));
-    // From the show's phases, paced below capacity: the verified latency also holds the
-    // capacity sweep's overloaded steps, which are not the pipeline's latency.
-    let worst = |stage: Stage| {
-        o.phases
-            .iter()
-            .filter_map(|p| p.stages.get(&stage).filter(|s| s.count > 0))
-            .map(|s| s.p99_ms)
-            .reduce(f64::max)
-    };
+    // The same figures the thresholds judge: the slowest phase's, paced below capacity (the
+    // verified latency also holds the capacity sweep's overloaded steps).
+    let doc = serde_json::to_value(o).unwrap_or_default();
+    let figures = figures::figures(Kind::Full, &doc);
     if let Some((stage, p99)) = Stage::PARTS
         .iter()
-        .filter_map(|st| Some((*st, worst(*st)?)))
+        .filter_map(|st| Some((*st, figures::get(&figures, Metric::Stage(*st, Pct::P99))?)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
     {
         items.push(item(
@@ -136,7 +132,7 @@ pub fn full(o: &FullOutcome, machine: (String, String)) -> Vec<Item> {
             None,
             format!(
                 "p99 {p99:.1} ms of the end-to-end p99 {:.1} ms (the slowest phase's)",
-                worst(Stage::Total).unwrap_or(0.0)
+                figures::get(&figures, Metric::Latency(Pct::P99)).unwrap_or(0.0)
             ),
         ));
     }
