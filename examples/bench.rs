@@ -59,7 +59,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     floor_rate: u64,
     /// Run only these sections (generator, stages, consumer, capacity, floor, open-loop, burst,
-    /// scale-out, defaults); default all.
+    /// scale-out, defaults, routing); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The consumer's largest batch.
@@ -84,6 +84,12 @@ struct Args {
     /// `pipedemo capacity` runs of the regression section, per binary.
     #[arg(long, default_value_t = 3)]
     capacity_runs: usize,
+    /// Rounds of the routing section (each mode in turn per round).
+    #[arg(long, default_value_t = 2)]
+    routing_rounds: usize,
+    /// The rate at which the routing section compares the modes, events/s.
+    #[arg(long, default_value_t = 1000)]
+    routing_rate: u64,
     #[command(flatten)]
     settings: Settings,
 }
@@ -884,6 +890,107 @@ fn debezium_defaults(a: &Args, env: &[(&str, &str)], figs: &mut Vec<Figure>) -> 
     Ok(())
 }
 
+/// The outbox as teams deploy it beside the original design (issue 24): raw change events
+/// or Debezium's Outbox Event Router, rows kept or deleted in their own transaction. Per
+/// round, each mode in turn: one step at `--routing-rate` (latency from schedule, and each
+/// service's CPU per event: the router's cost is in Connect's) and a capacity sweep. Each
+/// figure is the mode's median beside raw's, as mode ÷ raw with the spread.
+fn routing_modes(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
+    const MODES: [(&str, &str, bool); 4] = [
+        ("raw", "raw", false),
+        ("event-router", "event-router", false),
+        ("raw + outbox-delete", "raw", true),
+        ("event-router + outbox-delete", "event-router", true),
+    ];
+    let env = [
+        ("MONGODB_DATABASE", "bench_routing"),
+        ("CONSUMER_GROUP", "bench-routing"),
+        ("METRICS_FILE", "/tmp/pipedemo-bench-routing.jsonl"),
+    ];
+    let rate = a.routing_rate.to_string();
+    let step = format!("{}s", a.capacity_step);
+    // Per mode: p50, p99, pipedemo and Connect CPU µs per event, capacity.
+    let mut samples: Vec<[Vec<f64>; 5]> = vec![Default::default(); MODES.len()];
+    for round in 0..a.routing_rounds {
+        // Each round starts with the next mode: a stack that slows within a round must not
+        // always weigh on the same one.
+        let order = (0..MODES.len()).map(|k| (k + round) % MODES.len());
+        for (i, (name, routing, delete)) in order.map(|i| (i, &MODES[i])) {
+            eprintln!(
+                "bench: routing round {} of {}: {name}",
+                round + 1,
+                a.routing_rounds
+            );
+            run_pipedemo(a, &env, &["--routing", routing, "setup"])?;
+            let mut args = vec![
+                "--routing",
+                routing,
+                "capacity",
+                "--start-rate",
+                &rate,
+                "--max-rate",
+                &rate,
+                "--step",
+                &step,
+                "--prewarm",
+                "10s",
+                "--json",
+                "--no-tui",
+            ];
+            if *delete {
+                args.push("--outbox-delete");
+            }
+            let (v, _) = run_pipedemo(a, &env, &args)?;
+            let at = &v["steps"][0];
+            let per_event = |service: &str| {
+                at["cpu_pct"][service].as_f64().unwrap_or(f64::NAN) / 100.0 / a.routing_rate as f64
+                    * 1e6
+            };
+            samples[i][0].push(ms(&at["latency"], &["p50_ms"]));
+            samples[i][1].push(ms(&at["latency"], &["p99_ms"]));
+            samples[i][2].push(per_event("pipedemo"));
+            samples[i][3].push(per_event("connect"));
+            args.truncate(2);
+            args.extend(["capacity", "--step", &step, "--json", "--no-tui"]);
+            if *delete {
+                args.push("--outbox-delete");
+            }
+            let (v, _) = run_pipedemo(a, &env, &args)?;
+            samples[i][4].push(v["sustained_eps"].as_f64().unwrap_or(0.0));
+        }
+    }
+    run_pipedemo(a, &env, &["setup"])?; // back to raw, as the other sections expect
+    let names = [
+        (format!("{} ev/s: p50 from schedule", a.routing_rate), "ms"),
+        (format!("{} ev/s: p99 from schedule", a.routing_rate), "ms"),
+        ("pipedemo CPU per event".to_owned(), "µs"),
+        ("Kafka Connect CPU per event".to_owned(), "µs"),
+        (
+            format!("capacity ({} s steps)", a.capacity_step),
+            "events/s",
+        ),
+    ];
+    for (i, (mode, _, _)) in MODES.iter().enumerate() {
+        for (k, (what, unit)) in names.iter().enumerate() {
+            let name = format!("routing {mode}: {what}");
+            figs.push(if i == 0 {
+                let mut f = figure(&name, median(&samples[0][k]), unit);
+                f.samples = Some((samples[0][k].clone(), Vec::new()));
+                f
+            } else {
+                ab_figure(
+                    &name,
+                    unit,
+                    samples[i][k].clone(),
+                    samples[0][k].clone(),
+                    "raw",
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The median of `v` (NaN when empty).
 fn median(v: &[f64]) -> f64 {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -1336,6 +1443,9 @@ async fn main() -> Result<()> {
     }
     if run("defaults") {
         debezium_defaults(&a, &env, &mut figs)?;
+    }
+    if run("routing") {
+        routing_modes(&a, &mut figs)?;
     }
 
     // The table.

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .enumerate()
         .map(|(i, op)| Counted {
+            lane: Default::default(),
             partition: 0,
             offset: i as i64,
             event_type: op.event_type(),

@@ -194,6 +194,26 @@ fn warnings(kind: Kind, base: &Value, new: &Value) -> Vec<String> {
         ),
         _ => {}
     }
+    // Where each kind says its routing (documents from before it existed: raw).
+    let routing = |d: &Value| -> String {
+        [
+            "/routing",
+            "/method/routing",
+            "/capacity/routing",
+            "/phases/0/routing",
+            "/chaos/routing",
+        ]
+        .iter()
+        .find_map(|p| d.pointer(p).and_then(Value::as_str))
+        .unwrap_or("raw")
+        .to_owned()
+    };
+    let (rb, rn) = (routing(base), routing(new));
+    if rb != rn {
+        out.push(format!(
+            "the runs routed the outbox differently ({rb} and {rn}): the difference includes the Outbox Event Router's cost"
+        ));
+    }
     let cores = |d: &Value| d.pointer("/method/machine_cores").and_then(Value::as_u64);
     if let (Some(b), Some(n)) = (cores(base), cores(new)) {
         if b != n {
@@ -353,6 +373,14 @@ mod tests {
             "{t}"
         );
         assert!(t.ends_with("PASS: no figure regressed\n"), "{t}");
+        let mut routed = load(40.0, 1000.0, 0);
+        routed["routing"] = json!("event-router");
+        let c = compare(&load(40.0, 1000.0, 0), &routed, 10.0).unwrap();
+        assert!(
+            c.warnings[0].contains("routed the outbox differently (raw and event-router)"),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

@@ -102,14 +102,15 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         connect.delete().await?;
         eprintln!("  ✓ connector {} removed", s.connect.connector_name);
     }
-    let topics: Vec<String> = [
-        (&found.topic, s.kafka.topic()),
-        (&found.dlq, s.kafka.dlq_topic()),
-    ]
-    .into_iter()
-    .filter(|(f, _)| has(f))
-    .map(|(_, t)| t)
-    .collect();
+    let topics: Vec<String> = found
+        .topics
+        .iter()
+        .chain(&found.other_topics)
+        .map(|(t, f)| (f, t.clone()))
+        .chain([(&found.dlq, s.kafka.dlq_topic())])
+        .filter(|(f, _)| has(f))
+        .map(|(_, t)| t)
+        .collect();
     if !topics.is_empty() {
         kafka::delete_topics(&s.kafka, &topics).await?;
         for t in &topics {

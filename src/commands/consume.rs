@@ -65,7 +65,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     };
     let running = consumer::start(s, opts, tx, &stop).await?;
     let writer = tokio::spawn(live::collect(rx, sink));
-    tracing::info!(topic = %s.kafka.topic(), group = %s.kafka.group, "consuming; Ctrl-C to stop");
+    tracing::info!(topics = %s.kafka.subscription(), routing = %s.kafka.routing, group = %s.kafka.group, "consuming; Ctrl-C to stop");
     let totals = running.join().await?;
     writer.await??;
     eprintln!(

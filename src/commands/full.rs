@@ -273,6 +273,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         connect.kafka_version().await,
         versions.debezium,
         store.server_version().await,
+        s.kafka.routing,
     );
     demo_report::write_json(&o.report_json, &outcome, &method)?;
     demo_report::write_html(&o.report_html, &outcome, &method, &live.lock())?;

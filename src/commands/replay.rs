@@ -42,7 +42,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         bail!(
             "the replay stopped before reaching the end of {}; run `pipedemo replay` \
              again (replays are idempotent)",
-            s.kafka.topic()
+            s.kafka.topics().join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -72,16 +72,22 @@ pub struct ReplayReport {
 /// latency would be measured from its original insert, which says nothing about the pipeline.
 pub async fn run(s: &Settings, timeout: Duration, stop: CancellationToken) -> Result<ReplayReport> {
     let started = Instant::now();
-    let topic = s.kafka.topic();
-    if kafka::partitions(&s.kafka, &topic).await?.is_none() {
-        return Err(crate::exit::service(format!(
-            "Kafka topic {topic} does not exist; run `pipedemo setup` first"
-        )));
+    let topics = s.kafka.topics();
+    for topic in &topics {
+        if kafka::partitions(&s.kafka, topic).await?.is_none() {
+            return Err(crate::exit::service(format!(
+                "Kafka topic {topic} does not exist; run `pipedemo setup` first"
+            )));
+        }
+        kafka::reset_group(&s.kafka, topic, ResetTo::Earliest).await?;
     }
-    kafka::reset_group(&s.kafka, &topic, ResetTo::Earliest).await?;
-    let ends = kafka::watermarks(&s.kafka, &topic).await?;
-    let messages: i64 = ends.iter().map(|w| w.high - w.low).sum();
-    tracing::info!(%topic, messages, group = %s.kafka.group, "replaying from the start of the topic");
+    let ends = kafka::watermarks_of(&s.kafka, &topics).await?;
+    let messages: i64 = ends
+        .iter()
+        .flat_map(|(_, w)| w)
+        .map(|w| w.high - w.low)
+        .sum();
+    tracing::info!(topics = %topics.join(", "), messages, group = %s.kafka.group, "replaying from the start of the topics");
 
     let (tx, rx) = metrics::channel();
     let halt = stop.child_token();
@@ -89,7 +95,7 @@ pub async fn run(s: &Settings, timeout: Duration, stop: CancellationToken) -> Re
     // The consumer logs outages itself; its per-event records are not kept (see above).
     let drain = tokio::spawn(live::collect(rx, Sink::default()));
 
-    let probe = kafka::LagProbe::new(&s.kafka, &topic)?;
+    let probe = kafka::LagProbe::new(&s.kafka, &topics)?;
     let deadline = Instant::now() + timeout;
     let mut last_log = Instant::now();
     let mut complete = false;

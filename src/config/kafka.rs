@@ -5,6 +5,19 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::secrets::{KeyValue, Secret};
+use crate::event::AggregateType;
+
+/// `s` with the characters a regular expression treats specially escaped.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// Kafka, the Debezium topic and the consumer group.
 #[derive(Args, Clone, Debug)]
@@ -117,7 +130,60 @@ pub struct KafkaArgs {
         value_parser = clap::value_parser!(i32).range(1..=16)
     )]
     pub replication_factor: Option<i32>,
+    /// How Debezium puts outbox rows on Kafka: `raw`, every change event on one topic (the
+    /// original design), or `event-router`, Debezium's Outbox Event Router: a topic per
+    /// aggregate type, the payload as the value, the aggregate id as the key, the event id and
+    /// type in headers.
+    #[arg(
+        global = true,
+        long,
+        env = "OUTBOX_ROUTING",
+        value_enum,
+        ignore_case = true,
+        default_value_t = Routing::Raw
+    )]
+    pub routing: Routing,
+    /// The Event Router's topic for each aggregate type (its route.topic.replacement;
+    /// `${routedByValue}` is the aggregate type) [default:
+    /// <topic-prefix>.outbox.event.${routedByValue}].
+    #[arg(
+        global = true,
+        long,
+        env = "OUTBOX_ROUTE_TOPIC",
+        value_name = "PATTERN"
+    )]
+    pub route_topic: Option<String>,
 }
+
+/// How the connector routes outbox rows to topics.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// Debezium's change events for `event_outbox` on one topic.
+    #[default]
+    Raw,
+    /// Debezium's Outbox Event Router (`io.debezium.transforms.outbox.EventRouter`).
+    EventRouter,
+}
+
+impl Routing {
+    /// The name on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Raw => "raw",
+            Routing::EventRouter => "event-router",
+        }
+    }
+}
+
+impl std::fmt::Display for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The placeholder the Event Router replaces with the aggregate type.
+pub const ROUTED_BY_VALUE: &str = "${routedByValue}";
 
 /// `security.protocol`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +246,7 @@ impl SaslMechanism {
 impl KafkaArgs {
     /// Checks that the security settings go together, with a message naming what is missing.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_routing()?;
         if self.security_protocol.sasl() {
             let missing: Vec<&str> = [
                 (
@@ -282,10 +349,139 @@ impl KafkaArgs {
             .unwrap_or_else(|| format!("{}.public.event_outbox", self.topic_prefix))
     }
 
+    /// The Event Router's topic pattern (see [`KafkaArgs::route_topic`]).
+    pub fn route_topic(&self) -> String {
+        self.route_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.outbox.event.{ROUTED_BY_VALUE}", self.topic_prefix))
+    }
+
+    /// The topic the Event Router gives `aggregate`'s events.
+    pub fn aggregate_topic(&self, aggregate: AggregateType) -> String {
+        self.route_topic()
+            .replace(ROUTED_BY_VALUE, aggregate.as_str())
+    }
+
+    /// The topics the outbox's events travel on: the one change-event topic, or one per
+    /// aggregate type. Setup creates them, the consumer reads them, cleanup deletes them.
+    pub fn topics(&self) -> Vec<String> {
+        match self.routing {
+            Routing::Raw => vec![self.topic()],
+            Routing::EventRouter => AggregateType::ALL
+                .into_iter()
+                .map(|a| self.aggregate_topic(a))
+                .collect(),
+        }
+    }
+
+    /// What the consumer subscribes to: the topic, or (routed) a pattern that matches every
+    /// topic the router can make, so that an aggregate type nobody handles arrives, and is
+    /// dead-lettered, instead of filling a topic nobody reads.
+    pub fn subscription(&self) -> String {
+        match self.routing {
+            Routing::Raw => self.topic(),
+            Routing::EventRouter => {
+                let pattern = self.route_topic();
+                let (before, after) = pattern
+                    .split_once(ROUTED_BY_VALUE)
+                    .unwrap_or((pattern.as_str(), ""));
+                format!("^{}.+{}$", regex_escape(before), regex_escape(after))
+            }
+        }
+    }
+
+    /// The aggregate whose events `topic` carries under the Event Router (`None`: a topic of
+    /// the pattern for an aggregate pipedemo does not know, or not the router's at all).
+    pub fn aggregate_of(&self, topic: &str) -> Option<AggregateType> {
+        AggregateType::ALL
+            .into_iter()
+            .find(|a| self.aggregate_topic(*a) == topic)
+    }
+
+    /// Whether the topic settings make sense together.
+    pub fn check_routing(&self) -> Result<(), String> {
+        if self.routing == Routing::EventRouter {
+            if !self.route_topic().contains(ROUTED_BY_VALUE) {
+                return Err(format!(
+                    "--route-topic {} has no {ROUTED_BY_VALUE}: every aggregate type would share one topic; \
+                     write where the aggregate type goes, e.g. orders.${{routedByValue}}",
+                    self.route_topic()
+                ));
+            }
+            if self.topic.is_some() {
+                return Err(
+                    "--topic names the raw change-event topic, which --routing event-router does not use; \
+                     set --route-topic instead"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The dead-letter topic.
     pub fn dlq_topic(&self) -> String {
         self.dlq_topic
             .clone()
             .unwrap_or_else(|| format!("{}.dlq", self.topic()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> KafkaArgs {
+        #[derive(clap::Parser)]
+        struct A {
+            #[command(flatten)]
+            k: KafkaArgs,
+        }
+        let argv = ["x", "--topic-prefix", "shop"].iter().chain(extra);
+        <A as clap::Parser>::parse_from(argv).k
+    }
+
+    #[test]
+    fn raw_routing_is_one_topic() {
+        let k = args(&[]);
+        assert_eq!(k.routing, Routing::Raw);
+        assert_eq!(k.topics(), ["shop.public.event_outbox"]);
+        assert_eq!(k.subscription(), "shop.public.event_outbox");
+        assert_eq!(k.check_routing(), Ok(()));
+    }
+
+    #[test]
+    fn the_event_router_has_a_topic_per_aggregate_and_a_pattern_for_all() {
+        let k = args(&["--routing", "event-router"]);
+        assert_eq!(
+            k.topics(),
+            ["shop.outbox.event.User", "shop.outbox.event.Activity"]
+        );
+        assert_eq!(k.subscription(), r"^shop\.outbox\.event\..+$");
+        assert_eq!(
+            k.aggregate_of("shop.outbox.event.Activity"),
+            Some(AggregateType::Activity)
+        );
+        assert_eq!(k.aggregate_of("shop.outbox.event.Order"), None);
+        // The dead-letter topic is not one of the pattern's.
+        assert!(!k.dlq_topic().starts_with("shop.outbox.event."));
+        let k = args(&[
+            "--routing",
+            "event-router",
+            "--route-topic",
+            "events-${routedByValue}.v1",
+        ]);
+        assert_eq!(k.aggregate_topic(AggregateType::User), "events-User.v1");
+        assert_eq!(k.subscription(), r"^events-.+\.v1$");
+    }
+
+    #[test]
+    fn routing_settings_that_cannot_work_are_refused() {
+        let k = args(&["--routing", "event-router", "--route-topic", "all-events"]);
+        let e = k.check_routing().unwrap_err();
+        assert!(e.contains("has no ${routedByValue}"), "{e}");
+        let k = args(&["--routing", "event-router", "--topic", "mine"]);
+        let e = k.check_routing().unwrap_err();
+        assert!(e.contains("set --route-topic instead"), "{e}");
     }
 }

@@ -17,7 +17,7 @@ mod secrets;
 use clap::Args;
 
 pub use connect::ConnectArgs;
-pub use kafka::{KafkaArgs, KafkaSecurity, SaslMechanism};
+pub use kafka::{KafkaArgs, KafkaSecurity, Routing, SaslMechanism, ROUTED_BY_VALUE};
 pub use mongo::MongoArgs;
 pub use output::{Color, OutputArgs};
 pub use postgres::{parse_pg_url, PgSslMode, PgUrl, PostgresArgs};

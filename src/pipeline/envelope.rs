@@ -132,6 +132,36 @@ pub enum EnvelopeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An Outbox Event Router message without a header pipedemo's connector puts there.
+    #[error("message has no `{0}` header (pipedemo's connector settings for --routing event-router put it there, as `pipedemo setup` prints them)")]
+    MissingHeader(&'static str),
+    /// A header with an unreadable value.
+    #[error("header `{header}` is invalid: {reason}")]
+    BadHeader {
+        /// The header's name.
+        header: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A message on a topic of the router's pattern for an aggregate type pipedemo does not
+    /// handle.
+    #[error("topic {topic} carries aggregate type `{aggregate}`, which pipedemo does not handle (known: {known})")]
+    UnknownAggregate {
+        /// The topic.
+        topic: String,
+        /// The aggregate type its name gives.
+        aggregate: String,
+        /// The aggregate types pipedemo handles.
+        known: String,
+    },
+    /// An event on the topic of an aggregate it does not belong to.
+    #[error("event type `{event_type}` does not belong on the {aggregate} topic")]
+    WrongAggregate {
+        /// The event's type.
+        event_type: String,
+        /// The topic's aggregate type.
+        aggregate: &'static str,
+    },
     /// The message key names another event or aggregate than the value.
     #[error("message key {field} {key} disagrees with the row's {field} {row}")]
     KeyMismatch {
@@ -270,7 +300,22 @@ pub fn check_created_at(event: &OutboxEvent, now_us: i64) -> Result<(), Envelope
 }
 
 fn parse_row(row: Row) -> Result<OutboxEvent, EnvelopeError> {
-    let payload = match row.payload {
+    let payload = parse_payload(row.payload)?;
+    Ok(OutboxEvent {
+        event_id: uuid_field("event_id", row.event_id)?,
+        aggregate_id: uuid_field("aggregate_id", row.aggregate_id)?,
+        aggregate_type: string_field("aggregate_type", row.aggregate_type)?,
+        event_type: string_field("event_type", row.event_type)?,
+        payload,
+        created_at_us: timestamp_field("created_at", row.created_at)?,
+    })
+}
+
+/// The event's payload as the outbox's `payload` column arrives: a JSON string (Debezium's
+/// `io.debezium.data.Json`) or an object (expanded), no larger than [`MAX_PAYLOAD_BYTES`],
+/// and an object once parsed.
+pub(crate) fn parse_payload(payload: Option<Value>) -> Result<Value, EnvelopeError> {
+    let payload = match payload {
         None | Some(Value::Null) => return Err(EnvelopeError::MissingField("payload")),
         Some(Value::String(s)) if s.len() > MAX_PAYLOAD_BYTES => {
             return Err(EnvelopeError::BadField {
@@ -302,14 +347,7 @@ fn parse_row(row: Row) -> Result<OutboxEvent, EnvelopeError> {
             reason: format!("expected a JSON object, got {}", json_kind(&payload)),
         });
     }
-    Ok(OutboxEvent {
-        event_id: uuid_field("event_id", row.event_id)?,
-        aggregate_id: uuid_field("aggregate_id", row.aggregate_id)?,
-        aggregate_type: string_field("aggregate_type", row.aggregate_type)?,
-        event_type: string_field("event_type", row.event_type)?,
-        payload,
-        created_at_us: timestamp_field("created_at", row.created_at)?,
-    })
+    Ok(payload)
 }
 
 fn check_key(key: &[u8], row: &OutboxEvent) -> Result<(), EnvelopeError> {
@@ -377,7 +415,7 @@ fn uuid_field(field: &'static str, v: Option<Value>) -> Result<Uuid, EnvelopeErr
 
 /// Reads a timestamp as Debezium emits it: an ISO-8601 string for `timestamptz`
 /// (`ZonedTimestamp`), or epoch micro- or milliseconds for other precision modes.
-fn timestamp_field(field: &'static str, v: Option<Value>) -> Result<i64, EnvelopeError> {
+pub(crate) fn timestamp_field(field: &'static str, v: Option<Value>) -> Result<i64, EnvelopeError> {
     match v {
         None | Some(Value::Null) => Err(EnvelopeError::MissingField(field)),
         Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)

@@ -12,5 +12,6 @@ pub mod generator;
 pub mod handlers;
 pub mod kafka;
 pub mod outbox;
+pub mod routed;
 pub mod store;
 pub mod writer;

@@ -6,8 +6,9 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::{ConnectArgs, KafkaArgs, KeyValue, PostgresArgs};
+use crate::config::{ConnectArgs, KafkaArgs, KeyValue, PostgresArgs, Routing};
 use crate::pipeline::diagnose::root_cause;
+use crate::pipeline::routed::headers;
 use crate::telemetry::health::{ConnectorHealth, ConnectorState};
 
 const PLUGIN: &str = "io.debezium.connector.postgresql.PostgresConnector";
@@ -237,10 +238,78 @@ pub fn connector_config(
             config[k] = json!(v);
         }
     }
+    if kafka.routing == Routing::EventRouter {
+        for (k, v) in event_router(kafka) {
+            config[k] = json!(v);
+        }
+    }
     for KeyValue { key, value } in &c.connector_config {
         config[key.as_str()] = json!(value);
     }
     config
+}
+
+/// The settings that make the connector route outbox rows with Debezium's Outbox Event Router:
+/// a topic per `aggregate_type`, `aggregate_id` the key, `payload` the value, the event id in the
+/// `id` header and `event_type` and `created_at` (T0) in headers. Kafka's own `HeaderFrom` copies
+/// the change event's `ts_us` (T1) to a header first, since the router keeps only the row: so T1
+/// is measured, not inferred from the record timestamp. Both apply to the outbox's change events
+/// only (a predicate on the topic): heartbeats have neither field.
+fn event_router(kafka: &KafkaArgs) -> Vec<(&'static str, String)> {
+    let outbox_topic = format!("{}.public.event_outbox", kafka.topic_prefix);
+    vec![
+        ("transforms", "pipedemoTiming,outbox".into()),
+        ("predicates", "pipedemoOutboxRows".into()),
+        (
+            "predicates.pipedemoOutboxRows.type",
+            "org.apache.kafka.connect.transforms.predicates.TopicNameMatches".into(),
+        ),
+        (
+            "predicates.pipedemoOutboxRows.pattern",
+            outbox_topic.replace('.', "\\."),
+        ),
+        (
+            "transforms.pipedemoTiming.type",
+            "org.apache.kafka.connect.transforms.HeaderFrom$Value".into(),
+        ),
+        ("transforms.pipedemoTiming.fields", "ts_us".into()),
+        (
+            "transforms.pipedemoTiming.headers",
+            headers::CAPTURED_US.into(),
+        ),
+        ("transforms.pipedemoTiming.operation", "copy".into()),
+        (
+            "transforms.pipedemoTiming.predicate",
+            "pipedemoOutboxRows".into(),
+        ),
+        (
+            "transforms.outbox.type",
+            "io.debezium.transforms.outbox.EventRouter".into(),
+        ),
+        ("transforms.outbox.predicate", "pipedemoOutboxRows".into()),
+        ("transforms.outbox.table.field.event.id", "event_id".into()),
+        (
+            "transforms.outbox.table.field.event.key",
+            "aggregate_id".into(),
+        ),
+        (
+            "transforms.outbox.table.field.event.payload",
+            "payload".into(),
+        ),
+        ("transforms.outbox.route.by.field", "aggregate_type".into()),
+        (
+            "transforms.outbox.route.topic.replacement",
+            kafka.route_topic(),
+        ),
+        (
+            "transforms.outbox.table.fields.additional.placement",
+            format!(
+                "event_type:header:{},created_at:header:{}",
+                headers::EVENT_TYPE,
+                headers::CREATED_AT
+            ),
+        ),
+    ]
 }
 
 /// The publication the connector reads: `<slot>_pub`, or a `--connector-config
@@ -554,6 +623,61 @@ impl Connect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_router_is_configured_from_the_outbox_columns() {
+        use crate::config::Settings;
+        use clap::Parser;
+        #[derive(Parser)]
+        struct A {
+            #[command(flatten)]
+            s: Settings,
+        }
+        let s = A::parse_from(["x", "--routing", "event-router", "--topic-prefix", "shop"]).s;
+        let c = connector_config(&s.pg, &s.kafka, &s.connect, Tuning::Tuned);
+        assert_eq!(c["transforms"], "pipedemoTiming,outbox");
+        assert_eq!(
+            c["transforms.outbox.type"],
+            "io.debezium.transforms.outbox.EventRouter"
+        );
+        assert_eq!(c["transforms.outbox.table.field.event.id"], "event_id");
+        assert_eq!(c["transforms.outbox.table.field.event.key"], "aggregate_id");
+        assert_eq!(c["transforms.outbox.route.by.field"], "aggregate_type");
+        assert_eq!(
+            c["transforms.outbox.route.topic.replacement"],
+            "shop.outbox.event.${routedByValue}"
+        );
+        assert_eq!(
+            c["transforms.outbox.table.fields.additional.placement"],
+            "event_type:header:event_type,created_at:header:created_at"
+        );
+        assert_eq!(c["transforms.pipedemoTiming.fields"], "ts_us");
+        assert_eq!(
+            c["predicates.pipedemoOutboxRows.pattern"],
+            r"shop\.public\.event_outbox"
+        );
+        // The raw connector has no transforms; a --connector-config still wins over the router's.
+        let raw = A::parse_from(["x"]).s;
+        assert!(
+            connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Tuned)
+                .get("transforms")
+                .is_none()
+        );
+        let mine = A::parse_from([
+            "x",
+            "--routing",
+            "event-router",
+            "--connector-config",
+            "transforms.outbox.table.expand.json.payload=true",
+        ])
+        .s;
+        let c = connector_config(&mine.pg, &mine.kafka, &mine.connect, Tuning::Tuned);
+        assert_eq!(c["transforms.outbox.table.expand.json.payload"], "true");
+        // A column name is not a secret, though its key ends in `.key`.
+        assert!(!crate::config::is_secret_key(
+            "transforms.outbox.table.field.event.key"
+        ));
+    }
 
     fn failed(trace: &str) -> Status {
         Status {

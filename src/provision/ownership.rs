@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
-use crate::config::Settings;
+use crate::config::{Routing, Settings};
 use crate::pipeline::kafka;
 use crate::pipeline::store::ReadModels;
 use crate::provision::connector::{is_marked, publication_name, Connect};
@@ -201,8 +201,11 @@ pub struct Survey {
     pub sent: Found,
     /// The read-model database.
     pub read_models: Found,
-    /// The outbox topic.
-    pub topic: Found,
+    /// The outbox topics of this routing (one, or one per aggregate type), with their names.
+    pub topics: Vec<(String, Found)>,
+    /// The other routing's outbox topics that pipedemo recorded as its own and that still
+    /// exist: `cleanup` removes them too, whichever `--routing` it is given.
+    pub other_topics: Vec<(String, Found)>,
     /// The dead-letter topic.
     pub dlq: Found,
     /// The Debezium connector.
@@ -231,17 +234,22 @@ impl Survey {
             self.table.clone(),
             self.sent.clone(),
             self.read_models.clone(),
-            self.topic.clone(),
+        ]
+        .into_iter()
+        .chain(self.topics.iter().map(|(_, f)| f.clone()))
+        .chain([
             self.connector.clone(),
             self.group.clone(),
             self.slot.clone(),
             self.publication.clone(),
-        ]
+        ])
+        .collect()
     }
 
     /// What `cleanup` removes.
     pub fn for_cleanup(&self) -> Vec<Found> {
         let mut v = self.for_setup();
+        v.extend(self.other_topics.iter().map(|(_, f)| f.clone()));
         v.push(self.dlq.clone());
         v
     }
@@ -271,11 +279,31 @@ pub async fn survey(
             anyhow::Ok(f)
         }
     };
-    let (table, sent, db, topic, mut dlq, config, group) = tokio::join!(
+    let mine = s.kafka.topics();
+    let mut other_routing = s.kafka.clone();
+    other_routing.routing = match s.kafka.routing {
+        Routing::Raw => Routing::EventRouter,
+        Routing::EventRouter => Routing::Raw,
+    };
+    // `--topic` is refused with the router; the other routing's names are the defaults then.
+    other_routing.topic = None;
+    let others: Vec<String> = other_routing
+        .topics()
+        .into_iter()
+        .filter(|t| topics.contains(t) && !mine.contains(t))
+        .collect();
+    let all_topics = async {
+        let mut found = Vec::new();
+        for name in mine.iter().chain(&others) {
+            found.push((name.clone(), topic_state(name.clone()).await?));
+        }
+        anyhow::Ok(found)
+    };
+    let (table, sent, db, all_topics, mut dlq, config, group) = tokio::join!(
         table(pg),
         table_named(pg, "pipedemo_sent_events"),
         store.ownership(),
-        topic_state(s.kafka.topic()),
+        all_topics,
         topic_state(s.kafka.dlq_topic()),
         connect.config(),
         kafka::group_state(&s.kafka, &s.kafka.group),
@@ -336,11 +364,18 @@ pub async fn survey(
         connector.exists && connector.ours,
     )
     .await?;
+    let mut topics = all_topics?;
+    let other_topics = topics
+        .split_off(mine.len())
+        .into_iter()
+        .filter(|(_, f)| f.exists)
+        .collect();
     Ok(Survey {
         table: table?,
         sent: sent?,
         read_models,
-        topic: topic?,
+        topics,
+        other_topics,
         dlq: dlq?,
         connector,
         group: g,

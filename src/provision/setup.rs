@@ -10,7 +10,7 @@ use super::connector::{
     connector_config, describe_config, publication_name, Connect, ConnectError, Tuning,
 };
 use super::ownership::{self, Doing, Kind};
-use crate::config::Settings;
+use crate::config::{Routing, Settings};
 use crate::pipeline::kafka::{self, ResetTo};
 use crate::pipeline::outbox;
 use crate::pipeline::store::ReadModels;
@@ -170,12 +170,16 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
         return Err(crate::exit::config(refused.join("\n")));
     }
     if !opts.keep {
-        let doomed = ownership::to_clear(&[
-            found.table.clone(),
-            found.sent.clone(),
-            found.read_models.clone(),
-            found.topic.clone(),
-        ]);
+        let doomed = ownership::to_clear(
+            &[
+                found.table.clone(),
+                found.sent.clone(),
+                found.read_models.clone(),
+            ]
+            .into_iter()
+            .chain(found.topics.iter().map(|(_, f)| f.clone()))
+            .collect::<Vec<_>>(),
+        );
         if !doomed.is_empty() {
             eprintln!("  Clearing: {}", doomed.join(", "));
         }
@@ -231,20 +235,23 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     ownership::record(&pg, Kind::Slot, &s.connect.slot, &found.database).await?;
     ownership::record(&pg, Kind::Publication, &publication, &found.database).await?;
 
-    let topic = s.kafka.topic();
+    let topics = s.kafka.topics();
     let to = if opts.from_earliest {
         ResetTo::Earliest
     } else {
         ResetTo::End
     };
-    kafka::reset_group(&s.kafka, &topic, to).await?;
+    for topic in &topics {
+        kafka::reset_group(&s.kafka, topic, to).await?;
+    }
     ownership::record(&pg, Kind::Group, &s.kafka.group, &found.cluster).await?;
     step(
         true,
         &format!(
-            "consumer group {} set to the {} of {topic}",
+            "consumer group {} set to the {} of {}",
             s.kafka.group,
-            if opts.from_earliest { "start" } else { "end" }
+            if opts.from_earliest { "start" } else { "end" },
+            topics.join(", ")
         ),
     );
     eprintln!(
@@ -254,39 +261,51 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     Ok(versions)
 }
 
-/// Creates the outbox and dead-letter topics, and (unless keeping) empties the outbox topic.
+/// Creates the outbox topics (one, or one per aggregate type when routed) and the dead-letter
+/// topic, and (unless keeping) empties the outbox topics.
 async fn prepare_topics(
     s: &Settings,
     opts: &SetupOptions,
     pg: &tokio_postgres::Client,
     cluster: &str,
 ) -> Result<()> {
-    let topic = s.kafka.topic();
-    let parts = kafka::ensure_topic(&s.kafka, &topic, opts.partitions).await?;
-    ownership::record(pg, Kind::Topic, &topic, cluster).await?;
+    let mut made = Vec::new();
+    let mut cleared = 0;
+    for topic in s.kafka.topics() {
+        let parts = match s.kafka.routing {
+            Routing::Raw => kafka::ensure_topic(&s.kafka, &topic, opts.partitions).await?,
+            Routing::EventRouter => {
+                kafka::ensure_routed_topic(&s.kafka, &topic, opts.partitions).await?
+            }
+        };
+        ownership::record(pg, Kind::Topic, &topic, cluster).await?;
+        // The outbox rows and read models are gone, so their messages go too: otherwise a
+        // replay "from the start" would rebuild read models of events verify no longer knows.
+        // Dead letters stay: they are the record of what could not be handled.
+        if !opts.keep {
+            cleared += kafka::clear_topic(&s.kafka, &topic).await?;
+        }
+        made.push(format!("{topic} ({parts} partition(s))"));
+    }
     let dlq = s.kafka.dlq_topic();
     if kafka::partitions(&s.kafka, &dlq).await?.is_none() {
         kafka::ensure_topic(&s.kafka, &dlq, 1).await?;
         ownership::record(pg, Kind::Topic, &dlq, cluster).await?;
     }
-    // The outbox rows and read models are gone, so their messages go too: otherwise a replay
-    // "from the start" would rebuild read models of events verify no longer knows. Dead
-    // letters stay: they are the record of what could not be handled.
-    let cleared = if opts.keep {
-        0
-    } else {
-        kafka::clear_topic(&s.kafka, &topic).await?
-    };
     step(
         true,
         &format!(
-            "topics {topic} ({parts} partition(s){}) and {}",
+            "topics {}{} and {dlq}{}",
+            made.join(", "),
             if cleared > 0 {
                 format!(", {cleared} old messages deleted")
             } else {
                 String::new()
             },
-            s.kafka.dlq_topic()
+            match s.kafka.routing {
+                Routing::Raw => String::new(),
+                Routing::EventRouter => " (Outbox Event Router: a topic per aggregate type)".into(),
+            }
         ),
     );
     Ok(())

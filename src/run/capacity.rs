@@ -74,6 +74,7 @@ pub async fn sweep(
     });
     let (ceiling_eps, overflow_eps) = sweep.ceiling();
     Ok(CapacityReport {
+        routing: session.routing(),
         sustained_eps: sustained,
         knee_above_eps: sweep.knee_above(),
         ceiling_eps,

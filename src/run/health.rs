@@ -19,7 +19,7 @@ const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// asked again at the next poll.
 pub async fn poll(s: Settings, live: Shared, every: Duration, stop: CancellationToken) {
     let connect = Connect::new(&s.connect);
-    let lag = LagProbe::new(&s.kafka, &s.kafka.topic());
+    let lag = LagProbe::new(&s.kafka, &s.kafka.topics());
     let mut store: Option<ReadModels> = None;
     let mut pg: Option<tokio_postgres::Client> = None;
     loop {

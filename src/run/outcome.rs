@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::check::capacity::Verdict;
 use crate::check::targets::Targets;
 use crate::check::verify::VerifyReport;
+use crate::config::Routing;
 use crate::event::EventType;
 use crate::pipeline::generator::Mix;
 use crate::pipeline::writer::WriteModel;
@@ -29,6 +30,8 @@ pub struct PhaseResult {
     pub transactions: u64,
     /// How they were written.
     pub write: WriteModel,
+    /// How the connector routed them to Kafka.
+    pub routing: Routing,
     /// The rate they were offered at (open loop), events/s; `None`: as fast as they went.
     pub offered_eps: Option<f64>,
     /// The mix of types.
@@ -85,6 +88,9 @@ pub struct PhaseSummary {
     /// How the events were written: "20 ms windows, 1 connection", "1 row per transaction, 8
     /// connections".
     pub write_model: String,
+    /// How the connector routed the events: `raw` (Debezium's change events on one topic) or
+    /// `event-router` (the Outbox Event Router, a topic per aggregate type).
+    pub routing: Routing,
     /// Outbox transactions written.
     pub transactions: u64,
     /// Transactions per second while inserting.
@@ -140,6 +146,7 @@ impl PhaseResult {
             interrupted: self.sent < self.events,
             offered_eps: self.offered_eps,
             write_model: self.write.at_rate(self.offered_eps),
+            routing: self.routing,
             transactions: self.transactions,
             transactions_per_sec: self.transactions_per_sec(),
             delivered,
@@ -198,6 +205,8 @@ pub struct Step {
 /// What a sweep found.
 #[derive(Clone, Debug, Serialize)]
 pub struct CapacityReport {
+    /// How the connector routed the events (`raw` or `event-router`).
+    pub routing: Routing,
     /// The highest rate sustained within the SLO, events/s (none: not even the lowest).
     pub sustained_eps: Option<f64>,
     /// The lowest rate above it that was not sustained: the knee lies between the two.

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::children::Children;
 use super::outcome::{PhaseResult, TimelinePoint};
-use crate::config::PostgresArgs;
 use crate::config::Settings;
+use crate::config::{PostgresArgs, Routing};
 use crate::event::EventType;
 use crate::pipeline::consumer::{self, ConsumerOptions, Totals};
 use crate::pipeline::generator::{Generator, Mix};
@@ -112,6 +112,8 @@ pub struct Session {
     /// (zero: not at all, for runs whose consumer stops with the same signal).
     pub drain_on_stop: Duration,
     elsewhere: Elsewhere,
+    /// How the connector routes the outbox's events (for the reports).
+    routing: Routing,
 }
 
 /// Where the session's consumer runs.
@@ -218,6 +220,11 @@ impl Elsewhere {
 }
 
 impl Session {
+    /// How the connector routes the outbox's events.
+    pub fn routing(&self) -> Routing {
+        self.routing
+    }
+
     /// Starts everything and waits until the consumer has its partitions.
     pub async fn start(
         s: &Settings,
@@ -295,6 +302,7 @@ impl Session {
             pg_args: s.pg.clone(),
             retry_limit,
             drain_on_stop: Duration::ZERO,
+            routing: s.kafka.routing,
         })
     }
 
@@ -362,6 +370,7 @@ impl Session {
             sent,
             transactions,
             write: o.write,
+            routing: self.routing,
             offered_eps: o.rate,
             mix: Mix::for_total(o.events),
             stats: p.stats.clone(),

@@ -13,6 +13,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use crate::check::compare::{Change, Comparison};
 use crate::check::thresholds::Checked;
 use crate::check::verify::pass_fail_text;
+use crate::config::Routing;
 use crate::run::chaos::outcome::{ChaosOutcome, Verdict};
 use crate::run::outcome::{CapacityReport, FullOutcome};
 use crate::show::plots::{self, Band};
@@ -38,16 +39,35 @@ pub struct Method {
     pub machine_cores: usize,
     /// pipedemo version.
     pub pipedemo: &'static str,
+    /// How the connector routed the outbox's events to Kafka.
+    pub routing: Routing,
 }
 
 impl Method {
-    /// The standard description with the given versions.
-    pub fn new(postgres: String, kafka: String, debezium: String, mongo_server: String) -> Self {
-        Method {
-            clocks: vec![
-                "T0: event_outbox.created_at = clock_timestamp() per row (PostgreSQL)",
+    /// The standard description with the given versions, for a run routed by `routing`.
+    pub fn new(
+        postgres: String,
+        kafka: String,
+        debezium: String,
+        mongo_server: String,
+        routing: Routing,
+    ) -> Self {
+        let (t1, t2) = match routing {
+            Routing::Raw => (
                 "T1: Debezium envelope ts_us (Kafka Connect JVM clock)",
                 "T2: Kafka record timestamp, producer create time, 1 ms resolution",
+            ),
+            Routing::EventRouter => (
+                "T1: Debezium envelope ts_us, copied to the pipedemo.captured_us header before the Outbox Event Router (Kafka Connect JVM clock); the commit time is not carried",
+                "T2: Kafka record timestamp, the broker's log append time (the router's topics are created with LogAppendTime), 1 ms resolution",
+            ),
+        };
+        Method {
+            routing,
+            clocks: vec![
+                "T0: event_outbox.created_at = clock_timestamp() per row (PostgreSQL)",
+                t1,
+                t2,
                 "T3: consumer received the message; T4: handler started; T5: MongoDB acknowledged the write (pipedemo)",
                 "all clocks are this host's; stages below zero from the 1 ms resolution of T2 are counted and recorded as 0",
             ],
@@ -110,8 +130,16 @@ impl Method {
     pub fn machine(&self) -> (String, String) {
         let cores = format!("{} cores", self.machine_cores);
         let stack = format!(
-            "PostgreSQL {} · Kafka {} · Debezium {} · {} · pipedemo {}",
-            self.postgres, self.kafka, self.debezium, self.mongo_server, self.pipedemo
+            "PostgreSQL {} · Kafka {} · Debezium {} ({}) · {} · pipedemo {}",
+            self.postgres,
+            self.kafka,
+            self.debezium,
+            match self.routing {
+                Routing::Raw => "change events on one topic",
+                Routing::EventRouter => "Outbox Event Router, a topic per aggregate",
+            },
+            self.mongo_server,
+            self.pipedemo
         );
         (cores, stack)
     }

@@ -55,12 +55,13 @@ pub fn load(r: &PhaseResult) -> String {
     );
     let _ = writeln!(
         out,
-        "  inserted in {:.2} s ({:.0} events/s in {} transactions, {:.0}/s: {}); {} of {} in MongoDB after {:.2} s: {:.0} events/s end to end",
+        "  inserted in {:.2} s ({:.0} events/s in {} transactions, {:.0}/s: {}); routing {}; {} of {} in MongoDB after {:.2} s: {:.0} events/s end to end",
         r.insert_secs,
         s.insert_rate_eps,
         thousands(s.transactions),
         s.transactions_per_sec,
         s.write_model,
+        s.routing,
         thousands(s.delivered),
         thousands(r.sent),
         r.wall_secs,

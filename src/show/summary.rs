@@ -258,6 +258,7 @@ mod tests {
             targets_missed: vec![Vec::new()],
             prewarm: None,
             capacity: Some(CapacityReport {
+                routing: Default::default(),
                 sustained_eps: Some(2000.0),
                 knee_above_eps: Some(2500.0),
                 ceiling_eps: None,

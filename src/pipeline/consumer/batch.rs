@@ -11,7 +11,8 @@ use uuid::Uuid;
 use crate::event::EventType;
 use crate::pipeline::envelope::{check_created_at, decode, Decoded, Op, OutboxEvent};
 use crate::pipeline::handlers::{Registry, WriteOp};
-use crate::pipeline::store::statistics::Counted;
+use crate::pipeline::routed::{self, Origin, RoutedHeaders};
+use crate::pipeline::store::statistics::{Counted, Lane};
 use crate::pipeline::store::{Outcome, WriteResult};
 use crate::telemetry::metrics::{EventRecord, Timing};
 
@@ -30,6 +31,37 @@ pub struct Message<'a> {
     pub timestamp_ms: Option<i64>,
     /// When the consumer received it (T3), µs.
     pub t3_us: i64,
+    /// How to read it: a Debezium change event, or an Outbox Event Router message.
+    pub route: Route<'a>,
+}
+
+/// The shape of a message, by the connector's routing.
+#[derive(Clone, Copy, Debug)]
+pub enum Route<'a> {
+    /// A Debezium change event of `event_outbox` (`--routing raw`).
+    Raw,
+    /// An Outbox Event Router message (`--routing event-router`).
+    Routed {
+        /// The aggregate its topic carries.
+        origin: Origin<'a>,
+        /// The headers pipedemo reads.
+        headers: RoutedHeaders<'a>,
+    },
+}
+
+impl Route<'_> {
+    /// The lane of the statistics' marks this message's topic is.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Route::Raw => Lane::Raw,
+            Route::Routed {
+                origin: Origin::Aggregate(a),
+                ..
+            } => Lane::Aggregate(*a),
+            // Dead-lettered before anything is counted.
+            Route::Routed { .. } => Lane::Raw,
+        }
+    }
 }
 
 /// A message that cannot be handled, bound for the dead-letter topic.
@@ -59,6 +91,8 @@ pub struct Skip {
 pub struct Pending {
     /// Its index in the batch.
     pub index: usize,
+    /// Its topic, as the statistics' marks tell topics apart.
+    pub lane: Lane,
     /// Where it came from.
     pub partition: i32,
     /// Its offset.
@@ -91,7 +125,11 @@ pub fn plan<'a>(
 ) -> Plan {
     let mut plan = Plan::default();
     for (index, m) in batch.into_iter().enumerate() {
-        let change = match decode(m.key, m.payload) {
+        let decoded = match &m.route {
+            Route::Raw => decode(m.key, m.payload),
+            Route::Routed { origin, headers } => routed::decode(*origin, m.key, m.payload, headers),
+        };
+        let change = match decoded {
             Ok(Decoded::Change(c)) => c,
             Ok(Decoded::Tombstone) => {
                 plan.skip(index, "tombstone".into());
@@ -136,6 +174,7 @@ pub fn plan<'a>(
                 plan.ops.push(op);
                 plan.pending.push(Pending {
                     index,
+                    lane: m.route.lane(),
                     partition: m.partition,
                     offset: m.offset,
                     timing: Timing {
@@ -220,6 +259,7 @@ pub fn account(
         }
         if r.by_this_message {
             acc.counted.push(Counted {
+                lane: p.lane,
                 partition: p.partition,
                 offset: p.offset,
                 event_type: op.event_type(),
@@ -321,6 +361,7 @@ mod tests {
                 offset: 100 + i as i64,
                 timestamp_ms: Some(NOW_US / 1000 - 300),
                 t3_us: NOW_US - 100_000,
+                route: Route::Raw,
             })
             .collect()
     }
@@ -340,6 +381,7 @@ mod tests {
 
     fn counted(offset: i64, event_type: EventType) -> Counted {
         Counted {
+            lane: Lane::Raw,
             partition: 0,
             offset,
             event_type,

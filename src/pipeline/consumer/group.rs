@@ -10,7 +10,7 @@ use rdkafka::{ClientContext, Offset};
 use tokio::sync::watch;
 
 use crate::config::KafkaArgs;
-use crate::pipeline::kafka::client_config;
+use crate::pipeline::kafka::{client_config, Position};
 
 /// How often stored offsets are committed, ms: what a crash can leave to be redelivered.
 pub(super) const COMMIT_EVERY_MS: u64 = 100;
@@ -37,7 +37,11 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let parts: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
                 tracing::info!(partitions = %list(&parts), "partitions assigned");
                 self.assigned.send_modify(|h| {
                     h.partitions = parts.len();
@@ -53,11 +57,19 @@ impl ConsumerContext for Ctx {
     }
 }
 
-/// Partition numbers as `0,1,2` for log lines.
-fn list(parts: &[i32]) -> String {
+/// Partitions as `0,1,2` for log lines, or `topic:0,other:0` when they span topics (the
+/// Outbox Event Router's).
+fn list(parts: &[(String, i32)]) -> String {
+    let one_topic = parts.windows(2).all(|w| w[0].0 == w[1].0);
     parts
         .iter()
-        .map(i32::to_string)
+        .map(|(t, p)| {
+            if one_topic {
+                p.to_string()
+            } else {
+                format!("{t}:{p}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -85,17 +97,19 @@ impl Assigned {
 /// Makes group members that report their assignment to one [`Assigned`].
 pub(super) struct Membership {
     kafka: KafkaArgs,
-    topic: String,
+    /// A topic, or (starting with `^`) a pattern of topics.
+    subscription: String,
     assigned: Arc<watch::Sender<Holding>>,
 }
 
 impl Membership {
-    /// A membership of `kafka.group` on `topic`, and the handle that hears its assignments.
-    pub(super) fn new(kafka: &KafkaArgs, topic: &str) -> (Membership, Assigned) {
+    /// A membership of `kafka.group` on [`KafkaArgs::subscription`], and the handle that
+    /// hears its assignments.
+    pub(super) fn new(kafka: &KafkaArgs) -> (Membership, Assigned) {
         let (tx, rx) = watch::channel(Holding::default());
         let m = Membership {
             kafka: kafka.clone(),
-            topic: topic.to_owned(),
+            subscription: kafka.subscription(),
             assigned: Arc::new(tx),
         };
         (m, Assigned(rx))
@@ -103,7 +117,17 @@ impl Membership {
 
     /// A new Kafka consumer in the group, subscribed to the topic.
     pub(super) fn subscribe(&self) -> Result<StreamConsumer<Ctx>> {
-        let consumer: StreamConsumer<Ctx> = client_config(&self.kafka)
+        let mut config = client_config(&self.kafka);
+        if self.subscription.starts_with('^') {
+            // A pattern subscription sees a new topic (an aggregate type the router met for
+            // the first time) at the next metadata refresh: 5 minutes by default.
+            config.set("topic.metadata.refresh.interval.ms", "5000");
+            // The range assignor splits each topic on its own, giving partition 0 of every
+            // topic to the same member and none to a member beyond a topic's partition count;
+            // round robin over all the topics' partitions gives every member its share.
+            config.set("partition.assignment.strategy", "roundrobin");
+        }
+        let consumer: StreamConsumer<Ctx> = config
             .set("group.id", &self.kafka.group)
             // Offsets are stored by the consumer only once a batch's writes are acknowledged,
             // and librdkafka commits what is stored, on this interval.
@@ -124,15 +148,15 @@ impl Membership {
             })
             .context("creating the Kafka consumer")?;
         consumer
-            .subscribe(&[&self.topic])
-            .with_context(|| format!("subscribing to {}", self.topic))?;
+            .subscribe(&[&self.subscription])
+            .with_context(|| format!("subscribing to {}", self.subscription))?;
         Ok(consumer)
     }
 }
 
 /// The consumer's own positions on the partitions it holds, or `None` when it holds none
 /// (local state: no broker round trip).
-pub(super) fn positions(c: &StreamConsumer<Ctx>) -> Option<Vec<(i32, Option<i64>)>> {
+pub(super) fn positions(c: &StreamConsumer<Ctx>) -> Option<Vec<Position>> {
     let held = c.assignment().ok()?;
     if held.count() == 0 {
         return None;
@@ -150,7 +174,7 @@ pub(super) fn positions(c: &StreamConsumer<Ctx>) -> Option<Vec<(i32, Option<i64>
                         Offset::Offset(o) => Some(o),
                         _ => None,
                     });
-                (p, at)
+                (e.topic().to_owned(), p, at)
             })
             .collect(),
     )

@@ -19,20 +19,21 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Headers as _, OwnedMessage};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Routing, Settings};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::handlers::{Registry, WriteOp};
 use crate::pipeline::kafka::{DeadLetters, LagProbe};
+use crate::pipeline::routed::{Origin, RoutedHeaders};
 use crate::pipeline::store::{Outcome, ReadModels, TransientError, WriteResult};
 use crate::telemetry::clock::now_us;
 use crate::telemetry::metrics::{ErrorRecord, MetricEvent, MetricsSender};
 
-use batch::{DeadLetter, Message};
+use batch::{DeadLetter, Message, Route};
 pub use group::{Assigned, Holding};
 use group::{Ctx, Membership, Stalled};
 
@@ -170,7 +171,9 @@ struct Pipeline {
     probe: LagProbe,
     /// Messages waiting at the last quiet check without partitions (see `unstall`).
     idle_waiting: Option<i64>,
-    topic: String,
+    /// The Event Router's topic pattern when the connector routes; `None` for raw change
+    /// events.
+    route_pattern: Option<String>,
     dlq: DeadLetters,
     store: ReadModels,
     registry: Registry,
@@ -192,7 +195,21 @@ impl Received {
         }
     }
 
-    fn view(&self) -> Message<'_> {
+    /// The message as the batch's decisions see it; `route_pattern` is the Event Router's
+    /// topic pattern when the connector routes (`None`: raw change events).
+    fn view<'a>(&'a self, route_pattern: Option<&str>) -> Message<'a> {
+        let route = match route_pattern {
+            None => Route::Raw,
+            Some(pattern) => Route::Routed {
+                origin: Origin::of(self.msg.topic(), pattern),
+                headers: RoutedHeaders::pick(
+                    self.msg
+                        .headers()
+                        .into_iter()
+                        .flat_map(|h| h.iter().map(|x| (x.key, x.value))),
+                ),
+            },
+        };
         Message {
             key: self.msg.key(),
             payload: self.msg.payload(),
@@ -200,6 +217,7 @@ impl Received {
             offset: self.msg.offset(),
             timestamp_ms: self.msg.timestamp().to_millis(),
             t3_us: self.t3_us,
+            route,
         }
     }
 }
@@ -217,30 +235,38 @@ impl Pipeline {
         // The consumer creates the database when it is not there (a replay rebuilding lost
         // read models): it is pipedemo's then, and setup may clear it later.
         store.mark_if_new().await?;
-        let topic = settings.kafka.topic();
-        let Some(partitions) = crate::pipeline::kafka::partitions(&settings.kafka, &topic).await?
-        else {
-            return Err(crate::exit::service(format!(
-                "Kafka topic {topic} does not exist; run `pipedemo setup` first"
-            )));
-        };
-        let (membership, assigned) = Membership::new(&settings.kafka, &topic);
+        let topics = settings.kafka.topics();
+        let mut partitions = 0;
+        for topic in &topics {
+            let Some(p) = crate::pipeline::kafka::partitions(&settings.kafka, topic).await? else {
+                return Err(crate::exit::service(format!(
+                    "Kafka topic {topic} does not exist; run `pipedemo setup{}` first",
+                    match settings.kafka.routing {
+                        Routing::Raw => "",
+                        Routing::EventRouter => " --routing event-router",
+                    }
+                )));
+            };
+            partitions += p.len();
+        }
+        let (membership, assigned) = Membership::new(&settings.kafka);
         let consumer = membership.subscribe()?;
         Ok((
             Pipeline {
                 consumer,
                 membership,
-                probe: LagProbe::new(&settings.kafka, &topic)?,
+                probe: LagProbe::new(&settings.kafka, &topics)?,
                 idle_waiting: None,
                 dlq: DeadLetters::new(&settings.kafka)?,
-                topic,
+                route_pattern: (settings.kafka.routing == Routing::EventRouter)
+                    .then(|| settings.kafka.route_topic()),
                 store,
                 registry: Registry::standard(),
                 metrics,
                 opts,
             },
             assigned,
-            partitions.len(),
+            partitions,
         ))
     }
 
@@ -362,14 +388,14 @@ impl Pipeline {
     /// batches a second: the committed offsets then fall further and further behind, and the
     /// heartbeats wait behind the commits until the group drops the consumer.
     fn store_offsets(&self, batch: &[Received]) {
-        let mut next: HashMap<i32, i64> = HashMap::new();
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
         for r in batch {
-            let e = next.entry(r.msg.partition()).or_insert(0);
+            let e = next.entry((r.msg.topic(), r.msg.partition())).or_insert(0);
             *e = (*e).max(r.msg.offset() + 1);
         }
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in next {
-            let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
+        for ((t, p), o) in next {
+            let _ = tpl.add_partition_offset(t, p, Offset::Offset(o));
         }
         if let Err(e) = self.consumer.store_offsets(&tpl) {
             // A partition revoked meanwhile: its new owner gets the batch again (idempotent).
@@ -387,7 +413,7 @@ impl Pipeline {
     ) -> Result<bool> {
         let t_start = std::time::Instant::now();
         let plan = batch::plan(
-            batch.iter().map(Received::view),
+            batch.iter().map(|r| r.view(self.route_pattern.as_deref())),
             &self.registry,
             self.opts.include_snapshot,
             now_us,
@@ -500,15 +526,16 @@ impl Pipeline {
     ) -> Result<bool> {
         let event_id = d.event_id.map(|id| id.to_string()).unwrap_or_default();
         tracing::error!(
-            topic = %self.topic, partition = m.partition(), offset = m.offset(),
+            topic = %m.topic(), partition = m.partition(), offset = m.offset(),
             event_id = %event_id, reason = %d.reason,
             "message cannot be handled; sent to the dead-letter topic {}", self.dlq.topic()
         );
-        let source = (self.topic.as_str(), m.partition(), m.offset());
+        let source = (m.topic(), m.partition(), m.offset());
         let what = format!("the dead-letter topic {}", self.dlq.topic());
         let sent = self
             .until_done(stop, &what, || {
-                self.dlq.send(m.key(), m.payload(), source, &d.reason)
+                self.dlq
+                    .send(m.key(), m.payload(), m.headers(), source, &d.reason)
             })
             .await?;
         if sent.is_none() {

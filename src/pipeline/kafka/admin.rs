@@ -28,11 +28,40 @@ fn replication(args: &KafkaArgs) -> TopicReplication<'static> {
 
 /// Creates `topic` with `partitions` partitions unless it exists. Returns its partition count.
 pub async fn ensure_topic(args: &KafkaArgs, topic: &str, partitions_wanted: i32) -> Result<usize> {
+    create_topic(args, topic, partitions_wanted, &[]).await
+}
+
+/// Creates a topic the Outbox Event Router writes to, unless it exists, with the broker's
+/// append time as each record's timestamp: the router stamps its records with the capture time
+/// (T1), which would otherwise pass for the time the record reached Kafka (T2).
+pub async fn ensure_routed_topic(
+    args: &KafkaArgs,
+    topic: &str,
+    partitions_wanted: i32,
+) -> Result<usize> {
+    create_topic(
+        args,
+        topic,
+        partitions_wanted,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await
+}
+
+async fn create_topic(
+    args: &KafkaArgs,
+    topic: &str,
+    partitions_wanted: i32,
+    configs: &[(&str, &str)],
+) -> Result<usize> {
     if let Some(p) = partitions(args, topic).await? {
         return Ok(p.len());
     }
     let admin = admin(args)?;
-    let new = NewTopic::new(topic, partitions_wanted, replication(args));
+    let mut new = NewTopic::new(topic, partitions_wanted, replication(args));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let res = admin
         .create_topics(
             [&new],

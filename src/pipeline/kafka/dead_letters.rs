@@ -1,7 +1,7 @@
 //! The dead-letter producer: messages that cannot be handled are kept, with their reason.
 
 use anyhow::{anyhow, Context, Result};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::client::{client_config, TIMEOUT};
@@ -35,17 +35,27 @@ impl DeadLetters {
         &self.topic
     }
 
-    /// Sends one message; returns once Kafka has it.
+    /// Sends one message, with its `original` headers and pipedemo's; returns once Kafka has it.
     pub async fn send(
         &self,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
+        original: Option<&OwnedHeaders>,
         origin: (&str, i32, i64),
         reason: &str,
     ) -> Result<()> {
         let partition = origin.1.to_string();
         let offset = origin.2.to_string();
-        let headers = OwnedHeaders::new()
+        // The original headers first (an Event Router message's event id, type and T0 are
+        // there): the dead letter keeps everything the message carried.
+        let mut headers = OwnedHeaders::new();
+        for h in original.into_iter().flat_map(|o| o.iter()) {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+        let headers = headers
             .insert(Header {
                 key: "pipedemo.error",
                 value: Some(reason),

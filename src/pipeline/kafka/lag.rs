@@ -74,17 +74,33 @@ fn committed_with(
         .collect())
 }
 
+/// A topic's partitions as they were at one moment.
+pub type TopicEnds = (String, Vec<Watermarks>);
+
+/// A consumer's position on one partition it holds: topic, partition, next offset (if known).
+pub type Position = (String, i32, Option<i64>);
+
+/// The watermarks of every partition of each of `topics`.
+pub async fn watermarks_of(args: &KafkaArgs, topics: &[String]) -> Result<Vec<TopicEnds>> {
+    let mut all = Vec::with_capacity(topics.len());
+    for t in topics {
+        all.push((t.clone(), watermarks(args, t).await?));
+    }
+    Ok(all)
+}
+
 /// Measures the consumer group's lag with one long-lived client, for callers that ask often
 /// (the dashboard, every second) and should not open new broker connections each time.
 pub struct LagProbe {
     client: std::sync::Arc<BaseConsumer<ProbeContext>>,
     args: KafkaArgs,
-    topic: String,
+    topics: Vec<String>,
 }
 
 impl LagProbe {
-    /// A probe of `args.group` on `topic`. Connects lazily.
-    pub fn new(args: &KafkaArgs, topic: &str) -> Result<Self> {
+    /// A probe of `args.group` on `topics` (the outbox's one, or one per aggregate type).
+    /// Connects lazily.
+    pub fn new(args: &KafkaArgs, topics: &[String]) -> Result<Self> {
         let client = client_config(args)
             .set("group.id", &args.group)
             .create_with_context(ProbeContext::default())
@@ -92,42 +108,61 @@ impl LagProbe {
         Ok(LagProbe {
             client: std::sync::Arc::new(client),
             args: args.clone(),
-            topic: topic.to_owned(),
+            topics: topics.to_vec(),
         })
     }
 
-    /// Messages in the topic not yet committed by the group (0 when the topic does not exist).
+    /// Messages in the topics not yet committed by the group (0 for a topic that does not
+    /// exist).
     pub async fn lag(&self) -> Result<i64> {
         self.behind_of(None).await
     }
 
     /// Messages between the group's committed offsets and `ends` (watermarks taken earlier).
-    pub async fn behind(&self, ends: &[Watermarks]) -> Result<i64> {
+    pub async fn behind(&self, ends: &[TopicEnds]) -> Result<i64> {
         self.behind_of(Some(ends.to_vec())).await
     }
 
     /// Messages waiting for a consumer at `positions` (see [`waiting`]).
-    pub async fn waiting(&self, positions: Option<Vec<(i32, Option<i64>)>>) -> Result<i64> {
-        let (c, args, topic) = (self.client.clone(), self.args.clone(), self.topic.clone());
+    pub async fn waiting(&self, positions: Option<Vec<Position>>) -> Result<i64> {
+        let (c, args, topics) = (self.client.clone(), self.args.clone(), self.topics.clone());
         tokio::task::spawn_blocking(move || {
-            let parts = partitions_with(&c, &args, &topic)?.unwrap_or_default();
-            let ends = watermarks_with(&c, &args, &topic, &parts)?;
-            let done = committed_with(&c, &args, &topic, &parts)?;
-            Ok(waiting(&ends, &done, positions.as_deref()))
+            let mut total = 0;
+            for topic in &topics {
+                let parts = partitions_with(&c, &args, topic)?.unwrap_or_default();
+                let ends = watermarks_with(&c, &args, topic, &parts)?;
+                let done = committed_with(&c, &args, topic, &parts)?;
+                let own: Option<Vec<(i32, Option<i64>)>> = positions.as_ref().map(|pos| {
+                    pos.iter()
+                        .filter(|(t, _, _)| t == topic)
+                        .map(|(_, p, o)| (*p, *o))
+                        .collect()
+                });
+                total += waiting(&ends, &done, own.as_deref());
+            }
+            Ok(total)
         })
         .await?
     }
 
-    async fn behind_of(&self, ends: Option<Vec<Watermarks>>) -> Result<i64> {
-        let (c, args, topic) = (self.client.clone(), self.args.clone(), self.topic.clone());
+    async fn behind_of(&self, ends: Option<Vec<TopicEnds>>) -> Result<i64> {
+        let (c, args, topics) = (self.client.clone(), self.args.clone(), self.topics.clone());
         tokio::task::spawn_blocking(move || {
-            let parts = partitions_with(&c, &args, &topic)?.unwrap_or_default();
-            let ends = match ends {
-                Some(e) => e,
-                None => watermarks_with(&c, &args, &topic, &parts)?,
-            };
-            let done = committed_with(&c, &args, &topic, &parts)?;
-            Ok(behind(&ends, &done))
+            let mut total = 0;
+            for topic in &topics {
+                let parts = partitions_with(&c, &args, topic)?.unwrap_or_default();
+                let ends = match ends.as_ref() {
+                    Some(e) => e
+                        .iter()
+                        .find(|(t, _)| t == topic)
+                        .map(|(_, w)| w.clone())
+                        .unwrap_or_default(),
+                    None => watermarks_with(&c, &args, topic, &parts)?,
+                };
+                let done = committed_with(&c, &args, topic, &parts)?;
+                total += behind(&ends, &done);
+            }
+            Ok(total)
         })
         .await?
     }

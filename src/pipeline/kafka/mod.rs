@@ -8,9 +8,11 @@ pub mod dead_letters;
 pub mod lag;
 
 pub use admin::{
-    clear_topic, cluster_id, delete_group, delete_topics, ensure_topic, group_state, reset_group,
-    GroupState, ResetTo,
+    clear_topic, cluster_id, delete_group, delete_topics, ensure_routed_topic, ensure_topic,
+    group_state, reset_group, GroupState, ResetTo,
 };
 pub use client::{client_config, misconfigured, partitions, ProbeContext};
 pub use dead_letters::DeadLetters;
-pub use lag::{behind, waiting, watermarks, LagProbe, Watermarks};
+pub use lag::{
+    behind, waiting, watermarks, watermarks_of, LagProbe, Position, TopicEnds, Watermarks,
+};

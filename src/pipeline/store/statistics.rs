@@ -2,7 +2,8 @@
 //! how far every partition has been counted.
 //!
 //! The `global` document holds the totals per event type and, per partition, the highest
-//! offset already counted (`counted_through.p<N>`). A batch adds only the events of messages
+//! offset already counted (`counted_through.p<N>`; `counted_through.<Aggregate>_p<N>` for the
+//! Outbox Event Router's topics, whose partition numbers repeat from topic to topic). A batch adds only the events of messages
 //! beyond that mark, in one update that matches only while the marks it read are still there:
 //! a consumer that lost its partitions in a rebalance, or a batch delivered again after a
 //! crash, cannot count an offset twice, and no consumer ever overwrites another's totals (a
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use crate::event::EventType;
+use crate::event::{AggregateType, EventType};
 
 /// The `_id` of the document with the global totals.
 pub const GLOBAL: &str = "global";
@@ -29,13 +30,46 @@ pub fn statistics_key(t: EventType) -> String {
     format!("events.{t}")
 }
 
-fn mark_key(partition: i32) -> String {
-    format!("{MARKS}.p{partition}")
+/// The topic a partition belongs to, as far as the counted marks need to tell: partition 0
+/// of the users' topic and partition 0 of the activities' are two marks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lane {
+    /// The one change-event topic (`--routing raw`).
+    #[default]
+    Raw,
+    /// An aggregate's topic under the Outbox Event Router.
+    Aggregate(AggregateType),
+}
+
+/// A partition of a [`Lane`].
+pub type Part = (Lane, i32);
+
+/// The mark's field within `counted_through`.
+fn mark_name((lane, partition): Part) -> String {
+    match lane {
+        Lane::Raw => format!("p{partition}"),
+        Lane::Aggregate(a) => format!("{a}_p{partition}"),
+    }
+}
+
+/// [`mark_name`] read back.
+fn parse_mark_name(k: &str) -> Option<Part> {
+    let (lane, p) = match k.split_once("_p") {
+        Some((a, p)) => (Lane::Aggregate(AggregateType::parse(a)?), p),
+        None => (Lane::Raw, k.strip_prefix('p')?),
+    };
+    Some((lane, p.parse().ok()?))
+}
+
+fn mark_key(part: Part) -> String {
+    format!("{MARKS}.{}", mark_name(part))
 }
 
 /// An event to count: the message (partition, offset) whose write created it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counted {
+    /// The message's topic, as a lane.
+    pub lane: Lane,
     /// The message's partition.
     pub partition: i32,
     /// The message's offset.
@@ -46,7 +80,7 @@ pub struct Counted {
 
 /// The highest offset counted per partition, as last read or written; a partition absent
 /// from the map has nothing counted yet.
-pub type Marks = BTreeMap<i32, i64>;
+pub type Marks = BTreeMap<Part, i64>;
 
 /// The marks in a `global` document (empty when there is none).
 pub fn marks_of(global: Option<&Document>) -> Marks {
@@ -55,7 +89,7 @@ pub fn marks_of(global: Option<&Document>) -> Marks {
     };
     m.iter()
         .filter_map(|(k, v)| {
-            let p = k.strip_prefix('p')?.parse().ok()?;
+            let p = parse_mark_name(k)?;
             let o = match v {
                 Bson::Int64(o) => *o,
                 Bson::Int32(o) => *o as i64,
@@ -72,7 +106,7 @@ pub struct Tally {
     /// Events to add per type.
     pub add: BTreeMap<EventType, i64>,
     /// Per partition: the mark the update expects (as known) and the one it sets.
-    pub marks: BTreeMap<i32, (Option<i64>, i64)>,
+    pub marks: BTreeMap<Part, (Option<i64>, i64)>,
 }
 
 impl Tally {
@@ -87,12 +121,13 @@ impl Tally {
 pub fn tally(counted: &[Counted], marks: &Marks) -> Tally {
     let mut t = Tally::default();
     for c in counted {
-        let known = marks.get(&c.partition).copied();
+        let part = (c.lane, c.partition);
+        let known = marks.get(&part).copied();
         if known.is_some_and(|m| c.offset <= m) {
             continue;
         }
         *t.add.entry(c.event_type).or_default() += 1;
-        let e = t.marks.entry(c.partition).or_insert((known, c.offset));
+        let e = t.marks.entry(part).or_insert((known, c.offset));
         e.1 = e.1.max(c.offset);
     }
     t
@@ -142,6 +177,7 @@ mod tests {
 
     fn c(partition: i32, offset: i64, event_type: EventType) -> Counted {
         Counted {
+            lane: Lane::Raw,
             partition,
             offset,
             event_type,
@@ -156,13 +192,16 @@ mod tests {
             c(1, 3, EventType::ParticipantJoined),
             c(2, 1, EventType::ActivityCreated),
         ];
-        let marks = Marks::from([(0, 5), (1, 7)]);
+        let marks = Marks::from([((Lane::Raw, 0), 5), ((Lane::Raw, 1), 7)]);
         let t = tally(&counted, &marks);
         assert_eq!(
             t.add,
             BTreeMap::from([(EventType::UserCreated, 1), (EventType::ActivityCreated, 1)])
         );
-        assert_eq!(t.marks, BTreeMap::from([(0, (Some(5), 9)), (2, (None, 1))]));
+        assert_eq!(
+            t.marks,
+            BTreeMap::from([((Lane::Raw, 0), (Some(5), 9)), ((Lane::Raw, 2), (None, 1))])
+        );
         // Partition 1 was counted past offset 3 already: it is left out of the guard too.
         let g = guard(&t);
         assert_eq!(
@@ -189,7 +228,37 @@ mod tests {
         ];
         let t = tally(&again, &marks);
         assert_eq!(t.add, BTreeMap::from([(EventType::ActivityCreated, 1)]));
-        assert_eq!(t.marks[&0], (Some(11), 12));
+        assert_eq!(t.marks[&(Lane::Raw, 0)], (Some(11), 12));
+    }
+
+    #[test]
+    fn the_same_partition_of_two_aggregate_topics_is_two_marks() {
+        let lane = |a| Lane::Aggregate(a);
+        let user = Counted {
+            lane: lane(AggregateType::User),
+            partition: 0,
+            offset: 40,
+            event_type: EventType::UserCreated,
+        };
+        let activity = Counted {
+            lane: lane(AggregateType::Activity),
+            partition: 0,
+            offset: 7,
+            event_type: EventType::ActivityCreated,
+        };
+        // The users' topic is counted through offset 40 already; the activities' offset 7 is
+        // new, though lower.
+        let marks = Marks::from([((lane(AggregateType::User), 0), 40)]);
+        let t = tally(&[user, activity], &marks);
+        assert_eq!(t.add, BTreeMap::from([(EventType::ActivityCreated, 1)]));
+        let now = DateTime::from_millis(0);
+        assert_eq!(
+            update(&t, now)
+                .get_document("$set")
+                .unwrap()
+                .get_i64("counted_through.Activity_p0"),
+            Ok(7)
+        );
     }
 
     #[test]
@@ -211,8 +280,15 @@ mod tests {
 
     #[test]
     fn marks_are_read_back_from_the_document() {
-        let g = doc! { "_id": "global", "counted_through": { "p0": 9_i64, "p12": 3_i32, "x": 1 } };
-        assert_eq!(marks_of(Some(&g)), Marks::from([(0, 9), (12, 3)]));
+        let g = doc! { "_id": "global", "counted_through": { "p0": 9_i64, "p12": 3_i32, "x": 1, "User_p0": 4_i64, "Order_p1": 2_i64 } };
+        assert_eq!(
+            marks_of(Some(&g)),
+            Marks::from([
+                ((Lane::Raw, 0), 9),
+                ((Lane::Raw, 12), 3),
+                ((Lane::Aggregate(AggregateType::User), 0), 4)
+            ])
+        );
         assert!(marks_of(None).is_empty());
     }
 }

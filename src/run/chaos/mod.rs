@@ -182,6 +182,7 @@ pub async fn run(
         })
         .collect();
     Ok(ChaosOutcome {
+        routing: session.routing(),
         rate_eps: o.rate,
         slo_p99_ms: o.slo_p99_ms,
         recovery_timeout_secs: o.recovery_timeout.as_secs_f64(),

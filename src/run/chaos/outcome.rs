@@ -164,6 +164,8 @@ pub struct Second {
 /// What a chaos run found: the `chaos` section of the JSON report.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChaosOutcome {
+    /// How the connector routed the outbox's events.
+    pub routing: crate::config::Routing,
     /// Offered events/s.
     pub rate_eps: f64,
     /// The recovery criterion's p99, ms.
@@ -267,6 +269,7 @@ mod tests {
             Some("MongoDB is not the local stack's".into()),
         );
         ChaosOutcome {
+            routing: Default::default(),
             rate_eps: 300.0,
             slo_p99_ms: 100.0,
             recovery_timeout_secs: 60.0,

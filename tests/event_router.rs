@@ -1,0 +1,344 @@
+//! `--routing event-router`: Debezium's Outbox Event Router (the real SMT in Kafka Connect)
+//! puts each aggregate's events on its own topic. The show runs whole with faults inside it,
+//! consumers join and leave mid-load with exact statistics (a join travels on the activities'
+//! topic, its user on the users': references are checked once everything arrived), and every
+//! bad shape of a routed message is dead-lettered with its reason.
+//!
+//! Runs in its own world (topic prefix, connector, slot) and clears it at the end.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{text, Spawned};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use pipedemo::check::verify;
+use pipedemo::pipeline::kafka;
+use pipedemo::run::load::{self, LoadOptions};
+use pipedemo::run::session::PhaseOptions;
+
+const NAME: &str = "router";
+const PREFIX: &str = "pipedemo_test_router";
+const WORLD: [(&str, &str); 4] = [
+    ("TOPIC_PREFIX", PREFIX),
+    ("CONNECTOR_NAME", "pipedemo-test-router"),
+    ("REPLICATION_SLOT", "pipedemo_test_router"),
+    ("OUTBOX_ROUTING", "event-router"),
+];
+
+fn command(args: &[&str]) -> Command {
+    let mut c = common::pipedemo(NAME);
+    c.args(args).envs(WORLD);
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    command(args).output().expect("pipedemo runs")
+}
+
+fn sleep(secs: f64) {
+    std::thread::sleep(Duration::from_secs_f64(secs));
+}
+
+fn topic(aggregate: &str) -> String {
+    format!("{PREFIX}.outbox.event.{aggregate}")
+}
+
+/// Messages now in partition 0..`parts` of `topic` (`None`: no such topic).
+async fn messages_in(s: &pipedemo::config::Settings, topic: &str) -> Option<i64> {
+    let w = kafka::watermarks(&s.kafka, topic).await.unwrap();
+    (!w.is_empty()).then(|| w.iter().map(|w| w.high - w.low).sum())
+}
+
+fn world_settings(test: &str) -> pipedemo::config::Settings {
+    common::settings(
+        test,
+        &[
+            &format!("--topic-prefix={PREFIX}"),
+            "--connector-name=pipedemo-test-router",
+            "--replication-slot=pipedemo_test_router",
+            "--routing=event-router",
+        ],
+    )
+}
+
+#[tokio::test]
+async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let dir = std::env::temp_dir().join(format!("pipedemo-router-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("r.json");
+
+    // The whole show, routed: phases, the capacity sweep and a chaos phase whose faults act
+    // on the connector (with its SMT) and the consumers.
+    let o = command(&[
+        "full",
+        "--phases",
+        "10,100",
+        "--phase-secs",
+        "2,4",
+        "--no-tui",
+        "--json",
+        "--capacity-step",
+        "1s",
+        "--slo-p99",
+        "500",
+        "--prewarm",
+        "2s",
+        "--chaos",
+        "--faults",
+        "connector-pause,task-restart,rebalance",
+        "--fault-duration",
+        "3s",
+        "--gap",
+        "3s",
+    ])
+    .arg("--report-json")
+    .arg(&json)
+    .arg("--report-html")
+    .arg(dir.join("r.html"))
+    .env("METRICS_FILE", dir.join("m.jsonl"))
+    .output()
+    .unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["passed"], true, "{out}");
+    assert_eq!(r["integrity_check"], "PASS", "{out}");
+    assert_eq!(r["method"]["routing"], "event-router");
+    assert!(
+        r["method"]["clocks"][1]
+            .as_str()
+            .unwrap()
+            .contains("pipedemo.captured_us"),
+        "{r}"
+    );
+    assert_eq!(r["phases"][1]["routing"], "event-router");
+    assert_eq!(r["phases"][1]["delivered"], 100);
+    assert_eq!(r["capacity"]["routing"], "event-router");
+    let verified = r["verification"]["found_events"].as_u64().unwrap();
+    assert_eq!(
+        r["verification"]["total_events"].as_u64(),
+        Some(verified),
+        "{r}"
+    );
+    // Every stage measured: T1 came through the SMT in its header, T2 is Kafka's append time.
+    for stage in [
+        "1_cdc_capture",
+        "2_kafka_delivery",
+        "3_consumer_poll",
+        "4_processing",
+    ] {
+        assert_eq!(
+            r["verification"]["latency"][stage]["count"].as_u64(),
+            Some(verified),
+            "{stage}: {r}"
+        );
+    }
+    assert_eq!(r["chaos"]["passed"], true, "{:#}", r["chaos"]);
+    assert!(
+        r["chaos"]["faults"].as_array().unwrap().len() == 3,
+        "{:#}",
+        r["chaos"]
+    );
+
+    // The events went where the router puts them, and the raw topic got none.
+    let s = world_settings(NAME);
+    assert!(messages_in(&s, &topic("User")).await.unwrap() > 0);
+    assert!(messages_in(&s, &topic("Activity")).await.unwrap() > 0);
+    assert_eq!(
+        messages_in(&s, &format!("{PREFIX}.public.event_outbox"))
+            .await
+            .unwrap_or(0),
+        0
+    );
+
+    // Scale-out on two partitions per aggregate topic: a consumer before the load, one
+    // joining, the first leaving; partition 0 of each topic is two marks of the statistics.
+    let o = run(&["setup", "--partitions", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = Spawned::start(
+        command(&["consume"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    sleep(3.0);
+    let load = Spawned::start(
+        command(&[
+            "load", "--events", "4000", "--rate", "500", "--no-tui", "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped()),
+    );
+    sleep(2.5);
+    let mut second = Spawned::start(
+        command(&["consume"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    sleep(2.5);
+    let mut first = first;
+    first.signal("-TERM");
+    let left = text(&first.wait());
+    let o = load.wait();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\nconsumer that left:\n{left}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["delivered"], 4000, "{out}");
+    assert_eq!(summary["missing"], 0, "{out}");
+    assert_eq!(summary["routing"], "event-router", "{out}");
+    second.signal("-TERM");
+    let joined = text(&second.wait());
+    assert!(
+        summary["applied_elsewhere"].as_u64().unwrap() > 0,
+        "no event was applied by another consumer: the test did not scale out\n{out}\nconsumer that joined:\n{joined}\nconsumer that left:\n{left}"
+    );
+    let o = run(&["verify", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["found_events"], 4000);
+    assert_eq!(v["integrity_check"], "PASS", "statistics exact: {v:#}");
+
+    // Cleanup removes the aggregate topics it made.
+    let o = run(&["cleanup", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(messages_in(&s, &topic("User")).await, None);
+    assert_eq!(messages_in(&s, &topic("Activity")).await, None);
+}
+
+/// A routed message as the SMT would send it, with `headers` (name, value) and a JSON value.
+fn routed(
+    key: Option<&str>,
+    value: &str,
+    headers: &[(&str, &str)],
+) -> (Option<String>, String, OwnedHeaders) {
+    let mut h = OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
+    }
+    (key.map(str::to_owned), value.to_owned(), h)
+}
+
+#[tokio::test]
+async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = world_settings(NAME);
+    common::setup(&s).await;
+    let dlq_start = common::end_offset(&s, &s.kafka.dlq_topic()).await;
+    // An aggregate type nobody handles gets a topic of the router's pattern (the router
+    // would make it on its first event); the consumer's pattern subscription sees it.
+    // Its own name per run: an earlier run's message there would be dead-lettered again.
+    let aggregate = format!("Order{}", std::process::id());
+    let order = topic(&aggregate);
+    kafka::ensure_topic(&s.kafka, &order, 1).await.unwrap();
+
+    let key = format!("\"{}\"", uuid::Uuid::new_v4());
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let captured = (chrono::Utc::now().timestamp_micros()).to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    let user = r#""{\"email\": \"a@b.c\", \"username\": \"x\", \"first_name\": \"a\", \"last_name\": \"b\"}""#;
+    let full = |event_type: &'static str| {
+        vec![
+            ("id", id.as_str()),
+            ("event_type", event_type),
+            ("created_at", now.as_str()),
+            ("pipedemo.captured_us", captured.as_str()),
+        ]
+    };
+    let without = |name: &str| {
+        full("UserCreated")
+            .into_iter()
+            .filter(|(k, _)| *k != name)
+            .collect::<Vec<_>>()
+    };
+    let cases = [
+        (
+            topic("User"),
+            routed(Some(&key), r#""[1, 2]""#, &full("UserCreated")),
+            "expected a JSON object, got an array",
+        ),
+        (
+            topic("User"),
+            routed(Some(&key), "42", &full("UserCreated")),
+            "expected a JSON object, got a number",
+        ),
+        (
+            topic("User"),
+            routed(Some(&key), user, &without("id")),
+            "no `id` header",
+        ),
+        (
+            topic("User"),
+            routed(Some(&key), user, &without("pipedemo.captured_us")),
+            "no `pipedemo.captured_us` header",
+        ),
+        (
+            topic("User"),
+            routed(None, user, &full("UserCreated")),
+            "no `key (the aggregate id)`",
+        ),
+        (
+            topic("Activity"),
+            routed(Some(&key), user, &full("UserCreated")),
+            "does not belong on the Activity topic",
+        ),
+        (
+            topic("User"),
+            routed(Some(&key), user, &full("UserDeleted")),
+            "unknown event_type `UserDeleted`",
+        ),
+        (
+            order.clone(),
+            routed(Some(&key), user, &full("OrderPlaced")),
+            "carries aggregate type `Order",
+        ),
+    ];
+    let producer: FutureProducer = kafka::client_config(&s.kafka).create().unwrap();
+    for (t, (k, v, h), _) in &cases {
+        let mut rec = FutureRecord::<str, str>::to(t)
+            .payload(v)
+            .headers(h.clone());
+        if let Some(k) = k {
+            rec = rec.key(k);
+        }
+        producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{t}: {e:?}"));
+    }
+
+    let opts = LoadOptions {
+        phase: PhaseOptions {
+            seed: Some(5),
+            ..PhaseOptions::unpaced(200)
+        },
+        consumer: Default::default(),
+    };
+    let r = load::run(&s, &opts, CancellationToken::new())
+        .await
+        .expect("the run goes on");
+    assert!(r.missing.is_empty(), "the good events still arrive");
+    let reasons = common::dead_letter_reasons(&s, dlq_start, cases.len()).await;
+    for (t, _, expected) in &cases {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{t}: no reason containing {expected:?} in {reasons:#?}"
+        );
+    }
+    let v = verify::run(&s, false).await.unwrap();
+    assert!(v.passed, "{v:#?}");
+    assert_eq!(v.found_events, 200);
+    assert_eq!(v.dead_lettered, cases.len() as u64, "each counted once");
+    kafka::delete_topics(&s.kafka, &[order]).await.unwrap();
+    let o = run(&["cleanup", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
