@@ -40,6 +40,8 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
         // connector (the local stack's own faults run in tests/chaos.rs).
         .args([
             "--chaos",
+            "--chaos-rate",
+            "150",
             "--faults",
             "connector-pause,rebalance",
             "--fault-duration",

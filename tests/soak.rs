@@ -127,15 +127,21 @@ async fn a_soak_on_four_partitions_has_no_stall_and_a_lag_near_zero() {
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["missing"], 0, "{log}");
 
-    // No stall: every whole 10 s window applied at least half the offered rate (windows are
-    // aligned to the clock, so the first and the last are partial).
+    // No stall: every whole 10 s window applied at least half the rate the events went in at
+    // (windows are aligned to the clock, so the first and the last are partial). The offered
+    // rate when PostgreSQL took them that fast; a slow machine's writer falling behind is not
+    // the consumer stalling (it shows in the latency from schedule instead).
     let timeline = summary["timeline"].as_array().unwrap();
     assert!(timeline.len() >= 5, "{summary}");
+    let inserted = summary["insert_rate_eps"]
+        .as_f64()
+        .unwrap()
+        .min(RATE as f64);
     for w in &timeline[1..timeline.len() - 1] {
         let eps = w["applied_eps"].as_f64().unwrap();
         assert!(
-            eps >= RATE as f64 / 2.0,
-            "a 10 s window at {eps} ev/s (offered {RATE}): a stall\n{summary}\n{log}"
+            eps >= inserted / 2.0,
+            "a 10 s window at {eps} ev/s (offered {RATE}, inserted at {inserted:.0}): a stall\n{summary}\n{log}"
         );
     }
     // Nothing caused a rebalance or a reconnect, so none happened: the consumer gives its

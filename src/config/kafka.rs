@@ -427,18 +427,23 @@ impl KafkaArgs {
     }
 }
 
+/// The Kafka settings of the command line `x ARGS`, for tests.
+#[cfg(test)]
+pub(crate) fn parse_args(args: &[&str]) -> KafkaArgs {
+    #[derive(clap::Parser)]
+    struct A {
+        #[command(flatten)]
+        k: KafkaArgs,
+    }
+    <A as clap::Parser>::parse_from(std::iter::once(&"x").chain(args)).k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> KafkaArgs {
-        #[derive(clap::Parser)]
-        struct A {
-            #[command(flatten)]
-            k: KafkaArgs,
-        }
-        let argv = ["x", "--topic-prefix", "shop"].iter().chain(extra);
-        <A as clap::Parser>::parse_from(argv).k
+        parse_args(&[&["--topic-prefix", "shop"], extra].concat())
     }
 
     #[test]

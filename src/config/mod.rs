@@ -17,6 +17,8 @@ mod secrets;
 use clap::Args;
 
 pub use connect::ConnectArgs;
+#[cfg(test)]
+pub(crate) use kafka::parse_args;
 pub use kafka::{KafkaArgs, KafkaSecurity, Routing, SaslMechanism, ROUTED_BY_VALUE};
 pub use mongo::MongoArgs;
 pub use output::{Color, OutputArgs};

@@ -266,13 +266,7 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> KafkaArgs {
-        #[derive(clap::Parser)]
-        struct A {
-            #[command(flatten)]
-            k: KafkaArgs,
-        }
-        let argv = ["x", "--bootstrap-servers", "b:9093"].iter().chain(extra);
-        <A as clap::Parser>::parse_from(argv).k
+        crate::config::parse_args(&[&["--bootstrap-servers", "b:9093"], extra].concat())
     }
 
     #[test]
