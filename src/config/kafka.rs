@@ -7,18 +7,6 @@ use clap::Args;
 use super::secrets::{KeyValue, Secret};
 use crate::event::AggregateType;
 
-/// `s` with the characters a regular expression treats specially escaped.
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Kafka, the Debezium topic and the consumer group.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Kafka")]
@@ -184,6 +172,47 @@ impl std::fmt::Display for Routing {
 
 /// The placeholder the Event Router replaces with the aggregate type.
 pub const ROUTED_BY_VALUE: &str = "${routedByValue}";
+
+/// The Event Router's topic pattern (its route.topic.replacement) as the text before and after
+/// [`ROUTED_BY_VALUE`]: split once, so that naming a message's aggregate from its topic costs
+/// two comparisons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePattern {
+    before: String,
+    after: String,
+}
+
+impl RoutePattern {
+    /// The pattern `pattern` (one without the placeholder is all prefix).
+    pub fn new(pattern: &str) -> Self {
+        let (before, after) = pattern.split_once(ROUTED_BY_VALUE).unwrap_or((pattern, ""));
+        RoutePattern {
+            before: before.to_owned(),
+            after: after.to_owned(),
+        }
+    }
+
+    /// The topic of aggregate type `value`.
+    pub fn topic(&self, value: &str) -> String {
+        format!("{}{value}{}", self.before, self.after)
+    }
+
+    /// The aggregate type a topic of this pattern names (`None`: not one of its topics).
+    pub fn value_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic
+            .strip_prefix(self.before.as_str())?
+            .strip_suffix(self.after.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A regular expression (librdkafka's `^` subscription) matching every topic of it. Kafka
+    /// topic names hold only letters, digits, `.`, `_` and `-`, of which only `.` means
+    /// something in a regular expression outside brackets.
+    pub fn regex(&self) -> String {
+        let escape = |s: &str| s.replace('.', r"\.");
+        format!("^{}.+{}$", escape(&self.before), escape(&self.after))
+    }
+}
 
 /// `security.protocol`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -356,10 +385,14 @@ impl KafkaArgs {
             .unwrap_or_else(|| format!("{}.outbox.event.{ROUTED_BY_VALUE}", self.topic_prefix))
     }
 
+    /// The Event Router's topic pattern, split around the aggregate type once.
+    pub fn route_pattern(&self) -> RoutePattern {
+        RoutePattern::new(&self.route_topic())
+    }
+
     /// The topic the Event Router gives `aggregate`'s events.
     pub fn aggregate_topic(&self, aggregate: AggregateType) -> String {
-        self.route_topic()
-            .replace(ROUTED_BY_VALUE, aggregate.as_str())
+        self.route_pattern().topic(aggregate.as_str())
     }
 
     /// The topics the outbox's events travel on: the one change-event topic, or one per
@@ -380,22 +413,8 @@ impl KafkaArgs {
     pub fn subscription(&self) -> String {
         match self.routing {
             Routing::Raw => self.topic(),
-            Routing::EventRouter => {
-                let pattern = self.route_topic();
-                let (before, after) = pattern
-                    .split_once(ROUTED_BY_VALUE)
-                    .unwrap_or((pattern.as_str(), ""));
-                format!("^{}.+{}$", regex_escape(before), regex_escape(after))
-            }
+            Routing::EventRouter => self.route_pattern().regex(),
         }
-    }
-
-    /// The aggregate whose events `topic` carries under the Event Router (`None`: a topic of
-    /// the pattern for an aggregate pipedemo does not know, or not the router's at all).
-    pub fn aggregate_of(&self, topic: &str) -> Option<AggregateType> {
-        AggregateType::ALL
-            .into_iter()
-            .find(|a| self.aggregate_topic(*a) == topic)
     }
 
     /// Whether the topic settings make sense together.
@@ -463,11 +482,13 @@ mod tests {
             ["shop.outbox.event.User", "shop.outbox.event.Activity"]
         );
         assert_eq!(k.subscription(), r"^shop\.outbox\.event\..+$");
+        let aggregate_of = |t| k.route_pattern().value_of(t).and_then(AggregateType::parse);
         assert_eq!(
-            k.aggregate_of("shop.outbox.event.Activity"),
+            aggregate_of("shop.outbox.event.Activity"),
             Some(AggregateType::Activity)
         );
-        assert_eq!(k.aggregate_of("shop.outbox.event.Order"), None);
+        assert_eq!(aggregate_of("shop.outbox.event.Order"), None);
+        assert_eq!(k.route_pattern().value_of("shop.public.event_outbox"), None);
         // The dead-letter topic is not one of the pattern's.
         assert!(!k.dlq_topic().starts_with("shop.outbox.event."));
         let k = args(&[

@@ -19,7 +19,7 @@ use clap::Args;
 pub use connect::ConnectArgs;
 #[cfg(test)]
 pub(crate) use kafka::parse_args;
-pub use kafka::{KafkaArgs, KafkaSecurity, Routing, SaslMechanism, ROUTED_BY_VALUE};
+pub use kafka::{KafkaArgs, KafkaSecurity, RoutePattern, Routing, SaslMechanism, ROUTED_BY_VALUE};
 pub use mongo::MongoArgs;
 pub use output::{Color, OutputArgs};
 pub use postgres::{parse_pg_url, PgSslMode, PgUrl, PostgresArgs};

@@ -415,7 +415,7 @@ fn uuid_field(field: &'static str, v: Option<Value>) -> Result<Uuid, EnvelopeErr
 
 /// Reads a timestamp as Debezium emits it: an ISO-8601 string for `timestamptz`
 /// (`ZonedTimestamp`), or epoch micro- or milliseconds for other precision modes.
-pub(crate) fn timestamp_field(field: &'static str, v: Option<Value>) -> Result<i64, EnvelopeError> {
+fn timestamp_field(field: &'static str, v: Option<Value>) -> Result<i64, EnvelopeError> {
     match v {
         None | Some(Value::Null) => Err(EnvelopeError::MissingField(field)),
         Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)

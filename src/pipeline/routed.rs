@@ -7,11 +7,9 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::config::ROUTED_BY_VALUE;
+use crate::config::RoutePattern;
 use crate::event::{AggregateType, EventType};
-use crate::pipeline::envelope::{
-    parse_payload, timestamp_field, Change, Decoded, EnvelopeError, Op, OutboxEvent,
-};
+use crate::pipeline::envelope::{parse_payload, Change, Decoded, EnvelopeError, Op, OutboxEvent};
 
 /// The headers the Event Router's messages carry for pipedemo, beside the router's own `id`
 /// (the event id).
@@ -75,14 +73,9 @@ pub enum Origin<'a> {
 }
 
 impl<'a> Origin<'a> {
-    /// Where a message on `topic` came from, given the router's topic `pattern` (its
-    /// route.topic.replacement, with `${routedByValue}` for the aggregate type).
-    pub fn of(topic: &'a str, pattern: &str) -> Origin<'a> {
-        let (before, after) = pattern.split_once(ROUTED_BY_VALUE).unwrap_or((pattern, ""));
-        let aggregate = topic
-            .strip_prefix(before)
-            .and_then(|t| t.strip_suffix(after))
-            .unwrap_or(topic);
+    /// Where a message on `topic` came from, given the router's topic `pattern`.
+    pub fn of(topic: &'a str, pattern: &RoutePattern) -> Origin<'a> {
+        let aggregate = pattern.value_of(topic).unwrap_or(topic);
         match AggregateType::parse(aggregate) {
             Some(a) => Origin::Aggregate(a),
             None => Origin::Unknown { topic, aggregate },
@@ -127,24 +120,21 @@ pub fn decode(
         }
     }
     let created_at = header_text(headers::CREATED_AT, h.created_at)?;
-    let created_at_us = timestamp_field("created_at", Some(Value::String(created_at.to_owned())))
+    let created_at_us = chrono::DateTime::parse_from_rfc3339(created_at)
+        .map(|t| t.timestamp_micros())
         .map_err(|e| EnvelopeError::BadHeader {
-        header: headers::CREATED_AT,
-        reason: e.to_string(),
-    })?;
+            header: headers::CREATED_AT,
+            reason: format!("`{created_at}` is not an ISO-8601 timestamp ({e})"),
+        })?;
     let captured = header_text(headers::CAPTURED_US, h.captured_us)?;
     let captured_us: i64 = captured.parse().map_err(|_| EnvelopeError::BadHeader {
         header: headers::CAPTURED_US,
         reason: format!("`{captured}` is not microseconds since the epoch"),
     })?;
     let aggregate_id = aggregate_key(key)?;
-    let payload: Value = serde_json::from_slice(value).map_err(|e| {
-        if std::str::from_utf8(value).is_err() {
-            EnvelopeError::NotUtf8(0)
-        } else {
-            EnvelopeError::NotJson(e.to_string())
-        }
-    })?;
+    let text = std::str::from_utf8(value).map_err(|e| EnvelopeError::NotUtf8(e.valid_up_to()))?;
+    let payload: Value =
+        serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
     let payload = parse_payload(Some(payload))?;
     Ok(Decoded::Change(Box::new(Change {
         op: Op::Create,
@@ -169,10 +159,7 @@ fn header_text<'a>(name: &'static str, v: Option<&'a [u8]>) -> Result<&'a str, E
         reason: format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
     })?;
     // Kafka Connect's header converter writes strings bare; a JSON-quoted one is accepted too.
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
+    let text = unquote(text);
     if text.is_empty() {
         return Err(EnvelopeError::BadHeader {
             header: name,
@@ -182,15 +169,18 @@ fn header_text<'a>(name: &'static str, v: Option<&'a [u8]>) -> Result<&'a str, E
     Ok(text)
 }
 
+/// `text` without the quotes of a JSON string, if it has them.
+fn unquote(text: &str) -> &str {
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+}
+
 /// The aggregate id, which the router makes the key: a JSON string with the JSON converter
 /// (`"…"`), or the bare id with a string converter.
 fn aggregate_key(key: Option<&[u8]>) -> Result<Uuid, EnvelopeError> {
     let key = key.ok_or(EnvelopeError::MissingField("key (the aggregate id)"))?;
-    let text = std::str::from_utf8(key).unwrap_or_default();
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
+    let text = unquote(std::str::from_utf8(key).unwrap_or_default());
     Uuid::parse_str(text).map_err(|e| EnvelopeError::BadField {
         field: "key (the aggregate id)",
         reason: format!("`{text}` is not a UUID ({e})"),
@@ -222,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_topic_names_the_aggregate() {
-        let pattern = "pipedemo.outbox.event.${routedByValue}";
+        let pattern = &RoutePattern::new("pipedemo.outbox.event.${routedByValue}");
         assert_eq!(
             Origin::of("pipedemo.outbox.event.User", pattern),
             Origin::Aggregate(AggregateType::User)
@@ -235,7 +225,10 @@ mod tests {
             }
         );
         assert_eq!(
-            Origin::of("events-Activity-v1", "events-${routedByValue}-v1"),
+            Origin::of(
+                "events-Activity-v1",
+                &RoutePattern::new("events-${routedByValue}-v1")
+            ),
             Origin::Aggregate(AggregateType::Activity)
         );
     }

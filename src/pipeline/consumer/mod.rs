@@ -24,7 +24,7 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Routing, Settings};
+use crate::config::{RoutePattern, Routing, Settings};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::handlers::{Registry, WriteOp};
 use crate::pipeline::kafka::{DeadLetters, LagProbe};
@@ -173,7 +173,7 @@ struct Pipeline {
     idle_waiting: Option<i64>,
     /// The Event Router's topic pattern when the connector routes; `None` for raw change
     /// events.
-    route_pattern: Option<String>,
+    route_pattern: Option<RoutePattern>,
     dlq: DeadLetters,
     store: ReadModels,
     registry: Registry,
@@ -197,7 +197,7 @@ impl Received {
 
     /// The message as the batch's decisions see it; `route_pattern` is the Event Router's
     /// topic pattern when the connector routes (`None`: raw change events).
-    fn view<'a>(&'a self, route_pattern: Option<&str>) -> Message<'a> {
+    fn view<'a>(&'a self, route_pattern: Option<&RoutePattern>) -> Message<'a> {
         let route = match route_pattern {
             None => Route::Raw,
             Some(pattern) => Route::Routed {
@@ -259,7 +259,7 @@ impl Pipeline {
                 idle_waiting: None,
                 dlq: DeadLetters::new(&settings.kafka)?,
                 route_pattern: (settings.kafka.routing == Routing::EventRouter)
-                    .then(|| settings.kafka.route_topic()),
+                    .then(|| settings.kafka.route_pattern()),
                 store,
                 registry: Registry::standard(),
                 metrics,
@@ -413,7 +413,7 @@ impl Pipeline {
     ) -> Result<bool> {
         let t_start = std::time::Instant::now();
         let plan = batch::plan(
-            batch.iter().map(|r| r.view(self.route_pattern.as_deref())),
+            batch.iter().map(|r| r.view(self.route_pattern.as_ref())),
             &self.registry,
             self.opts.include_snapshot,
             now_us,
