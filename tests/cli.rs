@@ -466,6 +466,22 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
         "{}",
         text(&o)
     );
+    // An aggregate topic of the Event Router that does not exist: the hint names its setup.
+    let o = pipedemo(&[
+        "consume",
+        "--routing",
+        "event-router",
+        "--topic-prefix",
+        "no_such_prefix",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            ".outbox.event.User does not exist; run `pipedemo setup --routing event-router` first"
+        ),
+        "{}",
+        text(&o)
+    );
     // A report path that cannot be written.
     let o = pipedemo(&["verify", "--report", "/nonexistent-dir/report.json"]);
     assert_ne!(o.status.code(), Some(0));

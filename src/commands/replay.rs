@@ -72,13 +72,9 @@ pub struct ReplayReport {
 /// latency would be measured from its original insert, which says nothing about the pipeline.
 pub async fn run(s: &Settings, timeout: Duration, stop: CancellationToken) -> Result<ReplayReport> {
     let started = Instant::now();
+    kafka::require_topics(&s.kafka).await?;
     let topics = s.kafka.topics();
     for topic in &topics {
-        if kafka::partitions(&s.kafka, topic).await?.is_none() {
-            return Err(crate::exit::service(format!(
-                "Kafka topic {topic} does not exist; run `pipedemo setup` first"
-            )));
-        }
         kafka::reset_group(&s.kafka, topic, ResetTo::Earliest).await?;
     }
     let ends = kafka::watermarks_of(&s.kafka, &topics).await?;

@@ -235,27 +235,14 @@ impl Pipeline {
         // The consumer creates the database when it is not there (a replay rebuilding lost
         // read models): it is pipedemo's then, and setup may clear it later.
         store.mark_if_new().await?;
-        let topics = settings.kafka.topics();
-        let mut partitions = 0;
-        for topic in &topics {
-            let Some(p) = crate::pipeline::kafka::partitions(&settings.kafka, topic).await? else {
-                return Err(crate::exit::service(format!(
-                    "Kafka topic {topic} does not exist; run `pipedemo setup{}` first",
-                    match settings.kafka.routing {
-                        Routing::Raw => "",
-                        Routing::EventRouter => " --routing event-router",
-                    }
-                )));
-            };
-            partitions += p.len();
-        }
+        let partitions = crate::pipeline::kafka::require_topics(&settings.kafka).await?;
         let (membership, assigned) = Membership::new(&settings.kafka);
         let consumer = membership.subscribe()?;
         Ok((
             Pipeline {
                 consumer,
                 membership,
-                probe: LagProbe::new(&settings.kafka, &topics)?,
+                probe: LagProbe::new(&settings.kafka, &settings.kafka.topics())?,
                 idle_waiting: None,
                 dlq: DeadLetters::new(&settings.kafka)?,
                 route_pattern: (settings.kafka.routing == Routing::EventRouter)

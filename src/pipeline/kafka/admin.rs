@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{client_config, failed, partitions, with_client, ProbeContext, TIMEOUT};
 use super::lag::watermarks;
-use crate::config::KafkaArgs;
+use crate::config::{KafkaArgs, Routing};
 
 /// An admin client with a [`ProbeContext`].
 fn admin(args: &KafkaArgs) -> Result<AdminClient<ProbeContext>> {
@@ -24,6 +24,30 @@ fn admin(args: &KafkaArgs) -> Result<AdminClient<ProbeContext>> {
 /// default (-1 asks the broker, KIP-464).
 fn replication(args: &KafkaArgs) -> TopicReplication<'static> {
     TopicReplication::Fixed(args.replication_factor.unwrap_or(-1))
+}
+
+/// The partitions of every topic the consumer reads (the outbox's one, or one per aggregate
+/// type), in all; a topic that is not there is an error naming the setup that creates it.
+pub async fn require_topics(args: &KafkaArgs) -> Result<usize> {
+    let mut total = 0;
+    for topic in args.topics() {
+        let parts = partitions(args, &topic)
+            .await?
+            .ok_or_else(|| missing_topic(args, &topic))?;
+        total += parts.len();
+    }
+    Ok(total)
+}
+
+/// `topic` does not exist: the setup of this routing creates it.
+fn missing_topic(args: &KafkaArgs, topic: &str) -> anyhow::Error {
+    let setup = match args.routing {
+        Routing::Raw => "pipedemo setup",
+        Routing::EventRouter => "pipedemo setup --routing event-router",
+    };
+    crate::exit::service(format!(
+        "Kafka topic {topic} does not exist; run `{setup}` first"
+    ))
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists. Returns its partition count.
@@ -191,11 +215,9 @@ pub enum ResetTo {
 /// Commits offsets for `group` on every partition of `topic`. The group must have no running
 /// members.
 pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<()> {
-    let parts = partitions(args, topic).await?.ok_or_else(|| {
-        crate::exit::service(format!(
-            "topic {topic} does not exist; run `pipedemo setup` first"
-        ))
-    })?;
+    let parts = partitions(args, topic)
+        .await?
+        .ok_or_else(|| missing_topic(args, topic))?;
     let args = args.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {

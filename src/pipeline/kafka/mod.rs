@@ -9,7 +9,7 @@ pub mod lag;
 
 pub use admin::{
     clear_topic, cluster_id, delete_group, delete_topics, ensure_routed_topic, ensure_topic,
-    group_state, reset_group, GroupState, ResetTo,
+    group_state, require_topics, reset_group, GroupState, ResetTo,
 };
 pub use client::{client_config, misconfigured, partitions, ProbeContext};
 pub use dead_letters::DeadLetters;
