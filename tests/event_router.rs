@@ -112,6 +112,7 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
         "--gap",
         "3s",
     ])
+    .args(common::LAX_TARGETS)
     .arg("--report-json")
     .arg(&json)
     .arg("--report-html")
@@ -121,18 +122,8 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
     .unwrap();
     let out = text(&o);
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap())
-        .unwrap_or_else(|e| panic!("no report ({e}):\n{out}"));
-    // A phase of ten events missing the seed's latency targets on a noisy two-core machine is
-    // tests/show.rs's subject; here every event must arrive, once, with every fault recovered.
-    let only_targets = r["threshold_failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|f| f.as_str().unwrap().contains("missed the targets"));
-    assert!(
-        o.status.success() || (o.status.code() == Some(1) && only_targets),
-        "{out}"
-    );
+        .unwrap_or_else(|e| panic!("no report ({e}):\n{}", common::failure(&o)));
+    assert!(o.status.success(), "{}", common::failure(&o));
     assert_eq!(r["verification"]["passed"], true, "{out}");
     assert_eq!(r["integrity_check"], "PASS", "{out}");
     assert_eq!(r["method"]["routing"], "event-router");

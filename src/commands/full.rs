@@ -63,6 +63,9 @@ pub struct Args {
     /// The chaos phase's schedule.
     #[command(flatten)]
     pub faults: super::chaos::FaultArgs,
+    /// The latency and success targets every phase is held to.
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// How long to warm the JVMs (Kafka, Connect) at 400 events/s before the show, in a
     /// phase of its own that is not held to the targets; `0s` skips it.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
@@ -113,6 +116,44 @@ pub struct Args {
     pub display: DisplayArgs,
 }
 
+/// The targets each phase of the show is held to: the seed's by default. A stack across a
+/// network, or a team with its own objective, sets its own; the reports say which held.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct TargetArgs {
+    /// A phase's end-to-end p50 must be below this, e.g. `30ms` (a bare number is ms).
+    #[arg(long, default_value = "30ms", value_parser = super::flags::latency_ms)]
+    pub target_p50: f64,
+    /// A phase's end-to-end p95 must be below this.
+    #[arg(long, default_value = "100ms", value_parser = super::flags::latency_ms)]
+    pub target_p95: f64,
+    /// A phase's end-to-end p99 must be below this.
+    #[arg(long, default_value = "200ms", value_parser = super::flags::latency_ms)]
+    pub target_p99: f64,
+    /// At least this share of a phase's events must arrive within the phase, e.g. `99.9%`.
+    #[arg(long, default_value = "99.9%", value_parser = success_pct)]
+    pub target_success: f64,
+}
+
+impl From<TargetArgs> for Targets {
+    fn from(a: TargetArgs) -> Self {
+        Targets {
+            p50_ms: a.target_p50,
+            p95_ms: a.target_p95,
+            p99_ms: a.target_p99,
+            success_pct: a.target_success,
+        }
+    }
+}
+
+/// `--target-success`: a percentage up to 100.
+fn success_pct(s: &str) -> Result<f64, String> {
+    let p = crate::check::compare::parse_pct(s)?;
+    if p > 100.0 {
+        return Err(format!("`{s}` is above 100%"));
+    }
+    Ok(p)
+}
+
 /// `--phase-durations`: 1 s to a day each.
 fn phase_duration(s: &str) -> Result<Duration, String> {
     let d = super::flags::secs_or_duration(s)?;
@@ -143,7 +184,7 @@ impl From<&Args> for FullOptions {
                 .collect(),
             prewarm: session::prewarm(a.prewarm),
             burst: a.burst,
-            targets: Targets::default(),
+            targets: a.targets.into(),
             capacity: (!a.no_capacity).then_some(CapacityOptions {
                 step: a.capacity_step,
                 slo_p99_ms: a.slo_p99,
@@ -366,6 +407,39 @@ mod tests {
         let o = options(&["--phases", "10,20,30", "--phase-secs", "5"]);
         let rates: Vec<Option<f64>> = o.phases.iter().map(|p| p.rate).collect();
         assert_eq!(rates, [Some(2.0), Some(4.0), Some(6.0)]);
+    }
+
+    #[test]
+    fn the_targets_are_the_seeds_unless_set() {
+        assert_eq!(options(&[]).targets, Targets::default());
+        let o = options(&[
+            "--target-p50",
+            "1s",
+            "--target-p95",
+            "2000",
+            "--target-p99",
+            "5s",
+            "--target-success",
+            "99%",
+        ]);
+        assert_eq!(
+            o.targets,
+            Targets {
+                p50_ms: 1000.0,
+                p95_ms: 2000.0,
+                p99_ms: 5000.0,
+                success_pct: 99.0
+            }
+        );
+        for bad in [
+            ["--target-p99", "fast"],
+            ["--target-p95", "0"],
+            ["--target-success", "101%"],
+        ] {
+            let cmd = <Args as clap::Args>::augment_args(clap::Command::new("pipedemo"));
+            let argv = ["pipedemo"].iter().chain(&bad).copied();
+            assert!(cmd.try_get_matches_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

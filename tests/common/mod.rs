@@ -134,6 +134,38 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Targets of `full` for a test about the show rather than the machine: a phase of ten events
+/// has its slowest event as its p95, and the seed's targets would let one hiccup of a busy
+/// two-core machine decide the test. The seed's targets are the main job's and the unit tests'.
+pub const LAX_TARGETS: [&str; 8] = [
+    "--target-p50",
+    "1s",
+    "--target-p95",
+    "2s",
+    "--target-p99",
+    "5s",
+    "--target-success",
+    "99%",
+];
+
+/// Why a run failed, most telling first: its exit status and the end of its stderr (where the
+/// closing lines say which check broke), then the start of its stdout, so that a failure in a
+/// long CI log shows its cause without scrolling past a report.
+pub fn failure(o: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let head: String = stdout.chars().take(4000).collect();
+    format!(
+        "{}\n--- the last {} of {} stderr lines ---\n{tail}\n--- stdout, {} bytes ---\n{head}",
+        o.status,
+        lines.len().min(40),
+        lines.len(),
+        stdout.len()
+    )
+}
+
 /// A process the test started; killed when dropped, so a failing test leaves none behind.
 pub struct Spawned(Option<Child>);
 
