@@ -40,16 +40,6 @@ fn run(args: &[&str]) -> Output {
     command(args).output().expect("pipedemo runs")
 }
 
-/// Removes the world's connector, slot, topics and data when dropped, passed or not: a routed
-/// connector left polling every 5 ms slows every test after it on a two-core machine.
-struct Cleanup;
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = run(&["cleanup", "--yes"]);
-    }
-}
-
 fn sleep(secs: f64) {
     std::thread::sleep(Duration::from_secs_f64(secs));
 }
@@ -80,7 +70,7 @@ fn world_settings(test: &str) -> pipedemo::config::Settings {
 async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let _cleanup = Cleanup;
+    let _cleanup = common::Cleanup(|| command(&[]));
     let dir = std::env::temp_dir().join(format!("pipedemo-router-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("r.json");
@@ -247,7 +237,7 @@ fn routed(
 async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
     common::require_stack();
     let _guard = common::serial().lock().await;
-    let _cleanup = Cleanup;
+    let _cleanup = common::Cleanup(|| command(&[]));
     let s = world_settings(NAME);
     common::setup(&s).await;
     let dlq_start = common::end_offset(&s, &s.kafka.dlq_topic()).await;

@@ -37,6 +37,7 @@ async fn query(http: &reqwest::Client, prometheus: &str, q: &str) -> Option<f64>
 async fn prometheus_scrapes_the_applied_count_and_a_p99() {
     common::require_stack();
     let _guard = common::serial().lock().await;
+    let _cleanup = common::Cleanup(|| common::pipedemo("prom"));
     let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())

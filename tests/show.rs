@@ -14,6 +14,7 @@ fn pipedemo() -> Command {
 async fn headless_full_writes_reports_and_enforces_thresholds() {
     common::require_stack();
     let _guard = common::serial().lock().await;
+    let _cleanup = common::Cleanup(pipedemo);
     let dir = std::env::temp_dir().join(format!("pipedemo-show-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, html) = (dir.join("r.json"), dir.join("r.html"));
@@ -305,6 +306,7 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
 async fn dashboard_runs_live_in_a_real_terminal() {
     common::require_stack();
     let _guard = common::serial().lock().await;
+    let _cleanup = common::Cleanup(pipedemo);
     let socket = format!("pipedemo-test-{}", std::process::id());
     let dir = std::env::temp_dir().join(format!("pipedemo-tmux-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -55,6 +55,47 @@ fn kafka_tool_lag() -> i64 {
     total
 }
 
+/// How long the lag may stay at a second of events or more before it counts as a stall.
+const HIGH_LAG_LIMIT: Duration = Duration::from_secs(3);
+
+/// The longest stretch of `lags` (time, lag; in time order) at or above `limit`: from its
+/// first such reading to the next reading below, or to the last reading when none comes.
+fn longest_at_or_above(lags: &[(Duration, i64)], limit: i64) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut since: Option<Duration> = None;
+    for &(at, lag) in lags {
+        match (since, lag >= limit) {
+            (None, true) => since = Some(at),
+            (Some(start), false) => {
+                longest = longest.max(at - start);
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(start), Some(&(last, _))) = (since, lags.last()) {
+        longest = longest.max(last - start);
+    }
+    longest
+}
+
+#[test]
+fn a_burst_is_short_and_a_stall_is_long() {
+    let s = Duration::from_secs;
+    let lags = [
+        (s(6), 5),
+        (s(7), 721),
+        (s(8), 6),
+        (s(9), 400),
+        (s(10), 900),
+        (s(14), 2),
+    ];
+    assert_eq!(longest_at_or_above(&lags, 400), s(5));
+    assert_eq!(longest_at_or_above(&lags[..3], 400), s(1));
+    assert_eq!(longest_at_or_above(&lags[..5], 400), s(1));
+    assert_eq!(longest_at_or_above(&lags[..1], 400), Duration::ZERO);
+}
+
 /// The `lag N` of a progress line.
 fn lag_of(line: &str) -> Option<i64> {
     line.rsplit("· lag ")
@@ -106,9 +147,7 @@ async fn a_soak_on_four_partitions_has_no_stall_and_a_lag_near_zero() {
         })
     };
     // Kafka's view of the lag, twice, beside pipedemo's own at the same moment.
-    let mut compared = Vec::new();
-    for at in [20, 35] {
-        std::thread::sleep(Duration::from_secs(at).saturating_sub(started.elapsed()));
+    let sample = || {
         let theirs = kafka_tool_lag();
         let ours = lines
             .lock()
@@ -117,7 +156,18 @@ async fn a_soak_on_four_partitions_has_no_stall_and_a_lag_near_zero() {
             .rev()
             .find_map(|(_, l)| lag_of(l))
             .expect("a progress line with the lag");
-        compared.push((ours, theirs));
+        (ours, theirs)
+    };
+    let mut compared = Vec::new();
+    for at in [20, 35] {
+        std::thread::sleep(Duration::from_secs(at).saturating_sub(started.elapsed()));
+        let mut pair = sample();
+        if pair.1 >= RATE as i64 {
+            // Caught in a burst? A burst clears within a second or two; a stall does not.
+            std::thread::sleep(Duration::from_millis(1500));
+            pair = sample();
+        }
+        compared.push(pair);
     }
     let o = load.wait();
     reader.join().unwrap();
@@ -165,17 +215,28 @@ async fn a_soak_on_four_partitions_has_no_stall_and_a_lag_near_zero() {
             "a rebalance mid-run in a healthy soak:\n{log}"
         );
     }
-    // The lag stays near zero (under a second of events) once running, and Kafka agrees.
-    let lags: Vec<i64> = lines
+    // The lag stays near zero once running: its median under a tenth of a second of events,
+    // and a second of events or more never for longer than HIGH_LAG_LIMIT. A stall holds the
+    // lag up (the one this test was written for lasted 20 s); a slow machine's writer catching
+    // up on its schedule in a burst shows as one high reading that the next one clears.
+    let lags: Vec<(Duration, i64)> = lines
         .iter()
         .filter(|(at, _)| *at > Duration::from_secs(5))
-        .filter_map(|(_, l)| lag_of(l))
+        .filter_map(|(at, l)| lag_of(l).map(|lag| (*at, lag)))
         .collect();
     assert!(lags.len() >= 20, "too few progress lines:\n{log}");
-    let worst = *lags.iter().max().unwrap();
+    let mut sorted: Vec<i64> = lags.iter().map(|(_, lag)| *lag).collect();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
     assert!(
-        worst < RATE as i64,
-        "lag reached {worst} (offered {RATE} ev/s):\n{log}"
+        median < RATE as i64 / 10,
+        "median lag {median} (offered {RATE} ev/s):\n{log}"
+    );
+    let high = longest_at_or_above(&lags, RATE as i64);
+    assert!(
+        high < HIGH_LAG_LIMIT,
+        "lag at or above {RATE} (a second of events) for {high:?} (peak {}):\n{log}",
+        sorted.last().unwrap()
     );
     for (ours, theirs) in compared {
         assert!(

@@ -148,6 +148,17 @@ pub const LAX_TARGETS: [&str; 8] = [
     "99%",
 ];
 
+/// Runs `pipedemo cleanup --yes` in a test's world when dropped, passed or not: a connector
+/// left capturing `event_outbox` decodes every later test's rows too, and on a two-core machine
+/// that slows every test after it (a soak measured against its offered rate above all).
+pub struct Cleanup(pub fn() -> Command);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = (self.0)().args(["cleanup", "--yes"]).output();
+    }
+}
+
 /// Why a run failed, most telling first: its exit status and the end of its stderr (where the
 /// closing lines say which check broke), then the start of its stdout, so that a failure in a
 /// long CI log shows its cause without scrolling past a report.
