@@ -206,6 +206,7 @@ mod tests {
             stages: [(
                 Stage::Total,
                 Summary {
+                    count: 100,
                     p50_ms: 10.0,
                     p95_ms: 20.0,
                     p99_ms,

@@ -299,6 +299,7 @@ fn phases_section(o: &FullOutcome) -> Markup {
                     td { (p.errors) }
                     td {
                         @if missed.is_empty() { span.pass { "met" } } @else { span.fail { (missed.join(", ")) } }
+                        @if let Some(u) = o.targets.unjudged(&t) { br; small { (u) } }
                     }
                 }
             }

@@ -182,6 +182,7 @@ pub fn assessment(o: &FullOutcome) -> String {
         );
     }
     for (p, missed) in o.phases.iter().zip(&o.targets_missed) {
+        let total = stats::total(&p.stages);
         let offered = p
             .offered_eps
             .map_or("unpaced".into(), |r| format!("{r:.0} ev/s offered"));
@@ -191,13 +192,16 @@ pub fn assessment(o: &FullOutcome) -> String {
             if missed.is_empty() { "✓" } else { "✗" },
             p.phase,
             thousands(p.events),
-            percentiles(&stats::total(&p.stages)),
+            percentiles(&total),
             if missed.is_empty() {
                 String::new()
             } else {
                 format!("  missed: {}", missed.join(", "))
             }
         );
+        if let Some(u) = o.targets.unjudged(&total) {
+            let _ = writeln!(out, "      {u}");
+        }
     }
     let failed = o.targets_missed.iter().filter(|m| !m.is_empty()).count();
     let _ = writeln!(
