@@ -549,7 +549,8 @@ async fn consumer_alone(a: &Args, figs: &mut Vec<Figure>) -> Result<(f64, f64)> 
         max_batch: a.max_batch,
         ..ConsumerOptions::default()
     };
-    let running = consumer::start(&s, opts, tx, &CancellationToken::new()).await?;
+    let ours = pipedemo::provision::ownership::own_topics(&s).await?;
+    let running = consumer::start(&s, ours, opts, tx, &CancellationToken::new()).await?;
     let (mut first, mut last, mut seen) = (i64::MAX, 0i64, 0u64);
     while seen < n {
         match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {

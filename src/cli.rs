@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::commands::Command;
@@ -65,11 +64,16 @@ where
     let mut cmd = layers::prefixed_env(original.clone());
     let (path, profile) = layers::config_flags(&args);
     let mut deferred = None;
-    let file = match crate::config::file::load(path.as_deref(), profile.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            deferred = Some(e);
-            None
+    // A child's settings are its parent's, whole (see `ChildEnv`): no file of its own.
+    let file = if crate::config::settings_from_parent() {
+        None
+    } else {
+        match crate::config::file::load(path.as_deref(), profile.as_deref()) {
+            Ok(f) => f,
+            Err(e) => {
+                deferred = Some(e);
+                None
+            }
         }
     };
     if let Some(f) = &file {
@@ -86,14 +90,25 @@ where
     Ok(cli)
 }
 
-/// The global flags given on the command line, as their environment variables.
+/// Every global setting that reads a variable, as that variable and this process's value
+/// (from a flag, the environment, `.env`, a profile, the file or the default), and every such
+/// variable to remove from a child's inherited environment.
 fn child_env(cmd: &clap::Command, m: &clap::ArgMatches) -> crate::config::ChildEnv {
     let mut vars = Vec::new();
+    let mut remove = Vec::new();
     for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
         let (Some(var), id) = (arg.get_env(), arg.get_id().as_str()) else {
             continue;
         };
-        if m.value_source(id) != Some(ValueSource::CommandLine) {
+        let var = var.to_string_lossy();
+        let plain = var.strip_prefix("PIPEDEMO_").unwrap_or(&var).to_owned();
+        remove.push(format!("PIPEDEMO_{plain}"));
+        remove.push(plain.clone());
+        // The config file and profile are read by the parent only: their values are here.
+        if matches!(plain.as_str(), "CONFIG" | "PROFILE") {
+            continue;
+        }
+        if m.value_source(id).is_none() {
             continue;
         }
         let Some(raw) = m.get_raw(id) else { continue };
@@ -105,9 +120,9 @@ fn child_env(cmd: &clap::Command, m: &clap::ArgMatches) -> crate::config::ChildE
             }
             value.push(v);
         }
-        vars.push((var.to_string_lossy().into_owned(), value));
+        vars.push((plain, value));
     }
-    crate::config::ChildEnv(vars)
+    crate::config::ChildEnv { vars, remove }
 }
 
 /// Runs the parsed command line to its exit code ([`crate::exit`]): 1 when a check failed,
@@ -191,6 +206,9 @@ pub fn run(mut cli: Cli) -> ExitCode {
 /// application's data. A missing file is fine; a malformed one is an error for the commands
 /// that use the settings (never for `--help`, `--version` or `completions`).
 pub fn read_dotenv() -> Result<(), String> {
+    if crate::config::settings_from_parent() {
+        return Ok(());
+    }
     match dotenvy::from_path(".env") {
         Ok(()) => Ok(()),
         Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -251,7 +269,7 @@ mod tests {
         let env: std::collections::HashMap<String, String> = cli
             .settings
             .child_env
-            .0
+            .vars
             .iter()
             .map(|(k, v)| (k.clone(), v.to_string_lossy().into_owned()))
             .collect();
@@ -259,8 +277,19 @@ mod tests {
         // Given after the subcommand too, and a list as the variable spells it.
         assert_eq!(env["POSTGRES_PASSWORD"], "s3cret");
         assert_eq!(env["KAFKA_OPTIONS"], "a=1;b=2");
-        // Defaults and the command's own flags are not settings to pass on.
-        assert!(!env.contains_key("KAFKA_BOOTSTRAP_SERVERS") && !env.contains_key("FAULTS"));
+        // Every setting goes, defaults too (a child reads no `.env` or file of its own); the
+        // command's own flags are not settings.
+        assert_eq!(env["KAFKA_BOOTSTRAP_SERVERS"], "127.0.0.1:9092");
+        assert!(!env.contains_key("FAULTS"));
+        // What the child would otherwise inherit or read again is removed first.
+        let remove = &cli.settings.child_env.remove;
+        for v in [
+            "METRICS_LISTEN",
+            "PIPEDEMO_METRICS_LISTEN",
+            "PIPEDEMO_POSTGRES_PORT",
+        ] {
+            assert!(remove.iter().any(|r| r == v), "{v} in {remove:?}");
+        }
         // Debug output names the variables, never their values.
         let shown = format!("{:?}", cli.settings);
         assert!(

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use mongodb::bson::doc;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -92,6 +93,9 @@ fn user_row(payload: Value, created_at: &str) -> Vec<u8> {
         ),
     )
 }
+
+/// A hostile message: its name, key, value and headers, and the text its reason holds.
+type Hostile = (&'static str, Vec<u8>, Vec<u8>, OwnedHeaders, &'static str);
 
 /// A case: its name, the message key and value to produce, and what must become of it.
 type Case = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, Expect);
@@ -354,6 +358,43 @@ async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes
         .create()
         .unwrap();
     let topic = s.kafka.topic();
+    // Hostile ones, with headers: whatever they hold, each is dead-lettered (a copy cut to
+    // fit, or a reference) and the events behind them go through.
+    let huge_key = serde_json::to_vec(&json!({"event_id": "k".repeat(1_000_000)})).unwrap();
+    let big_header = vec![b'h'; 600_000];
+    let hostile: Vec<Hostile> = vec![
+        (
+            "1 MB key",
+            huge_key,
+            user_event(user_payload()),
+            OwnedHeaders::new(),
+            "disagrees with the row's event_id",
+        ),
+        (
+            "600 KB header and a header name that is not UTF-8",
+            b"{}".to_vec(),
+            b"garbage".to_vec(),
+            common::with_raw_header(
+                OwnedHeaders::new().insert(Header {
+                    key: "big",
+                    value: Some(&big_header),
+                }),
+                &[0xff, 0xfe],
+                b"v",
+            ),
+            "not JSON",
+        ),
+    ];
+    for (name, key, value, headers, _) in &hostile {
+        let rec = FutureRecord::<[u8], [u8]>::to(&topic)
+            .key(key)
+            .payload(value)
+            .headers(headers.clone());
+        producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
     for (name, key, value, _) in &cases {
         let mut rec = FutureRecord::<[u8], [u8]>::to(&topic);
         if let Some(k) = key {
@@ -391,12 +432,32 @@ async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes
         .collect();
     assert_eq!(
         r.stats.errors,
-        dead.len() as u64,
+        (dead.len() + hostile.len()) as u64,
         "each bad message counted once"
     );
 
     // Each is in the dead-letter topic with its reason and original bytes, and no other.
-    let reasons = common::dead_letter_reasons(&s, dlq_start, dead.len()).await;
+    let letters = common::dead_letters(&s, dlq_start, dead.len() + hostile.len()).await;
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    for (name, _, _, _, text) in &hostile {
+        assert!(
+            reasons.iter().any(|r| r.contains(text)),
+            "{name}: no reason containing {text:?} in {reasons:#?}"
+        );
+    }
+    for l in &letters {
+        assert!(l.reason.len() <= 1100, "a reason echoes at most 1 KB");
+        assert!(
+            l.bytes < 1_000_000,
+            "every dead letter fits: {} bytes",
+            l.bytes
+        );
+    }
+    assert_eq!(
+        letters.iter().filter(|l| l.form == "reference").count(),
+        1,
+        "the 1 MB key is kept by reference: {letters:#?}"
+    );
     for (name, _, _, e) in &cases {
         if let Expect::Dead(text) = e {
             assert!(

@@ -455,6 +455,86 @@ fn bad_arguments_are_refused_with_a_reason() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
 
+#[test]
+fn a_route_topic_beyond_pipedemos_own_is_refused_before_anything_runs() {
+    for (pattern, why) in [
+        ("${routedByValue}", "no fixed prefix"),
+        ("connect-${routedByValue}", "Kafka Connect's"),
+        (
+            "pipedemo.public.${routedByValue}",
+            "matches the dead-letter topic",
+        ),
+        ("a.${routedByValue}.${routedByValue}", "more than one"),
+    ] {
+        for cmd in ["consume", "setup", "replay"] {
+            // A port nothing listens on: a refusal must come before any connection.
+            let o = pipedemo(&[
+                "--routing",
+                "event-router",
+                "--route-topic",
+                pattern,
+                "--pg-port",
+                "1",
+                cmd,
+            ]);
+            assert_eq!(o.status.code(), Some(2), "{pattern} {cmd}: {}", text(&o));
+            assert!(text(&o).contains(why), "{pattern} {cmd}: {}", text(&o));
+        }
+    }
+}
+
+/// Every secret of a configuration, wherever it was set (file, list, URL, flag), is never
+/// printed by `config`, `config --json`, `--help` or an error.
+#[test]
+fn no_secret_is_printed_by_config_help_or_errors() {
+    let dir = std::env::temp_dir().join(format!("pipedemo-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("pipedemo.toml"),
+        r#"pg_password = "s3cret-file"
+connector_config = ["snapshot.mode=never", "database.password=s3cret-list"]
+kafka_option = ["sasl.oauthbearer.token.endpoint.url=https://idp/token", "sasl.oauthbearer.client.secret=s3cret-oauth"]
+"#,
+    )
+    .unwrap();
+    let secrets = [
+        "s3cret-file",
+        "s3cret-list",
+        "s3cret-oauth",
+        "s3cret-url",
+        "s3cret-query",
+        "s3cret-info",
+    ];
+    let runs = [
+        vec!["config"],
+        vec!["config", "--json"],
+        vec!["--help"],
+        vec!["setup", "--help"],
+        vec![
+            "--connector-config",
+            "value.converter.schema.registry.url=https://r;value.converter.basic.auth.user.info=u:s3cret-info",
+            "config",
+        ],
+        vec!["--pg-url", "postgresql://u:s3cret-url@h/db?password=s3cret-query", "config"],
+        // Malformed: an unescaped `#` in the password makes the port unreadable.
+        vec!["--pg-url", "postgresql://u:s3cret-url#x@h:5432/db", "verify"],
+        vec!["--pg-url", "postgresql://u@h:99999/db?password=s3cret-query", "verify"],
+    ];
+    for args in runs {
+        let o = command(&args).current_dir(&dir).output().unwrap();
+        let out = text(&o);
+        for secret in secrets {
+            assert!(!out.contains(secret), "{args:?} printed {secret}:\n{out}");
+        }
+        if args == ["config"] {
+            // The list reached its setting as two entries, not one value joined with `,`.
+            assert!(out.contains("snapshot.mode=never"), "{out}");
+            assert!(out.contains("database.password=***"), "{out}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn bad_configuration_fails_in_one_line_without_secrets() {
     common::require_stack();
@@ -585,6 +665,61 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
     assert!(
         text(&o).contains("cannot reset consumer group pipedemo-test-cli")
             && text(&o).contains("stop any running `pipedemo consume`"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// `replay --group` and `consume --topic` meet setup's ownership rules: a group or topic that
+/// pipedemo did not create is refused, and nothing of it moves.
+#[tokio::test]
+async fn replay_and_consume_refuse_a_group_or_topic_that_is_not_pipedemos() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let o = pipedemo(&["setup"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = common::settings("cli", &[]);
+    let topic = s.kafka.topic();
+    // Somebody else's group, with a position on pipedemo's topic.
+    let group = format!("someone-elses-{}", std::process::id());
+    let theirs: BaseConsumer = pipedemo::pipeline::kafka::client_config(&s.kafka)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(0))
+        .unwrap();
+    theirs.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(theirs);
+    let o = pipedemo(&["--group", &group, "replay"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("replay refused") && text(&o).contains(&group),
+        "{}",
+        text(&o)
+    );
+    let mut k = s.kafka.clone();
+    k.group = group.clone();
+    assert_eq!(
+        pipedemo::pipeline::kafka::committed(&k, &topic)
+            .await
+            .unwrap(),
+        Some(vec![(0, 0)]),
+        "their position did not move"
+    );
+    // A topic of pipedemo's shape that setup did not make.
+    let foreign = format!("someone-elses-{}.public.event_outbox", std::process::id());
+    pipedemo::pipeline::kafka::ensure_topic(&s.kafka, &foreign, 1)
+        .await
+        .unwrap();
+    let o = pipedemo(&["--topic", &foreign, "consume"]);
+    pipedemo::pipeline::kafka::delete_topics(&s.kafka, std::slice::from_ref(&foreign))
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{foreign} exists but pipedemo did not create it")),
         "{}",
         text(&o)
     );

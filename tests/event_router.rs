@@ -233,6 +233,22 @@ fn routed(
     (key.map(str::to_owned), value.to_owned(), h)
 }
 
+/// Sets a topic's `max.message.bytes` (the broker's limit for its records).
+async fn limit_topic(s: &pipedemo::config::Settings, topic: &str, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka::client_config(&s.kafka).create().unwrap();
+    let bytes = bytes.to_string();
+    let r = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &bytes)],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+}
+
 #[tokio::test]
 async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
     common::require_stack();
@@ -241,9 +257,12 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
     let s = world_settings(NAME);
     common::setup(&s).await;
     let dlq_start = common::end_offset(&s, &s.kafka.dlq_topic()).await;
+    // The dead-letter topic takes less than the aggregate topics do: a copy the broker
+    // refuses must become a reference, not a retry for ever. (Cleanup deletes the topic.)
+    limit_topic(&s, &s.kafka.dlq_topic(), 200_000).await;
     // An aggregate type nobody handles gets a topic of the router's pattern (the router
-    // would make it on its first event); the consumer's pattern subscription sees it.
-    // Its own name per run: an earlier run's message there would be dead-lettered again.
+    // would make it on its first event), but setup did not make it: the consumer's pattern
+    // reaches it and must leave it alone (not read, dead-lettered or committed).
     let aggregate = format!("Order{}", std::process::id());
     let order = topic(&aggregate);
     kafka::ensure_topic(&s.kafka, &order, 1).await.unwrap();
@@ -303,25 +322,92 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
             routed(Some(&key), user, &full("UserDeleted")),
             "unknown event_type `UserDeleted`",
         ),
+    ];
+    // Hostile ones: whatever they hold, each is dead-lettered (a copy cut to fit, or a
+    // reference) and the events behind them go through.
+    let huge_id = "x".repeat(600_000);
+    let mut duplicated = full("UserCreated");
+    duplicated.push(("id", huge_id.as_str()));
+    let huge_key = format!("\"{}\"", "k".repeat(1_000_000));
+    let big_array = format!("\"[{}1]\"", "1,".repeat(110_000));
+    let hostile = [
         (
-            order.clone(),
-            routed(Some(&key), user, &full("OrderPlaced")),
-            "carries aggregate type `Order",
+            "600 KB id header (the wedge)",
+            routed(Some(&key), user, &{
+                let mut h = without("id");
+                h.push(("id", huge_id.as_str()));
+                h
+            }),
+            "bytes in all)` is not a UUID",
+        ),
+        (
+            "duplicated header, the last 600 KB",
+            routed(Some(&key), user, &duplicated),
+            "header `id` is invalid: `xxx",
+        ),
+        (
+            "1 MB key",
+            routed(Some(&huge_key), user, &full("UserCreated")),
+            "key (the aggregate id)` is invalid",
+        ),
+        (
+            "header value not UTF-8",
+            {
+                let (k, v, h) = routed(Some(&key), user, &without("event_type"));
+                (
+                    k,
+                    v,
+                    common::with_raw_header(h, b"event_type", &[0xff, 0xfe]),
+                )
+            },
+            "header `event_type` is invalid: not UTF-8",
+        ),
+        (
+            "header name not UTF-8",
+            {
+                let mut h = full("UserCreated");
+                h.retain(|(n, _)| *n != "created_at");
+                h.push(("created_at", "yesterday"));
+                let (k, v, h) = routed(Some(&key), user, &h);
+                (k, v, common::with_raw_header(h, &[b'x', 0xff, 0xfe], b"v"))
+            },
+            "is not an ISO-8601 timestamp",
+        ),
+        (
+            "220 KB value the dead-letter topic refuses to copy",
+            routed(Some(&key), &big_array, &full("UserCreated")),
+            "expected a JSON object, got an array",
         ),
     ];
-    let producer: FutureProducer = kafka::client_config(&s.kafka).create().unwrap();
-    for (t, (k, v, h), _) in &cases {
-        let mut rec = FutureRecord::<str, str>::to(t)
-            .payload(v)
-            .headers(h.clone());
-        if let Some(k) = k {
-            rec = rec.key(k);
+    let producer: FutureProducer = kafka::client_config(&s.kafka)
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    let send = |t: String, (k, v, h): (Option<String>, String, OwnedHeaders)| {
+        let producer = producer.clone();
+        async move {
+            let mut rec = FutureRecord::<str, str>::to(&t).payload(&v).headers(h);
+            if let Some(k) = &k {
+                rec = rec.key(k);
+            }
+            producer
+                .send(rec, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|e| panic!("{t}: {e:?}"));
         }
-        producer
-            .send(rec, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|e| panic!("{t}: {e:?}"));
+    };
+    for (t, m, _) in &cases {
+        send(t.clone(), m.clone()).await;
     }
+    for (_, m, _) in &hostile {
+        send(topic("User"), m.clone()).await;
+    }
+    // Not pipedemo's topic: never read.
+    send(
+        order.clone(),
+        routed(Some(&key), user, &full("OrderPlaced")),
+    )
+    .await;
 
     let opts = LoadOptions {
         phase: PhaseOptions {
@@ -334,17 +420,50 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
         .await
         .expect("the run goes on");
     assert!(r.missing.is_empty(), "the good events still arrive");
-    let reasons = common::dead_letter_reasons(&s, dlq_start, cases.len()).await;
+    let dead = cases.len() + hostile.len();
+    let letters = common::dead_letters(&s, dlq_start, dead).await;
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     for (t, _, expected) in &cases {
         assert!(
             reasons.iter().any(|r| r.contains(expected)),
             "{t}: no reason containing {expected:?} in {reasons:#?}"
         );
     }
+    for (name, _, expected) in &hostile {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{name}: no reason containing {expected:?} in {reasons:#?}"
+        );
+    }
+    for l in &letters {
+        assert!(
+            l.reason.len() <= 1100,
+            "a reason echoes at most 1 KB: {}",
+            l.reason.len()
+        );
+        assert!(
+            l.bytes < 200_000,
+            "every dead letter fits the topic: {} bytes",
+            l.bytes
+        );
+    }
+    let references = letters.iter().filter(|l| l.form == "reference").count();
+    assert_eq!(
+        references, 2,
+        "the 1 MB key (too large to copy) and the 220 KB value (refused by the topic) are kept \
+         by reference: {letters:#?}"
+    );
     let v = verify::run(&s, false).await.unwrap();
     assert!(v.passed, "{v:#?}");
     assert_eq!(v.found_events, 200);
-    assert_eq!(v.dead_lettered, cases.len() as u64, "each counted once");
+    assert_eq!(v.dead_lettered, dead as u64, "each counted once");
+    // The foreign topic's message is still there, unread by the group: nothing committed.
+    assert_eq!(messages_in(&s, &order).await, Some(1));
+    assert_eq!(
+        kafka::committed(&s.kafka, &order).await.unwrap(),
+        None,
+        "the group committed an offset on a topic that is not pipedemo's"
+    );
     kafka::delete_topics(&s.kafka, &[order]).await.unwrap();
     let o = run(&["cleanup", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -104,6 +104,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         .thresholds
         .list(Kind::Capacity, a.min_rate.map(Threshold::min_capacity))?;
     let stop = stop_on_signals();
+    super::chaos::restore_left(s).await?;
     setup::run(s, &SetupOptions::fresh(1, a.force)).await?;
     let mut session = Session::start(s, a.retry.consumer(), &stop).await?;
     let shown = Shown::start(session.live.clone(), a.display, &stop);

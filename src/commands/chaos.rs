@@ -89,6 +89,11 @@ pub struct Args {
     /// List the faults, what each does and whether it can run here, and exit.
     #[arg(long)]
     pub list: bool,
+    /// Clear a fault that a chaos run left in force when it was killed (it records each
+    /// fault before injecting it), and exit. `chaos`, `setup`, `full` and `capacity` do this
+    /// first by themselves.
+    #[arg(long, conflicts_with = "list")]
+    pub restore: bool,
     /// Gates on the run's figures (`recovery<30s`, `recovery.kafka-stop<40s`, `lost<=0`,
     /// `p99<…` over the whole run, faults included).
     #[command(flatten)]
@@ -114,6 +119,16 @@ impl From<&Args> for ChaosOptions {
     }
 }
 
+/// Clears, and says so, a fault that a chaos run left in force when it was killed: a
+/// command that sets the pipeline up or breaks it must not start with a fault of an earlier
+/// run still in force.
+pub async fn restore_left(s: &Settings) -> Result<()> {
+    if let Some(done) = chaos::restore(s).await? {
+        eprintln!("{done}");
+    }
+    Ok(())
+}
+
 /// `pipedemo chaos`.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = ChaosOptions::from(&a);
@@ -121,6 +136,17 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         print!("{}", report::fault_list(&chaos::available(s, &o).await?));
         return Ok(Exit::Success.into());
     }
+    if a.restore {
+        match chaos::restore(s).await? {
+            Some(done) => println!("{done}"),
+            None => println!(
+                "no chaos fault was left in force (no {})",
+                chaos::in_force::path(s).display()
+            ),
+        }
+        return Ok(Exit::Success.into());
+    }
+    restore_left(s).await?;
     let thresholds = a.thresholds.list(Kind::Chaos, [])?;
     let stop = stop_on_signals();
     // The consumer processes stop when the session finishes, not on the signal: an

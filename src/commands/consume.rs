@@ -63,7 +63,8 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         crash_armed: a.chaos_hooks.then(arm_on_sigusr1).transpose()?,
         ..ConsumerOptions::default()
     };
-    let running = consumer::start(s, opts, tx, &stop).await?;
+    let ours = crate::provision::ownership::own_topics(s).await?;
+    let running = consumer::start(s, ours, opts, tx, &stop).await?;
     let writer = tokio::spawn(live::collect(rx, sink));
     tracing::info!(topics = %s.kafka.subscription(), routing = %s.kafka.routing, group = %s.kafka.group, "consuming; Ctrl-C to stop");
     let totals = running.join().await?;

@@ -273,6 +273,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         .as_deref()
         .map(|p| super::compare::read_of(p, Kind::Full))
         .transpose()?;
+    super::chaos::restore_left(s).await?;
     let stop = stop_on_signals();
     let mut display = FullDisplay {
         args: a.display,

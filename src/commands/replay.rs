@@ -73,6 +73,9 @@ pub struct ReplayReport {
 pub async fn run(s: &Settings, timeout: Duration, stop: CancellationToken) -> Result<ReplayReport> {
     let started = Instant::now();
     kafka::require_topics(&s.kafka).await?;
+    crate::provision::ownership::require_own_group(s, "replay").await?;
+    let ours = crate::provision::ownership::own_topics(s).await?;
+    ours.require(&s.kafka)?;
     let topics = s.kafka.topics();
     for topic in &topics {
         kafka::reset_group(&s.kafka, topic, ResetTo::Earliest).await?;
@@ -87,7 +90,7 @@ pub async fn run(s: &Settings, timeout: Duration, stop: CancellationToken) -> Re
 
     let (tx, rx) = metrics::channel();
     let halt = stop.child_token();
-    let consumer = consumer::start(s, ConsumerOptions::default(), tx, &halt).await?;
+    let consumer = consumer::start(s, ours, ConsumerOptions::default(), tx, &halt).await?;
     // The consumer logs outages itself; its per-event records are not kept (see above).
     let drain = tokio::spawn(live::collect(rx, Sink::default()));
 

@@ -49,6 +49,7 @@ impl From<&Args> for SetupOptions {
 
 /// `pipedemo setup`.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    super::chaos::restore_left(s).await?;
     setup::run(s, &SetupOptions::from(&a)).await?;
     Ok(ExitCode::SUCCESS)
 }

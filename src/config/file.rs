@@ -44,6 +44,17 @@ impl fmt::Display for Source {
     }
 }
 
+/// What stands between a TOML list's items in a stored value, until [`joined`] puts the
+/// separator of the flag it is for there: `-X` and `--connector-config` take `;`, since their
+/// values hold commas, so a list joined with `,` was one corrupted value.
+const LIST_SEP: &str = "\u{1f}";
+
+/// A stored value as the flag's value: a list's items separated by the flag's own
+/// `delimiter` (`,` for a flag without one).
+pub fn joined(raw: &str, delimiter: Option<char>) -> String {
+    raw.replace(LIST_SEP, delimiter.unwrap_or(',').encode_utf8(&mut [0; 4]))
+}
+
 /// A read config file: its top-level settings and the chosen profile's.
 #[derive(Clone, Debug, Default)]
 pub struct ConfigFile {
@@ -178,7 +189,7 @@ fn flag_value(path: &Path, key: &str, v: &Value) -> Result<String, String> {
             .iter()
             .map(|i| flag_value(path, key, i))
             .collect::<Result<Vec<_>, _>>()?
-            .join(","),
+            .join(LIST_SEP),
         Value::Empty(..) | Value::Dict(..) => {
             return Err(format!(
                 "{}: `{key}` must be a value (a string, number, boolean or list), not a table",
@@ -217,13 +228,27 @@ kafka_bootstrap_servers = "kafka-1:9092,kafka-2:9092"
             f.get("pg_port"),
             Some(("5432", Source::File("pipedemo.toml".into())))
         );
-        assert_eq!(f.get("phases").unwrap().0, "10,100");
+        assert_eq!(joined(f.get("phases").unwrap().0, Some(',')), "10,100");
         assert_eq!(f.get("no_tui").unwrap().0, "true");
         assert_eq!(f.get("pg_user"), None);
         // Without the profile, its settings are not used.
         let f = parse(Path::new("pipedemo.toml"), FILE, None).unwrap();
         assert_eq!(f.get("pg_host").unwrap().0, "db.internal");
         assert_eq!(f.get("kafka_bootstrap_servers"), None);
+    }
+
+    #[test]
+    fn a_list_is_joined_with_its_flags_own_separator() {
+        let f = parse(
+            Path::new("p.toml"),
+            r#"connector_config = ["a=1,2", "database.password=x"]"#,
+            None,
+        )
+        .unwrap();
+        let raw = f.get("connector_config").unwrap().0;
+        assert_eq!(joined(raw, Some(';')), "a=1,2;database.password=x");
+        assert_eq!(joined(raw, None), "a=1,2,database.password=x");
+        assert_eq!(joined("plain", Some(';')), "plain");
     }
 
     #[test]

@@ -214,6 +214,52 @@ impl RoutePattern {
     }
 }
 
+/// Why a route topic pattern cannot be pipedemo's (`None`: it can). The consumer subscribes
+/// to every topic the pattern matches, so the pattern must keep to a namespace of pipedemo's
+/// own: a fixed prefix of at least one segment (a name and a `.`, `_` or `-`) before the one
+/// `${routedByValue}`, and no match for the dead-letter topic, Kafka's internal topics or
+/// Kafka Connect's.
+pub fn route_topic_refusal(pattern: &str, dlq_topic: &str) -> Option<String> {
+    let example = "write a prefix of your own before it, e.g. orders.${routedByValue}";
+    let places = pattern.matches(ROUTED_BY_VALUE).count();
+    if places != 1 {
+        return Some(format!(
+            "--route-topic {pattern} has {} {ROUTED_BY_VALUE}: it needs exactly one, where the \
+             aggregate type goes ({}); {example}",
+            if places == 0 { "no" } else { "more than one" },
+            if places == 0 {
+                "without it every aggregate type would share one topic"
+            } else {
+                "the consumer could not tell which part is the aggregate"
+            },
+        ));
+    }
+    let p = RoutePattern::new(pattern);
+    let segment = p
+        .before
+        .strip_suffix(['.', '_', '-'])
+        .is_some_and(|s| s.chars().any(|c| c.is_ascii_alphanumeric()));
+    if !segment {
+        return Some(format!(
+            "--route-topic {pattern} has no fixed prefix before {ROUTED_BY_VALUE}: the consumer \
+             would subscribe to topics that are not pipedemo's; {example}"
+        ));
+    }
+    if p.before.starts_with('_') || p.before.starts_with("connect-") {
+        return Some(format!(
+            "--route-topic {pattern} would match Kafka's internal topics (`_…`) or Kafka \
+             Connect's (`connect-…`), which pipedemo never reads; {example}"
+        ));
+    }
+    if p.value_of(dlq_topic).is_some() {
+        return Some(format!(
+            "--route-topic {pattern} matches the dead-letter topic {dlq_topic}: the consumer \
+             would read its own dead letters; choose another prefix or --dlq-topic"
+        ));
+    }
+    None
+}
+
 /// `security.protocol`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KafkaSecurity {
@@ -420,12 +466,8 @@ impl KafkaArgs {
     /// Whether the topic settings make sense together.
     pub fn check_routing(&self) -> Result<(), String> {
         if self.routing == Routing::EventRouter {
-            if !self.route_topic().contains(ROUTED_BY_VALUE) {
-                return Err(format!(
-                    "--route-topic {} has no {ROUTED_BY_VALUE}: every aggregate type would share one topic; \
-                     write where the aggregate type goes, e.g. orders.${{routedByValue}}",
-                    self.route_topic()
-                ));
+            if let Some(why) = route_topic_refusal(&self.route_topic(), &self.dlq_topic()) {
+                return Err(why);
             }
             if self.topic.is_some() {
                 return Err(
@@ -509,5 +551,36 @@ mod tests {
         let k = args(&["--routing", "event-router", "--topic", "mine"]);
         let e = k.check_routing().unwrap_err();
         assert!(e.contains("set --route-topic instead"), "{e}");
+    }
+
+    #[test]
+    fn a_route_topic_must_keep_to_a_namespace_of_pipedemos_own() {
+        let dlq = "pipedemo.public.event_outbox.dlq";
+        let refused = |p: &str| route_topic_refusal(p, dlq).unwrap_or_default();
+        // `^.+$`: every topic of the cluster, connect-configs (passwords) included.
+        assert!(refused("${routedByValue}").contains("no fixed prefix"));
+        assert!(refused("x${routedByValue}").contains("no fixed prefix"));
+        assert!(refused("..${routedByValue}").contains("no fixed prefix"));
+        assert!(refused("a.${routedByValue}.${routedByValue}").contains("more than one"));
+        assert!(refused("connect-${routedByValue}").contains("Kafka Connect's"));
+        assert!(refused("__${routedByValue}").contains("no fixed prefix"));
+        assert!(refused("_confluent-${routedByValue}").contains("internal topics"));
+        let e = refused("pipedemo.public.${routedByValue}");
+        assert!(e.contains("matches the dead-letter topic"), "{e}");
+        for ok in [
+            "pipedemo.outbox.event.${routedByValue}",
+            "orders.${routedByValue}",
+            "events-${routedByValue}-v1",
+        ] {
+            assert_eq!(route_topic_refusal(ok, dlq), None, "{ok}");
+        }
+        // Through the settings: the refusal names the flag.
+        let k = args(&[
+            "--routing",
+            "event-router",
+            "--route-topic",
+            "${routedByValue}",
+        ]);
+        assert!(k.check_routing().unwrap_err().contains("--route-topic"));
     }
 }

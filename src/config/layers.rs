@@ -83,8 +83,13 @@ pub fn unknown_key(cmd: &clap::Command, f: &super::file::ConfigFile) -> Option<S
 /// The file's values as the defaults of the flags they name, on every subcommand that has
 /// the flag.
 pub fn with_file_defaults(mut cmd: clap::Command, f: &super::file::ConfigFile) -> clap::Command {
-    let set = |a: clap::Arg| match key_of(&a).and_then(|k| f.get(&k)) {
-        Some((v, _)) => a.default_value(v.to_string()),
+    let set = |a: clap::Arg| match key_of(&a).and_then(|k| f.get(&k).map(|(v, _)| (k, v))) {
+        Some((k, v)) => {
+            // A secret's default would print in `--help`.
+            let secret = a.is_hide_env_values_set() || super::is_secret_key(&k);
+            let v = super::file::joined(v, a.get_value_delimiter());
+            a.default_value(v).hide_default_value(secret)
+        }
         None => a,
     };
     let global: Vec<String> = cmd
@@ -170,7 +175,7 @@ pub fn sources(
             if let Some((v, source)) = f.get(k) {
                 out.push(super::SettingSource {
                     key: k.clone(),
-                    value: super::shown_value(k, v, false),
+                    value: super::shown_value(k, &super::file::joined(v, None), false),
                     source,
                 });
             }

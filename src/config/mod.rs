@@ -95,43 +95,38 @@ fn display<S: serde::Serializer>(v: &file::Source, s: S) -> Result<S::Ok, S::Err
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Sources(pub Vec<SettingSource>);
 
-/// A setting's value as `pipedemo config` shows it: secrets, passwords in URLs and secret
-/// entries of key=value lists as `***`.
+/// A setting's value as `pipedemo config` shows it: [`secrets::redact_value`], the one rule.
 pub fn shown_value(key: &str, value: &str, secret: bool) -> String {
-    if value.is_empty() {
-        return value.into();
-    }
-    if value.contains("://") {
-        return redact_uri(value);
-    }
-    if secret || is_secret_key(key) {
-        return "***".into();
-    }
-    if value.contains('=') {
-        return value
-            .split([',', ';'])
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => format!("{k}={}", redact_setting(k, v)),
-                None => kv.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-    }
-    value.into()
+    secrets::redact_value(key, value, secret)
 }
 
-/// Settings given on the command line, as `(variable, value)`: a `pipedemo consume` started
-/// by this process (chaos runs) gets them in its environment, never in its arguments, where
-/// any user of the machine could read a password. Values from the environment or `.env`
-/// are inherited anyway.
+/// Every setting of this process, as `(variable, value)`: a `pipedemo consume` started by
+/// this process (chaos runs) gets them in its environment (never in its arguments, where any
+/// user of the machine could read a password), with every variable a setting reads removed
+/// first and [`SETTINGS_FROM_PARENT`] set, so that it runs with exactly the parent's
+/// settings: nothing inherited, nothing read again from `.env` or the config file.
 #[derive(Clone, Default)]
-pub struct ChildEnv(pub Vec<(String, std::ffi::OsString)>);
+pub struct ChildEnv {
+    /// The settings' variables and values.
+    pub vars: Vec<(String, std::ffi::OsString)>,
+    /// Every variable a setting reads (with and without the `PIPEDEMO_` prefix).
+    pub remove: Vec<String>,
+}
+
+/// Set in a child's environment: its settings come from the parent, whole, so it reads
+/// neither `.env` nor the config file.
+pub const SETTINGS_FROM_PARENT: &str = "PIPEDEMO_SETTINGS_FROM_PARENT";
+
+/// Whether this process's settings were given whole by its parent.
+pub fn settings_from_parent() -> bool {
+    std::env::var_os(SETTINGS_FROM_PARENT).is_some_and(|v| v == "1")
+}
 
 impl std::fmt::Debug for ChildEnv {
     /// Names only: the values may be secrets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.0.iter().map(|(k, _)| k))
+            .entries(self.vars.iter().map(|(k, _)| k))
             .finish()
     }
 }

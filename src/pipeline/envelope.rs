@@ -10,6 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::pipeline::bounded;
+
 /// One row of `event_outbox`, as captured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutboxEvent {
@@ -243,8 +245,9 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
     let op_text = env
         .op
         .ok_or_else(|| EnvelopeError::NotEnvelope("no `op` field".into()))?;
-    let op = Op::parse(op_text)
-        .ok_or_else(|| EnvelopeError::NotEnvelope(format!("unknown op `{op_text}`")))?;
+    let op = Op::parse(op_text).ok_or_else(|| {
+        EnvelopeError::NotEnvelope(format!("unknown op `{}`", bounded::value(op_text)))
+    })?;
     let row = match op {
         // The outbox is insert-only: a delete is a row's retention ending (`--outbox-delete`
         // deletes each row in its own transaction), with only its key in `before` under the
@@ -252,9 +255,9 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
         Op::Delete | Op::Truncate | Op::Message => return Ok(Decoded::NoRow(op)),
         _ => env.after,
     };
-    let row = row
-        .filter(|r| r.get() != "null")
-        .ok_or_else(|| EnvelopeError::NotEnvelope(format!("op `{op_text}` without a row")))?;
+    let row = row.filter(|r| r.get() != "null").ok_or_else(|| {
+        EnvelopeError::NotEnvelope(format!("op `{}` without a row", bounded::value(op_text)))
+    })?;
     let row: Row = serde_json::from_str(row.get())
         .map_err(|e| EnvelopeError::NotEnvelope(format!("row is not an object ({e})")))?;
     let event = parse_row(row)?;
@@ -369,7 +372,7 @@ fn check_key(key: &[u8], row: &OutboxEvent) -> Result<(), EnvelopeError> {
             if Uuid::parse_str(k).ok() != Some(expected) {
                 return Err(EnvelopeError::KeyMismatch {
                     field,
-                    key: k.to_owned(),
+                    key: bounded::value(k).into_owned(),
                     row: expected,
                 });
             }
@@ -409,7 +412,7 @@ fn uuid_field(field: &'static str, v: Option<Value>) -> Result<Uuid, EnvelopeErr
     let s = string_field(field, v)?;
     Uuid::parse_str(&s).map_err(|e| EnvelopeError::BadField {
         field,
-        reason: format!("`{s}` is not a UUID ({e})"),
+        reason: format!("`{}` is not a UUID ({e})", bounded::value(&s)),
     })
 }
 
@@ -422,7 +425,10 @@ fn timestamp_field(field: &'static str, v: Option<Value>) -> Result<i64, Envelop
             .map(|t| t.timestamp_micros())
             .map_err(|e| EnvelopeError::BadField {
                 field,
-                reason: format!("`{s}` is not an ISO-8601 timestamp ({e})"),
+                reason: format!(
+                    "`{}` is not an ISO-8601 timestamp ({e})",
+                    bounded::value(&s)
+                ),
             }),
         Some(Value::Number(n)) => match n.as_i64() {
             // Epoch microseconds have 16 digits today, milliseconds 13.

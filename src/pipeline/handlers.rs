@@ -10,6 +10,7 @@ use mongodb::bson::{doc, DateTime, Document};
 use serde::Deserialize;
 
 use crate::event::EventType;
+use crate::pipeline::bounded;
 use crate::pipeline::envelope::OutboxEvent;
 
 /// The write an event asks for.
@@ -199,7 +200,12 @@ fn required<'a>(event: &OutboxEvent, field: &str, v: &'a str) -> Result<&'a str,
 fn uuid_text(event: &OutboxEvent, field: &str, v: &str) -> Result<String, HandlerError> {
     uuid::Uuid::parse_str(v)
         .map(|u| u.to_string())
-        .map_err(|_| invalid(event, format!("`{field}` is not a UUID: `{v}`")))
+        .map_err(|_| {
+            invalid(
+                event,
+                format!("`{field}` is not a UUID: `{}`", bounded::value(v)),
+            )
+        })
 }
 
 fn metadata(event: &OutboxEvent) -> Document {
@@ -237,7 +243,7 @@ impl Handler for UserCreated {
         if !email.contains('@') {
             return Err(invalid(
                 event,
-                format!("`email` is not an address: `{email}`"),
+                format!("`email` is not an address: `{}`", bounded::value(email)),
             ));
         }
         let id = event.aggregate_id.to_string();
@@ -281,7 +287,12 @@ fn parse_start(event: &OutboxEvent, s: &str) -> Result<DateTime, HandlerError> {
             chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
                 .map(|t| t.and_utc().timestamp_millis())
         })
-        .map_err(|_| invalid(event, format!("`start_date` is not ISO-8601: `{s}`")))?;
+        .map_err(|_| {
+            invalid(
+                event,
+                format!("`start_date` is not ISO-8601: `{}`", bounded::value(s)),
+            )
+        })?;
     Ok(DateTime::from_millis(parsed))
 }
 

@@ -5,6 +5,7 @@
 //! [`crate::provision`]'s job.
 
 pub mod backoff;
+pub mod bounded;
 pub mod consumer;
 pub mod diagnose;
 pub mod envelope;

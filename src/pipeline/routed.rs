@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::config::RoutePattern;
 use crate::event::{AggregateType, EventType};
+use crate::pipeline::bounded;
 use crate::pipeline::envelope::{parse_payload, Change, Decoded, EnvelopeError, Op, OutboxEvent};
 
 /// The headers the Event Router's messages carry for pipedemo, beside the router's own `id`
@@ -40,15 +41,15 @@ pub struct RoutedHeaders<'a> {
 
 impl<'a> RoutedHeaders<'a> {
     /// Picks pipedemo's headers out of a message's `(name, value)` headers (the last of a
-    /// name wins, as Kafka's own `lastHeader`).
-    pub fn pick(all: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
+    /// name wins, as Kafka's own `lastHeader`); names are bytes, as Kafka carries them.
+    pub fn pick(all: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Self {
         let mut h = RoutedHeaders::default();
         for (name, value) in all {
             let slot = match name {
-                headers::ID => &mut h.id,
-                headers::EVENT_TYPE => &mut h.event_type,
-                headers::CREATED_AT => &mut h.created_at,
-                headers::CAPTURED_US => &mut h.captured_us,
+                n if n == headers::ID.as_bytes() => &mut h.id,
+                n if n == headers::EVENT_TYPE.as_bytes() => &mut h.event_type,
+                n if n == headers::CREATED_AT.as_bytes() => &mut h.created_at,
+                n if n == headers::CAPTURED_US.as_bytes() => &mut h.captured_us,
                 _ => continue,
             };
             *slot = value;
@@ -106,7 +107,7 @@ pub fn decode(
     let event_id = header_text(headers::ID, h.id)?;
     let event_id = Uuid::parse_str(event_id).map_err(|e| EnvelopeError::BadHeader {
         header: headers::ID,
-        reason: format!("`{event_id}` is not a UUID ({e})"),
+        reason: format!("`{}` is not a UUID ({e})", bounded::value(event_id)),
     })?;
     let event_type = header_text(headers::EVENT_TYPE, h.event_type)?.to_owned();
     if let Some(t) = EventType::parse(&event_type) {
@@ -124,12 +125,18 @@ pub fn decode(
         .map(|t| t.timestamp_micros())
         .map_err(|e| EnvelopeError::BadHeader {
             header: headers::CREATED_AT,
-            reason: format!("`{created_at}` is not an ISO-8601 timestamp ({e})"),
+            reason: format!(
+                "`{}` is not an ISO-8601 timestamp ({e})",
+                bounded::value(created_at)
+            ),
         })?;
     let captured = header_text(headers::CAPTURED_US, h.captured_us)?;
     let captured_us: i64 = captured.parse().map_err(|_| EnvelopeError::BadHeader {
         header: headers::CAPTURED_US,
-        reason: format!("`{captured}` is not microseconds since the epoch"),
+        reason: format!(
+            "`{}` is not microseconds since the epoch",
+            bounded::value(captured)
+        ),
     })?;
     let aggregate_id = aggregate_key(key)?;
     let text = std::str::from_utf8(value).map_err(|e| EnvelopeError::NotUtf8(e.valid_up_to()))?;
@@ -183,7 +190,7 @@ fn aggregate_key(key: Option<&[u8]>) -> Result<Uuid, EnvelopeError> {
     let text = unquote(std::str::from_utf8(key).unwrap_or_default());
     Uuid::parse_str(text).map_err(|e| EnvelopeError::BadField {
         field: "key (the aggregate id)",
-        reason: format!("`{text}` is not a UUID ({e})"),
+        reason: format!("`{}` is not a UUID ({e})", bounded::value(text)),
     })
 }
 
@@ -198,11 +205,14 @@ mod tests {
 
     fn headers() -> RoutedHeaders<'static> {
         RoutedHeaders::pick([
-            ("__debezium.context.connectorName", Some(&b"postgresql"[..])),
-            ("pipedemo.captured_us", Some(&b"1796052558045280"[..])),
-            ("id", Some(&b"52d6f2e6-1a0b-4b79-b772-c3252ab2f5fd"[..])),
-            ("event_type", Some(&b"UserCreated"[..])),
-            ("created_at", Some(&b"2026-11-30T15:28:28.926225Z"[..])),
+            (
+                &b"__debezium.context.connectorName"[..],
+                Some(&b"postgresql"[..]),
+            ),
+            (b"pipedemo.captured_us", Some(b"1796052558045280")),
+            (b"id", Some(b"52d6f2e6-1a0b-4b79-b772-c3252ab2f5fd")),
+            (b"event_type", Some(b"UserCreated")),
+            (b"created_at", Some(b"2026-11-30T15:28:28.926225Z")),
         ])
     }
 

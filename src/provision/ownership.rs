@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
 use crate::config::{Routing, Settings};
+use crate::pipeline::consumer::OwnTopics;
 use crate::pipeline::kafka;
 use crate::pipeline::store::ReadModels;
 use crate::provision::connector::{is_marked, publication_name, Connect};
@@ -535,6 +536,37 @@ pub async fn recorded(pg: &Client, kind: Kind, scope: &str) -> Result<Vec<String
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The topics setup recorded as pipedemo's in the cluster `s.kafka` reaches: the consumer
+/// reads nothing else.
+pub async fn own_topics(s: &Settings) -> Result<OwnTopics> {
+    let pg = crate::pipeline::outbox::connect(&s.pg).await?;
+    let cluster = kafka::cluster_id(&s.kafka).await?;
+    Ok(OwnTopics::new(recorded(&pg, Kind::Topic, &cluster).await?))
+}
+
+/// Refuses to go on when the consumer group exists and setup did not record it as
+/// pipedemo's: rewinding it (`replay`) would move somebody else's position. Setup's rule,
+/// without a way to force it: point `--group` at a group of pipedemo's.
+pub async fn require_own_group(s: &Settings, doing: &str) -> Result<()> {
+    let Some(state) = kafka::group_state(&s.kafka, &s.kafka.group).await? else {
+        return Ok(());
+    };
+    let pg = crate::pipeline::outbox::connect(&s.pg).await?;
+    let cluster = kafka::cluster_id(&s.kafka).await?;
+    if recorded(&pg, Kind::Group, &cluster)
+        .await?
+        .contains(&s.kafka.group)
+    {
+        return Ok(());
+    }
+    Err(crate::exit::config(format!(
+        "{doing} refused: Kafka consumer group {} ({}, {} member(s)) was not created by \
+         pipedemo, and {doing} would move its committed offsets. Point --group \
+         (CONSUMER_GROUP) at a group of pipedemo's, e.g. the one `pipedemo setup` made",
+        s.kafka.group, state.state, state.members
+    )))
 }
 
 /// Records report files a command wrote (each carries this run's id), so that `cleanup` can

@@ -284,9 +284,17 @@ impl Inner {
             log.write_all(crate::run_id::log_header().as_bytes())?;
         }
         let exe = std::env::current_exe().context("cannot find the pipedemo executable")?;
-        let child = tokio::process::Command::new(exe)
+        let mut cmd = tokio::process::Command::new(exe);
+        own_group_dying_with_parent(&mut cmd);
+        // Exactly the parent's settings: none of the variables a setting reads is inherited
+        // (nor read again from `.env` or the config file), each is given as the parent has it.
+        for name in &self.settings.child_env.remove {
+            cmd.env_remove(name);
+        }
+        let child = cmd
             .args(["consume", "--chaos-hooks"])
-            .envs(self.settings.child_env.0.iter().map(|(k, v)| (k, v)))
+            .envs(self.settings.child_env.vars.iter().map(|(k, v)| (k, v)))
+            .env(crate::config::SETTINGS_FROM_PARENT, "1")
             .env("METRICS_FILE", &file)
             .env("NO_COLOR", "1")
             // The port is this process's.
@@ -302,6 +310,30 @@ impl Inner {
         let task = tokio::spawn(tail(file.clone(), tx, stop.clone()));
         self.tails.push(Tail { stop, task, file });
         Ok(Proc { child, pid })
+    }
+}
+
+/// Puts a child in a process group of its own, so that a Ctrl-C at the terminal reaches only
+/// pipedemo (which stops its children itself, after clearing any fault), and has the kernel
+/// send it SIGTERM when pipedemo dies, so that no consumer goes on consuming and committing
+/// after a killed parent. The runtime is single-threaded: the thread that spawns is the
+/// process's main thread, whose end is the process's (the parent-death signal follows the
+/// spawning thread).
+pub fn own_group_dying_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id() as libc::pid_t;
+    cmd.process_group(0);
+    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the signal was asked for: do as it would have done.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+            Ok(())
+        });
     }
 }
 

@@ -267,7 +267,8 @@ impl Session {
         let retry_limit = opts.retry_limit;
         let consumer = match host {
             Host::InProcess => {
-                let mut c = consumer::start(s, opts, tx, stop).await?;
+                let ours = crate::provision::ownership::own_topics(s).await?;
+                let mut c = consumer::start(s, ours, opts, tx, stop).await?;
                 c.assigned.wait(Duration::from_secs(30)).await?;
                 Consumer::Here(c)
             }

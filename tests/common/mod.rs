@@ -261,9 +261,30 @@ pub async fn end_offset(s: &Settings, topic: &str) -> i64 {
     .unwrap()
 }
 
+/// One dead letter as read back from the dead-letter topic.
+#[derive(Debug)]
+pub struct Letter {
+    /// Its `pipedemo.error` header.
+    pub reason: String,
+    /// Its `pipedemo.dead_letter` header: `copy` or `reference`.
+    pub form: String,
+    /// Key, value and headers, bytes.
+    pub bytes: usize,
+}
+
 /// Reads `n` messages of the dead-letter topic from `from`, returning their reasons; fails if
 /// they do not come within 20 s each.
 pub async fn dead_letter_reasons(s: &Settings, from: i64, n: usize) -> Vec<String> {
+    dead_letters(s, from, n)
+        .await
+        .into_iter()
+        .map(|l| l.reason)
+        .collect()
+}
+
+/// Reads `n` messages of the dead-letter topic from `from`; fails if they do not come within
+/// 20 s each, or if more come.
+pub async fn dead_letters(s: &Settings, from: i64, n: usize) -> Vec<Letter> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
     use rdkafka::Message;
@@ -276,26 +297,63 @@ pub async fn dead_letter_reasons(s: &Settings, from: i64, n: usize) -> Vec<Strin
     tpl.add_partition_offset(&s.kafka.dlq_topic(), 0, rdkafka::Offset::Offset(from))
         .unwrap();
     consumer.assign(&tpl).unwrap();
-    let mut reasons = Vec::new();
-    while reasons.len() < n {
+    let mut letters: Vec<Letter> = Vec::new();
+    while letters.len() < n {
         let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {n} dead letters: {reasons:#?}", reasons.len()))
+            .unwrap_or_else(|_| panic!("only {} of {n} dead letters: {letters:#?}", letters.len()))
             .unwrap();
         let h = m.headers().expect("dead letters carry headers");
         assert!(h.iter().any(|h| h.key == "pipedemo.original.offset"));
-        assert!(m.payload().is_some(), "the original bytes are kept");
-        let reason = h
-            .iter()
-            .find(|h| h.key == "pipedemo.error")
-            .and_then(|h| h.value)
-            .expect("reason header");
-        reasons.push(String::from_utf8_lossy(reason).into_owned());
+        assert!(
+            m.payload().is_some(),
+            "the original bytes (or where they are) are kept"
+        );
+        let header = |name: &str| {
+            h.iter()
+                .filter(|h| h.key == name)
+                .last()
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        letters.push(Letter {
+            reason: header("pipedemo.error").expect("reason header"),
+            form: header("pipedemo.dead_letter").unwrap_or_default(),
+            bytes: m.key().map_or(0, <[u8]>::len)
+                + m.payload().map_or(0, <[u8]>::len)
+                + h.iter()
+                    .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                    .sum::<usize>(),
+        });
     }
     let extra = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
     assert!(
         extra.is_err(),
-        "more dead letters than expected: {reasons:#?}"
+        "more dead letters than expected: {letters:#?}"
     );
-    reasons
+    letters
+}
+
+/// `headers` with one more header whose name is any bytes (rdkafka's own `insert` takes only
+/// UTF-8 names; Kafka does not care).
+pub fn with_raw_header(
+    headers: rdkafka::message::OwnedHeaders,
+    name: &[u8],
+    value: &[u8],
+) -> rdkafka::message::OwnedHeaders {
+    use rdkafka::bindings as rd;
+    let p = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
+        as *mut rd::rd_kafka_headers_t;
+    // SAFETY: a header list this test owns; librdkafka copies name and value.
+    let err = unsafe {
+        rd::rd_kafka_header_add(
+            p,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            value.as_ptr().cast(),
+            value.len() as isize,
+        )
+    };
+    assert_eq!(err, rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    headers
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::event::EventType;
+use crate::pipeline::bounded;
 use crate::pipeline::envelope::{check_created_at, decode, Decoded, Op, OutboxEvent};
 use crate::pipeline::handlers::{Registry, WriteOp};
 use crate::pipeline::routed::{self, Origin, RoutedHeaders};
@@ -77,6 +78,25 @@ pub struct DeadLetter {
     pub event_type: Option<String>,
 }
 
+impl DeadLetter {
+    /// The dead letter of message `index`. The reason and event type may repeat any part of
+    /// the message, so both are cut to [`bounded::ECHO_LIMIT`]: they go into a header, the
+    /// log and the dashboard, none of which may grow with the input.
+    pub fn new(
+        index: usize,
+        reason: String,
+        event_id: Option<Uuid>,
+        event_type: Option<&str>,
+    ) -> Self {
+        DeadLetter {
+            index,
+            reason: bounded::echo(reason),
+            event_id,
+            event_type: event_type.map(|t| bounded::prefix(t, bounded::ECHO_LIMIT).into_owned()),
+        }
+    }
+}
+
 /// A message skipped on purpose (snapshot read, update, delete, tombstone, …).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Skip {
@@ -140,12 +160,8 @@ pub fn plan<'a>(
                 continue;
             }
             Err(e) => {
-                plan.dead.push(DeadLetter {
-                    index,
-                    reason: e.to_string(),
-                    event_id: None,
-                    event_type: None,
-                });
+                plan.dead
+                    .push(DeadLetter::new(index, e.to_string(), None, None));
                 continue;
             }
         };
@@ -189,12 +205,12 @@ pub fn plan<'a>(
                     event: change.event,
                 });
             }
-            Err(reason) => plan.dead.push(DeadLetter {
+            Err(reason) => plan.dead.push(DeadLetter::new(
                 index,
                 reason,
-                event_id: Some(change.event.event_id),
-                event_type: Some(change.event.event_type.clone()),
-            }),
+                Some(change.event.event_id),
+                Some(&change.event.event_type),
+            )),
         }
     }
     plan
@@ -289,12 +305,12 @@ pub fn account(
 
 impl Pending {
     fn dead(&self, reason: String) -> DeadLetter {
-        DeadLetter {
-            index: self.index,
+        DeadLetter::new(
+            self.index,
             reason,
-            event_id: Some(self.event.event_id),
-            event_type: Some(self.event.event_type.clone()),
-        }
+            Some(self.event.event_id),
+            Some(&self.event.event_type),
+        )
     }
 }
 

@@ -1,14 +1,16 @@
 //! The consumer's membership in its Kafka consumer group: subscribing, hearing about partition
 //! assignment, and telling a consumer that has stopped receiving from one with nothing to do.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::{ClientContext, Offset};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::gate::OwnTopics;
 use crate::config::KafkaArgs;
 use crate::pipeline::kafka::{client_config, Position};
 
@@ -19,6 +21,10 @@ pub(super) const COMMIT_EVERY_MS: u64 = 100;
 /// partitions.
 pub(super) struct Ctx {
     assigned: Arc<watch::Sender<Holding>>,
+    /// The topics it may read; a foreign partition the pattern reached is paused at once.
+    ours: Arc<OwnTopics>,
+    /// Foreign topics already named in the log (once each per consumer).
+    told: Mutex<HashSet<String>>,
 }
 
 /// The consumer's share of the topic.
@@ -34,14 +40,15 @@ pub struct Holding {
 impl ClientContext for Ctx {}
 
 impl ConsumerContext for Ctx {
-    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let parts: Vec<(String, i32)> = tpl
+                let (parts, foreign): (Vec<_>, Vec<_>) = tpl
                     .elements()
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
+                    .partition(|(t, _)| self.ours.admits(t));
+                self.pause_foreign(c, &foreign);
                 tracing::info!(partitions = %list(&parts), "partitions assigned");
                 self.assigned.send_modify(|h| {
                     h.partitions = parts.len();
@@ -53,6 +60,34 @@ impl ConsumerContext for Ctx {
                 self.assigned.send_modify(|h| h.partitions = 0);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
+
+impl Ctx {
+    /// Pauses partitions of topics that are not pipedemo's, so that nothing of theirs is
+    /// fetched, and names each such topic once.
+    fn pause_foreign(&self, c: &BaseConsumer<Self>, foreign: &[(String, i32)]) {
+        if foreign.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in foreign {
+            tpl.add_partition(t, *p);
+        }
+        if let Err(e) = c.pause(&tpl) {
+            // The consumer still drops whatever it fetches of them (see `run`).
+            tracing::debug!(error = %e, "pausing foreign partitions");
+        }
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        for (t, _) in foreign {
+            if told.insert(t.clone()) {
+                tracing::warn!(
+                    topic = %t,
+                    "topic matches the subscription but pipedemo did not create it; not read, \
+                     dead-lettered or committed (setup records the topics it makes)"
+                );
+            }
         }
     }
 }
@@ -100,17 +135,19 @@ pub(super) struct Membership {
     /// A topic, or (starting with `^`) a pattern of topics.
     subscription: String,
     assigned: Arc<watch::Sender<Holding>>,
+    ours: Arc<OwnTopics>,
 }
 
 impl Membership {
-    /// A membership of `kafka.group` on [`KafkaArgs::subscription`], and the handle that
-    /// hears its assignments.
-    pub(super) fn new(kafka: &KafkaArgs) -> (Membership, Assigned) {
+    /// A membership of `kafka.group` on [`KafkaArgs::subscription`], reading only `ours`,
+    /// and the handle that hears its assignments.
+    pub(super) fn new(kafka: &KafkaArgs, ours: Arc<OwnTopics>) -> (Membership, Assigned) {
         let (tx, rx) = watch::channel(Holding::default());
         let m = Membership {
             kafka: kafka.clone(),
             subscription: kafka.subscription(),
             assigned: Arc::new(tx),
+            ours,
         };
         (m, Assigned(rx))
     }
@@ -145,6 +182,8 @@ impl Membership {
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(Ctx {
                 assigned: self.assigned.clone(),
+                ours: self.ours.clone(),
+                told: Mutex::default(),
             })
             .context("creating the Kafka consumer")?;
         consumer

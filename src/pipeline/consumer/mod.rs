@@ -11,6 +11,7 @@
 //! is the one way every command runs a consumer.
 
 pub mod batch;
+mod gate;
 mod group;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers as _, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,13 +28,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{RoutePattern, Routing, Settings};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::handlers::{Registry, WriteOp};
-use crate::pipeline::kafka::{DeadLetters, LagProbe};
+use crate::pipeline::kafka::{headers, DeadLetters, LagProbe};
 use crate::pipeline::routed::{Origin, RoutedHeaders};
 use crate::pipeline::store::{Outcome, ReadModels, TransientError, WriteResult};
 use crate::telemetry::clock::now_us;
 use crate::telemetry::metrics::{ErrorRecord, MetricEvent, MetricsSender};
 
 use batch::{DeadLetter, Message, Route};
+pub use gate::OwnTopics;
 pub use group::{Assigned, Holding};
 use group::{Ctx, Membership, Stalled};
 
@@ -145,14 +147,17 @@ impl Running {
 }
 
 /// Connects to Kafka and MongoDB, subscribes to the outbox topic and consumes on a task until
-/// `stop` is cancelled (or [`Running::finish`]), sending what it measures on `metrics`.
+/// `stop` is cancelled (or [`Running::finish`]), sending what it measures on `metrics`. It
+/// reads only topics of `ours` (what setup recorded; see [`gate`]), and refuses to start when
+/// a topic it is configured for is not one of them.
 pub async fn start(
     settings: &Settings,
+    ours: OwnTopics,
     opts: ConsumerOptions,
     metrics: MetricsSender,
     stop: &CancellationToken,
 ) -> Result<Running> {
-    let (pipeline, assigned, partitions) = Pipeline::new(settings, opts, metrics).await?;
+    let (pipeline, assigned, partitions) = Pipeline::new(settings, ours, opts, metrics).await?;
     let stop = stop.child_token();
     let task = tokio::spawn(pipeline.run(stop.clone()));
     Ok(Running {
@@ -174,6 +179,8 @@ struct Pipeline {
     /// The Event Router's topic pattern when the connector routes; `None` for raw change
     /// events.
     route_pattern: Option<RoutePattern>,
+    /// The topics it may read (see [`gate`]).
+    ours: std::sync::Arc<OwnTopics>,
     dlq: DeadLetters,
     store: ReadModels,
     registry: Registry,
@@ -202,12 +209,7 @@ impl Received {
             None => Route::Raw,
             Some(pattern) => Route::Routed {
                 origin: Origin::of(self.msg.topic(), pattern),
-                headers: RoutedHeaders::pick(
-                    self.msg
-                        .headers()
-                        .into_iter()
-                        .flat_map(|h| h.iter().map(|x| (x.key, x.value))),
-                ),
+                headers: RoutedHeaders::pick(headers::raw(self.msg.headers())),
             },
         };
         Message {
@@ -228,15 +230,18 @@ const STALL_AFTER: Duration = Duration::from_secs(10);
 impl Pipeline {
     async fn new(
         settings: &Settings,
+        ours: OwnTopics,
         opts: ConsumerOptions,
         metrics: MetricsSender,
     ) -> Result<(Self, Assigned, usize)> {
+        let partitions = crate::pipeline::kafka::require_topics(&settings.kafka).await?;
+        ours.require(&settings.kafka)?;
         let store = ReadModels::connect(&settings.mongo).await?;
         // The consumer creates the database when it is not there (a replay rebuilding lost
         // read models): it is pipedemo's then, and setup may clear it later.
         store.mark_if_new().await?;
-        let partitions = crate::pipeline::kafka::require_topics(&settings.kafka).await?;
-        let (membership, assigned) = Membership::new(&settings.kafka);
+        let ours = std::sync::Arc::new(ours);
+        let (membership, assigned) = Membership::new(&settings.kafka, ours.clone());
         let consumer = membership.subscribe()?;
         Ok((
             Pipeline {
@@ -247,6 +252,7 @@ impl Pipeline {
                 dlq: DeadLetters::new(&settings.kafka)?,
                 route_pattern: (settings.kafka.routing == Routing::EventRouter)
                     .then(|| settings.kafka.route_pattern()),
+                ours,
                 store,
                 registry: Registry::standard(),
                 metrics,
@@ -307,6 +313,12 @@ impl Pipeline {
                     _ => break,
                 }
             }
+            // Fetched before the pause of a foreign partition took hold: not pipedemo's to
+            // read, dead-letter or commit.
+            batch.retain(|r| self.ours.admits(r.msg.topic()));
+            if batch.is_empty() {
+                continue;
+            }
             if !self.process(&batch, &stop, &mut totals).await? {
                 // Stopped during an outage: the batch is not committed and will be redelivered.
                 return Ok(totals);
@@ -342,7 +354,12 @@ impl Pipeline {
     /// has stopped receiving while messages wait (see [`group::stalled`]). Nothing is lost,
     /// because offsets are committed only after the writes.
     async fn unstall(&mut self) -> Result<()> {
-        let positions = group::positions(&self.consumer);
+        // Paused foreign partitions have messages waiting that are not the consumer's.
+        let positions = group::positions(&self.consumer).map(|mut p| {
+            p.retain(|(t, _, _)| self.ours.admits(t));
+            p
+        });
+        let positions = positions.filter(|p| !p.is_empty());
         let holds = positions.is_some();
         let waiting = match self.probe.waiting(positions).await {
             Ok(n) => n,
@@ -517,13 +534,9 @@ impl Pipeline {
             event_id = %event_id, reason = %d.reason,
             "message cannot be handled; sent to the dead-letter topic {}", self.dlq.topic()
         );
-        let source = (m.topic(), m.partition(), m.offset());
         let what = format!("the dead-letter topic {}", self.dlq.topic());
         let sent = self
-            .until_done(stop, &what, || {
-                self.dlq
-                    .send(m.key(), m.payload(), m.headers(), source, &d.reason)
-            })
+            .until_done(stop, &what, || self.dlq.send(m, &d.reason))
             .await?;
         if sent.is_none() {
             return Ok(false);

@@ -49,6 +49,20 @@ fn watermarks_with(
         .collect()
 }
 
+/// The group's committed offset on each partition of `topic` that has one; `None` when it has
+/// committed nothing there (or the topic does not exist).
+pub async fn committed(args: &KafkaArgs, topic: &str) -> Result<Option<Vec<(i32, i64)>>> {
+    with_client(args, topic, true, |c, args, topic| {
+        let parts = partitions_with(c, args, topic)?.unwrap_or_default();
+        let done: Vec<(i32, i64)> = committed_with(c, args, topic, &parts)?
+            .into_iter()
+            .filter_map(|(p, o)| o.map(|o| (p, o)))
+            .collect();
+        Ok((!done.is_empty()).then_some(done))
+    })
+    .await
+}
+
 fn committed_with(
     c: &BaseConsumer<ProbeContext>,
     args: &KafkaArgs,

@@ -1,10 +1,11 @@
 //! Kafka plumbing, one job a module: the [`client`] settings and the errors that name the
 //! setting to change, [`admin`] for setup and cleanup, the group's [`lag`], and the
-//! [`dead_letters`] producer.
+//! [`dead_letters`] producer, and [`headers`] read whatever bytes they hold.
 
 pub mod admin;
 pub mod client;
 pub mod dead_letters;
+pub mod headers;
 pub mod lag;
 
 pub use admin::{
@@ -14,5 +15,6 @@ pub use admin::{
 pub use client::{client_config, misconfigured, partitions, ProbeContext};
 pub use dead_letters::DeadLetters;
 pub use lag::{
-    behind, waiting, watermarks, watermarks_of, LagProbe, Position, TopicEnds, Watermarks,
+    behind, committed, waiting, watermarks, watermarks_of, LagProbe, Position, TopicEnds,
+    Watermarks,
 };

@@ -633,7 +633,9 @@ async fn insert_idempotent(
     let err = match res {
         Ok(_) => None,
         Err(e) => match *e.kind {
-            ErrorKind::InsertMany(ref ime) if ime.write_concern_error.is_none() => {
+            ErrorKind::InsertMany(ref ime)
+                if ime.write_concern_error.is_none() && is_document_error(&e) =>
+            {
                 Some(ime.write_errors.clone().unwrap_or_default())
             }
             _ => return Err(TransientError(e)),
@@ -742,11 +744,49 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
-/// Whether an error is about one document rather than the server or the connection.
+/// Whether an error is about one document rather than the server or the connection. A write
+/// error with a server-state code (a shutdown, a failover) or the driver's
+/// `RetryableWriteError` label is the server's, not the document's: retried, never
+/// dead-lettered.
 fn is_document_error(e: &mongodb::error::Error) -> bool {
+    if e.contains_label(RETRYABLE_WRITE_ERROR) {
+        return false;
+    }
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(we)) => !server_state_code(we.code),
+        ErrorKind::InsertMany(ime) => !ime
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|we| server_state_code(we.code)),
+        _ => false,
+    }
+}
+
+/// The driver's label for an error the same write may be retried after.
+const RETRYABLE_WRITE_ERROR: &str = "RetryableWriteError";
+
+/// Whether a MongoDB error code says the server could not take writes just then (shutting
+/// down, stepping down, failing over, unreachable), as opposed to refusing the document: the
+/// retryable codes of MongoDB's retryable-writes specification, and the interruptions of a
+/// shutdown or a replica-set state change.
+pub fn server_state_code(code: i32) -> bool {
     matches!(
-        *e.kind,
-        ErrorKind::Write(WriteFailure::WriteError(_)) | ErrorKind::InsertMany(_)
+        code,
+        6       // HostUnreachable
+        | 7     // HostNotFound
+        | 89    // NetworkTimeout
+        | 91    // ShutdownInProgress
+        | 134   // ReadConcernMajorityNotAvailableYet
+        | 189   // PrimarySteppedDown
+        | 262   // ExceededTimeLimit
+        | 9001  // SocketException
+        | 10107 // NotWritablePrimary
+        | 11600 // InterruptedAtShutdown
+        | 11601 // Interrupted
+        | 11602 // InterruptedDueToReplStateChange
+        | 13435 // NotPrimaryNoSecondaryOk
+        | 13436 // NotPrimaryOrSecondary
     )
 }
 
@@ -770,5 +810,50 @@ impl ReadModels {
             Ok(d) => d.get_str("version").unwrap_or("unknown").to_owned(),
             Err(_) => "unknown".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::error::{IndexedWriteError, InsertManyError, WriteError};
+
+    fn write_error(code: i32) -> mongodb::error::Error {
+        let we: WriteError =
+            mongodb::bson::from_document(doc! { "code": code, "errmsg": "x" }).unwrap();
+        ErrorKind::Write(WriteFailure::WriteError(we)).into()
+    }
+
+    fn insert_many_error(codes: &[i32]) -> mongodb::error::Error {
+        let errors: Vec<IndexedWriteError> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                mongodb::bson::from_document(doc! { "index": i as i64, "code": c, "errmsg": "x" })
+                    .unwrap()
+            })
+            .collect();
+        let mut ime: InsertManyError = mongodb::bson::from_document(doc! {}).unwrap();
+        ime.write_errors = Some(errors);
+        ErrorKind::InsertMany(ime).into()
+    }
+
+    #[test]
+    fn a_shutdown_or_failover_is_the_servers_not_the_documents() {
+        // A document the server refuses stays refused.
+        assert!(is_document_error(&write_error(DUPLICATE_KEY)));
+        assert!(is_document_error(&write_error(121))); // DocumentValidationFailure
+        assert!(is_document_error(&insert_many_error(&[121, DUPLICATE_KEY])));
+        // A server going away is retried: InterruptedAtShutdown, NotWritablePrimary,
+        // PrimarySteppedDown, ShutdownInProgress, InterruptedDueToReplStateChange.
+        for code in [11600, 10107, 189, 91, 11602] {
+            assert!(!is_document_error(&write_error(code)), "{code}");
+            assert!(
+                !is_document_error(&insert_many_error(&[DUPLICATE_KEY, code])),
+                "{code}"
+            );
+        }
+        // Not a write error at all: the connection's, as before.
+        assert!(!is_document_error(&mongodb::error::Error::custom("io")));
     }
 }

@@ -89,6 +89,16 @@ impl Hands {
         Ok(Injected::Nothing)
     }
 
+    /// Clears what a failed injection of `fault` may have left (a service stopped halfway, a
+    /// pause that went through before its reply was lost): the same as a run that is gone.
+    pub async fn clear_left(&self, fault: Fault) -> Result<()> {
+        match super::in_force::undo(fault) {
+            super::in_force::Undo::Nothing(_) => Ok(()),
+            super::in_force::Undo::Resume => self.connect.set_paused(false).await,
+            super::in_force::Undo::Start(service) => self.stack.run("start", service).await,
+        }
+    }
+
     /// Clears `fault`: resumes, starts again, or waits for the restart.
     pub async fn clear(&self, fault: Fault, injected: Injected) -> Result<()> {
         match (fault, injected) {

@@ -33,7 +33,11 @@ impl LocalStack {
     /// Runs `scripts/stack.sh VERB SERVICE`.
     pub async fn run(&self, verb: &str, service: Service) -> Result<()> {
         let script = self.script.as_ref().context("no local stack")?;
-        let out = tokio::process::Command::new(script)
+        let mut cmd = tokio::process::Command::new(script);
+        // Its own process group: a Ctrl-C at the terminal must not cut a start or stop in
+        // half (pipedemo finishes the one in hand, then clears the fault).
+        cmd.process_group(0);
+        let out = cmd
             .args([verb, service.stack_name()])
             .stdin(std::process::Stdio::null())
             .output()

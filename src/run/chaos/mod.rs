@@ -8,6 +8,7 @@
 //! local stack ([`local`]); anything else is listed as skipped with the reason.
 
 pub mod analysis;
+pub mod in_force;
 pub mod inject;
 pub mod local;
 pub mod outcome;
@@ -75,6 +76,41 @@ pub async fn available(s: &Settings, o: &ChaosOptions) -> Result<Vec<(Fault, Opt
         out.push((f, inject::refusal(f, &connect, &stack).await));
     }
     Ok(out)
+}
+
+/// Clears a fault that a chaos run which is gone left in force ([`in_force`]) and says what
+/// it did; `None` when no fault was left. An error when the run that left it still runs (it
+/// clears its own fault when it ends) or the fault cannot be cleared.
+pub async fn restore(s: &Settings) -> Result<Option<String>> {
+    let Some(rec) = in_force::read(s)? else {
+        return Ok(None);
+    };
+    if in_force::alive(rec.pid) {
+        return Err(crate::exit::config(format!(
+            "a chaos run (pid {}) has {} in force and clears it when it ends (Ctrl-C stops \
+             it); wait for it, or stop it first",
+            rec.pid, rec.fault
+        )));
+    }
+    let done = match in_force::undo(rec.fault) {
+        in_force::Undo::Nothing(why) => format!("nothing to clear ({why})"),
+        in_force::Undo::Resume => {
+            let mut args = s.connect.clone();
+            args.connector_name = rec.connector.clone();
+            Connect::new(&args)?.set_paused(false).await?;
+            format!("connector {} resumed", rec.connector)
+        }
+        in_force::Undo::Start(service) => {
+            let stack = local::probe(rec.stack.as_deref(), s).await;
+            stack.run("start", service).await?;
+            format!("{} started again", service.title())
+        }
+    };
+    in_force::remove(s);
+    Ok(Some(format!(
+        "a chaos run (pid {}) that ended without clearing {} left it in force: {done}",
+        rec.pid, rec.fault
+    )))
 }
 
 /// Runs the chaos phase on `session` (whose consumer must be in child processes), then
@@ -148,6 +184,7 @@ pub async fn run(
     session.drain_on_stop = o.recovery_timeout;
     let mut nemesis = Nemesis {
         live: live.clone(),
+        settings: s,
         hands: &hands,
         o,
         ticks: Vec::new(),
@@ -244,6 +281,7 @@ fn seconds(ticks: &[Tick], samples: &[Sample], started_us: i64) -> Vec<Second> {
 /// The schedule's runner and the checker's eyes during the run.
 struct Nemesis<'a> {
     live: Shared,
+    settings: &'a Settings,
     hands: &'a Hands,
     o: &'a ChaosOptions,
     ticks: Vec<Tick>,
@@ -382,12 +420,33 @@ impl Nemesis<'_> {
         r.injected_at_secs = Some(self.secs(injected_us));
         self.set(fault, FaultState::Active { until_us: None });
         tracing::info!(fault = %fault, "chaos: injecting: {}", fault.what());
+        // Recorded before it is in force, so that a run killed at any point after leaves the
+        // means to clear it; and a second Ctrl-C waits for the clearing while it is held.
+        let record = in_force::InForce {
+            pid: std::process::id(),
+            fault,
+            stack: self.o.stack.clone(),
+            connector: self.settings.connect.connector_name.clone(),
+        };
+        if let Err(e) = in_force::write(self.settings, &record) {
+            r.verdict = Verdict::NotInjected;
+            r.reason = Some(format!(
+                "could not record the fault before injecting it: {e:#}"
+            ));
+            self.set(fault, FaultState::Failed(r.line()));
+            return true;
+        }
+        let _clearing = in_force::Held::new();
         let injected = match self.ticking(self.hands.inject(fault)).await {
             Ok(x) => x,
             Err(e) => {
                 r.verdict = Verdict::NotInjected;
                 r.reason = Some(format!("could not inject: {e:#}"));
                 self.set(fault, FaultState::Failed(r.line()));
+                // Half-injected is possible (a stop that failed halfway): clear what can be.
+                if self.hands.clear_left(fault).await.is_ok() {
+                    in_force::remove(self.settings);
+                }
                 return true;
             }
         };
@@ -406,6 +465,10 @@ impl Nemesis<'_> {
         let mut go_on = self.wait(hold).await;
         // Cleared even when stopped: a run never leaves a fault in force.
         let cleared = self.ticking(self.hands.clear(fault, injected)).await;
+        if cleared.is_ok() {
+            in_force::remove(self.settings);
+        }
+        drop(_clearing);
         let cleared_us = now_us();
         r.cleared_at_secs = Some(self.secs(cleared_us));
         self.set(
