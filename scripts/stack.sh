@@ -223,8 +223,8 @@ install_secure_material() {
   [[ -f "$TLS_DIR/.complete" && -f "$SECRETS" ]] || make_secure_material
   # A client certificate for mutual TLS with Kafka's SSL listener.
   if [[ ! -f "$TLS_DIR/client.pem" ]]; then
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=pipedemo-client" \
-      -keyout "$TLS_DIR/client.key" -out "$TLS_DIR/client.csr" >/dev/null 2>&1 || die "making the client key failed"
+    (umask 077 && openssl req -newkey rsa:2048 -nodes -subj "/CN=pipedemo-client" \
+      -keyout "$TLS_DIR/client.key" -out "$TLS_DIR/client.csr" >/dev/null 2>&1) || die "making the client key failed"
     printf 'extendedKeyUsage=clientAuth\n' >"$TLS_DIR/client.ext"
     openssl x509 -req -in "$TLS_DIR/client.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" -CAcreateserial \
       -days 3650 -extfile "$TLS_DIR/client.ext" -out "$TLS_DIR/client.pem" >/dev/null 2>&1 || die "signing the client certificate failed"
@@ -235,9 +235,10 @@ install_secure_material() {
   if [[ ! -f "$TLS_DIR/server.p12" ]]; then
     grep -q '^KEYSTORE_PASSWORD=' "$SECRETS" || echo "KEYSTORE_PASSWORD=$(openssl rand -hex 16)" >>"$SECRETS"
     load_secrets
-    openssl pkcs12 -export -in "$TLS_DIR/server.pem" -inkey "$TLS_DIR/server.key" -name server \
-      -out "$TLS_DIR/server.p12" -passout "pass:$KEYSTORE_PASSWORD" || die "making the PKCS#12 keystore failed"
-    chmod 600 "$TLS_DIR/server.p12"
+    # The password through the environment, never the command line; the file made private.
+    (umask 077 && STACK_KEYSTORE_PASSWORD="$KEYSTORE_PASSWORD" openssl pkcs12 -export \
+      -in "$TLS_DIR/server.pem" -inkey "$TLS_DIR/server.key" -name server \
+      -out "$TLS_DIR/server.p12" -passout env:STACK_KEYSTORE_PASSWORD) || die "making the PKCS#12 keystore failed"
   fi
 }
 
@@ -373,18 +374,24 @@ start_postgres() {
   mkdir -p "$home" "$sock"
   if [[ "$home" != "$STACK_DIR/postgres" ]]; then
     say "PostgreSQL's data is in $home: user postgres cannot reach $STACK_DIR (a private directory above it)"
-    pglog="$home/postgres.log"
+    # Beside its home, not in it: root writes, truncates and reads this file, and in a
+    # directory of the postgres account's own it could be swapped for a link to any file.
+    pglog="$(dirname "$home")/postgres.log"
+    [[ -L "$pglog" ]] && rm -f "$pglog"
     touch "$pglog"
     ln -sfn "$pglog" "$LOG_DIR/postgres.log"
   fi
   # Over the socket, the cluster's owner only: as root that is the `postgres` user (peer);
   # otherwise the user running the stack, the only one who may open the socket (0700).
   [[ $(id -u) -eq 0 ]] && local_auth=peer
-  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$home" && chown postgres: "$pglog"
+  # -h: never through a link (what the postgres account can put in its own directories).
+  [[ $(id -u) -eq 0 ]] && chown -R -h postgres: "$home" && chown -h postgres: "$pglog"
   if [[ ! -f "$data/PG_VERSION" ]]; then
     as_pg "$bin/initdb" -D "$data" -U postgres --auth-local="$local_auth" --auth-host=scram-sha-256 -E UTF8 \
       >>"$pglog" 2>&1 || { fail_service postgres "initdb failed"; return 1; }
-    cat >>"$data/postgresql.conf" <<EOF
+    # Written by the cluster's owner: the data directory is that account's, and root writing
+    # there would follow any link it put in place of a file.
+    as_pg tee -a "$data/postgresql.conf" >/dev/null <<EOF
 # pipedemo: logical decoding for Debezium, loopback only
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
@@ -395,18 +402,18 @@ max_replication_slots = 10
 max_wal_senders = 10
 max_connections = 100
 EOF
-    printf 'host replication all 127.0.0.1/32 scram-sha-256\n' >>"$data/pg_hba.conf"
+    printf 'host replication all 127.0.0.1/32 scram-sha-256\n' | as_pg tee -a "$data/pg_hba.conf" >/dev/null
     if [[ "$STACK_SECURE" == 1 ]]; then
-      # TLS only over TCP: hostssl lines and no host lines.
-      install -m 600 "$TLS_DIR/server.key" "$data/server.key"
-      install -m 644 "$TLS_DIR/server.pem" "$data/server.crt"
-      if [[ $(id -u) -eq 0 ]]; then chown postgres: "$data/server.key" "$data/server.crt"; fi
-      cat >>"$data/postgresql.conf" <<EOF
+      # TLS only over TCP: hostssl lines and no host lines. Root reads the key, the cluster's
+      # owner writes it, created with its final mode.
+      as_pg sh -c 'umask 077 && cat >"$1"' _ "$data/server.key" <"$TLS_DIR/server.key"
+      as_pg sh -c 'umask 022 && cat >"$1"' _ "$data/server.crt" <"$TLS_DIR/server.pem"
+      as_pg tee -a "$data/postgresql.conf" >/dev/null <<EOF
 ssl = on
 ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'
 EOF
-      cat >"$data/pg_hba.conf" <<EOF
+      as_pg tee "$data/pg_hba.conf" >/dev/null <<EOF
 local all postgres $local_auth
 hostssl all all 127.0.0.1/32 scram-sha-256
 hostssl replication all 127.0.0.1/32 scram-sha-256
@@ -416,7 +423,11 @@ EOF
   # pg_ctl daemonizes postgres; its pid is read back from postmaster.pid.
   as_pg "$bin/pg_ctl" -D "$data" -l "$pglog" -o "-p $PG_PORT -k $sock" -w -t 60 start \
     >/dev/null 2>&1 || { fail_service postgres "pg_ctl start failed"; return 1; }
-  head -n 1 "$data/postmaster.pid" >"$(pid_file postgres)"
+  # Read as its owner, and only a number: root later signals the pid it records.
+  local pid
+  pid="$(as_pg head -n 1 "$data/postmaster.pid")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || { fail_service postgres "postmaster.pid holds no pid"; return 1; }
+  echo "$pid" >"$(pid_file postgres)"
   # The demo's role and database; re-running is harmless.
   local psql=("$bin/psql" -h "$sock" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
   # The password reaches psql through its environment (\getenv), never its command line.
@@ -514,6 +525,8 @@ EOF
   local scram=()
   if [[ "$STACK_SECURE" == 1 ]]; then
     load_secrets
+    # Private before a password goes in.
+    chmod 600 "$conf"
     # Clients: SASL_SSL with SCRAM-SHA-512, and an SSL listener that requires a client certificate
     # (mutual TLS). No plaintext listener; the KRaft controller listener stays on loopback.
     cat >>"$conf" <<EOF
@@ -603,6 +616,8 @@ EOF
     load_secrets
     local jaas="org.apache.kafka.common.security.scram.ScramLoginModule required username=\"connect\" password=\"$KAFKA_CONNECT_PASSWORD\";"
     sed -i "s#^listeners=http://.*#listeners=https://127.0.0.1:$CONNECT_PORT#" "$conf"
+    # Private before a password goes in.
+    chmod 600 "$conf"
     {
       echo "rest.advertised.listener=https"
       echo "listeners.https.ssl.keystore.type=PKCS12"
@@ -621,7 +636,7 @@ EOF
       done
     } >>"$conf"
     chmod 600 "$conf"
-    printf 'pipedemo: %s\n' "$CONNECT_PASSWORD" >"$STACK_DIR/conf/connect-users.properties"
+    (umask 077 && printf 'pipedemo: %s\n' "$CONNECT_PASSWORD" >"$STACK_DIR/conf/connect-users.properties")
     chmod 600 "$STACK_DIR/conf/connect-users.properties"
     cat >"$STACK_DIR/conf/connect-jaas.conf" <<EOF
 KafkaConnect {

@@ -188,11 +188,23 @@ async fn a_fault_that_cannot_be_cleared_fails_the_run_and_names_it() {
     let squatter = TcpListener::bind("127.0.0.1:27017").expect("the freed port");
     let o = run.wait();
     drop(squatter);
-    let restored = common::stack_sh(&["start", "mongo"], &[]).status.success();
     let out = common::text(&o);
+    // The fault it could not clear stays recorded: `chaos --restore` starts MongoDB again.
+    let r = common::pipedemo("chaos_down")
+        .args(["chaos", "--restore", "--stack", STACK])
+        .output()
+        .unwrap();
+    let restored = common::stack_sh(&["start", "mongo"], &[]).status.success();
     assert!(
         restored,
         "MongoDB could not be started again after the test"
+    );
+    assert!(r.status.success(), "{}", common::text(&r));
+    assert!(
+        common::text(&r)
+            .contains("without clearing mongo-stop left it in force: MongoDB started again"),
+        "{}",
+        common::text(&r)
     );
     assert_eq!(o.status.code(), Some(1), "{out}");
     let doc = json(&o);
@@ -294,5 +306,214 @@ async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
     assert!(
         end.contains("PASS: every fault recovered and nothing was lost"),
         "{end}"
+    );
+}
+
+/// The processes whose parent is `pid`, with their process groups.
+fn children_of(pid: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …: the name may hold spaces, so read after its `)`.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let me: u32 = head.split(' ').next().unwrap().parse().unwrap_or(0);
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push((me, fields[2].parse().unwrap_or(0)));
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// A chaos run stopped in each way a user stops one puts everything back: the fault in force
+/// is cleared by the run itself (Ctrl-C twice, SIGTERM, a closed terminal's SIGHUP), or after
+/// a SIGKILL by `pipedemo chaos --restore`; its consumer processes end with it; and a Ctrl-C
+/// at the terminal (sent to the run's whole process group, as a terminal does) never reaches
+/// them.
+#[tokio::test]
+async fn an_interrupted_chaos_run_puts_everything_back() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("chaos_stop", &[]);
+    common::setup(&s).await;
+    let connect = pipedemo::provision::connector::Connect::new(&s.connect).unwrap();
+    let state = || async {
+        connect
+            .status()
+            .await
+            .unwrap()
+            .map(|st| format!("{:?}", st.connector.state))
+            .unwrap_or_default()
+    };
+    let record = s
+        .output
+        .metrics_file
+        .parent()
+        .unwrap()
+        .join(pipedemo::run::chaos::in_force::FILE);
+    for (way, signals) in [
+        ("Ctrl-C twice", &["INT", "INT"][..]),
+        ("SIGTERM", &["TERM"][..]),
+        ("SIGHUP", &["HUP"][..]),
+        ("SIGKILL", &["KILL"][..]),
+    ] {
+        let mut cmd = chaos(
+            "chaos_stop",
+            &[
+                "--faults",
+                "connector-pause",
+                "--fault-duration",
+                "300s",
+                "--gap",
+                "1s",
+                "--rate",
+                "50",
+            ],
+        );
+        cmd.process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut run = common::Spawned::start(&mut cmd);
+        let pid = run.child().id();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while state().await != "Paused" {
+            assert!(
+                Instant::now() < deadline,
+                "{way}: the connector was never paused by the run"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(record.is_file(), "{way}: the fault in force is recorded");
+        let kids: Vec<(u32, u32)> = children_of(pid);
+        assert!(!kids.is_empty(), "{way}: the run has its consumer process");
+        for (kid, group) in &kids {
+            assert_ne!(
+                *group, pid,
+                "{way}: consumer {kid} is in the terminal's group"
+            );
+        }
+        for sig in signals {
+            // To the whole group, as the terminal sends Ctrl-C.
+            let ok = Command::new("kill")
+                .args([&format!("-{sig}"), "--", &format!("-{pid}")])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "{way}: kill -{sig} -{pid}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let o = run.wait();
+        let out = common::text(&o);
+        if way == "SIGKILL" {
+            assert_eq!(
+                state().await,
+                "Paused",
+                "{way}: killed with the fault in force"
+            );
+            let r = common::pipedemo("chaos_stop")
+                .args(["chaos", "--restore", "--stack", STACK])
+                .output()
+                .unwrap();
+            assert!(r.status.success(), "{}", common::text(&r));
+            assert!(common::text(&r).contains("resumed"), "{}", common::text(&r));
+        }
+        assert_eq!(
+            state().await,
+            "Running",
+            "{way}: the connector is running again\n{out}"
+        );
+        assert!(!record.exists(), "{way}: no fault left recorded\n{out}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while kids.iter().any(|(k, _)| alive(*k)) {
+            assert!(
+                Instant::now() < deadline,
+                "{way}: a consumer of the run outlived it: {kids:?}\n{out}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Debezium has lost events on a connector restart when several rows share one LSN (a
+/// multi-row transaction, pipedemo's write shape) or a transaction was in progress. Large
+/// transactions captured across dozens of task restarts and a few kills of Kafka Connect
+/// itself: every event arrives, exactly once in the read models.
+#[tokio::test]
+async fn multi_row_transactions_survive_dozens_of_connector_restarts_exactly_once() {
+    use std::process::Stdio;
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let s = common::settings("chaos_restarts", &[]);
+    common::setup(&s).await;
+    let connect = pipedemo::provision::connector::Connect::new(&s.connect).unwrap();
+    const EVENTS: u64 = 24_000;
+    let events = EVENTS.to_string();
+    let mut load = common::Spawned::start(
+        common::pipedemo("chaos_restarts")
+            .args([
+                "load",
+                "--events",
+                &events,
+                "--rate",
+                "300",
+                "--tx-rows",
+                "600",
+                "--no-tui",
+                "--json",
+                "--timeout",
+                "300s",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let (mut task_restarts, mut connect_kills) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while load.child().try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the load did not end");
+        if task_restarts > 0 && task_restarts % 12 == 0 && connect_kills < 3 {
+            // Kafka Connect itself, killed mid-transaction and started again.
+            assert!(common::stack_sh(&["kill", "connect"], &[]).status.success());
+            assert!(common::stack_sh(&["start", "connect"], &[])
+                .status
+                .success());
+            connect_kills += 1;
+        }
+        match connect.restart_task(0).await {
+            Ok(()) => task_restarts += 1,
+            // Connect still starting after a kill, or the task being reassigned.
+            Err(e) => eprintln!("task restart not taken: {e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let o = load.wait();
+    let out = common::text(&o);
+    assert!(
+        task_restarts >= 24 && connect_kills >= 1,
+        "only {task_restarts} task restarts and {connect_kills} Connect kills happened during the load\n{out}"
+    );
+    assert_eq!(o.status.code(), Some(0), "every event delivered\n{out}");
+    let v = verify::run(&s, false).await.unwrap();
+    assert_eq!(
+        (v.total_events, v.found_events, v.missing),
+        (EVENTS, EVENTS, 0),
+        "lost across {task_restarts} task restarts and {connect_kills} Connect kills: {v:#?}"
+    );
+    assert!(v.duplicated_ids.is_empty(), "{v:#?}");
+    assert!(v.passed && v.integrity_passed, "{v:#?}");
+    eprintln!(
+        "{EVENTS} events in 600-row transactions: {task_restarts} task restarts, \
+         {connect_kills} Connect kills, none lost"
     );
 }

@@ -450,6 +450,14 @@ fn bad_arguments_are_refused_with_a_reason() {
     let o = pipedemo(&["cleanup"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--yes"), "{}", text(&o));
+    // A duration no run can last is refused, not a panic.
+    let o = pipedemo(&["replay", "--timeout", "1e30"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("longer than a year"), "{}", text(&o));
+    // A file with no end is refused before it is read.
+    let o = pipedemo(&["compare", "/dev/zero", "/dev/zero"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is not a file"), "{}", text(&o));
     // A service that cannot be reached is 3, whichever command meets it.
     let o = pipedemo(&["load", "--events", "10", "--pg-port", "1"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));

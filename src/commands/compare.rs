@@ -47,9 +47,32 @@ pub fn read_of(path: &Path, kind: Kind) -> Result<Value> {
     }
 }
 
+/// The largest document `compare` reads: a full run's JSON is a few MB at most.
+const LARGEST_DOCUMENT: u64 = 256 * 1024 * 1024;
+
 fn read(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| exit::config(format!("cannot read {}: {e}", path.display())))?;
+    use std::io::Read as _;
+    let cannot =
+        |e: &dyn std::fmt::Display| exit::config(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    // `/dev/zero`, a pipe, a device: no end to read to.
+    if !file.metadata().map_err(|e| cannot(&e))?.is_file() {
+        return Err(exit::config(format!(
+            "{} is not a file; pass the JSON a command printed with --json, saved to a file",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    file.take(LARGEST_DOCUMENT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| cannot(&e))?;
+    if text.len() as u64 > LARGEST_DOCUMENT {
+        return Err(exit::config(format!(
+            "{} is larger than {} MB, more than any pipedemo report; pass a run's --json output",
+            path.display(),
+            LARGEST_DOCUMENT / (1024 * 1024)
+        )));
+    }
     serde_json::from_str(&text).map_err(|e| {
         exit::config(format!(
             "{} is not a JSON document ({e}); pass what a command printed with --json",

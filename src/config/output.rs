@@ -30,7 +30,8 @@ pub struct OutputArgs {
     pub log_json: bool,
     /// Serve the live figures as OpenMetrics at http://ADDR/metrics for Prometheus (load,
     /// full, capacity, chaos, consume, monitor): `HOST:PORT` (`127.0.0.1:9464`,
-    /// `localhost:9464`, `[::1]:9464`) or `:PORT` for every interface.
+    /// `localhost:9464`, `[::1]:9464`), `:PORT` for this machine only (loopback), or
+    /// `0.0.0.0:PORT` for every interface (the figures are then anyone's who reaches it).
     #[arg(
         global = true,
         help_heading = "Output",
@@ -98,7 +99,8 @@ pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
     let port: u16 = port.parse().map_err(|_| shape())?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Ok(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+        // Every interface only when asked for by name: a bare port stays on this machine.
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     }
     (host, port)
         .to_socket_addrs()
@@ -115,7 +117,8 @@ mod listen_tests {
     fn metrics_listen_takes_names_and_a_bare_port() {
         let p = |s| parse_listen(s).map(|a| a.to_string());
         assert_eq!(p("127.0.0.1:9464").unwrap(), "127.0.0.1:9464");
-        assert_eq!(p(":9464").unwrap(), "0.0.0.0:9464");
+        assert_eq!(p(":9464").unwrap(), "127.0.0.1:9464");
+        assert_eq!(p("0.0.0.0:9464").unwrap(), "0.0.0.0:9464");
         assert_eq!(p("[::1]:9464").unwrap(), "[::1]:9464");
         let local = parse_listen("localhost:9464").unwrap();
         assert!(local.ip().is_loopback() && local.port() == 9464, "{local}");

@@ -23,6 +23,9 @@ const BOUNDS_US: [u64; 16] = [
     500_000, 1_000_000, 2_000_000, 5_000_000, 30_000_000,
 ];
 
+/// How long one encoding of the figures serves every scrape.
+const FRESH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Serves `GET /metrics` on `addr` from `live` on a thread of its own, for the rest of the
 /// process. Fails at once when the address cannot be bound (in use, no permission).
 pub fn serve(addr: SocketAddr, live: Shared) -> Result<SocketAddr> {
@@ -38,11 +41,26 @@ pub fn serve(addr: SocketAddr, live: Shared) -> Result<SocketAddr> {
     std::thread::Builder::new()
         .name("metrics-listen".into())
         .spawn(move || {
+            // Encoding holds the run's lock: however often it is scraped, at most once per
+            // FRESH, and every other scrape meanwhile gets the same text.
+            let mut cached: Option<(std::time::Instant, String)> = None;
             for request in server.incoming_requests() {
                 let response = if request.url().split('?').next() == Some("/metrics") {
-                    let mut body = String::new();
-                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                        Ok(()) => tiny_http::Response::from_string(body).with_header(
+                    let fresh = cached.as_ref().filter(|(at, _)| at.elapsed() < FRESH);
+                    let encoded = match fresh {
+                        Some((_, body)) => Ok(body.clone()),
+                        None => {
+                            let mut body = String::new();
+                            prometheus_client::encoding::text::encode(&mut body, &registry).map(
+                                |()| {
+                                    cached = Some((std::time::Instant::now(), body.clone()));
+                                    body
+                                },
+                            )
+                        }
+                    };
+                    match encoded {
+                        Ok(body) => tiny_http::Response::from_string(body).with_header(
                             tiny_http::Header::from_bytes(
                                 "Content-Type",
                                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

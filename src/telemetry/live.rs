@@ -76,9 +76,12 @@ pub struct Phase {
     pub scheduled: HashMap<Uuid, i64>,
     /// T5 minus the scheduled time: latency that a stalled inserter cannot hide.
     pub from_schedule: Latency,
-    /// (µs, events inserted and not yet arrived), sampled at each insert: a growing backlog
-    /// means the pipeline falls behind the offered rate.
+    /// (µs, events inserted and not yet arrived), sampled at each insert and thinned to at
+    /// most [`BACKLOG_SAMPLES`] over the phase ([`sample_backlog`]): a growing backlog means
+    /// the pipeline falls behind the offered rate.
     pub backlog: Vec<(i64, u64)>,
+    /// The least time between two kept backlog samples, µs (doubles at each thinning).
+    pub backlog_spacing_us: i64,
     /// Events of the phase found in MongoDB that another consumer of the group applied: they
     /// arrived, but their latency is in that consumer's records, not here.
     pub elsewhere: u64,
@@ -469,6 +472,7 @@ impl Live {
             scheduled: HashMap::new(),
             from_schedule: Latency::default(),
             backlog: Vec::new(),
+            backlog_spacing_us: 0,
             elsewhere: 0,
         });
     }
@@ -510,7 +514,8 @@ impl Live {
                 p.paced = true;
             }
         }
-        p.backlog.push((now_us(), p.waiting.len() as u64));
+        let waiting = p.waiting.len() as u64;
+        sample_backlog(&mut p.backlog, &mut p.backlog_spacing_us, now_us(), waiting);
     }
 
     /// What is wrong now, the most direct cause first: the consumer's failing writes, a
@@ -734,9 +739,59 @@ pub async fn collect(mut rx: MetricsReceiver, mut sink: Sink) -> anyhow::Result<
     Ok(())
 }
 
+/// The most backlog samples a phase keeps, however long it runs.
+pub const BACKLOG_SAMPLES: usize = 4096;
+
+/// Adds a backlog sample unless it comes sooner than `spacing_us` after the last one kept;
+/// when [`BACKLOG_SAMPLES`] are kept, every other one goes (each kept sample takes the larger
+/// backlog of its pair, so a peak survives) and the spacing becomes the kept samples' mean
+/// gap. A soak of hours keeps a few thousand samples spread over all of it.
+pub fn sample_backlog(samples: &mut Vec<(i64, u64)>, spacing_us: &mut i64, at_us: i64, n: u64) {
+    if let Some(last) = samples.last_mut() {
+        if at_us - last.0 < *spacing_us {
+            last.1 = last.1.max(n);
+            return;
+        }
+    }
+    samples.push((at_us, n));
+    if samples.len() >= BACKLOG_SAMPLES {
+        let halved: Vec<(i64, u64)> = samples
+            .chunks(2)
+            .map(|c| (c[0].0, c.iter().map(|s| s.1).max().unwrap_or(0)))
+            .collect();
+        *samples = halved;
+        let span = samples.last().map_or(0, |l| l.0) - samples[0].0;
+        *spacing_us = (span / samples.len() as i64).max(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_runs_backlog_keeps_a_bounded_spread_of_samples_and_its_peak() {
+        let (mut v, mut spacing) = (Vec::new(), 0);
+        // An hour of inserts, 1,000 a second, the backlog peaking once at 10 minutes.
+        for i in 0..3_600_000i64 {
+            let n = if i == 600_000 {
+                50_000
+            } else {
+                (i % 100) as u64
+            };
+            sample_backlog(&mut v, &mut spacing, i * 1_000, n);
+        }
+        assert!(v.len() < BACKLOG_SAMPLES, "{}", v.len());
+        assert!(v.len() > BACKLOG_SAMPLES / 4, "{}", v.len());
+        assert_eq!(v[0].0, 0);
+        assert!(v.last().unwrap().0 > 3_500_000_000, "spread to the end");
+        assert_eq!(
+            v.iter().map(|s| s.1).max(),
+            Some(50_000),
+            "the peak survives"
+        );
+        assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
+    }
     use crate::telemetry::metrics::{EventRecord, Timing};
 
     pub(crate) fn event(id: Uuid, t0: i64, total_ms: i64, event_type: EventType) -> MetricEvent {

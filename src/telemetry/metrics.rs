@@ -227,25 +227,37 @@ impl Drop for MetricsFile {
 
 /// Reads a metrics file back. Lines that do not parse are counted, not fatal.
 pub fn read_file(path: &Path) -> Result<(Vec<MetricEvent>, usize)> {
-    let f = File::open(path).with_context(|| {
+    let mut events = Vec::new();
+    let bad = each_in_file(path, |ev| events.push(ev))?;
+    Ok((events, bad))
+}
+
+/// Hands each record of a metrics file to `f` as it is read, holding one line at a time: a
+/// long soak's file can be far larger than memory. Returns how many lines did not parse.
+pub fn each_in_file(path: &Path, mut f: impl FnMut(MetricEvent)) -> Result<usize> {
+    let file = File::open(path).with_context(|| {
         format!(
             "cannot read the metrics file {} (run `pipedemo load` first, or set METRICS_FILE)",
             path.display()
         )
     })?;
-    let mut events = Vec::new();
     let mut bad = 0;
-    for line in BufReader::new(f).lines() {
-        let line = line?;
+    let mut line = String::new();
+    let mut reader = BufReader::new(file);
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str(&line) {
-            Ok(ev) => events.push(ev),
+            Ok(ev) => f(ev),
             Err(_) => bad += 1,
         }
     }
-    Ok((events, bad))
+    Ok(bad)
 }
 
 #[cfg(test)]

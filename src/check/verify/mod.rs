@@ -138,33 +138,58 @@ async fn all_of(
 /// Latency of the events of this outbox from the metrics file: the first applied record of
 /// each event (a redelivery's record would time the redelivery), and every dead letter.
 pub fn latency(records: &[MetricEvent], outbox_ids: &HashSet<Uuid>) -> RunStats {
-    let mut run = RunStats::default();
-    let mut counted: HashSet<Uuid> = HashSet::new();
+    let mut l = Latency::new(outbox_ids);
     for ev in records {
+        l.add(ev);
+    }
+    l.stats
+}
+
+/// [`latency`], one record at a time.
+pub struct Latency<'a> {
+    outbox_ids: &'a HashSet<Uuid>,
+    counted: HashSet<Uuid>,
+    /// The figures so far.
+    pub stats: RunStats,
+}
+
+impl<'a> Latency<'a> {
+    /// Nothing counted yet, for the events of `outbox_ids`.
+    pub fn new(outbox_ids: &'a HashSet<Uuid>) -> Self {
+        Latency {
+            outbox_ids,
+            counted: HashSet::new(),
+            stats: RunStats::default(),
+        }
+    }
+
+    /// Counts one record.
+    pub fn add(&mut self, ev: &MetricEvent) {
         match ev {
             MetricEvent::Event(r)
-                if r.applied && outbox_ids.contains(&r.event_id) && counted.insert(r.event_id) =>
+                if r.applied
+                    && self.outbox_ids.contains(&r.event_id)
+                    && self.counted.insert(r.event_id) =>
             {
-                run.record(ev)
+                self.stats.record(ev)
             }
-            MetricEvent::Error(_) => run.record(ev),
+            MetricEvent::Error(_) => self.stats.record(ev),
             _ => {}
         }
     }
-    run
 }
 
 /// Runs the verification. The metrics file may be absent: latency is then left empty.
 pub async fn run(s: &Settings, with_checksum: bool) -> Result<VerifyReport> {
     let (observed, store) = fetch(s).await?;
     let findings = rules::check(&observed);
-    let records = if s.output.metrics_file.exists() {
-        metrics::read_file(&s.output.metrics_file)?.0
-    } else {
-        Vec::new()
-    };
     let outbox_ids: HashSet<Uuid> = observed.events.iter().map(|e| e.event_id).collect();
-    let timing = latency(&records, &outbox_ids);
+    // Streamed: a long soak's metrics file need not fit in memory.
+    let mut timing = Latency::new(&outbox_ids);
+    if s.output.metrics_file.exists() {
+        metrics::each_in_file(&s.output.metrics_file, |ev| timing.add(&ev))?;
+    }
+    let timing = timing.stats;
     let checksum = if with_checksum {
         Some(crate::check::checksum::read_models(store.database()).await?)
     } else {

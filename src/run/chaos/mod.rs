@@ -97,8 +97,13 @@ pub async fn restore(s: &Settings) -> Result<Option<String>> {
         in_force::Undo::Resume => {
             let mut args = s.connect.clone();
             args.connector_name = rec.connector.clone();
-            Connect::new(&args)?.set_paused(false).await?;
-            format!("connector {} resumed", rec.connector)
+            let connect = Connect::new(&args)?;
+            connect.set_paused(false).await?;
+            connect
+                .wait_running(Duration::from_secs(60))
+                .await
+                .map_err(|e| e.into_error())?;
+            format!("connector {} resumed and RUNNING", rec.connector)
         }
         in_force::Undo::Start(service) => {
             let stack = local::probe(rec.stack.as_deref(), s).await;
