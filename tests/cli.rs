@@ -678,6 +678,90 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
     );
 }
 
+/// Secrets set the ways users set them (a librdkafka property, a connector setting, a URL's
+/// query) never reach what a run prints, logs (at debug level), writes or serves.
+#[tokio::test]
+async fn secrets_never_reach_logs_reports_or_metrics() {
+    use std::io::{Read, Write};
+    common::require_stack();
+    let _guard = common::serial().lock().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let secrets = ["s3cret-key", "s3cret-info", "s3cret-query"];
+    let with_secrets = |args: &[&str]| {
+        let mut c = command(args);
+        c.env("LOG_LEVEL", "debug")
+            .env("KAFKA_OPTIONS", "ssl.key.password=s3cret-key")
+            .env(
+                "CONNECTOR_CONFIG",
+                "value.converter.basic.auth.user.info=u:s3cret-info",
+            )
+            .env(
+                "MONGODB_URI",
+                "mongodb://127.0.0.1:27017/?appName=pipedemo&authMechanismProperties=TOKEN:s3cret-query",
+            );
+        c
+    };
+    let o = with_secrets(&["setup"]).output().unwrap();
+    let mut seen = text(&o);
+    assert!(o.status.success(), "{seen}");
+    let mut run = Spawned::start(
+        with_secrets(&[
+            "--metrics-listen",
+            &listen,
+            "load",
+            "--events",
+            "300",
+            "--rate",
+            "50",
+            "--no-tui",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped()),
+    );
+    // Scrape while it runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let scraped = loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(&listen) {
+            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut body = String::new();
+            let _ = c.read_to_string(&mut body);
+            if body.contains("pipedemo_") {
+                break body;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the metrics endpoint never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = run.child();
+    let o = run.wait();
+    assert!(o.status.success(), "{}", text(&o));
+    seen.push_str(&text(&o));
+    seen.push_str(&scraped);
+    let s = common::settings("cli", &[]);
+    seen.push_str(&std::fs::read_to_string(&s.output.metrics_file).unwrap_or_default());
+    let log = s.output.metrics_file.parent().unwrap().join("pipedemo.log");
+    seen.push_str(&std::fs::read_to_string(log).unwrap_or_default());
+    for secret in secrets {
+        assert!(!seen.contains(secret), "{secret} was printed:\n{seen}");
+    }
+    // The connector got the setting (it is only hidden, not lost).
+    let connect = pipedemo::provision::connector::Connect::new(&s.connect).unwrap();
+    let config = connect.config().await.unwrap().unwrap();
+    assert_eq!(
+        config["value.converter.basic.auth.user.info"], "u:s3cret-info",
+        "{config:?}"
+    );
+}
+
 /// `replay --group` and `consume --topic` meet setup's ownership rules: a group or topic that
 /// pipedemo did not create is refused, and nothing of it moves.
 #[tokio::test]

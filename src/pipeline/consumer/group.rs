@@ -164,7 +164,7 @@ impl Membership {
             // round robin over all the topics' partitions gives every member its share.
             config.set("partition.assignment.strategy", "roundrobin");
         }
-        let consumer: StreamConsumer<Ctx> = config
+        config
             .set("group.id", &self.kafka.group)
             // Offsets are stored by the consumer only once a batch's writes are acknowledged,
             // and librdkafka commits what is stored, on this interval.
@@ -179,13 +179,15 @@ impl Membership {
             // librdkafka pre-fetches up to 64 MB per partition by default; 8 MB keeps memory
             // bounded and is still thousands of envelopes ahead.
             .set("queued.max.messages.kbytes", "8192")
-            .set("heartbeat.interval.ms", "1000")
-            .create_with_context(Ctx {
+            .set("heartbeat.interval.ms", "1000");
+        let consumer: StreamConsumer<Ctx> = crate::pipeline::kafka::client::created(
+            config.create_with_context(Ctx {
                 assigned: self.assigned.clone(),
                 ours: self.ours.clone(),
                 told: Mutex::default(),
-            })
-            .context("creating the Kafka consumer")?;
+            }),
+            "creating the Kafka consumer",
+        )?;
         consumer
             .subscribe(&[&self.subscription])
             .with_context(|| format!("subscribing to {}", self.subscription))?;

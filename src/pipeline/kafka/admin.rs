@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -15,9 +15,10 @@ use crate::config::{KafkaArgs, Routing};
 
 /// An admin client with a [`ProbeContext`].
 fn admin(args: &KafkaArgs) -> Result<AdminClient<ProbeContext>> {
-    client_config(args)
-        .create_with_context(ProbeContext::default())
-        .context("creating a Kafka admin client")
+    super::client::created(
+        client_config(args).create_with_context(ProbeContext::default()),
+        "creating a Kafka admin client",
+    )
 }
 
 /// The replication of topics pipedemo creates: `--replication-factor`, else the broker's
@@ -221,11 +222,14 @@ pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<(
     let args = args.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer<ProbeContext> = client_config(&args)
+        let mut config = client_config(&args);
+        config
             .set("group.id", &args.group)
-            .set("enable.auto.commit", "false")
-            .create_with_context(ProbeContext::default())
-            .context("creating a Kafka consumer")?;
+            .set("enable.auto.commit", "false");
+        let c: BaseConsumer<ProbeContext> = super::client::created(
+            config.create_with_context(ProbeContext::default()),
+            "creating a Kafka consumer",
+        )?;
         let mut tpl = TopicPartitionList::new();
         for p in parts {
             let (low, high) = c

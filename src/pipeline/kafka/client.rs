@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext};
@@ -25,6 +25,27 @@ pub fn client_config(args: &KafkaArgs) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// A client creation's result, its error fit to print: librdkafka's refusal of a setting
+/// names it, and rdkafka's message repeats its value, which may be a password (an
+/// unsupported `sasl.oauthbearer.client.secret` printed the secret). The value is shown only
+/// when its key names no secret, and taken out of librdkafka's own words otherwise.
+pub fn created<T>(r: rdkafka::error::KafkaResult<T>, what: &str) -> Result<T> {
+    r.map_err(|e| match e {
+        KafkaError::ClientConfig(_, desc, key, value) => {
+            let shown = crate::config::redact_setting(&key, &value);
+            let desc = if shown != value && !value.is_empty() {
+                desc.replace(&value, "***")
+            } else {
+                desc
+            };
+            crate::exit::config(format!(
+                "{what}: the Kafka client setting `{key}` = `{shown}` was refused: {desc}"
+            ))
+        }
+        e => anyhow::Error::new(e).context(what.to_owned()),
+    })
 }
 
 /// A client context that keeps librdkafka's last error instead of logging it, so that a
@@ -253,9 +274,10 @@ where
         if in_group {
             config.set("group.id", &args.group);
         }
-        let c: BaseConsumer<ProbeContext> = config
-            .create_with_context(ProbeContext::default())
-            .context("creating a Kafka client")?;
+        let c: BaseConsumer<ProbeContext> = created(
+            config.create_with_context(ProbeContext::default()),
+            "creating a Kafka client",
+        )?;
         f(&c, &args, &topic)
     })
     .await?
@@ -264,6 +286,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_setting_is_named_without_its_secret() {
+        // librdkafka of this build refuses the property; rdkafka's message repeats the value.
+        let mut c = ClientConfig::new();
+        c.set("sasl.oauthbearer.client.secret", "s3cret-value");
+        let e = created(c.create::<BaseConsumer>(), "creating a Kafka client")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("sasl.oauthbearer.client.secret"), "{e}");
+        assert!(!e.contains("s3cret-value"), "{e}");
+        let mut c = ClientConfig::new();
+        c.set("socket.timeout.ms", "soon");
+        let e = created(c.create::<BaseConsumer>(), "creating a Kafka client")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("`socket.timeout.ms` = `soon`"),
+            "not a secret: shown\n{e}"
+        );
+    }
 
     fn args(extra: &[&str]) -> KafkaArgs {
         crate::config::parse_args(&[&["--bootstrap-servers", "b:9093"], extra].concat())

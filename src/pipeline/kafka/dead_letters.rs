@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -240,13 +240,16 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// A producer for `args.dlq_topic()`.
     pub fn new(args: &KafkaArgs) -> Result<Self> {
-        let producer = client_config(args)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            // A copy is at most COPY_LIMIT; the rest of the room is for the request's framing.
-            .set("message.max.bytes", (COPY_LIMIT + 48 * 1024).to_string())
-            .create()
-            .context("creating the dead-letter producer")?;
+        let producer = super::client::created(
+            client_config(args)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                // A copy is at most COPY_LIMIT; the rest of the room is for the request's
+                // framing.
+                .set("message.max.bytes", (COPY_LIMIT + 48 * 1024).to_string())
+                .create(),
+            "creating the dead-letter producer",
+        )?;
         Ok(DeadLetters {
             producer,
             topic: args.dlq_topic(),

@@ -1,7 +1,7 @@
 //! How far the consumer group is behind: watermarks, committed offsets, and a long-lived
 //! probe for callers that ask every second.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -115,10 +115,12 @@ impl LagProbe {
     /// A probe of `args.group` on `topics` (the outbox's one, or one per aggregate type).
     /// Connects lazily.
     pub fn new(args: &KafkaArgs, topics: &[String]) -> Result<Self> {
-        let client = client_config(args)
-            .set("group.id", &args.group)
-            .create_with_context(ProbeContext::default())
-            .context("creating a Kafka client")?;
+        let client = super::client::created(
+            client_config(args)
+                .set("group.id", &args.group)
+                .create_with_context(ProbeContext::default()),
+            "creating a Kafka client",
+        )?;
         Ok(LagProbe {
             client: std::sync::Arc::new(client),
             args: args.clone(),
