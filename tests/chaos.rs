@@ -364,6 +364,20 @@ async fn an_interrupted_chaos_run_puts_everything_back() {
         .parent()
         .unwrap()
         .join(pipedemo::run::chaos::in_force::FILE);
+    // A `.env` the parent reads and its children must not read again: the port is the
+    // parent's (children that re-read it failed to bind it and restarted in a loop).
+    let dir = std::env::temp_dir().join(format!("pipedemo-chaos-stop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join(".env"),
+        format!("METRICS_LISTEN=127.0.0.1:{port}\n"),
+    )
+    .unwrap();
     for (way, signals) in [
         ("Ctrl-C twice", &["INT", "INT"][..]),
         ("SIGTERM", &["TERM"][..]),
@@ -384,18 +398,28 @@ async fn an_interrupted_chaos_run_puts_everything_back() {
             ],
         );
         cmd.process_group(0)
+            .current_dir(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let consumers_log = record.with_file_name("pipedemo-consumers.log");
+        let log_before = std::fs::metadata(&consumers_log).map_or(0, |m| m.len() as usize);
         let mut run = common::Spawned::start(&mut cmd);
         let pid = run.child().id();
         let deadline = Instant::now() + Duration::from_secs(90);
         while state().await != "Paused" {
-            assert!(
-                Instant::now() < deadline,
-                "{way}: the connector was never paused by the run"
-            );
+            if Instant::now() >= deadline {
+                let o = run.wait();
+                panic!(
+                    "{way}: the connector was never paused by the run\n{}",
+                    common::text(&o)
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(
+            port_open(port),
+            "{way}: the run serves its metrics on its .env's port"
+        );
         assert!(record.is_file(), "{way}: the fault in force is recorded");
         let kids: Vec<(u32, u32)> = children_of(pid);
         assert!(!kids.is_empty(), "{way}: the run has its consumer process");
@@ -443,7 +467,14 @@ async fn an_interrupted_chaos_run_puts_everything_back() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let log = std::fs::read_to_string(&consumers_log).unwrap_or_default();
+        let log = log.get(log_before..).unwrap_or_default();
+        assert!(
+            !log.contains("cannot listen"),
+            "{way}: a child read the parent's .env again:\n{log}"
+        );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Debezium has lost events on a connector restart when several rows share one LSN (a
