@@ -345,7 +345,10 @@ wait_until() { # service description command...
   shift 2
   deadline=$(($(date +%s) + READY_TIMEOUT))
   until "$@" >/dev/null 2>&1; do
-    if ! running_pid "$svc" >/dev/null; then
+    # Alive, not running_pid: the pid file was just written by spawn, and until the process
+    # has exec'd its program its command line is still this script's, which running_pid
+    # would take for a stale pid file (mongo was reported dead while it started).
+    if ! kill -0 "$(cat "$(pid_file "$svc")" 2>/dev/null)" 2>/dev/null; then
       fail_service "$svc" "the process exited while waiting for $what"
       return 1
     fi
@@ -661,7 +664,7 @@ start_mongo() {
   fi
   spawn mongo "$SECANTUS_HOME/bin/secantusd-rs" --host 127.0.0.1 --port "$MONGO_PORT" \
     --storage-path "$STACK_DIR/mongo/data" "${secure[@]}"
-  wait_until mongo "port $MONGO_PORT" port_open "$MONGO_PORT"
+  wait_until mongo "port $MONGO_PORT" port_open "$MONGO_PORT" || return 1
   [[ "$STACK_SECURE" == 1 ]] || return 0
   install_tools_venv
   load_secrets
