@@ -29,7 +29,15 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
         let (lag_r, connector_r, counts_r, pg_r) = tokio::join!(
             async {
                 match &lag {
-                    Ok(p) => p.lag().await,
+                    // A broker that does not answer holds librdkafka's call for its whole
+                    // timeout (10 s): a broker stopped for 4 s was never noticed at all.
+                    Ok(p) => match tokio::time::timeout(CONNECT_WAIT, p.lag()).await {
+                        Ok(r) => r,
+                        Err(_) => Err(anyhow::anyhow!(
+                            "no answer within {} s",
+                            CONNECT_WAIT.as_secs()
+                        )),
+                    },
                     Err(e) => Err(anyhow::anyhow!("{e}")),
                 }
             },
