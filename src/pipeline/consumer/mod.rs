@@ -313,11 +313,14 @@ impl Pipeline {
                     _ => break,
                 }
             }
-            // Fetched before the pause of a foreign partition took hold: not pipedemo's to
-            // read, dead-letter or commit.
-            batch.retain(|r| self.ours.admits(r.msg.topic()));
-            if batch.is_empty() {
-                continue;
+            // A pattern subscription's foreign partition fetched before its pause took hold:
+            // not pipedemo's to read, dead-letter or commit. (A raw subscription is one topic,
+            // checked to be pipedemo's at start: nothing to look up per message.)
+            if self.route_pattern.is_some() {
+                batch.retain(|r| self.ours.admits(r.msg.topic()));
+                if batch.is_empty() {
+                    continue;
+                }
             }
             if !self.process(&batch, &stop, &mut totals).await? {
                 // Stopped during an outage: the batch is not committed and will be redelivered.

@@ -289,21 +289,19 @@ mod tests {
 
     #[test]
     fn a_refused_setting_is_named_without_its_secret() {
+        let refusal = |key: &str, value: &str| {
+            let mut c = ClientConfig::new();
+            c.set(key, value);
+            created(c.create::<BaseConsumer>(), "creating a Kafka client")
+                .err()
+                .expect("refused")
+                .to_string()
+        };
         // librdkafka of this build refuses the property; rdkafka's message repeats the value.
-        let mut c = ClientConfig::new();
-        c.set("sasl.oauthbearer.client.secret", "s3cret-value");
-        let e = created(c.create::<BaseConsumer>(), "creating a Kafka client")
-            .err()
-            .expect("refused")
-            .to_string();
+        let e = refusal("sasl.oauthbearer.client.secret", "s3cret-value");
         assert!(e.contains("sasl.oauthbearer.client.secret"), "{e}");
         assert!(!e.contains("s3cret-value"), "{e}");
-        let mut c = ClientConfig::new();
-        c.set("socket.timeout.ms", "soon");
-        let e = created(c.create::<BaseConsumer>(), "creating a Kafka client")
-            .err()
-            .expect("refused")
-            .to_string();
+        let e = refusal("socket.timeout.ms", "soon");
         assert!(
             e.contains("`socket.timeout.ms` = `soon`"),
             "not a secret: shown\n{e}"
