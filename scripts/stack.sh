@@ -9,7 +9,8 @@
 #
 # `test-tools` installs what the tests drive besides the stack, when missing: tmux (the
 # dashboard in a real terminal), Prometheus (scrapes pipedemo) and Chromium (renders the HTML
-# report), from Debian's packages.
+# report), from Debian's packages, and cargo-nextest (runs the tests, each in its own process
+# and at the same time), from crates.io.
 #
 # STACK_SECURE=1 runs the secured variant next to it (own directory and ports): TLS and
 # authentication everywhere, with a CA, certificates and passwords made at install time;
@@ -431,14 +432,15 @@ EOF
   pid="$(as_pg head -n 1 "$data/postmaster.pid")"
   [[ "$pid" =~ ^[0-9]+$ ]] || { fail_service postgres "postmaster.pid holds no pid"; return 1; }
   echo "$pid" >"$(pid_file postgres)"
-  # The demo's role and database; re-running is harmless.
+  # The demo's role and database; re-running is harmless. CREATEDB: each stack test makes a
+  # database of its own (its world) so that tests run at the same time.
   local psql=("$bin/psql" -h "$sock" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
   # The password reaches psql through its environment (\getenv), never its command line.
   STACK_PG_PASSWORD="$PG_PASSWORD" as_pg "${psql[@]}" -v user="$PG_USER" >>"$pglog" 2>&1 <<'SQL' || { fail_service postgres "creating the demo role failed"; return 1; }
 \getenv pass STACK_PG_PASSWORD
-SELECT format('CREATE ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass')
+SELECT format('CREATE ROLE %I LOGIN REPLICATION CREATEDB PASSWORD %L', :'user', :'pass')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
-SELECT format('ALTER ROLE %I LOGIN REPLICATION PASSWORD %L', :'user', :'pass') \gexec
+SELECT format('ALTER ROLE %I LOGIN REPLICATION CREATEDB PASSWORD %L', :'user', :'pass') \gexec
 SQL
   if [[ "$(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
     as_pg "${psql[@]}" -c "CREATE DATABASE \"$PG_DB\" OWNER \"$PG_USER\"" >>"$pglog" 2>&1 \
@@ -853,13 +855,22 @@ cmd_kafka_tool() { # tool args...
   java -cp "$KAFKA_HOME/libs/*" "$class" --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@"
 }
 
+# The test runner's version: the README's test command and .ci/run use its test groups.
+NEXTEST_VERSION=0.9.151
+
 cmd_test_tools() {
+  if [[ "$(cargo nextest --version 2>/dev/null | head -n 1)" != "cargo-nextest $NEXTEST_VERSION "* ]]; then
+    say "installing cargo-nextest $NEXTEST_VERSION (builds from crates.io, a few minutes)"
+    cargo install --quiet --locked cargo-nextest --version "$NEXTEST_VERSION" \
+      --no-default-features --features default-no-update \
+      || die "installing cargo-nextest failed (cargo install cargo-nextest --locked)"
+  fi
   local missing=()
   command -v tmux >/dev/null || missing+=(tmux)
   [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   if [[ ${#missing[@]} -eq 0 ]]; then
-    say "test tools present: tmux, prometheus, chromium"
+    say "test tools present: cargo-nextest, tmux, prometheus, chromium"
     return 0
   fi
   local before

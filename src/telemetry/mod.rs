@@ -10,4 +10,5 @@ pub mod gc;
 pub mod health;
 pub mod live;
 pub mod metrics;
+pub mod stall;
 pub mod stats;

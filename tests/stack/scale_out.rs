@@ -6,23 +6,23 @@
 //! Runs in its own world (topic prefix, connector, slot) with a 4-partition topic, and clears
 //! it at the end.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{text, Spawned};
+use crate::common::{text, Spawned, Watched};
+
+/// How long a consumer may take to join its group: generous, since it says what was awaited.
+const JOIN: Duration = Duration::from_secs(90);
+/// How long a load may take to write the rows a step waits for.
+const ROWS: Duration = Duration::from_secs(120);
 
 const NAME: &str = "scale";
-const WORLD: [(&str, &str); 3] = [
-    ("TOPIC_PREFIX", "pipedemo_test_scale"),
-    ("CONNECTOR_NAME", "pipedemo-test-scale"),
-    ("REPLICATION_SLOT", "pipedemo_test_scale"),
-];
 
 fn command(args: &[&str]) -> Command {
     let mut c = common::pipedemo(NAME);
-    c.args(args).envs(WORLD);
+    c.args(args);
     c
 }
 
@@ -30,17 +30,22 @@ fn run(args: &[&str]) -> Output {
     command(args).output().expect("pipedemo runs")
 }
 
-/// A `pipedemo consume` in the group, its output kept for the failure message.
-fn consumer() -> Spawned {
-    Spawned::start(
-        command(&["consume"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )
+/// A `pipedemo consume` in the group, once it has its partitions; its output kept for the
+/// failure message.
+fn consumer() -> Watched {
+    let c = Watched::start(&mut command(&["consume"]));
+    c.wait_for(
+        "partitions assigned",
+        1,
+        JOIN,
+        "a consumer to join its group",
+    );
+    c
 }
 
-fn sleep(secs: f64) {
-    std::thread::sleep(Duration::from_secs_f64(secs));
+/// Waits until the load has written `rows` rows in all.
+fn rows(rows: i64) {
+    common::wait_for_outbox_rows(NAME, rows, ROWS);
 }
 
 /// A paced load with its JSON summary; `during` runs while it goes (its consumers come and go).
@@ -65,9 +70,8 @@ fn load_while(events: u64, rate: u64, during: impl FnOnce()) -> (Output, serde_j
     (o, summary)
 }
 
-fn stop(mut c: Spawned) -> String {
-    c.signal("-TERM");
-    text(&c.wait())
+fn stop(c: Watched) -> String {
+    c.stop().1
 }
 
 /// Statistics exact: `verify` checks them against the collections, every event once.
@@ -83,23 +87,22 @@ fn assert_verified(events: u64) {
 
 #[tokio::test]
 async fn consumers_joining_and_leaving_mid_load_give_exact_verdicts_and_statistics() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let o = run(&["setup", "--partitions", "4"]);
     assert!(o.status.success(), "{}", text(&o));
 
-    // One consumer before the load, two more joining 2 s and 4 s into it, one of the first
-    // leaving 6 s in: four rebalances while events flow.
+    // One consumer before the load, two more joining a quarter and half way into it, one of
+    // the first leaving three quarters in: four rebalances while events flow. Each step waits
+    // for rows written, not for time, so a slow machine changes nothing but the duration.
     let first = consumer();
-    sleep(3.0);
     let mut joined = Vec::new();
     let mut left = String::new();
     let (o, summary) = load_while(8000, 1000, || {
-        sleep(2.0);
+        rows(2000);
         joined.push(consumer());
-        sleep(2.0);
+        rows(4000);
         joined.push(consumer());
-        sleep(2.0);
+        rows(6000);
         left = stop(first);
     });
     let out = text(&o);
@@ -123,14 +126,12 @@ async fn consumers_joining_and_leaving_mid_load_give_exact_verdicts_and_statisti
     // A consumer killed mid-load (its batch in hand written, not committed) and a new one
     // started: the redelivered events are applied once and counted once.
     let victim = consumer();
-    sleep(3.0);
     let mut replacement = None;
     let (o, summary) = load_while(6000, 1000, || {
-        sleep(2.5);
+        rows(8000 + 2500);
         let mut victim = victim;
         victim.signal("-KILL");
         drop(victim);
-        sleep(1.0);
         replacement = Some(consumer());
     });
     let out = text(&o);

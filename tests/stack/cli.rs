@@ -1,31 +1,30 @@
 //! The commands as a user runs them: `pipedemo setup && pipedemo load && pipedemo verify`.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{text, Spawned};
+use crate::common::{text, Spawned};
 
-/// `pipedemo ARGS` in this file's own world.
-fn command(args: &[&str]) -> Command {
-    let mut c = common::pipedemo("cli");
+/// `pipedemo ARGS` in world `name`.
+fn command(name: &str, args: &[&str]) -> Command {
+    let mut c = common::pipedemo(name);
     c.args(args);
     c
 }
 
-fn pipedemo(args: &[&str]) -> Output {
-    command(args).output().expect("pipedemo runs")
+fn pipedemo(name: &str, args: &[&str]) -> Output {
+    command(name, args).output().expect("pipedemo runs")
 }
 
 #[tokio::test]
 async fn setup_load_verify_as_a_user_runs_them() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let o = pipedemo(&["setup"]);
+    let _stack = common::shared_stack();
+    let o = pipedemo("cli", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Setup complete"));
 
-    let o = pipedemo(&["load", "--events", "200", "--json"]);
+    let o = pipedemo("cli", &["load", "--events", "200", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON summary");
     assert_eq!(summary["schema_version"], 1);
@@ -37,7 +36,7 @@ async fn setup_load_verify_as_a_user_runs_them() {
 
     let report =
         std::env::temp_dir().join(format!("pipedemo-cli-report-{}.json", std::process::id()));
-    let o = pipedemo(&["verify", "--report", report.to_str().unwrap()]);
+    let o = pipedemo("cli", &["verify", "--report", report.to_str().unwrap()]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(
@@ -58,7 +57,7 @@ async fn setup_load_verify_as_a_user_runs_them() {
     )
     .await
     .unwrap();
-    let o = pipedemo(&["verify"]);
+    let o = pipedemo("cli", &["verify"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("Missing: 1 event"), "{}", text(&o));
     pg.execute("TRUNCATE event_outbox", &[]).await.unwrap();
@@ -69,18 +68,21 @@ async fn setup_load_verify_as_a_user_runs_them() {
 /// codes unless `--color always` asks for them.
 #[tokio::test]
 async fn an_interrupted_load_reports_what_it_sent_and_exits_130() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    assert!(pipedemo(&["setup"]).status.success());
+    let _stack = common::shared_stack();
+    assert!(pipedemo("cli_interrupted", &["setup"]).status.success());
     let log = std::env::temp_dir().join(format!("pipedemo-cli-{}.log", std::process::id()));
     let mut load = Spawned::start(
-        command(&[
-            "load", "--events", "100000", "--rate", "200", "--json", "--no-tui",
-        ])
+        command(
+            "cli_interrupted",
+            &[
+                "load", "--events", "100000", "--rate", "200", "--json", "--no-tui",
+            ],
+        )
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap()),
     );
-    std::thread::sleep(std::time::Duration::from_secs(8));
+    // Mid-load by count: some rows in, most to come.
+    common::wait_for_outbox_rows("cli_interrupted", 400, std::time::Duration::from_secs(120));
     load.signal("-INT");
     let o = load.wait();
     let stderr = std::fs::read_to_string(&log).unwrap();
@@ -100,9 +102,12 @@ async fn an_interrupted_load_reports_what_it_sent_and_exits_130() {
         "colour codes in a log file:\n{stderr}"
     );
 
-    let o = command(&["load", "--events", "20", "--color", "always"])
-        .output()
-        .unwrap();
+    let o = command(
+        "cli_interrupted",
+        &["load", "--events", "20", "--color", "always"],
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains('\x1b'),
@@ -111,257 +116,30 @@ async fn an_interrupted_load_reports_what_it_sent_and_exits_130() {
     );
 }
 
-#[test]
-fn help_groups_connection_settings_and_every_subcommand_has_a_version() {
-    let o = pipedemo(&["load", "--help"]);
-    let help = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{help}");
-    let at = |heading: &str| {
-        help.find(&format!("\n{heading}:\n"))
-            .unwrap_or_else(|| panic!("no {heading} heading:\n{help}"))
-    };
-    // The command's own options come first, then one heading per service.
-    let (own, pg, kafka, connect, mongo, output) = (
-        help.find("--events").unwrap(),
-        at("PostgreSQL"),
-        at("Kafka"),
-        at("Kafka Connect"),
-        at("MongoDB"),
-        at("Output"),
-    );
-    assert!(
-        own < pg && pg < kafka && kafka < connect && connect < mongo,
-        "{help}"
-    );
-    assert!(help[pg..kafka].contains("--pg-host"), "{help}");
-    assert!(
-        help[kafka..connect].contains("--bootstrap-servers"),
-        "{help}"
-    );
-    assert!(help[output..].contains("--color"), "{help}");
-    let o = pipedemo(&["--help"]);
-    let top = String::from_utf8_lossy(&o.stdout);
-    assert!(top.contains("Exit codes:") && top.contains("130"), "{top}");
-    for sub in ["load", "verify", "capacity"] {
-        let o = pipedemo(&[sub, "--version"]);
-        assert!(o.status.success(), "{sub} --version: {}", text(&o));
-        assert!(
-            String::from_utf8_lossy(&o.stdout).starts_with("pipedemo"),
-            "{}",
-            text(&o)
-        );
-    }
-}
-
-/// Completion scripts for the three shells, checked by the shells themselves where present.
-#[test]
-fn completions_generate_for_bash_zsh_and_fish() {
-    for (shell, marker) in [
-        ("bash", "complete -F"),
-        ("zsh", "#compdef pipedemo"),
-        ("fish", "complete -c pipedemo"),
-    ] {
-        let o = pipedemo(&["completions", shell]);
-        let script = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{shell}: {}", text(&o));
-        assert!(script.contains(marker), "{shell}:\n{script}");
-        assert!(
-            script.contains("capacity") && script.contains("bootstrap-servers"),
-            "{shell}:\n{script}"
-        );
-    }
-    let o = pipedemo(&["completions", "bash"]);
-    if std::process::Command::new("bash")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        let file = std::env::temp_dir().join(format!("pipedemo-compl-{}.bash", std::process::id()));
-        std::fs::write(&file, &o.stdout).unwrap();
-        let check = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!(". {} && complete -p pipedemo", file.display()))
-            .output()
-            .unwrap();
-        assert!(check.status.success(), "{}", text(&check));
-    }
-    let o = pipedemo(&["completions", "tcsh"]);
-    assert_eq!(o.status.code(), Some(2));
-}
-
-/// `.env` is read from the working directory only, never from a parent directory.
-#[test]
-fn man_prints_the_page_and_writes_one_per_subcommand() {
-    let o = pipedemo(&["man"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let page = String::from_utf8_lossy(&o.stdout);
-    assert!(page.contains(".TH pipedemo 1"), "{page}");
-    for sub in ["load", "chaos", "capacity", "verify", "cleanup"] {
-        assert!(
-            page.contains(&format!("pipedemo\\-{sub}(1)")),
-            "{sub} missing:\n{page}"
-        );
-    }
-    assert!(!page.contains("chaos\\-hooks"), "hidden flags stay hidden");
-    let dir = std::env::temp_dir().join(format!("pipedemo-man-{}", std::process::id()));
-    let o = pipedemo(&["man", "--out", dir.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    let chaos = std::fs::read_to_string(dir.join("pipedemo-chaos.1")).unwrap();
-    assert!(chaos.contains("\\-\\-recovery\\-timeout"), "{chaos}");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn dotenv_is_read_from_the_working_directory_only() {
-    let parent = std::env::temp_dir().join(format!("pipedemo-dotenv-{}", std::process::id()));
-    let child = parent.join("inner");
-    std::fs::create_dir_all(&child).unwrap();
-    std::fs::write(parent.join(".env"), "POSTGRES_PORT=not-a-port\n").unwrap();
-    let run = |dir: &std::path::Path| {
-        command(&["config"])
-            .current_dir(dir)
-            .env_remove("POSTGRES_PORT")
-            .output()
-            .unwrap()
-    };
-    let here = run(&parent);
-    assert_eq!(
-        here.status.code(),
-        Some(2),
-        "the working directory's .env is read"
-    );
-    assert!(text(&here).contains("not-a-port"), "{}", text(&here));
-    let below = run(&child);
-    assert!(
-        below.status.success(),
-        "a parent's .env was read: {}",
-        text(&below)
-    );
-    let _ = std::fs::remove_dir_all(&parent);
-}
-
-/// A malformed `.env` or `pipedemo.toml` stops the commands that use the settings, with the
-/// file named, and never `--help`, `--version`, `completions` or `man`.
-#[test]
-fn a_broken_dotenv_or_config_never_breaks_help() {
-    let dir = std::env::temp_dir().join(format!("pipedemo-broken-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (file, text_of_it, named) in [
-        (".env", "THIS IS NOT A DOTENV LINE\n", ".env"),
-        ("pipedemo.toml", "pg_host = \n", "pipedemo.toml"),
-    ] {
-        let _ = std::fs::remove_file(dir.join(".env"));
-        let _ = std::fs::remove_file(dir.join("pipedemo.toml"));
-        std::fs::write(dir.join(file), text_of_it).unwrap();
-        for args in [
-            &["--help"][..],
-            &["--version"],
-            &["completions", "bash"],
-            &["man"],
-            &["load", "--help"],
-        ] {
-            let o = command(args).current_dir(&dir).output().unwrap();
-            assert!(o.status.success(), "{file}: {args:?}: {}", text(&o));
-        }
-        let o = command(&["verify"]).current_dir(&dir).output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{file}: {}", text(&o));
-        assert!(
-            text(&o).contains(named) && text(&o).contains("fix or remove it"),
-            "{}",
-            text(&o)
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// `pipedemo.toml` in the working directory with a profile: its values reach the run, the
-/// environment wins over them and a flag over that; `pipedemo config` says which is which.
-#[test]
-fn a_config_profile_reaches_the_run_and_config_shows_the_sources() {
-    let dir = std::env::temp_dir().join(format!("pipedemo-profile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("pipedemo.toml"),
-        "pg_db = \"file_db\"\npg_password = \"hunter2\"\n[profile.broken]\npg_port = 1\n",
-    )
-    .unwrap();
-    let o = command(&["--profile", "broken", "config", "--json"])
-        .current_dir(&dir)
-        .env("PIPEDEMO_POSTGRES_DB", "env_db")
-        .env_remove("POSTGRES_DB")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let row = |k: &str| {
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["key"] == k)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(row("pg_port")["value"], "1");
-    assert!(row("pg_port")["source"]
-        .as_str()
-        .unwrap()
-        .starts_with("profile broken"));
-    assert_eq!(row("pg_db")["value"], "env_db");
-    assert_eq!(row("pg_db")["source"], "env PIPEDEMO_POSTGRES_DB");
-    assert_eq!(row("pg_password")["value"], "***");
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("hunter2"));
-    // The profile's port reaches the connection: nothing listens on 1.
-    let o = command(&["--profile", "broken", "verify"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains(":1"), "{}", text(&o));
-    // Without the profile, or with a flag over it, the port is not 1.
-    let o = command(&["--profile", "broken", "--pg-port", "5432", "config"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        text(&o).contains("pg_port") && !text(&o).contains("profile broken"),
-        "{}",
-        text(&o)
-    );
-    let o = command(&["--profile", "staging", "verify"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("no [profile.staging] (profiles: broken)"),
-        "{}",
-        text(&o)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 /// Thresholds on a real load, and `compare` on the documents it printed.
 #[tokio::test]
 async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let o = pipedemo(&["setup"]);
+    let _stack = common::shared_stack();
+    let o = pipedemo("cli_thresholds", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = pipedemo(&[
-        "load",
-        "--events",
-        "300",
-        "--rate",
-        "300",
-        "--json",
-        "--no-tui",
-        "--threshold",
-        "p99<60s",
-        "--threshold",
-        "success>=100%",
-        "--threshold",
-        "stage.cdc.p99<60s",
-    ]);
+    let o = pipedemo(
+        "cli_thresholds",
+        &[
+            "load",
+            "--events",
+            "300",
+            "--rate",
+            "300",
+            "--json",
+            "--no-tui",
+            "--threshold",
+            "p99<60s",
+            "--threshold",
+            "success>=100%",
+            "--threshold",
+            "stage.cdc.p99<60s",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["kind"], "load");
@@ -384,14 +162,17 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
     );
 
     // A gate nobody meets: exit 1, naming it.
-    let o = pipedemo(&[
-        "load",
-        "--events",
-        "50",
-        "--no-tui",
-        "--threshold",
-        "p50<1us",
-    ]);
+    let o = pipedemo(
+        "cli_thresholds",
+        &[
+            "load",
+            "--events",
+            "50",
+            "--no-tui",
+            "--threshold",
+            "p50<1us",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("✗ threshold p50<1us (p50 = "),
@@ -400,7 +181,10 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
     );
     // Bad or unmeasurable gates are usage errors, before anything runs.
     for bad in ["p99<fast", "capacity>=1000", "p98<1ms"] {
-        let o = pipedemo(&["load", "--events", "10", "--threshold", bad]);
+        let o = pipedemo(
+            "cli_thresholds",
+            &["load", "--events", "10", "--threshold", bad],
+        );
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
     }
 
@@ -414,23 +198,26 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
     let new = dir.join("new.json");
     std::fs::write(&new, serde_json::to_string(&worse).unwrap()).unwrap();
     let (b, n) = (base.to_str().unwrap(), new.to_str().unwrap());
-    let o = pipedemo(&["compare", b, b]);
+    let o = pipedemo("cli_thresholds", &["compare", b, b]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("PASS: no figure regressed"),
         "{}",
         text(&o)
     );
-    let o = pipedemo(&["compare", b, n, "--max-regression", "10%"]);
+    let o = pipedemo(
+        "cli_thresholds",
+        &["compare", b, n, "--max-regression", "10%"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("✗ p99 went from"), "{}", text(&o));
-    let o = pipedemo(&["compare", b, n, "--json"]);
+    let o = pipedemo("cli_thresholds", &["compare", b, n, "--json"]);
     let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(c["passed"], false);
     let verify = dir.join("verify.json");
-    let v = pipedemo(&["verify", "--json"]);
+    let v = pipedemo("cli_thresholds", &["verify", "--json"]);
     std::fs::write(&verify, &v.stdout).unwrap();
-    let o = pipedemo(&["compare", b, verify.to_str().unwrap()]);
+    let o = pipedemo("cli_thresholds", &["compare", b, verify.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("cannot compare a `load` document with a `verify` document"),
@@ -440,114 +227,13 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn bad_arguments_are_refused_with_a_reason() {
-    let o = pipedemo(&["load", "--events", "0"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("--events"), "{}", text(&o));
-    let o = pipedemo(&["load", "--events", "-5"]);
-    assert_eq!(o.status.code(), Some(2));
-    let o = pipedemo(&["cleanup"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("--yes"), "{}", text(&o));
-    // A duration no run can last is refused, not a panic.
-    let o = pipedemo(&["replay", "--timeout", "1e30"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("longer than a year"), "{}", text(&o));
-    // A file with no end is refused before it is read.
-    let o = pipedemo(&["compare", "/dev/zero", "/dev/zero"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("is not a file"), "{}", text(&o));
-    // A service that cannot be reached is 3, whichever command meets it.
-    let o = pipedemo(&["load", "--events", "10", "--pg-port", "1"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-}
-
-#[test]
-fn a_route_topic_beyond_pipedemos_own_is_refused_before_anything_runs() {
-    for (pattern, why) in [
-        ("${routedByValue}", "no fixed prefix"),
-        ("connect-${routedByValue}", "Kafka Connect's"),
-        (
-            "pipedemo.public.${routedByValue}",
-            "matches the dead-letter topic",
-        ),
-        ("a.${routedByValue}.${routedByValue}", "more than one"),
-    ] {
-        for cmd in ["consume", "setup", "replay"] {
-            // A port nothing listens on: a refusal must come before any connection.
-            let o = pipedemo(&[
-                "--routing",
-                "event-router",
-                "--route-topic",
-                pattern,
-                "--pg-port",
-                "1",
-                cmd,
-            ]);
-            assert_eq!(o.status.code(), Some(2), "{pattern} {cmd}: {}", text(&o));
-            assert!(text(&o).contains(why), "{pattern} {cmd}: {}", text(&o));
-        }
-    }
-}
-
-/// Every secret of a configuration, wherever it was set (file, list, URL, flag), is never
-/// printed by `config`, `config --json`, `--help` or an error.
-#[test]
-fn no_secret_is_printed_by_config_help_or_errors() {
-    let dir = std::env::temp_dir().join(format!("pipedemo-secrets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("pipedemo.toml"),
-        r#"pg_password = "s3cret-file"
-connector_config = ["snapshot.mode=never", "database.password=s3cret-list"]
-kafka_option = ["sasl.oauthbearer.token.endpoint.url=https://idp/token", "sasl.oauthbearer.client.secret=s3cret-oauth"]
-"#,
-    )
-    .unwrap();
-    let secrets = [
-        "s3cret-file",
-        "s3cret-list",
-        "s3cret-oauth",
-        "s3cret-url",
-        "s3cret-query",
-        "s3cret-info",
-    ];
-    let runs = [
-        vec!["config"],
-        vec!["config", "--json"],
-        vec!["--help"],
-        vec!["setup", "--help"],
-        vec![
-            "--connector-config",
-            "value.converter.schema.registry.url=https://r;value.converter.basic.auth.user.info=u:s3cret-info",
-            "config",
-        ],
-        vec!["--pg-url", "postgresql://u:s3cret-url@h/db?password=s3cret-query", "config"],
-        // Malformed: an unescaped `#` in the password makes the port unreadable.
-        vec!["--pg-url", "postgresql://u:s3cret-url#x@h:5432/db", "verify"],
-        vec!["--pg-url", "postgresql://u@h:99999/db?password=s3cret-query", "verify"],
-    ];
-    for args in runs {
-        let o = command(&args).current_dir(&dir).output().unwrap();
-        let out = text(&o);
-        for secret in secrets {
-            assert!(!out.contains(secret), "{args:?} printed {secret}:\n{out}");
-        }
-        if args == ["config"] {
-            // The list reached its setting as two entries, not one value joined with `,`.
-            assert!(out.contains("snapshot.mode=never"), "{out}");
-            assert!(out.contains("database.password=***"), "{out}");
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 #[tokio::test]
 async fn bad_configuration_fails_in_one_line_without_secrets() {
-    common::require_stack();
+    let _stack = common::shared_stack();
+    // A world set up, so that what fails below is the configuration alone.
+    assert!(pipedemo("cli_badconf", &["setup"]).status.success());
     // A topic that does not exist.
-    let o = pipedemo(&["consume", "--topic", "no.such.topic"]);
+    let o = pipedemo("cli_badconf", &["consume", "--topic", "no.such.topic"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(
         text(&o).contains("Kafka topic no.such.topic does not exist; run `pipedemo setup` first"),
@@ -555,13 +241,16 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
         text(&o)
     );
     // An aggregate topic of the Event Router that does not exist: the hint names its setup.
-    let o = pipedemo(&[
-        "consume",
-        "--routing",
-        "event-router",
-        "--topic-prefix",
-        "no_such_prefix",
-    ]);
+    let o = pipedemo(
+        "cli_badconf",
+        &[
+            "consume",
+            "--routing",
+            "event-router",
+            "--topic-prefix",
+            "no_such_prefix",
+        ],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(
         text(&o).contains(
@@ -571,7 +260,10 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
         text(&o)
     );
     // A report path that cannot be written.
-    let o = pipedemo(&["verify", "--report", "/nonexistent-dir/report.json"]);
+    let o = pipedemo(
+        "cli_badconf",
+        &["verify", "--report", "/nonexistent-dir/report.json"],
+    );
     assert_ne!(o.status.code(), Some(0));
     assert!(
         text(&o).contains("cannot write the report to /nonexistent-dir/report.json"),
@@ -580,13 +272,16 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
     );
     // A wrong password, with debug logs on: the password appears nowhere.
     let secret = "s3cr3t-Pa55word-913";
-    let o = command(&["setup", "--pg-password", secret, "--log-level", "debug"])
-        .env(
-            "MONGODB_URI",
-            format!("mongodb://admin:{secret}@127.0.0.1:1/?serverSelectionTimeoutMS=500"),
-        )
-        .output()
-        .unwrap();
+    let o = command(
+        "cli_badconf",
+        &["setup", "--pg-password", secret, "--log-level", "debug"],
+    )
+    .env(
+        "MONGODB_URI",
+        format!("mongodb://admin:{secret}@127.0.0.1:1/?serverSelectionTimeoutMS=500"),
+    )
+    .output()
+    .unwrap();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out}");
     assert!(out.contains("rejected the credentials"), "{out}");
@@ -596,9 +291,9 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
 
 /// Runs `pipedemo monitor --observe --no-tui` for a few seconds, stops it with SIGTERM and
 /// returns its exit status and output.
-fn observe_for(secs: u64, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+fn observe_for(name: &str, secs: u64, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let mut child = Spawned::start(
-        command(&["monitor", "--observe", "--no-tui"])
+        command(name, &["monitor", "--observe", "--no-tui"])
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -611,9 +306,9 @@ fn observe_for(secs: u64, env: &[(&str, &str)]) -> (std::process::ExitStatus, St
 
 #[tokio::test]
 async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let (status, out) = observe_for(4, &[]);
+    let _stack = common::shared_stack();
+    assert!(pipedemo("cli_monitor", &["setup"]).status.success());
+    let (status, out) = observe_for("cli_monitor", 4, &[]);
     assert_eq!(status.code(), Some(130), "{out}");
     let healthy = out
         .lines()
@@ -626,6 +321,7 @@ async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
     );
 
     let (status, out) = observe_for(
+        "cli_monitor",
         4,
         &[(
             "MONGODB_URI",
@@ -644,11 +340,10 @@ async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
 
 #[tokio::test]
 async fn replay_refuses_while_a_consumer_of_the_group_runs() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let o = pipedemo(&["setup"]);
+    let _stack = common::shared_stack();
+    let o = pipedemo("cli_replay", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
-    let mut consumer = Spawned::start(command(&["consume"]).stderr(Stdio::piped()));
+    let mut consumer = Spawned::start(command("cli_replay", &["consume"]).stderr(Stdio::piped()));
     // Wait until it is a member of the group with its partition.
     let stderr = consumer.child().stderr.take().unwrap();
     let (joined_tx, joined) = std::sync::mpsc::channel();
@@ -666,12 +361,12 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
     joined
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("the consumer joined its group");
-    let o = pipedemo(&["replay"]);
+    let o = pipedemo("cli_replay", &["replay"]);
     consumer.signal("-TERM");
     let _ = consumer.wait();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        text(&o).contains("cannot reset consumer group pipedemo-test-cli")
+        text(&o).contains("cannot reset consumer group pipedemo-test-cli_replay")
             && text(&o).contains("stop any running `pipedemo consume`"),
         "{}",
         text(&o)
@@ -683,8 +378,7 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
 #[tokio::test]
 async fn secrets_never_reach_logs_reports_or_metrics() {
     use std::io::{Read, Write};
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -693,7 +387,7 @@ async fn secrets_never_reach_logs_reports_or_metrics() {
     let listen = format!("127.0.0.1:{port}");
     let secrets = ["s3cret-key", "s3cret-info", "s3cret-query"];
     let with_secrets = |args: &[&str]| {
-        let mut c = command(args);
+        let mut c = command("cli_secrets", args);
         c.env("LOG_LEVEL", "debug")
             .env("KAFKA_OPTIONS", "ssl.key.password=s3cret-key")
             .env(
@@ -746,7 +440,7 @@ async fn secrets_never_reach_logs_reports_or_metrics() {
     assert!(o.status.success(), "{}", text(&o));
     seen.push_str(&text(&o));
     seen.push_str(&scraped);
-    let s = common::settings("cli", &[]);
+    let s = common::settings("cli_secrets", &[]);
     seen.push_str(&std::fs::read_to_string(&s.output.metrics_file).unwrap_or_default());
     let log = s.output.metrics_file.parent().unwrap().join("pipedemo.log");
     seen.push_str(&std::fs::read_to_string(log).unwrap_or_default());
@@ -767,11 +461,10 @@ async fn secrets_never_reach_logs_reports_or_metrics() {
 #[tokio::test]
 async fn replay_and_consume_refuse_a_group_or_topic_that_is_not_pipedemos() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let o = pipedemo(&["setup"]);
+    let _stack = common::shared_stack();
+    let o = pipedemo("cli_foreign", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
-    let s = common::settings("cli", &[]);
+    let s = common::settings("cli_foreign", &[]);
     let topic = s.kafka.topic();
     // Somebody else's group, with a position on pipedemo's topic.
     let group = format!("someone-elses-{}", std::process::id());
@@ -784,7 +477,7 @@ async fn replay_and_consume_refuse_a_group_or_topic_that_is_not_pipedemos() {
         .unwrap();
     theirs.commit(&tpl, CommitMode::Sync).unwrap();
     drop(theirs);
-    let o = pipedemo(&["--group", &group, "replay"]);
+    let o = pipedemo("cli_foreign", &["--group", &group, "replay"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("replay refused") && text(&o).contains(&group),
@@ -805,7 +498,7 @@ async fn replay_and_consume_refuse_a_group_or_topic_that_is_not_pipedemos() {
     pipedemo::pipeline::kafka::ensure_topic(&s.kafka, &foreign, 1)
         .await
         .unwrap();
-    let o = pipedemo(&["--topic", &foreign, "consume"]);
+    let o = pipedemo("cli_foreign", &["--topic", &foreign, "consume"]);
     pipedemo::pipeline::kafka::delete_topics(&s.kafka, std::slice::from_ref(&foreign))
         .await
         .unwrap();
@@ -819,8 +512,7 @@ async fn replay_and_consume_refuse_a_group_or_topic_that_is_not_pipedemos() {
 
 #[tokio::test]
 async fn an_unusable_dead_letter_topic_shows_degraded_and_fails_the_run_in_bounded_time() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let name = "dlqfail";
     let o = common::pipedemo(name).arg("setup").output().unwrap();
     assert!(o.status.success(), "{}", text(&o));

@@ -26,6 +26,8 @@ use pipedemo::telemetry::clock;
 use pipedemo::telemetry::cpu::{self, Service};
 use pipedemo::telemetry::metrics::{self, MetricEvent};
 
+mod clocks;
+
 #[derive(Parser)]
 struct Args {
     /// Events pre-filled into the topic for the consumer-alone measurement.
@@ -58,8 +60,8 @@ struct Args {
     /// The rate of the latency-floor run (goal 2), events/s.
     #[arg(long, default_value_t = 1000)]
     floor_rate: u64,
-    /// Run only these sections (generator, stages, consumer, capacity, floor, open-loop, burst,
-    /// scale-out, defaults, routing); default all.
+    /// Run only these sections (regression, generator, stages, consumer, capacity, floor,
+    /// open-loop, burst, scale-out, defaults, routing, soak, chaos, show); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The consumer's largest batch.
@@ -1447,6 +1449,19 @@ async fn main() -> Result<()> {
     }
     if run("routing") {
         routing_modes(&a, &mut figs)?;
+    }
+    // What the tests no longer judge by the clock (see clocks.rs).
+    if run("soak") {
+        eprintln!("bench: soak at 400 ev/s on four partitions, 45 s");
+        clocks::soak(&a, &mut figs)?;
+    }
+    if run("show") {
+        eprintln!("bench: full against the seed's targets, and a short capacity sweep");
+        clocks::show(&a, &mut figs)?;
+    }
+    if run("chaos") {
+        eprintln!("bench: every local fault at 150 ev/s (stops and starts the services)");
+        clocks::chaos(&a, &mut figs)?;
     }
 
     // The table.

@@ -5,7 +5,7 @@
 //! the Debezium plugin, each a real server started next to the stack by `scripts/stack.sh` in
 //! its own directory on a free port. Needs `scripts/stack.sh up` for the other services.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -59,9 +59,6 @@ fn setup(name: &str, extra: &[String]) -> Output {
     common::pipedemo(name)
         .arg("setup")
         .args(extra)
-        .env("TOPIC_PREFIX", format!("pipedemo_test_{name}"))
-        .env("CONNECTOR_NAME", format!("pipedemo-test-{name}"))
-        .env("REPLICATION_SLOT", format!("pipedemo_test_{name}"))
         .output()
         .expect("pipedemo runs")
 }
@@ -119,8 +116,7 @@ async fn nothing_created(name: &str, connect_url: &str) {
 
 #[tokio::test]
 async fn postgres_without_logical_decoding_is_refused_before_anything_is_created() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let port = free_port();
     let pg = SideService::start(
         "postgres",
@@ -130,7 +126,11 @@ async fn postgres_without_logical_decoding_is_refused_before_anything_is_created
             ("PG_WAL_LEVEL", "replica".to_owned()),
         ],
     );
-    let o = setup("walreplica", &[format!("--pg-port={port}")]);
+    // The side server has the stack's database, not the world's.
+    let o = setup(
+        "walreplica",
+        &[format!("--pg-port={port}"), "--pg-db=activity_db".into()],
+    );
     let line = one_error_line(
         &o,
         &[
@@ -143,7 +143,10 @@ async fn postgres_without_logical_decoding_is_refused_before_anything_is_created
     assert!(!line.contains("pipedemo@") && !line.contains("password=pipedemo"));
 
     // The misconfigured server itself got no table and no replication slot.
-    let s = common::settings("walreplica", &[&format!("--pg-port={port}")]);
+    let s = common::settings(
+        "walreplica",
+        &[&format!("--pg-port={port}"), "--pg-db=activity_db"],
+    );
     let c = pipedemo::pipeline::outbox::connect(&s.pg).await.unwrap();
     let row = c
         .query_one(
@@ -161,8 +164,7 @@ async fn postgres_without_logical_decoding_is_refused_before_anything_is_created
 
 #[tokio::test]
 async fn connect_without_the_debezium_plugin_is_refused_before_anything_is_created() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let port = free_port();
     let empty = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("no-plugins-{}", std::process::id()));
@@ -202,8 +204,7 @@ async fn connect_without_the_debezium_plugin_is_refused_before_anything_is_creat
 
 #[tokio::test]
 async fn a_wrong_setting_for_any_service_is_named_with_its_fix_and_nothing_is_created() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let cases: [(&str, &[&str]); 7] = [
         (
             "--pg-port=1",

@@ -2,14 +2,14 @@
 //! `.ci/run` installs it): after a 5,000-event load, Prometheus's own HTTP API returns the
 //! applied count and a p99. Needs `scripts/stack.sh up`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{text, Spawned};
+use crate::common::{text, Spawned};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -35,8 +35,7 @@ async fn query(http: &reqwest::Client, prometheus: &str, q: &str) -> Option<f64>
 
 #[tokio::test]
 async fn prometheus_scrapes_the_applied_count_and_a_p99() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let _cleanup = common::Cleanup(|| common::pipedemo("prom"));
     let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
         .into_iter()
@@ -46,10 +45,14 @@ async fn prometheus_scrapes_the_applied_count_and_a_p99() {
     let o = common::pipedemo("prom").arg("setup").output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
 
-    // A consumer of its own (group and database) serving /metrics while the load runs.
+    // A consumer of the same topic with its own group, read models and metrics file, serving
+    // /metrics while the load runs.
     let port = free_port();
     let mut consume = Spawned::start(
-        common::pipedemo("prom_export")
+        common::pipedemo("prom")
+            .env("CONSUMER_GROUP", "pipedemo-test-prom_export")
+            .env("MONGODB_DATABASE", "pipedemo_test_prom_export")
+            .env("METRICS_FILE", common::metrics_file("prom_export"))
             .args(["consume", "--metrics-listen", &format!("127.0.0.1:{port}")])
             .stderr(Stdio::piped()),
     );

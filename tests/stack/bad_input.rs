@@ -1,7 +1,7 @@
 //! Every kind of bad message in the outbox topic: each is dead-lettered with its reason and
 //! counted, skipped on purpose, or accepted, and the pipeline goes on. Needs the stack up.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -345,8 +345,7 @@ fn implausible_in(metrics: &std::path::Path) -> (u64, f64) {
 
 #[tokio::test]
 async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes_on() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let s = common::settings("badinput", &[]);
     common::setup(&s).await;
     let dlq_start = common::end_offset(&s, &s.kafka.dlq_topic()).await;

@@ -6,12 +6,12 @@
 //!
 //! Runs in its own world (topic prefix, connector, slot) and clears it at the end.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{text, Spawned};
+use crate::common::{text, Spawned, Watched};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
@@ -21,31 +21,23 @@ use pipedemo::pipeline::kafka;
 use pipedemo::run::load::{self, LoadOptions};
 use pipedemo::run::session::PhaseOptions;
 
+/// The worlds of the two tests.
 const NAME: &str = "router";
-const PREFIX: &str = "pipedemo_test_router";
-const WORLD: [(&str, &str); 4] = [
-    ("TOPIC_PREFIX", PREFIX),
-    ("CONNECTOR_NAME", "pipedemo-test-router"),
-    ("REPLICATION_SLOT", "pipedemo_test_router"),
-    ("OUTBOX_ROUTING", "event-router"),
-];
+const BAD: &str = "router_bad";
 
-fn command(args: &[&str]) -> Command {
-    let mut c = common::pipedemo(NAME);
-    c.args(args).envs(WORLD);
+fn command(name: &str, args: &[&str]) -> Command {
+    let mut c = common::pipedemo(name);
+    c.args(args).env("OUTBOX_ROUTING", "event-router");
     c
 }
 
-fn run(args: &[&str]) -> Output {
-    command(args).output().expect("pipedemo runs")
+fn run(name: &str, args: &[&str]) -> Output {
+    command(name, args).output().expect("pipedemo runs")
 }
 
-fn sleep(secs: f64) {
-    std::thread::sleep(Duration::from_secs_f64(secs));
-}
-
-fn topic(aggregate: &str) -> String {
-    format!("{PREFIX}.outbox.event.{aggregate}")
+/// The topic the router gives `aggregate` in world `name`.
+fn topic(name: &str, aggregate: &str) -> String {
+    format!("pipedemo_test_{name}.outbox.event.{aggregate}")
 }
 
 /// Messages now in partition 0..`parts` of `topic` (`None`: no such topic).
@@ -55,22 +47,13 @@ async fn messages_in(s: &pipedemo::config::Settings, topic: &str) -> Option<i64>
 }
 
 fn world_settings(test: &str) -> pipedemo::config::Settings {
-    common::settings(
-        test,
-        &[
-            &format!("--topic-prefix={PREFIX}"),
-            "--connector-name=pipedemo-test-router",
-            "--replication-slot=pipedemo_test_router",
-            "--routing=event-router",
-        ],
-    )
+    common::settings(test, &["--routing=event-router"])
 }
 
 #[tokio::test]
 async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let _cleanup = common::Cleanup(|| command(&[]));
+    let _stack = common::shared_stack();
+    let _cleanup = common::Cleanup(|| command(NAME, &[]));
     let dir = std::env::temp_dir().join(format!("pipedemo-router-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("r.json");
@@ -78,30 +61,33 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
     // The whole show, routed: phases, the capacity sweep and a chaos phase whose faults act
     // on the connector with its SMT (consumers joining and leaving come below, with exact
     // statistics as the measure).
-    let o = command(&[
-        "full",
-        "--phases",
-        "10,100",
-        "--phase-secs",
-        "2,4",
-        "--no-tui",
-        "--json",
-        "--capacity-step",
-        "1s",
-        "--slo-p99",
-        "500",
-        "--prewarm",
-        "2s",
-        "--chaos",
-        "--chaos-rate",
-        "150",
-        "--faults",
-        "connector-pause,task-restart",
-        "--fault-duration",
-        "3s",
-        "--gap",
-        "3s",
-    ])
+    let o = command(
+        NAME,
+        &[
+            "full",
+            "--phases",
+            "10,100",
+            "--phase-secs",
+            "2,4",
+            "--no-tui",
+            "--json",
+            "--capacity-step",
+            "1s",
+            "--slo-p99",
+            common::LAX_SLO_P99_MS,
+            "--prewarm",
+            "2s",
+            "--chaos",
+            "--chaos-rate",
+            "150",
+            "--faults",
+            "connector-pause,task-restart",
+            "--fault-duration",
+            "3s",
+            "--gap",
+            "3s",
+        ],
+    )
     .args(common::LAX_TARGETS)
     .arg("--report-json")
     .arg(&json)
@@ -155,10 +141,10 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
 
     // The events went where the router puts them, and the raw topic got none.
     let s = world_settings(NAME);
-    assert!(messages_in(&s, &topic("User")).await.unwrap() > 0);
-    assert!(messages_in(&s, &topic("Activity")).await.unwrap() > 0);
+    assert!(messages_in(&s, &topic(NAME, "User")).await.unwrap() > 0);
+    assert!(messages_in(&s, &topic(NAME, "Activity")).await.unwrap() > 0);
     assert_eq!(
-        messages_in(&s, &format!("{PREFIX}.public.event_outbox"))
+        messages_in(&s, &format!("pipedemo_test_{NAME}.public.event_outbox"))
             .await
             .unwrap_or(0),
         0
@@ -166,31 +152,34 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
 
     // Scale-out on two partitions per aggregate topic: a consumer before the load, one
     // joining, the first leaving; partition 0 of each topic is two marks of the statistics.
-    let o = run(&["setup", "--partitions", "2"]);
+    let o = run(NAME, &["setup", "--partitions", "2"]);
     assert!(o.status.success(), "{}", text(&o));
-    let first = Spawned::start(
-        command(&["consume"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    sleep(3.0);
+    // Each step waits for a consumer to join or for rows written, not for time.
+    let join = |c: &Watched| {
+        c.wait_for(
+            "partitions assigned",
+            1,
+            Duration::from_secs(90),
+            "a consumer to join its group",
+        )
+    };
+    let first = Watched::start(&mut command(NAME, &["consume"]));
+    join(&first);
     let load = Spawned::start(
-        command(&[
-            "load", "--events", "4000", "--rate", "500", "--no-tui", "--json",
-        ])
+        command(
+            NAME,
+            &[
+                "load", "--events", "4000", "--rate", "500", "--no-tui", "--json",
+            ],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped()),
     );
-    sleep(2.5);
-    let mut second = Spawned::start(
-        command(&["consume"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    sleep(2.5);
-    let mut first = first;
-    first.signal("-TERM");
-    let left = text(&first.wait());
+    common::wait_for_outbox_rows(NAME, 1000, Duration::from_secs(120));
+    let second = Watched::start(&mut command(NAME, &["consume"]));
+    join(&second);
+    common::wait_for_outbox_rows(NAME, 2500, Duration::from_secs(120));
+    let (_, left) = first.stop();
     let o = load.wait();
     let out = text(&o);
     assert!(o.status.success(), "{out}\nconsumer that left:\n{left}");
@@ -198,23 +187,22 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
     assert_eq!(summary["delivered"], 4000, "{out}");
     assert_eq!(summary["missing"], 0, "{out}");
     assert_eq!(summary["routing"], "event-router", "{out}");
-    second.signal("-TERM");
-    let joined = text(&second.wait());
+    let (_, joined) = second.stop();
     assert!(
         summary["applied_elsewhere"].as_u64().unwrap() > 0,
         "no event was applied by another consumer: the test did not scale out\n{out}\nconsumer that joined:\n{joined}\nconsumer that left:\n{left}"
     );
-    let o = run(&["verify", "--json"]);
+    let o = run(NAME, &["verify", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["found_events"], 4000);
     assert_eq!(v["integrity_check"], "PASS", "statistics exact: {v:#}");
 
     // Cleanup removes the aggregate topics it made.
-    let o = run(&["cleanup", "--yes"]);
+    let o = run(NAME, &["cleanup", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(messages_in(&s, &topic("User")).await, None);
-    assert_eq!(messages_in(&s, &topic("Activity")).await, None);
+    assert_eq!(messages_in(&s, &topic(NAME, "User")).await, None);
+    assert_eq!(messages_in(&s, &topic(NAME, "Activity")).await, None);
 }
 
 /// A routed message as the SMT would send it, with `headers` (name, value) and a JSON value.
@@ -251,10 +239,9 @@ async fn limit_topic(s: &pipedemo::config::Settings, topic: &str, bytes: usize) 
 
 #[tokio::test]
 async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
-    let _cleanup = common::Cleanup(|| command(&[]));
-    let s = world_settings(NAME);
+    let _stack = common::shared_stack();
+    let _cleanup = common::Cleanup(|| command(BAD, &[]));
+    let s = world_settings(BAD);
     common::setup(&s).await;
     let dlq_start = common::end_offset(&s, &s.kafka.dlq_topic()).await;
     // The dead-letter topic takes less than the aggregate topics do: a copy the broker
@@ -264,7 +251,7 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
     // would make it on its first event), but setup did not make it: the consumer's pattern
     // reaches it and must leave it alone (not read, dead-lettered or committed).
     let aggregate = format!("Order{}", std::process::id());
-    let order = topic(&aggregate);
+    let order = topic(BAD, &aggregate);
     kafka::ensure_topic(&s.kafka, &order, 1).await.unwrap();
 
     let key = format!("\"{}\"", uuid::Uuid::new_v4());
@@ -288,37 +275,37 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
     };
     let cases = [
         (
-            topic("User"),
+            topic(BAD, "User"),
             routed(Some(&key), r#""[1, 2]""#, &full("UserCreated")),
             "expected a JSON object, got an array",
         ),
         (
-            topic("User"),
+            topic(BAD, "User"),
             routed(Some(&key), "42", &full("UserCreated")),
             "expected a JSON object, got a number",
         ),
         (
-            topic("User"),
+            topic(BAD, "User"),
             routed(Some(&key), user, &without("id")),
             "no `id` header",
         ),
         (
-            topic("User"),
+            topic(BAD, "User"),
             routed(Some(&key), user, &without("pipedemo.captured_us")),
             "no `pipedemo.captured_us` header",
         ),
         (
-            topic("User"),
+            topic(BAD, "User"),
             routed(None, user, &full("UserCreated")),
             "no `key (the aggregate id)`",
         ),
         (
-            topic("Activity"),
+            topic(BAD, "Activity"),
             routed(Some(&key), user, &full("UserCreated")),
             "does not belong on the Activity topic",
         ),
         (
-            topic("User"),
+            topic(BAD, "User"),
             routed(Some(&key), user, &full("UserDeleted")),
             "unknown event_type `UserDeleted`",
         ),
@@ -400,7 +387,7 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
         send(t.clone(), m.clone()).await;
     }
     for (_, m, _) in &hostile {
-        send(topic("User"), m.clone()).await;
+        send(topic(BAD, "User"), m.clone()).await;
     }
     // Not pipedemo's topic: never read.
     send(
@@ -465,6 +452,6 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
         "the group committed an offset on a topic that is not pipedemo's"
     );
     kafka::delete_topics(&s.kafka, &[order]).await.unwrap();
-    let o = run(&["cleanup", "--yes"]);
+    let o = run(BAD, &["cleanup", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
 }

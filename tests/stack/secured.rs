@@ -5,11 +5,11 @@
 //! `STACK_SECURE=1 scripts/stack.sh env`, as a user's would. The test starts the secured stack
 //! itself when it is not running (and stops it after).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 
-use common::text;
+use crate::common::text;
 use pipedemo::config::Settings;
 
 /// The secured stack's settings, `NAME=value` as `scripts/stack.sh env` prints them.
@@ -43,6 +43,7 @@ fn get<'a>(env: &'a [(String, String)], name: &str) -> &'a str {
 /// The same settings as flags, for checks the test makes through pipedemo's library.
 fn settings(name: &str, env: &[(String, String)]) -> Settings {
     let flags = [
+        ("POSTGRES_DB", "--pg-db"),
         ("POSTGRES_PORT", "--pg-port"),
         ("POSTGRES_USER", "--pg-user"),
         ("POSTGRES_PASSWORD", "--pg-password"),
@@ -65,7 +66,8 @@ fn settings(name: &str, env: &[(String, String)]) -> Settings {
         .map(|(var, flag)| format!("{flag}={}", get(env, var)))
         .collect();
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    common::settings(name, &refs)
+    // The plain helpers: the world's database is the secured stack's own.
+    crate::shared::settings(name, &refs)
 }
 
 /// The secured stack for the length of the test: started (installing what it needs) unless it
@@ -111,8 +113,7 @@ impl Drop for SecureStack {
 
 #[tokio::test]
 async fn the_secured_stack() {
-    common::require_stack();
-    let _guard = common::serial().lock().await;
+    let _stack = common::shared_stack();
     let _stack = SecureStack::up();
     let env = secure_env();
     setup_load_verify_and_replay_run_encrypted_and_authenticated(&env).await;
@@ -165,7 +166,7 @@ async fn mutual_tls_reaches_kafka_with_a_client_certificate(env: &[(String, Stri
 
 /// `pipedemo` in test `name`'s world, with the secured stack's settings.
 fn secured(name: &str, env: &[(String, String)]) -> Command {
-    let mut c = common::pipedemo(name);
+    let mut c = crate::shared::pipedemo(name);
     c.envs(env.iter().map(|(k, v)| (k, v)));
     c
 }
