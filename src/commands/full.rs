@@ -50,6 +50,13 @@ pub struct Args {
     /// The closing capacity phase's p99 target, e.g. `50ms` (a bare number is ms).
     #[arg(long, default_value = "50ms", value_parser = super::flags::latency_ms)]
     pub slo_p99: f64,
+    /// The closing capacity phase's first rate, events/s (as `pipedemo capacity --start-rate`).
+    #[arg(long, default_value_t = 500.0, value_parser = super::flags::positive)]
+    pub capacity_start_rate: f64,
+    /// The closing capacity phase's highest rate, events/s: the sweep goes no further, so that
+    /// a shared cluster is never offered more (as `pipedemo capacity --max-rate`).
+    #[arg(long, default_value_t = 20_000.0, value_parser = super::flags::positive)]
+    pub capacity_max_rate: f64,
     /// Skip the closing capacity phase.
     #[arg(long)]
     pub no_capacity: bool,
@@ -60,6 +67,10 @@ pub struct Args {
     /// The chaos phase's offered events/s.
     #[arg(long, default_value_t = 300.0, requires = "chaos")]
     pub chaos_rate: f64,
+    /// The p99 (from schedule) the chaos phase's pipeline must be back within after each
+    /// fault, e.g. `100ms` (as `pipedemo chaos --slo-p99`).
+    #[arg(long, default_value = "100ms", value_parser = super::flags::latency_ms)]
+    pub chaos_slo_p99: f64,
     /// The chaos phase's schedule.
     #[command(flatten)]
     pub faults: super::chaos::FaultArgs,
@@ -188,18 +199,15 @@ impl From<&Args> for FullOptions {
             capacity: (!a.no_capacity).then_some(CapacityOptions {
                 step: a.capacity_step,
                 slo_p99_ms: a.slo_p99,
-                start_rate: 500.0,
-                max_rate: 20_000.0,
+                start_rate: a.capacity_start_rate,
+                max_rate: a.capacity_max_rate,
                 growth: 2.0,
                 refinements: 2,
                 write: a.pacing.write.model(),
             }),
             chaos: a.chaos.then(|| {
-                a.faults.options(
-                    a.chaos_rate,
-                    crate::run::chaos::DEFAULT_SLO_P99_MS,
-                    &a.pacing.write,
-                )
+                a.faults
+                    .options(a.chaos_rate, a.chaos_slo_p99, &a.pacing.write)
             }),
             setup: SetupOptions::fresh(a.partitions, a.force),
             consumer: a.retry.consumer(),

@@ -77,7 +77,7 @@ pub fn require_stack() {
         .collect();
     assert!(
         down.is_empty(),
-        "the stack is not up ({} unreachable): run `scripts/stack.sh up` (or `docker compose up -d --wait`) before `cargo test`",
+        "the stack is not up ({} unreachable): run `scripts/stack.sh up` (or `docker compose up -d --wait`) before the tests",
         down.join(", ")
     );
 }

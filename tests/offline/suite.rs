@@ -1,13 +1,13 @@
-//! The test suite's own wiring: every stack test that takes the stack alone is one nextest runs
-//! with nothing beside it, and no other is (a test missing there would sit in a slot waiting
-//! for the lock; one there by mistake would run alone for nothing).
+//! The test suite's own wiring: every stack test on a private stack is in nextest's group that
+//! bounds how many run at once, and no other is (a test missing there could start more private
+//! stacks than the machine holds; one there by mistake would wait for nothing).
 
 use std::collections::BTreeSet;
 
 const STACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stack");
 
-/// `module::test` of every stack test whose body calls `common::stack_alone()`.
-fn tests_alone() -> BTreeSet<String> {
+/// `module::test` of every stack test whose body starts a `PrivateStack`.
+fn tests_on_private_stacks() -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for entry in std::fs::read_dir(STACK).unwrap() {
         let path = entry.unwrap().path();
@@ -25,7 +25,7 @@ fn tests_alone() -> BTreeSet<String> {
                     .collect();
                 current = Some(name);
             }
-            if line.contains("common::stack_alone()") {
+            if line.contains("PrivateStack::up(") {
                 found.insert(format!("{module}::{}", current.clone().unwrap()));
             }
         }
@@ -33,17 +33,17 @@ fn tests_alone() -> BTreeSet<String> {
     found
 }
 
-/// The tests named in `.config/nextest.toml`'s override that takes every thread.
+/// The tests named in `.config/nextest.toml`'s override for the `private-stack` group.
 fn grouped() -> BTreeSet<String> {
     let config =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.config/nextest.toml"))
             .unwrap();
     let filter = config
         .lines()
-        .take_while(|l| !l.contains("threads-required = \"num-test-threads\""))
+        .take_while(|l| !l.contains("test-group = \"private-stack\""))
         .filter(|l| l.starts_with("filter = "))
         .last()
-        .expect("an override with a filter that takes every thread");
+        .expect("an override with a filter for the private-stack group");
     filter
         .split("test(=")
         .skip(1)
@@ -52,11 +52,11 @@ fn grouped() -> BTreeSet<String> {
 }
 
 #[test]
-fn every_test_that_takes_the_stack_alone_runs_with_nothing_beside_it() {
-    let alone = tests_alone();
+fn every_test_on_a_private_stack_is_in_the_group_that_bounds_them() {
+    let private = tests_on_private_stacks();
     assert!(
-        alone.len() >= 4,
-        "the chaos and outage tests stop services: {alone:?}"
+        private.len() >= 4,
+        "the chaos and outage tests stop services: {private:?}"
     );
-    assert_eq!(alone, grouped(), "tests/stack vs .config/nextest.toml");
+    assert_eq!(private, grouped(), "tests/stack vs .config/nextest.toml");
 }

@@ -28,7 +28,8 @@ fn json(o: &std::process::Output) -> serde_json::Value {
 
 #[tokio::test]
 async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
-    let _stack = common::stack_alone();
+    // It stops services: a stack of its own.
+    let _stack = common::PrivateStack::up("chaos_all");
     let s = common::settings("chaos_all", &[]);
     common::setup(&s).await;
     // Recovery means draining the fault's backlog: the rate leaves the debug build room to
@@ -157,7 +158,8 @@ fn port_open(port: u16) -> bool {
 
 #[tokio::test]
 async fn a_fault_that_cannot_be_cleared_fails_the_run_and_names_it() {
-    let _stack = common::stack_alone();
+    // It stops services: a stack of its own.
+    let stack = common::PrivateStack::up("chaos_down");
     let s = common::settings("chaos_down", &[]);
     common::setup(&s).await;
     let run = common::Spawned::start(
@@ -179,12 +181,13 @@ async fn a_fault_that_cannot_be_cleared_fails_the_run_and_names_it() {
     );
     // Once the fault has stopped MongoDB, something else takes its port: the stack cannot
     // start it again, as when a service will not come back.
+    let mongo = stack.port("mongo");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while port_open(27017) {
+    while port_open(mongo) {
         assert!(Instant::now() < deadline, "MongoDB was never stopped");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let squatter = TcpListener::bind("127.0.0.1:27017").expect("the freed port");
+    let squatter = TcpListener::bind(("127.0.0.1", mongo)).expect("the freed port");
     let o = run.wait();
     drop(squatter);
     let out = common::text(&o);
@@ -233,10 +236,12 @@ async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
     let cmd = format!(
         "NO_COLOR=1 {world}\
          METRICS_FILE={m} POSTGRES_PASSWORD=pipedemo {bin} chaos --stack {STACK} \
-         --rate 150 --faults connector-pause,consumer-kill --fault-duration 6s --gap 3s --refresh-ms 100; \
+         --rate 50 --slo-p99 {slo} --recovery-timeout 300s \
+         --faults connector-pause,consumer-kill --fault-duration 6s --gap 3s --refresh-ms 100; \
          echo EXIT=$?; sleep 60",
         bin = env!("CARGO_BIN_EXE_pipedemo"),
         m = common::metrics_file("chaos_tui").display(),
+        slo = common::LAX_SLO_P99_MS,
     );
     common::tmux(
         &socket,
@@ -252,7 +257,8 @@ async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
             &cmd,
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(180);
+    // Generous: the run ends when each fault has recovered, within --recovery-timeout 300s.
+    let deadline = Instant::now() + Duration::from_secs(900);
     let (mut in_force, mut recovered, mut end) = (String::new(), String::new(), String::new());
     let mut styled = String::new();
     while Instant::now() < deadline {
@@ -280,7 +286,10 @@ async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
             && in_force.contains("backlog"),
         "the fault in force, its countdown and the schedule:\n{in_force}"
     );
-    assert!(!recovered.is_empty(), "no result line was seen");
+    assert!(
+        !recovered.is_empty(),
+        "no `connector-pause   recovered in` line was seen (the run ended, or 900 s passed):\n{end}"
+    );
     // NO_COLOR: attributes (bold, reverse video for the state badge) but not one colour.
     let params: Vec<u32> = styled
         .split("\x1b[")
@@ -483,7 +492,8 @@ async fn an_interrupted_chaos_run_puts_everything_back() {
 #[tokio::test]
 async fn multi_row_transactions_survive_dozens_of_connector_restarts_exactly_once() {
     use std::process::Stdio;
-    let _stack = common::stack_alone();
+    // It stops services: a stack of its own.
+    let _stack = common::PrivateStack::up("chaos_restarts");
     let s = common::settings("chaos_restarts", &[]);
     common::setup(&s).await;
     let connect = pipedemo::provision::connector::Connect::new(&s.connect).unwrap();

@@ -1,5 +1,6 @@
-//! Fault injection under load (slow; run alone with `cargo test --features failpoints --test faults`). Each scenario
-//! sends 10,000 events while something breaks, then proves with `verify` that every event is in
+//! Fault injection under load (slow; run them alone with
+//! `cargo nextest run --features failpoints -E 'test(/^faults::/)'`). Each scenario
+//! sends 5,000 events while something breaks, then proves with `verify` that every event is in
 //! its read model exactly once and the counters are exact. Needs the stack started by
 //! `scripts/stack.sh up` (the tests stop and start its services).
 
@@ -15,7 +16,7 @@ use pipedemo::config::Settings;
 use pipedemo::pipeline::{generator, outbox};
 use pipedemo::telemetry::stats::Stage;
 
-const EVENTS: u64 = 10_000;
+const EVENTS: u64 = 5_000;
 
 struct Scenario {
     name: &'static str,
@@ -119,7 +120,7 @@ impl Scenario {
             "{}: replaying the topic changed the read models",
             self.name
         );
-        // The scenario's figures, for `cargo test --test faults -- --nocapture`.
+        // The scenario's figures, for `cargo nextest run … --no-capture`.
         let redelivered = self.redelivered();
         eprintln!(
             "{}: sent {EVENTS}, verified {}, duplicated {}, redelivered and absorbed {redelivered}; \
@@ -336,7 +337,8 @@ async fn outage(
 
 #[tokio::test]
 async fn mongodb_down_for_10_seconds_is_retried_and_caught_up() {
-    let _stack = common::stack_alone();
+    // It stops MongoDB: a stack of its own.
+    let _stack = common::PrivateStack::up("fault_mongo");
     let s = outage(
         "fault_mongo",
         "stop",

@@ -1,15 +1,18 @@
 //! Tests against the real stack (`scripts/stack.sh up` or docker compose): each test in a world
 //! of its own (see `world`), so that they run at the same time; the few that stop a service
-//! run alone. The tests that need no service are in `tests/offline`.
+//! run on a private stack of their own. The tests that need no service are in `tests/offline`.
 
 #[path = "../common/mod.rs"]
 mod shared;
 mod world;
 
-/// The shared helpers, with [`world`]'s `pipedemo` and `settings` in place of the plain ones.
+/// The shared helpers, with [`world`]'s `pipedemo`, `settings` and `stack_sh` in place of the
+/// plain ones.
 mod common {
     pub use crate::shared::*;
-    pub use crate::world::{pipedemo, settings, shared_stack, stack_alone, wait_for_outbox_rows};
+    pub use crate::world::{
+        pipedemo, settings, shared_stack, stack_sh, wait_for_outbox_rows, PrivateStack,
+    };
 }
 
 mod bad_config;

@@ -22,7 +22,7 @@ fn secure_env() -> Vec<(String, String)> {
     assert!(
         o.status.success(),
         "the secured stack is not installed: run `STACK_SECURE=1 scripts/stack.sh up` before \
-         `cargo test` ({})",
+         the tests ({})",
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout)

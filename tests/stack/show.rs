@@ -38,6 +38,11 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
             "1s",
             "--slo-p99",
             common::LAX_SLO_P99_MS,
+            // Rates even a debug build on a busy machine sustains: the phase, not the ceiling.
+            "--capacity-start-rate",
+            "20",
+            "--capacity-max-rate",
+            "80",
             "--prewarm",
             "2s",
         ])
@@ -48,7 +53,11 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
         .args([
             "--chaos",
             "--chaos-rate",
-            "150",
+            "50",
+            "--chaos-slo-p99",
+            common::LAX_SLO_P99_MS,
+            "--recovery-timeout",
+            "300s",
             "--faults",
             "connector-pause,rebalance",
             "--fault-duration",

@@ -1,15 +1,15 @@
-//! Worlds for tests that run at the same time on one stack, and the one lock that lets a test
-//! stop a service without pulling it from under another.
+//! Worlds for tests that run at the same time on one stack, and private stacks for the tests
+//! that stop, kill or block a service, so that they never pull one from under another test.
 //!
 //! A world (see [`crate::shared::world`]) needs its PostgreSQL database to exist before
 //! pipedemo connects to it: [`pipedemo`] and [`settings`] create it on first use. A test holds
-//! [`shared_stack`] or [`stack_alone`] for its length; when that guard drops, passed or failed, every world
-//! the test used is cleared with `pipedemo cleanup --yes` and its database dropped.
+//! [`shared_stack`] for its length; when that guard drops, passed or failed, every world the
+//! test used is cleared with `pipedemo cleanup --yes` and its database dropped. A test that
+//! breaks services holds a [`PrivateStack`] instead: the same four services, installed from the
+//! same cache, on ports and in a directory of its own, stopped and removed when it drops.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 
 use pipedemo::config::Settings;
@@ -19,18 +19,159 @@ use crate::shared;
 thread_local! {
     /// The worlds this test (its thread) used, for its guard to clear.
     static USED: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
+    /// The private stack this test (its thread) runs on, if any: its services' settings.
+    static PRIVATE: RefCell<Option<Private>> = const { RefCell::new(None) };
 }
 
-/// `pipedemo` in test `name`'s world (see [`shared::pipedemo`]), its database created first.
+/// A private stack's settings: for `scripts/stack.sh` (its directory and ports) and for
+/// pipedemo (where its services listen).
+#[derive(Clone)]
+struct Private {
+    script: Vec<(String, String)>,
+    flags: Vec<String>,
+}
+
+fn private() -> Option<Private> {
+    PRIVATE.with(|p| p.borrow().clone())
+}
+
+/// `pipedemo` in test `name`'s world (see [`shared::pipedemo`]), its database created first;
+/// on the test's [`PrivateStack`] when it has one (and so are the `scripts/stack.sh` runs of
+/// `pipedemo chaos`, which inherit its environment).
 pub fn pipedemo(name: &str) -> Command {
-    ensure(name);
-    shared::pipedemo(name)
+    let mut c = shared::pipedemo(name);
+    match private() {
+        Some(p) => {
+            c.envs(p.script).envs(flag_vars(&p.flags));
+        }
+        None => ensure(name),
+    }
+    c
 }
 
-/// Settings of test `name`'s world (see [`shared::settings`]), its database created first.
+/// Settings of test `name`'s world (see [`shared::settings`]), its database created first; on
+/// the test's [`PrivateStack`] when it has one.
 pub fn settings(name: &str, extra: &[&str]) -> Settings {
-    ensure(name);
-    shared::settings(name, extra)
+    match private() {
+        Some(p) => {
+            let mut all: Vec<&str> = p.flags.iter().map(String::as_str).collect();
+            all.extend_from_slice(extra);
+            shared::settings(name, &all)
+        }
+        None => {
+            ensure(name);
+            shared::settings(name, extra)
+        }
+    }
+}
+
+/// `scripts/stack.sh ARGS` (see [`shared::stack_sh`]), on the test's [`PrivateStack`] when it
+/// has one.
+pub fn stack_sh(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    let mut all = private().map(|p| p.script).unwrap_or_default();
+    all.extend_from_slice(env);
+    shared::stack_sh(args, &all)
+}
+
+/// The `--flag=value` settings as pipedemo's variables.
+fn flag_vars(flags: &[String]) -> Vec<(String, String)> {
+    const VARS: [(&str, &str); 4] = [
+        ("--pg-port", "POSTGRES_PORT"),
+        ("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS"),
+        ("--connect-url", "CONNECT_URL"),
+        ("--mongodb-uri", "MONGODB_URI"),
+    ];
+    flags
+        .iter()
+        .filter_map(|f| f.split_once('='))
+        .filter_map(|(flag, value)| {
+            let (_, var) = VARS.iter().find(|(f, _)| *f == flag)?;
+            Some((var.to_string(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The four services of the test's own, for a test that stops, kills or blocks them: other
+/// tests go on undisturbed on the shared stack. While it lives, this test's [`pipedemo`],
+/// [`settings`] and [`stack_sh`] point at it. Stopped and removed when dropped.
+pub struct PrivateStack {
+    script: Vec<(String, String)>,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateStack {
+    /// Starts the stack for test `name`'s world (its database is the stack's), with the
+    /// shared stack's installation: the first start of a fresh directory takes seconds.
+    pub fn up(name: &str) -> PrivateStack {
+        shared::require_stack();
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("stack-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+                .to_string()
+        };
+        let (pg, kafka, controller, connect, mongo) = (port(), port(), port(), port(), port());
+        let script: Vec<(String, String)> = [
+            ("STACK_DIR", dir.display().to_string()),
+            ("PG_PORT", pg.clone()),
+            ("KAFKA_PORT", kafka.clone()),
+            ("KAFKA_CONTROLLER_PORT", controller),
+            ("CONNECT_PORT", connect.clone()),
+            ("MONGO_PORT", mongo.clone()),
+            ("POSTGRES_DB", format!("pipedemo_test_{name}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let stack = PrivateStack {
+            script: script.clone(),
+            dir,
+        };
+        let o = shared::stack_sh(&["up"], &script);
+        assert!(
+            o.status.success(),
+            "starting a private stack failed: {}",
+            shared::text(&o)
+        );
+        let flags = vec![
+            format!("--pg-port={pg}"),
+            format!("--bootstrap-servers=127.0.0.1:{kafka}"),
+            format!("--connect-url=http://127.0.0.1:{connect}"),
+            format!("--mongodb-uri=mongodb://127.0.0.1:{mongo}"),
+        ];
+        PRIVATE.with(|p| *p.borrow_mut() = Some(Private { script, flags }));
+        stack
+    }
+
+    /// The port `service` (`mongo`, …) of this stack listens on.
+    pub fn port(&self, service: &str) -> u16 {
+        let var = match service {
+            "postgres" => "PG_PORT",
+            "kafka" => "KAFKA_PORT",
+            "connect" => "CONNECT_PORT",
+            "mongo" => "MONGO_PORT",
+            other => panic!("no service {other}"),
+        };
+        self.script
+            .iter()
+            .find(|(k, _)| k == var)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for PrivateStack {
+    fn drop(&mut self) {
+        PRIVATE.with(|p| *p.borrow_mut() = None);
+        let _ = shared::stack_sh(&["down"], &self.script);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Rows now in world `name`'s `event_outbox` (0 before setup made it): how far a load has got,
@@ -115,60 +256,15 @@ where
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }
 
-/// A test's hold on the stack: shared with other tests, or alone. Dropping it clears the
-/// test's worlds.
-pub struct Hold {
-    /// Kept open: the lock lives as long as the file.
-    _lock: File,
-}
+/// A test's hold on the shared stack. Dropping it clears the test's worlds.
+pub struct Hold(());
 
-/// For a test that leaves the services running: it runs beside other such tests.
+/// For a test on the shared stack (one that leaves the services running): it runs beside
+/// other such tests, each in its worlds.
 pub fn shared_stack() -> Hold {
-    hold(false)
-}
-
-/// For a test that stops, kills or restarts a service: it runs when no other test does.
-pub fn stack_alone() -> Hold {
-    hold(true)
-}
-
-fn hold(exclusive: bool) -> Hold {
     shared::require_stack();
-    // Two locks make a writer-first lock of flock(2): a test that waits to run alone holds the
-    // turnstile, so no new test slips in ahead of it while the ones running finish.
-    let dir = std::env::temp_dir();
-    let open = |name: &str| {
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(name))
-            .expect("a lock file in the temporary directory")
-    };
-    let (turnstile, lock) = (
-        open("pipedemo-test-turnstile.lock"),
-        open("pipedemo-test-stack.lock"),
-    );
-    flock(&turnstile, libc::LOCK_EX);
-    flock(
-        &lock,
-        if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        },
-    );
-    drop(turnstile);
     USED.with(|u| u.borrow_mut().clear());
-    Hold { _lock: lock }
-}
-
-fn flock(f: &File, how: libc::c_int) {
-    // SAFETY: a descriptor this function's caller owns for the call.
-    while unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
-        let e = std::io::Error::last_os_error();
-        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "flock: {e}");
-    }
+    Hold(())
 }
 
 impl Drop for Hold {
@@ -181,14 +277,31 @@ impl Drop for Hold {
     }
 }
 
-/// Clears world `name`: what pipedemo made there (`cleanup --yes`, which refuses what is not
-/// its own), then its database, unless something pipedemo did not make still holds it.
+/// Clears world `name`: what pipedemo made there (`cleanup --yes`, which leaves what is not its
+/// own), then its database, unless cleanup failed.
 fn clear(name: &str) {
-    let _ = shared::pipedemo(name)
-        .args(["cleanup", "--yes"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+    // A consumer killed by the test stays a member of its group until its session times out
+    // (10 s), and Kafka deletes no group with members: cleanup is tried again until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let cleared = loop {
+        let o = shared::pipedemo(name)
+            .args(["cleanup", "--yes"])
+            .output()
+            .expect("pipedemo runs");
+        if o.status.success() || std::time::Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    };
+    if !cleared.status.success() {
+        // The database keeps the records of what pipedemo made there: without them, the next
+        // run would find its own group or topics and refuse them as somebody else's.
+        eprintln!(
+            "world {name} not cleared; its database stays for the next run to take over:\n{}",
+            shared::text(&cleared)
+        );
+        return;
+    }
     let db = format!("pipedemo_test_{name}");
     let slot = db.clone();
     admin(move |pg| async move {

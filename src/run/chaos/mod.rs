@@ -62,11 +62,6 @@ pub struct ChaosOptions {
     pub seed: Option<u64>,
 }
 
-/// The default p99 (from schedule) a recovered pipeline is back within, ms: well above this
-/// stack's p99 at a few hundred events/s (20–30 ms), so that one slow second after a fault is
-/// not taken for a failed recovery.
-pub const DEFAULT_SLO_P99_MS: f64 = 100.0;
-
 /// The faults asked for (all by default), each with why it cannot run here, if it cannot.
 pub async fn available(s: &Settings, o: &ChaosOptions) -> Result<Vec<(Fault, Option<String>)>> {
     let connect = Connect::new(&s.connect)?;
