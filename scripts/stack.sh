@@ -458,7 +458,8 @@ stop_postgres() {
 
 # Sets JAVA_CMD to a JVM command line over the Kafka jars (an array: the classpath has a '*').
 # Every pause goes to logs/NAME-gc.log (`pipedemo capacity` reads them to tell a GC pause from
-# another stall). JVM_GC_OPTS replaces the collector settings, for measuring another.
+# another stall). JVM_GC_OPTS replaces the collector settings, for measuring another (the
+# tests give the stacks they start for one test a lighter JVM this way).
 java_cmd() { # heap log4j-name main-class args...
   local heap="$1" name="$2" gc
   shift 2

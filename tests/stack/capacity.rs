@@ -125,7 +125,7 @@ async fn a_soak_run_reports_latency_and_memory_over_time() {
     assert!(o.status.success(), "{}", text(&o));
     let o = pipedemo(
         "capacity_soak",
-        &["load", "--duration", "22s", "--rate", "200", "--json"],
+        &["load", "--duration", "22s", "--rate", "50", "--json"],
     );
     assert!(o.status.success(), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON summary");

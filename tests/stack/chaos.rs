@@ -32,19 +32,23 @@ async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
     let _stack = common::PrivateStack::up("chaos_all");
     let s = common::settings("chaos_all", &[]);
     common::setup(&s).await;
-    // Recovery means draining the fault's backlog: the rate leaves the debug build room to
-    // (at 200–300 ev/s a slow two-core machine's debug consumer kept up, but never caught up).
+    // Recovery means draining the fault's backlog: the rate leaves a debug build on a machine
+    // busy with other tests room to (at 150 ev/s a busy two-core machine's debug consumer kept
+    // up, but never caught up). The SLO and the timeout are generous: this test is about every
+    // fault recovering with nothing lost; how soon is `scripts/bench.sh --only chaos`.
     let o = chaos(
         "chaos_all",
         &[
             "--rate",
-            "150",
+            "50",
+            "--slo-p99",
+            common::LAX_SLO_P99_MS,
             "--fault-duration",
             "4s",
             "--gap",
             "4s",
             "--recovery-timeout",
-            "90s",
+            "300s",
         ],
     )
     .output()

@@ -1,6 +1,6 @@
 //! Fault injection under load (slow; run them alone with
 //! `cargo nextest run --features failpoints -E 'test(/^faults::/)'`). Each scenario
-//! sends 5,000 events while something breaks, then proves with `verify` that every event is in
+//! sends 10,000 events while something breaks, then proves with `verify` that every event is in
 //! its read model exactly once and the counters are exact. Needs the stack started by
 //! `scripts/stack.sh up` (the tests stop and start its services).
 
@@ -16,7 +16,7 @@ use pipedemo::config::Settings;
 use pipedemo::pipeline::{generator, outbox};
 use pipedemo::telemetry::stats::Stage;
 
-const EVENTS: u64 = 5_000;
+const EVENTS: u64 = 10_000;
 
 struct Scenario {
     name: &'static str,

@@ -89,6 +89,7 @@ impl SecureStack {
         let up = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
             .arg("up")
             .env("STACK_SECURE", "1")
+            .env("JVM_GC_OPTS", crate::world::TEST_JVM_OPTS)
             .stderr(std::process::Stdio::inherit())
             .status()
             .expect("scripts/stack.sh runs");

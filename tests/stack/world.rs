@@ -91,6 +91,9 @@ fn flag_vars(flags: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The JVM options of a stack that lives for one test (see `scripts/stack.sh`'s JVM_GC_OPTS).
+pub const TEST_JVM_OPTS: &str = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1";
+
 /// The four services of the test's own, for a test that stops, kills or blocks them: other
 /// tests go on undisturbed on the shared stack. While it lives, this test's [`pipedemo`],
 /// [`settings`] and [`stack_sh`] point at it. Stopped and removed when dropped.
@@ -125,6 +128,9 @@ impl PrivateStack {
             ("CONNECT_PORT", connect.clone()),
             ("MONGO_PORT", mongo.clone()),
             ("POSTGRES_DB", format!("pipedemo_test_{name}")),
+            // JVMs that live for one test: the quick compiler only and a simple collector
+            // spend far less CPU warming up, which the tests beside it feel on two cores.
+            ("JVM_GC_OPTS", TEST_JVM_OPTS.to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
