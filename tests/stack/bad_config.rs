@@ -116,7 +116,7 @@ async fn nothing_created(name: &str, connect_url: &str) {
 
 #[tokio::test]
 async fn postgres_without_logical_decoding_is_refused_before_anything_is_created() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let port = free_port();
     let pg = SideService::start(
         "postgres",
@@ -164,7 +164,7 @@ async fn postgres_without_logical_decoding_is_refused_before_anything_is_created
 
 #[tokio::test]
 async fn connect_without_the_debezium_plugin_is_refused_before_anything_is_created() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let port = free_port();
     let empty = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("no-plugins-{}", std::process::id()));
@@ -204,7 +204,7 @@ async fn connect_without_the_debezium_plugin_is_refused_before_anything_is_creat
 
 #[tokio::test]
 async fn a_wrong_setting_for_any_service_is_named_with_its_fix_and_nothing_is_created() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let cases: [(&str, &[&str]); 7] = [
         (
             "--pg-port=1",

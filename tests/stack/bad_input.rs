@@ -345,7 +345,7 @@ fn implausible_in(metrics: &std::path::Path) -> (u64, f64) {
 
 #[tokio::test]
 async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes_on() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("badinput", &[]);
     common::setup(&s).await;
     let dlq_start = common::end_offset(&s, &s.kafka.dlq_topic()).await;

@@ -36,7 +36,7 @@ fn sweep(name: &str, max_rate: &str, slo_p99: &str, extra: &[&str]) -> std::proc
 
 #[tokio::test]
 async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     // A target no working pipeline misses (a minute): this test is about the sweep and the
     // verification, not the machine; the rate at a real target is the benchmark's figure.
     let o = sweep("capacity_sweep", "80", "60000", &["--json"]);
@@ -97,7 +97,7 @@ async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
 
 #[tokio::test]
 async fn a_min_rate_above_the_capacity_fails_and_says_why() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let o = sweep("capacity_min", "40", "1000", &["--min-rate", "1000000"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -120,7 +120,7 @@ async fn a_min_rate_above_the_capacity_fails_and_says_why() {
 
 #[tokio::test]
 async fn a_soak_run_reports_latency_and_memory_over_time() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let o = pipedemo("capacity_soak", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = pipedemo(

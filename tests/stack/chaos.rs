@@ -231,7 +231,7 @@ async fn a_fault_that_cannot_be_cleared_fails_the_run_and_names_it() {
 
 #[tokio::test]
 async fn the_dashboard_shows_the_schedule_the_fault_and_its_result() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("chaos_tui", &[]);
     common::setup(&s).await;
     let socket = format!("pipedemo-chaos-{}", std::process::id());
@@ -358,7 +358,7 @@ fn alive(pid: u32) -> bool {
 async fn an_interrupted_chaos_run_puts_everything_back() {
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("chaos_stop", &[]);
     common::setup(&s).await;
     let connect = pipedemo::provision::connector::Connect::new(&s.connect).unwrap();

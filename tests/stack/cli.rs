@@ -19,7 +19,7 @@ fn pipedemo(name: &str, args: &[&str]) -> Output {
 
 #[tokio::test]
 async fn setup_load_verify_as_a_user_runs_them() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let o = pipedemo("cli", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Setup complete"));
@@ -68,7 +68,7 @@ async fn setup_load_verify_as_a_user_runs_them() {
 /// codes unless `--color always` asks for them.
 #[tokio::test]
 async fn an_interrupted_load_reports_what_it_sent_and_exits_130() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     assert!(pipedemo("cli_interrupted", &["setup"]).status.success());
     let log = std::env::temp_dir().join(format!("pipedemo-cli-{}.log", std::process::id()));
     let mut load = Spawned::start(
@@ -119,7 +119,7 @@ async fn an_interrupted_load_reports_what_it_sent_and_exits_130() {
 /// Thresholds on a real load, and `compare` on the documents it printed.
 #[tokio::test]
 async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let o = pipedemo("cli_thresholds", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = pipedemo(
@@ -229,7 +229,7 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
 
 #[tokio::test]
 async fn bad_configuration_fails_in_one_line_without_secrets() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     // A world set up, so that what fails below is the configuration alone.
     assert!(pipedemo("cli_badconf", &["setup"]).status.success());
     // A topic that does not exist.
@@ -306,7 +306,7 @@ fn observe_for(name: &str, secs: u64, env: &[(&str, &str)]) -> (std::process::Ex
 
 #[tokio::test]
 async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     assert!(pipedemo("cli_monitor", &["setup"]).status.success());
     let (status, out) = observe_for("cli_monitor", 4, &[]);
     assert_eq!(status.code(), Some(130), "{out}");
@@ -340,7 +340,7 @@ async fn monitor_observe_reports_health_and_names_a_service_that_is_down() {
 
 #[tokio::test]
 async fn replay_refuses_while_a_consumer_of_the_group_runs() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let o = pipedemo("cli_replay", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
     let mut consumer = Spawned::start(command("cli_replay", &["consume"]).stderr(Stdio::piped()));
@@ -378,7 +378,7 @@ async fn replay_refuses_while_a_consumer_of_the_group_runs() {
 #[tokio::test]
 async fn secrets_never_reach_logs_reports_or_metrics() {
     use std::io::{Read, Write};
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -461,7 +461,7 @@ async fn secrets_never_reach_logs_reports_or_metrics() {
 #[tokio::test]
 async fn replay_and_consume_refuse_a_group_or_topic_that_is_not_pipedemos() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let o = pipedemo("cli_foreign", &["setup"]);
     assert!(o.status.success(), "{}", text(&o));
     let s = common::settings("cli_foreign", &[]);
@@ -512,7 +512,7 @@ async fn replay_and_consume_refuse_a_group_or_topic_that_is_not_pipedemos() {
 
 #[tokio::test]
 async fn an_unusable_dead_letter_topic_shows_degraded_and_fails_the_run_in_bounded_time() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let name = "dlqfail";
     let o = common::pipedemo(name).arg("setup").output().unwrap();
     assert!(o.status.success(), "{}", text(&o));

@@ -52,7 +52,7 @@ fn world_settings(test: &str) -> pipedemo::config::Settings {
 
 #[tokio::test]
 async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let _cleanup = common::Cleanup(|| command(NAME, &[]));
     let dir = std::env::temp_dir().join(format!("pipedemo-router-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -248,7 +248,7 @@ async fn limit_topic(s: &pipedemo::config::Settings, topic: &str, bytes: usize) 
 
 #[tokio::test]
 async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let _cleanup = common::Cleanup(|| command(BAD, &[]));
     let s = world_settings(BAD);
     common::setup(&s).await;

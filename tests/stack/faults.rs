@@ -193,7 +193,7 @@ fn stop_consumer(mut c: Spawned) {
 
 #[tokio::test]
 async fn consumer_killed_three_times_loses_and_duplicates_nothing() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = Scenario::new("fault_kill").await;
     let mut consumer = s.consumer();
     let load = s.load();
@@ -239,7 +239,7 @@ async fn expect_abort(mut c: Spawned, point: &str, log: &std::path::Path) {
 
 #[tokio::test]
 async fn consumer_crashing_between_mongodb_write_and_offset_commit_duplicates_nothing() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = Scenario::new("fault_failpoint").await;
     let load = s.load();
     // Crash after the 6th batch's inserts and joins are acknowledged, before its statistics,
@@ -285,7 +285,7 @@ async fn consumer_crashing_between_mongodb_write_and_offset_commit_duplicates_no
 
 #[tokio::test]
 async fn consumer_that_stops_consuming_reconnects_by_itself() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     // After its third batch the Kafka consumer stops while the load goes on, in the two ways
     // librdkafka has been seen to after a broker outage: fetching paused, or its partitions
     // dropped while the group still counts them as taken.
@@ -358,7 +358,7 @@ async fn mongodb_down_for_10_seconds_is_retried_and_caught_up() {
 
 #[tokio::test]
 async fn graceful_stop_mid_load_commits_and_exits_130() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = Scenario::new("fault_term").await;
     let mut consumer = s.consumer();
     let load = s.load();

@@ -73,7 +73,7 @@ fn refused(o: &std::process::Output, what: &str) {
 
 #[tokio::test]
 async fn a_read_model_database_pipedemo_did_not_create_is_refused_until_forced() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("foreigndb", &[]);
     let db = "pipedemo_test_foreign_app";
     let client = mongodb::Client::with_uri_str(s.mongo.mongodb_uri.expose())
@@ -141,7 +141,7 @@ async fn a_read_model_database_pipedemo_did_not_create_is_refused_until_forced()
 
 #[tokio::test]
 async fn an_outbox_table_pipedemo_did_not_create_is_refused_until_forced() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("foreigntable", &[]);
     let pg = pipedemo::pipeline::outbox::connect(&s.pg).await.unwrap();
     // An application's own table of that name, with other columns.
@@ -196,7 +196,7 @@ async fn an_outbox_table_pipedemo_did_not_create_is_refused_until_forced() {
 /// pipedemo's, and replaced only with `--force`.
 #[tokio::test]
 async fn a_sent_events_table_pipedemo_did_not_create_is_refused_until_forced() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("foreignsent", &[]);
     let pg = pipedemo::pipeline::outbox::connect(&s.pg).await.unwrap();
     pg.batch_execute(
@@ -241,7 +241,7 @@ async fn a_sent_events_table_pipedemo_did_not_create_is_refused_until_forced() {
 
 #[tokio::test]
 async fn a_topic_pipedemo_did_not_create_is_refused_until_forced() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let topic = format!("pipedemo_test_foreign_topic_{}", std::process::id());
     let s = common::settings("foreigntopic", &[&format!("--topic={topic}")]);
     application_topic(&s, &topic, 3).await;
@@ -302,7 +302,7 @@ async fn a_topic_pipedemo_did_not_create_is_refused_until_forced() {
 
 #[tokio::test]
 async fn a_consumer_group_pipedemo_did_not_create_is_refused_and_never_deleted() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     // An application's group, with its position (offset 7) on its own topic.
     let group = format!("pipedemo-test-orders-service-{}", std::process::id());
     let app_topic = format!("pipedemo_test_app_orders_{}", std::process::id());
@@ -391,7 +391,7 @@ async fn a_consumer_group_pipedemo_did_not_create_is_refused_and_never_deleted()
 
 #[tokio::test]
 async fn cleanup_removes_what_pipedemo_made_and_leaves_the_rest() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let name = "cleanup";
     let world = [
         ("TOPIC_PREFIX", "pipedemo_test_cleanup"),

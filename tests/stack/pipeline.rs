@@ -27,7 +27,7 @@ fn load_opts(events: u64) -> LoadOptions {
 
 #[tokio::test]
 async fn load_1000_verifies_and_replaying_the_topic_changes_nothing_or_rebuilds_lost_read_models() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("pipeline", &[]);
     common::setup(&s).await;
 
@@ -91,7 +91,7 @@ async fn load_1000_verifies_and_replaying_the_topic_changes_nothing_or_rebuilds_
 #[tokio::test]
 async fn one_row_per_transaction_on_eight_connections_keeps_joins_after_what_they_refer_to() {
     use pipedemo::pipeline::writer::{Shape, WriteModel};
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("writemodel", &[]);
     common::setup(&s).await;
     // Unpaced, so that the eight connections race each other as hard as they can.
@@ -146,7 +146,7 @@ async fn one_row_per_transaction_on_eight_connections_keeps_joins_after_what_the
 #[tokio::test]
 async fn rows_deleted_in_their_transaction_still_arrive_and_verify() {
     use pipedemo::pipeline::outbox::Retention;
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let s = common::settings("outboxdelete", &[]);
     common::setup(&s).await;
     let mut opts = load_opts(3000);

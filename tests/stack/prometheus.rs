@@ -35,7 +35,7 @@ async fn query(http: &reqwest::Client, prometheus: &str, q: &str) -> Option<f64>
 
 #[tokio::test]
 async fn prometheus_scrapes_the_applied_count_and_a_p99() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let _cleanup = common::Cleanup(|| common::pipedemo("prom"));
     let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
         .into_iter()

@@ -87,7 +87,7 @@ fn assert_verified(events: u64) {
 
 #[tokio::test]
 async fn consumers_joining_and_leaving_mid_load_give_exact_verdicts_and_statistics() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let o = run(&["setup", "--partitions", "4"]);
     assert!(o.status.success(), "{}", text(&o));
 

@@ -114,7 +114,7 @@ impl Drop for SecureStack {
 
 #[tokio::test]
 async fn the_secured_stack() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let _stack = SecureStack::up();
     let env = secure_env();
     setup_load_verify_and_replay_run_encrypted_and_authenticated(&env).await;

@@ -17,7 +17,7 @@ fn pipedemo_tui() -> Command {
 
 #[tokio::test]
 async fn headless_full_writes_reports_and_enforces_thresholds() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let _cleanup = common::Cleanup(pipedemo);
     let dir = std::env::temp_dir().join(format!("pipedemo-show-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -317,7 +317,7 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
 
 #[tokio::test]
 async fn dashboard_runs_live_in_a_real_terminal() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let _cleanup = common::Cleanup(pipedemo_tui);
     let socket = format!("pipedemo-test-{}", std::process::id());
     let dir = std::env::temp_dir().join(format!("pipedemo-tmux-{}", std::process::id()));

@@ -64,7 +64,7 @@ fn lag_of(line: &str) -> Option<i64> {
 
 #[tokio::test]
 async fn a_soak_on_four_partitions_never_stalls_rebalances_or_loses_and_ends_at_lag_zero() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     let run = |args: &[&str]| common::pipedemo(NAME).args(args).output().unwrap();
     let o = run(&["setup", "--partitions", "4"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -17,7 +17,7 @@ use pipedemo::provision::connector::{connector_config, Connect, Tuning};
 
 #[tokio::test]
 async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {
-    let _stack = common::shared_stack();
+    common::shared_stack();
     // A connector, slot and topic of the smoke test's own, so it is independent of `setup`;
     // fresh names each run, since Connect keeps a deleted connector's offsets under its name.
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -151,6 +151,17 @@ async fn debezium_captures_outbox_inserts_into_kafka_and_mongodb_round_trips() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Nor a group or topic of its own (setup did not make them, so cleanup would not).
+    drop(consumer);
+    for _ in 0..20 {
+        if kafka::delete_group(&s.kafka).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    kafka::delete_topics(&s.kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     pg.execute(
         "DELETE FROM event_outbox WHERE event_type = 'SmokeTest'",
         &[],

@@ -2,23 +2,26 @@
 //! that stop, kill or block a service, so that they never pull one from under another test.
 //!
 //! A world (see [`crate::shared::world`]) needs its PostgreSQL database to exist before
-//! pipedemo connects to it: [`pipedemo`] and [`settings`] create it on first use. A test holds
-//! [`shared_stack`] for its length; when that guard drops, passed or failed, every world the
-//! test used is cleared with `pipedemo cleanup --yes` and its database dropped. A test that
+//! pipedemo connects to it: [`pipedemo`] and [`settings`] create it on first use. When the test's
+//! process ends, passed or failed, every world it used is cleared with `pipedemo cleanup --yes`
+//! and its database dropped: by then its consumers, in-process ones too, have left their
+//! groups (cargo-nextest runs each test in a process of its own). A test that
 //! breaks services holds a [`PrivateStack`] instead: the same four services, installed from the
 //! same cache, on ports and in a directory of its own, stopped and removed when it drops.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::{Mutex, Once};
 
 use pipedemo::config::Settings;
 
 use crate::shared;
 
+/// The worlds this process used, for [`clear_used`] to clear when it exits.
+static USED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
 thread_local! {
-    /// The worlds this test (its thread) used, for its guard to clear.
-    static USED: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
     /// The private stack this test (its thread) runs on, if any: its services' settings.
     static PRIVATE: RefCell<Option<Private>> = const { RefCell::new(None) };
 }
@@ -214,10 +217,15 @@ pub fn wait_for_outbox_rows(name: &str, rows: i64, within: std::time::Duration) 
 /// Creates world `name`'s PostgreSQL database unless it exists, and notes the world for the
 /// test's guard to clear.
 fn ensure(name: &str) {
-    let fresh = USED.with(|u| u.borrow_mut().insert(name.to_owned()));
+    let fresh = USED.lock().unwrap().insert(name.to_owned());
     if !fresh {
         return;
     }
+    static AT_EXIT: Once = Once::new();
+    // SAFETY: registers a plain function, once.
+    AT_EXIT.call_once(|| unsafe {
+        libc::atexit(clear_used);
+    });
     let db = format!("pipedemo_test_{name}");
     admin(move |pg| async move {
         let exists = pg
@@ -262,24 +270,18 @@ where
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }
 
-/// A test's hold on the shared stack. Dropping it clears the test's worlds.
-pub struct Hold(());
-
 /// For a test on the shared stack (one that leaves the services running): it runs beside
-/// other such tests, each in its worlds.
-pub fn shared_stack() -> Hold {
+/// other such tests, each in its worlds. Fails, saying how to start it, when the stack is down.
+pub fn shared_stack() {
     shared::require_stack();
-    USED.with(|u| u.borrow_mut().clear());
-    Hold(())
 }
 
-impl Drop for Hold {
-    fn drop(&mut self) {
-        let used: Vec<String> =
-            USED.with(|u| std::mem::take(&mut *u.borrow_mut()).into_iter().collect());
-        for name in used {
-            clear(&name);
-        }
+/// Clears every world this process used; runs when it exits.
+extern "C" fn clear_used() {
+    let used = std::mem::take(&mut *USED.lock().unwrap_or_else(|e| e.into_inner()));
+    for name in used {
+        // A panic must not cross into C; a world left behind is taken over by the next run.
+        let _ = std::panic::catch_unwind(|| clear(&name));
     }
 }
 
@@ -294,7 +296,8 @@ fn clear(name: &str) {
             .args(["cleanup", "--yes"])
             .output()
             .expect("pipedemo runs");
-        if o.status.success() || std::time::Instant::now() > deadline {
+        let members_left = shared::text(&o).contains("stop any `pipedemo consume`");
+        if o.status.success() || !members_left || std::time::Instant::now() > deadline {
             break o;
         }
         std::thread::sleep(std::time::Duration::from_secs(3));
