@@ -5,7 +5,7 @@
 //!
 //! - `soak`: the soak test's windows and lag (no stall, a lag near zero, pipedemo's lag as
 //!   Kafka's own tool reports it);
-//! - `chaos`: every local fault's notice and recovery times;
+//! - `chaos`: every local fault's notice and recovery times, and the backlog it caused;
 //! - `show`: `full`'s phases against the seed's targets, its capacity at the seed's 500 ms SLO,
 //!   and the short capacity sweep at p99 ≤ 250 ms.
 
@@ -251,6 +251,18 @@ pub fn chaos(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
             figs.push(at_most(
                 figure(&format!("chaos 150 ev/s: {name} noticed after"), n, "s"),
                 10.0,
+            ));
+        }
+        if let (Some(peak), Some(normal)) =
+            (f["peak_backlog"].as_f64(), f["normal_backlog"].as_f64())
+        {
+            figs.push(at_least(
+                figure(
+                    &format!("chaos 150 ev/s: {name} peak backlog ÷ the level before"),
+                    peak / normal.max(1.0),
+                    "×",
+                ),
+                1.0,
             ));
         }
         figs.push(at_most(

@@ -145,6 +145,46 @@ impl Scenario {
             .count()
     }
 
+    /// Waits until the load has written `rows` rows (the load runs on this test's runtime, so
+    /// the wait must not block it).
+    async fn wait_rows(&self, rows: i64) {
+        let pg = outbox::connect(&self.settings.pg)
+            .await
+            .expect("PostgreSQL");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let n: i64 = pg
+                .query_one("SELECT count(*) FROM event_outbox", &[])
+                .await
+                .expect("counting the outbox")
+                .get(0);
+            if n >= rows {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 120 s for {rows} rows in the outbox ({n} so far)"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a consumer of the scenario has its partitions (its log says so).
+    async fn wait_joined(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .contains("partitions assigned")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "waited 90 s for the consumer to join its group:\n{}",
+                tail(&std::fs::read_to_string(self.log()).unwrap_or_default())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until verify passes (or fails after `limit`) and returns the last report.
     async fn settle(&self, limit: Duration) -> verify::VerifyReport {
         let deadline = Instant::now() + limit;
@@ -310,20 +350,22 @@ async fn consumer_that_stops_consuming_reconnects_by_itself() {
     }
 }
 
-/// Runs a load with a consumer, stops `service` after `after` (`scripts/stack.sh stop`, or
-/// `kill` for a crash), starts it again after `down_for`, and returns the scenario once verify
-/// has settled and passed.
+/// Runs a load with a consumer, stops `service` once the consumer has joined and `after_rows`
+/// rows are in (`scripts/stack.sh stop`, or `kill` for a crash): mid-load by count, not by
+/// the clock. Starts it again after `down_for`, and returns the scenario once verify has
+/// settled and passed.
 async fn outage(
     name: &'static str,
     stop: &str,
     service: &str,
-    after: Duration,
+    after_rows: i64,
     down_for: Duration,
 ) -> Scenario {
     let s = Scenario::new(name).await;
     let consumer = s.consumer();
     let load = s.load();
-    tokio::time::sleep(after).await;
+    s.wait_joined().await;
+    s.wait_rows(after_rows).await;
     stack(&[stop, service]);
     tokio::time::sleep(down_for).await;
     stack(&["start", service]);
@@ -343,7 +385,7 @@ async fn mongodb_down_for_10_seconds_is_retried_and_caught_up() {
         "fault_mongo",
         "stop",
         "mongo",
-        Duration::from_secs(2),
+        2_000,
         Duration::from_secs(10),
     )
     .await;
