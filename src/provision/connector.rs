@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::{ConnectArgs, KafkaArgs, KeyValue, PostgresArgs, Routing};
+use crate::pipeline::backoff::Backoff;
 use crate::pipeline::diagnose::root_cause;
 use crate::pipeline::routed::headers;
 use crate::telemetry::health::{ConnectorHealth, ConnectorState};
@@ -312,6 +313,21 @@ fn event_router(kafka: &KafkaArgs) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// How long pipedemo asks a busy Kafka Connect again before taking its answer.
+const BUSY_FOR: Duration = Duration::from_secs(30);
+
+/// Whether Connect's answer says "not now" rather than "no": 409 while its workers rebalance
+/// or after a concurrent config change ("Cannot complete request momentarily due to stale
+/// configuration"), 500 when a request timed out inside a busy herder, 503 while it starts.
+/// Every request pipedemo sends is safe to repeat (PUT, DELETE, GET, and restarts).
+fn busy(status: reqwest::StatusCode) -> bool {
+    use reqwest::StatusCode as S;
+    matches!(
+        status,
+        S::CONFLICT | S::INTERNAL_SERVER_ERROR | S::SERVICE_UNAVAILABLE
+    )
+}
+
 /// The publication the connector reads: `<slot>_pub`, or a `--connector-config
 /// publication.name=…`.
 pub fn publication_name(c: &ConnectArgs) -> String {
@@ -414,10 +430,28 @@ impl Connect {
     }
 
     /// Sends `req`: Connect unreachable, or refusing pipedemo's credentials, is an error here
-    /// with its fix, for every call alike.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
-        self.authorised(resp)
+    /// with its fix, for every call alike. A busy answer (see [`busy`]) is asked again for up
+    /// to [`BUSY_FOR`]: on a Connect cluster that others change too, every change of theirs
+    /// makes the workers rebalance, and a request in that moment is refused.
+    async fn send(&self, mut req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        let deadline = tokio::time::Instant::now() + BUSY_FOR;
+        loop {
+            // Every body pipedemo sends is in memory, so the request can be sent again.
+            let again = req.try_clone();
+            let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+            match again {
+                Some(next) if busy(resp.status()) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(
+                        status = %resp.status(),
+                        "Kafka Connect is busy (a rebalance, or a change by another client); asking again"
+                    );
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    req = next;
+                }
+                _ => return self.authorised(resp),
+            }
+        }
     }
 
     /// `GET /connectors/<name>/<what>`, or `None` if the connector is not registered.
@@ -622,6 +656,27 @@ impl Connect {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_busy_connect_is_asked_again_and_a_refusal_is_final() {
+        use reqwest::StatusCode as S;
+        for status in [
+            S::CONFLICT,
+            S::INTERNAL_SERVER_ERROR,
+            S::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(busy(status), "{status}");
+        }
+        for status in [
+            S::OK,
+            S::NOT_FOUND,
+            S::BAD_REQUEST,
+            S::UNAUTHORIZED,
+            S::FORBIDDEN,
+        ] {
+            assert!(!busy(status), "{status}");
+        }
+    }
     use super::*;
 
     #[test]
