@@ -120,11 +120,14 @@ async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
         );
     }
     // The crash came between the MongoDB write and the commit: that batch came again and was
-    // found already applied.
-    assert!(
-        by("consumer-crash")["redelivered"].as_u64().unwrap() > 0,
-        "{out}"
-    );
+    // found already applied. Counted in the consumers' own records: a fault's window ends
+    // when it has recovered, which under a lax SLO can come before the batch comes again.
+    let (records, _) = pipedemo::telemetry::metrics::read_file(&s.output.metrics_file).unwrap();
+    let again = records
+        .iter()
+        .filter(|e| matches!(e, pipedemo::telemetry::metrics::MetricEvent::Event(r) if !r.applied))
+        .count();
+    assert!(again > 0, "no event was found already applied:\n{out}");
     assert!(
         doc["load"]["delivered"] == doc["load"]["sent"],
         "every written event arrived: {}",

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::gate::OwnTopics;
 use crate::config::KafkaArgs;
-use crate::pipeline::kafka::{client_config, Position};
+use crate::pipeline::kafka::{client_config, Position, Waiting};
 
 /// How often stored offsets are committed, ms: what a crash can leave to be redelivered.
 pub(super) const COMMIT_EVERY_MS: u64 = 100;
@@ -221,11 +221,11 @@ pub(super) fn positions(c: &StreamConsumer<Ctx>) -> Option<Vec<Position>> {
     )
 }
 
-/// What to do after a quiet spell with `waiting` messages, given how many were waiting at the
-/// previous quiet check without partitions (`idle_before`).
+/// What to do after a quiet spell, given what the previous quiet check without partitions saw
+/// (`idle_before`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stalled {
-    /// Nothing is wrong (nothing waits, or another member may be consuming).
+    /// Nothing is wrong (nothing waits, or another member is consuming).
     No,
     /// Nothing moved: make a new Kafka consumer.
     Reconnect,
@@ -233,14 +233,22 @@ pub(super) enum Stalled {
 
 /// librdkafka sometimes stops consuming after losing every broker: the group revokes the
 /// partitions and never assigns them again, or fetching stops (rust-rdkafka #597), while
-/// messages wait. Holding partitions with messages waiting is stuck at once; holding none, the
-/// partitions may be another member's, so only a count that has not moved since the previous
-/// check is stuck.
-pub(super) fn stalled(waiting: i64, holds_partitions: bool, idle_before: Option<i64>) -> Stalled {
-    if waiting <= 0 || (!holds_partitions && idle_before != Some(waiting)) {
+/// messages wait. Holding partitions with messages waiting is stuck at once. Holding none, the
+/// partitions may be another member's: stuck only when no member has committed anything since
+/// the previous check. (The count of waiting messages cannot tell: while a load runs it grows
+/// whether or not anybody consumes, and a consumer that waited for it to stand still stayed
+/// wedged for as long as the load ran.)
+pub(super) fn stalled(
+    now: Waiting,
+    holds_partitions: bool,
+    idle_before: Option<Waiting>,
+) -> Stalled {
+    if now.messages <= 0 {
         Stalled::No
-    } else {
+    } else if holds_partitions || idle_before.is_some_and(|b| b.committed == now.committed) {
         Stalled::Reconnect
+    } else {
+        Stalled::No
     }
 }
 
@@ -250,11 +258,23 @@ mod tests {
 
     #[test]
     fn a_quiet_consumer_is_stuck_only_when_messages_wait_for_it() {
-        assert_eq!(stalled(0, true, None), Stalled::No);
-        assert_eq!(stalled(500, true, None), Stalled::Reconnect);
-        // Without partitions: first sighting, or another member making progress.
-        assert_eq!(stalled(500, false, None), Stalled::No);
-        assert_eq!(stalled(500, false, Some(800)), Stalled::No);
-        assert_eq!(stalled(500, false, Some(500)), Stalled::Reconnect);
+        let w = |messages, committed| Waiting {
+            messages,
+            committed,
+        };
+        assert_eq!(stalled(w(0, 0), true, None), Stalled::No);
+        assert_eq!(stalled(w(500, 0), true, None), Stalled::Reconnect);
+        // Without partitions: first sighting, or another member committing.
+        assert_eq!(stalled(w(500, 10), false, None), Stalled::No);
+        assert_eq!(stalled(w(500, 900), false, Some(w(800, 700))), Stalled::No);
+        // Nobody committed since: stuck, whether the count stood still or a load added to it.
+        assert_eq!(
+            stalled(w(500, 700), false, Some(w(500, 700))),
+            Stalled::Reconnect
+        );
+        assert_eq!(
+            stalled(w(15_888, 700), false, Some(w(9_080, 700))),
+            Stalled::Reconnect
+        );
     }
 }

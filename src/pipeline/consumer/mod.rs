@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{RoutePattern, Routing, Settings};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::handlers::{Registry, WriteOp};
-use crate::pipeline::kafka::{headers, DeadLetters, LagProbe};
+use crate::pipeline::kafka::{headers, DeadLetters, LagProbe, Waiting};
 use crate::pipeline::routed::{Origin, RoutedHeaders};
 use crate::pipeline::store::{Outcome, ReadModels, TransientError, WriteResult};
 use crate::telemetry::clock::now_us;
@@ -174,8 +174,8 @@ struct Pipeline {
     consumer: StreamConsumer<Ctx>,
     membership: Membership,
     probe: LagProbe,
-    /// Messages waiting at the last quiet check without partitions (see `unstall`).
-    idle_waiting: Option<i64>,
+    /// What the last quiet check without partitions saw (see `unstall`).
+    idle_waiting: Option<Waiting>,
     /// The Event Router's topic pattern when the connector routes; `None` for raw change
     /// events.
     route_pattern: Option<RoutePattern>,
@@ -365,19 +365,19 @@ impl Pipeline {
         let positions = positions.filter(|p| !p.is_empty());
         let holds = positions.is_some();
         let waiting = match self.probe.waiting(positions).await {
-            Ok(n) => n,
+            Ok(w) => w,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot tell whether messages wait");
-                0
+                Waiting::default()
             }
         };
         match group::stalled(waiting, holds, self.idle_waiting) {
             Stalled::No => {
-                self.idle_waiting = (!holds && waiting > 0).then_some(waiting);
+                self.idle_waiting = (!holds && waiting.messages > 0).then_some(waiting);
             }
             Stalled::Reconnect => {
                 tracing::warn!(
-                    waiting,
+                    waiting = waiting.messages,
                     assigned = holds,
                     "the Kafka consumer received nothing for {STALL_AFTER:?} although messages are waiting; reconnecting"
                 );

@@ -139,11 +139,13 @@ impl LagProbe {
         self.behind_of(Some(ends.to_vec())).await
     }
 
-    /// Messages waiting for a consumer at `positions` (see [`waiting`]).
-    pub async fn waiting(&self, positions: Option<Vec<Position>>) -> Result<i64> {
+    /// Messages waiting for a consumer at `positions` (see [`waiting`]), and the group's
+    /// committed offsets in all.
+    pub async fn waiting(&self, positions: Option<Vec<Position>>) -> Result<Waiting> {
         let (c, args, topics) = (self.client.clone(), self.args.clone(), self.topics.clone());
         tokio::task::spawn_blocking(move || {
             let mut total = 0;
+            let mut committed = 0;
             for topic in &topics {
                 let parts = partitions_with(&c, &args, topic)?.unwrap_or_default();
                 let ends = watermarks_with(&c, &args, topic, &parts)?;
@@ -155,8 +157,12 @@ impl LagProbe {
                         .collect()
                 });
                 total += waiting(&ends, &done, own.as_deref());
+                committed += done.iter().filter_map(|(_, o)| *o).sum::<i64>();
             }
-            Ok(total)
+            Ok(Waiting {
+                messages: total,
+                committed,
+            })
         })
         .await?
     }
@@ -182,6 +188,16 @@ impl LagProbe {
         })
         .await?
     }
+}
+
+/// What a quiet consumer sees of its group: the messages waiting for it, and the sum of the
+/// group's committed offsets, which moves whenever any member commits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// Messages waiting (see [`waiting`]).
+    pub messages: i64,
+    /// The group's committed offsets, added up over the partitions that have one.
+    pub committed: i64,
 }
 
 /// Messages waiting for a consumer: past its own `positions` on the partitions it holds, or,

@@ -15,6 +15,6 @@ pub use admin::{
 pub use client::{client_config, misconfigured, partitions, ProbeContext};
 pub use dead_letters::DeadLetters;
 pub use lag::{
-    behind, committed, waiting, watermarks, watermarks_of, LagProbe, Position, TopicEnds,
+    behind, committed, waiting, watermarks, watermarks_of, LagProbe, Position, TopicEnds, Waiting,
     Watermarks,
 };
