@@ -211,6 +211,25 @@ pub const LAX_TARGETS: [&str; 8] = [
 /// A capacity SLO (p99, ms) for the same tests: the sweep's verdicts without the machine's.
 pub const LAX_SLO_P99_MS: &str = "60000";
 
+/// `full`'s capacity phase for the same tests: the lax SLO, and rates even a debug build on a
+/// busy machine sustains (the phase, not the ceiling).
+pub const LAX_CAPACITY: [&str; 6] = [
+    "--slo-p99",
+    LAX_SLO_P99_MS,
+    "--capacity-start-rate",
+    "20",
+    "--capacity-max-rate",
+    "80",
+];
+
+/// `full`'s chaos phase for the same tests: recovered within the lax SLO, given time to.
+pub const LAX_CHAOS: [&str; 4] = [
+    "--chaos-slo-p99",
+    LAX_SLO_P99_MS,
+    "--recovery-timeout",
+    "300s",
+];
+
 /// Runs `pipedemo cleanup --yes` in a test's world when dropped, passed or not: a connector
 /// left capturing `event_outbox` decodes every later test's rows too, and on a two-core machine
 /// that slows every test after it (a soak measured against its offered rate above all).

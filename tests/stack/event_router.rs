@@ -73,22 +73,11 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
             "--json",
             "--capacity-step",
             "1s",
-            "--slo-p99",
-            common::LAX_SLO_P99_MS,
-            // Rates even a debug build on a busy machine sustains: the phase, not the ceiling.
-            "--capacity-start-rate",
-            "20",
-            "--capacity-max-rate",
-            "80",
             "--prewarm",
             "2s",
             "--chaos",
             "--chaos-rate",
             "50",
-            "--chaos-slo-p99",
-            common::LAX_SLO_P99_MS,
-            "--recovery-timeout",
-            "300s",
             "--faults",
             "connector-pause,task-restart",
             "--fault-duration",
@@ -98,6 +87,8 @@ async fn the_show_runs_routed_with_faults_and_scale_out_keeps_statistics_exact()
         ],
     )
     .args(common::LAX_TARGETS)
+    .args(common::LAX_CAPACITY)
+    .args(common::LAX_CHAOS)
     .arg("--report-json")
     .arg(&json)
     .arg("--report-html")
