@@ -107,7 +107,10 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
         .iter()
         .chain(&found.other_topics)
         .map(|(t, f)| (f, t.clone()))
-        .chain([(&found.dlq, s.kafka.dlq_topic())])
+        .chain([
+            (&found.dlq, s.kafka.dlq_topic()),
+            (&found.results, s.kafka.results_topic()),
+        ])
         .filter(|(f, _)| has(f))
         .map(|(_, t)| t)
         .collect();
@@ -137,6 +140,10 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     if has(&found.sent) {
         pg.batch_execute("DROP TABLE pipedemo_sent_events").await?;
         eprintln!("  ✓ table pipedemo_sent_events dropped");
+    }
+    if has(&found.runs) {
+        pg.batch_execute("DROP TABLE pipedemo_runs").await?;
+        eprintln!("  ✓ table pipedemo_runs dropped");
     }
     let host = ownership::host();
     for (f, record) in &files {
@@ -171,6 +178,10 @@ async fn files(
         .is_some_and(|l| serde_json::from_str::<crate::telemetry::metrics::MetricEvent>(&l).is_ok())
     {
         out.push((metrics.clone(), None));
+    }
+    let results = crate::telemetry::results_file::path(metrics);
+    if first_line(&results).is_some_and(|l| crate::telemetry::results_file::is_ours(&l)) {
+        out.push((results, None));
     }
     for name in ["pipedemo.log", crate::run::children::LOG_FILE] {
         let log = metrics.parent().unwrap_or(Path::new("")).join(name);

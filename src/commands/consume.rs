@@ -7,8 +7,11 @@ use anyhow::Result;
 use super::signals::stop_on_signals;
 use crate::config::Settings;
 use crate::pipeline::consumer::{self, ConsumerOptions};
+use crate::pipeline::kafka::results::Publisher;
 use crate::telemetry::live::{self, Sink};
 use crate::telemetry::metrics::{self, MetricsFile};
+use crate::telemetry::results::{Book, ProcessId, SharedBook};
+use std::sync::{Arc, Mutex};
 
 /// The flags of `pipedemo consume`.
 #[derive(clap::Args, Clone, Debug)]
@@ -17,7 +20,8 @@ pub struct Args {
     #[arg(long)]
     pub include_snapshot: bool,
     /// For the consumers a chaos run starts: SIGUSR1 makes the process crash after its next
-    /// MongoDB write, before the offset commit.
+    /// MongoDB write, before the offset commit. Such a consumer publishes no results: the
+    /// chaos run tails its records and publishes them as its own.
     #[arg(long, hide = true)]
     pub chaos_hooks: bool,
 }
@@ -41,10 +45,21 @@ fn arm_on_sigusr1() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let stop = stop_on_signals();
     let (tx, rx) = metrics::channel();
+    let book: SharedBook = Arc::new(Mutex::new(Book::new(ProcessId::this("consume"))));
+    let publishing = !a.chaos_hooks;
     let mut sink = Sink {
         file: Some(MetricsFile::append(&s.output.metrics_file)?),
+        book: publishing.then(|| book.clone()),
         ..Sink::default()
     };
+    // Each second, the runs' figures this consumer measured go to the results topic, where
+    // the process that owns a run merges them with every other consumer's.
+    let publisher = publishing
+        .then(|| Publisher::start(&s.kafka, book.clone()))
+        .transpose()
+        .map_err(|e| tracing::warn!(error = %e, "results are not published"))
+        .ok()
+        .flatten();
     // Served only when asked for: the live state (and the health poller that feeds the lag
     // into it) costs nothing otherwise.
     if let Some(addr) = s.output.metrics_listen {
@@ -69,6 +84,14 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     tracing::info!(topics = %s.kafka.subscription(), routing = %s.kafka.routing, group = %s.kafka.group, "consuming; Ctrl-C to stop");
     let totals = running.join().await?;
     writer.await??;
+    let last = match publisher {
+        Some(p) => p.finish().await,
+        None => book.lock().map(|mut b| b.updates(true)).unwrap_or_default(),
+    };
+    let results = crate::telemetry::results_file::path(&s.output.metrics_file);
+    if let Err(e) = crate::telemetry::results_file::append(&results, &last) {
+        tracing::warn!(error = %e, "cannot keep this consumer's results");
+    }
     eprintln!(
         "Consumed: {} applied, {} already applied, {} dead-lettered, {} skipped",
         totals.applied, totals.already_applied, totals.dead_lettered, totals.skipped

@@ -102,6 +102,43 @@ impl PacingArgs {
     }
 }
 
+/// Which run a generator belongs to: several `load` processes (on any hosts) with the same
+/// `--run` and `--generators` make one run, one schedule and one report.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RunArgs {
+    /// The run's name, the same on every generator of the run [default: a new id per process].
+    #[arg(long = "run", env = "PIPEDEMO_RUN", value_name = "NAME", value_parser = run_name)]
+    pub name: Option<String>,
+    /// Generators of the run: each one started with the same --run waits for the others,
+    /// then offers its share of --events and --rate on its own open-loop schedule.
+    #[arg(long, env = "PIPEDEMO_GENERATORS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024), requires = "name")]
+    pub generators: u32,
+    /// How long a generator waits for the others to join.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub join_timeout: Duration,
+}
+
+impl RunArgs {
+    /// The run these flags name.
+    pub fn plan(&self) -> crate::run::session::RunPlan {
+        let d = crate::run::session::RunPlan::default();
+        crate::run::session::RunPlan {
+            name: self.name.as_deref().map_or(d.name, Into::into),
+            generators: self.generators,
+            join_timeout: self.join_timeout,
+        }
+    }
+}
+
+/// `--run`: a name that fits in a run tag.
+fn run_name(s: &str) -> Result<String, String> {
+    match crate::telemetry::tag::name_problem(s) {
+        Some(why) => Err(format!("the run name {why}")),
+        None => Ok(s.to_owned()),
+    }
+}
+
 /// `--rate`: a positive, finite number of events per second.
 fn positive_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::flags::{parse_duration, PacingArgs, RetryArgs, ThresholdArgs};
+use super::flags::{parse_duration, PacingArgs, RetryArgs, RunArgs, ThresholdArgs};
 use super::output;
 use super::signals::stop_on_signals;
 use crate::check::figures::Kind;
@@ -33,6 +33,9 @@ pub struct Args {
     /// Seed for reproducible fake data.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The run this load is one generator of.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// How long failures are retried.
     #[command(flatten)]
     pub retry: RetryArgs,
@@ -64,6 +67,7 @@ impl From<&Args> for LoadOptions {
         LoadOptions {
             phase: a.pacing.phase(a.event_count(), None, 0, a.seed),
             consumer: a.retry.consumer(),
+            run: a.run.plan(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod flags;
 pub mod full;
 pub mod load;
 pub mod man;
+pub mod merge;
 pub mod monitor;
 pub mod output;
 pub mod replay;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Consume the whole topic again from its start (the group must have no running consumer),
     /// then stop. Idempotent read models stay as they were: compare `verify --checksum`.
     Replay(replay::Args),
+    /// Add up the results files of a run's processes (`pipedemo_results.jsonl`, one per
+    /// process directory or host): one run's exact figures, as the run's owner merges them.
+    Merge(merge::Args),
     /// Check that every outbox event is in MongoDB exactly once, and report latency.
     Verify(verify::Args),
     /// Delete demo data: outbox rows, the read-model database, metrics and report files.
@@ -84,7 +88,7 @@ impl Command {
     pub fn uses_settings(&self) -> bool {
         !matches!(
             self,
-            Command::Completions(_) | Command::Man(_) | Command::Compare(_)
+            Command::Completions(_) | Command::Man(_) | Command::Compare(_) | Command::Merge(_)
         )
     }
 
@@ -99,6 +103,7 @@ impl Command {
             Command::Capacity(a) => capacity::command(s, a).await,
             Command::Chaos(a) => chaos::command(s, a).await,
             Command::Compare(a) => compare::command(&a),
+            Command::Merge(a) => merge::command(&a),
             Command::Consume(a) => consume::command(s, a).await,
             Command::Replay(a) => replay::command(s, a).await,
             Command::Verify(a) => verify::command(s, a).await,

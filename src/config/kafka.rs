@@ -466,7 +466,9 @@ impl KafkaArgs {
     /// Whether the topic settings make sense together.
     pub fn check_routing(&self) -> Result<(), String> {
         if self.routing == Routing::EventRouter {
-            if let Some(why) = route_topic_refusal(&self.route_topic(), &self.dlq_topic()) {
+            if let Some(why) = route_topic_refusal(&self.route_topic(), &self.dlq_topic())
+                .or_else(|| route_topic_refusal(&self.route_topic(), &self.results_topic()))
+            {
                 return Err(why);
             }
             if self.topic.is_some() {
@@ -478,6 +480,12 @@ impl KafkaArgs {
             }
         }
         Ok(())
+    }
+
+    /// The results topic: where each process of a run publishes its figures (next to the
+    /// dead-letter topic, named after the outbox topic).
+    pub fn results_topic(&self) -> String {
+        format!("{}.results", self.topic())
     }
 
     /// The dead-letter topic.

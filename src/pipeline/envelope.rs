@@ -27,6 +27,8 @@ pub struct OutboxEvent {
     pub payload: Value,
     /// T0: the row's `created_at`, microseconds since the Unix epoch.
     pub created_at_us: i64,
+    /// The row's `run_tag`, when it holds one of pipedemo's (anything else is no tag).
+    pub run_tag: Option<crate::telemetry::tag::RunTag>,
 }
 
 impl OutboxEvent {
@@ -40,6 +42,10 @@ impl OutboxEvent {
             event_type: e.event_type.as_str().into(),
             payload: e.payload,
             created_at_us,
+            run_tag: e
+                .run_tag
+                .as_deref()
+                .and_then(crate::telemetry::tag::RunTag::parse),
         }
     }
 }
@@ -216,6 +222,8 @@ struct Row {
     payload: Option<Value>,
     #[serde(default)]
     created_at: Option<Value>,
+    #[serde(default)]
+    run_tag: Option<Value>,
 }
 
 /// Decodes one message of the outbox topic. `key` is checked against the row when present.
@@ -311,6 +319,10 @@ fn parse_row(row: Row) -> Result<OutboxEvent, EnvelopeError> {
         event_type: string_field("event_type", row.event_type)?,
         payload,
         created_at_us: timestamp_field("created_at", row.created_at)?,
+        run_tag: match row.run_tag {
+            Some(Value::String(t)) => crate::telemetry::tag::RunTag::parse(&t),
+            _ => None,
+        },
     })
 }
 

@@ -181,6 +181,7 @@ fn user_created(rng: &mut StdRng) -> NewEvent {
             "last_name": last,
             "bio": bio.chars().take(200).collect::<String>(),
         }),
+        run_tag: None,
     }
 }
 
@@ -205,6 +206,7 @@ fn activity_created(rng: &mut StdRng, creator: Uuid) -> NewEvent {
             "start_date": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "timezone": "UTC",
         }),
+        run_tag: None,
     }
 }
 
@@ -214,6 +216,7 @@ fn participant_joined(activity: Uuid, user: Uuid) -> NewEvent {
         aggregate_id: activity,
         event_type: EventType::ParticipantJoined,
         payload: json!({ "user_id": user.to_string() }),
+        run_tag: None,
     }
 }
 

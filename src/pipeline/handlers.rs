@@ -365,6 +365,7 @@ mod tests {
             event_type: event_type.into(),
             payload,
             created_at_us: 1_795_377_600_123_456,
+            run_tag: None,
         }
     }
 

@@ -22,8 +22,12 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     event_type     text NOT NULL,
     payload        jsonb NOT NULL,
     status         text NOT NULL DEFAULT 'pending',
-    created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+    created_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_tag        text
 )";
+
+/// Adds [`CREATE_TABLE`]'s `run_tag` to an outbox an older pipedemo made.
+const ADD_RUN_TAG: &str = "ALTER TABLE event_outbox ADD COLUMN IF NOT EXISTS run_tag text";
 
 /// The record of what was sent when rows are deleted in the transaction that inserted them
 /// ([`Retention::Delete`]): the same columns, written in that transaction, so that `verify`
@@ -206,9 +210,17 @@ pub async fn create_table(client: &Client) -> Result<()> {
         .await
         .context("creating table event_outbox")?;
     client
+        .batch_execute(ADD_RUN_TAG)
+        .await
+        .context("adding column run_tag to event_outbox")?;
+    client
         .batch_execute(CREATE_SENT_TABLE)
         .await
         .context("creating table pipedemo_sent_events")?;
+    client
+        .batch_execute(crate::run::members::CREATE_TABLE)
+        .await
+        .context("creating table pipedemo_runs")?;
     Ok(())
 }
 
@@ -222,15 +234,28 @@ pub async fn check_table(client: &Client) -> Result<()> {
             "table event_outbox does not exist; run `pipedemo setup` first",
         ));
     }
+    let tagged = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'event_outbox' AND column_name = 'run_tag')",
+            &[],
+        )
+        .await?;
+    if !tagged.get::<_, bool>(0) {
+        return Err(crate::exit::service(
+            "table event_outbox has no run_tag column (an older pipedemo made it); run \
+             `pipedemo setup --keep` to add it without clearing anything",
+        ));
+    }
     Ok(())
 }
 
 /// Deletes all outbox rows.
 pub async fn truncate(client: &Client) -> Result<()> {
     client
-        .batch_execute("TRUNCATE event_outbox, pipedemo_sent_events")
+        .batch_execute("TRUNCATE event_outbox, pipedemo_sent_events, pipedemo_runs")
         .await
-        .context("emptying event_outbox and pipedemo_sent_events")?;
+        .context("emptying event_outbox, pipedemo_sent_events and pipedemo_runs")?;
     Ok(())
 }
 
@@ -245,6 +270,8 @@ pub struct NewEvent {
     pub event_type: EventType,
     /// The data.
     pub payload: serde_json::Value,
+    /// The run, phase and due time it belongs to ([`crate::telemetry::tag::RunTag::encode`]).
+    pub run_tag: Option<String>,
 }
 
 /// Inserts events in one transaction with `COPY … FROM STDIN BINARY`, the fastest way
@@ -311,13 +338,20 @@ pub async fn insert_batch_into(client: &Client, table: &str, events: &[NewEvent]
     // One COPY statement is one transaction by itself: atomic, without BEGIN/COMMIT round trips.
     let sink = client
         .copy_in(&format!(
-            "COPY {table} (event_id, aggregate_id, aggregate_type, event_type, payload) FROM STDIN BINARY"
+            "COPY {table} (event_id, aggregate_id, aggregate_type, event_type, payload, run_tag) FROM STDIN BINARY"
         ))
         .await
         .with_context(|| format!("starting COPY into {table}"))?;
     let writer = BinaryCopyInWriter::new(
         sink,
-        &[Type::UUID, Type::UUID, Type::TEXT, Type::TEXT, Type::JSONB],
+        &[
+            Type::UUID,
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::JSONB,
+            Type::TEXT,
+        ],
     );
     futures::pin_mut!(writer);
     for e in events {
@@ -329,6 +363,7 @@ pub async fn insert_batch_into(client: &Client, table: &str, events: &[NewEvent]
                 &e.event_type.aggregate_type(),
                 &e.event_type.as_str(),
                 &Json(&e.payload),
+                &e.run_tag,
             ])
             .await
             .with_context(|| format!("writing outbox rows into {table}"))?;

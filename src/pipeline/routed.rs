@@ -24,6 +24,8 @@ pub mod headers {
     pub const CAPTURED_US: &str = "pipedemo.captured_us";
     /// The event id, which the router always puts in this header.
     pub const ID: &str = "id";
+    /// The outbox row's `run_tag` (optional: rows pipedemo did not generate have none).
+    pub const RUN_TAG: &str = "run_tag";
 }
 
 /// The headers of one routed message that pipedemo reads (`None`: absent).
@@ -37,6 +39,8 @@ pub struct RoutedHeaders<'a> {
     pub created_at: Option<&'a [u8]>,
     /// `pipedemo.captured_us` (T1).
     pub captured_us: Option<&'a [u8]>,
+    /// `run_tag`.
+    pub run_tag: Option<&'a [u8]>,
 }
 
 impl<'a> RoutedHeaders<'a> {
@@ -50,6 +54,7 @@ impl<'a> RoutedHeaders<'a> {
                 n if n == headers::EVENT_TYPE.as_bytes() => &mut h.event_type,
                 n if n == headers::CREATED_AT.as_bytes() => &mut h.created_at,
                 n if n == headers::CAPTURED_US.as_bytes() => &mut h.captured_us,
+                n if n == headers::RUN_TAG.as_bytes() => &mut h.run_tag,
                 _ => continue,
             };
             *slot = value;
@@ -152,6 +157,12 @@ pub fn decode(
             event_type,
             payload,
             created_at_us,
+            // Bytes that are not a tag of ours are no tag: never a reason to refuse the event.
+            run_tag: h
+                .run_tag
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(unquote)
+                .and_then(crate::telemetry::tag::RunTag::parse),
         },
         captured_us,
         // The router keeps the row only: the commit time is not carried.

@@ -305,9 +305,10 @@ fn event_router(kafka: &KafkaArgs) -> Vec<(&'static str, String)> {
         (
             "transforms.outbox.table.fields.additional.placement",
             format!(
-                "event_type:header:{},created_at:header:{}",
+                "event_type:header:{},created_at:header:{},run_tag:header:{}",
                 headers::EVENT_TYPE,
-                headers::CREATED_AT
+                headers::CREATED_AT,
+                headers::RUN_TAG
             ),
         ),
     ]
@@ -704,7 +705,7 @@ mod tests {
         );
         assert_eq!(
             c["transforms.outbox.table.fields.additional.placement"],
-            "event_type:header:event_type,created_at:header:created_at"
+            "event_type:header:event_type,created_at:header:created_at,run_tag:header:run_tag"
         );
         assert_eq!(c["transforms.pipedemoTiming.fields"], "ts_us");
         assert_eq!(

@@ -200,6 +200,8 @@ pub struct Survey {
     /// `pipedemo_sent_events`, the record of events whose rows were deleted in their own
     /// transaction (`--outbox-delete`).
     pub sent: Found,
+    /// `pipedemo_runs`, where the generators of a run meet (`load --generators N`).
+    pub runs: Found,
     /// The read-model database.
     pub read_models: Found,
     /// The outbox topics of this routing (one, or one per aggregate type), with their names.
@@ -209,6 +211,8 @@ pub struct Survey {
     pub other_topics: Vec<(String, Found)>,
     /// The dead-letter topic.
     pub dlq: Found,
+    /// The results topic, where each process of a run publishes its figures.
+    pub results: Found,
     /// The Debezium connector.
     pub connector: Found,
     /// The consumer group.
@@ -234,6 +238,7 @@ impl Survey {
         vec![
             self.table.clone(),
             self.sent.clone(),
+            self.runs.clone(),
             self.read_models.clone(),
         ]
         .into_iter()
@@ -252,6 +257,7 @@ impl Survey {
         let mut v = self.for_setup();
         v.extend(self.other_topics.iter().map(|(_, f)| f.clone()));
         v.push(self.dlq.clone());
+        v.push(self.results.clone());
         v
     }
 }
@@ -300,12 +306,14 @@ pub async fn survey(
         }
         anyhow::Ok(found)
     };
-    let (table, sent, db, all_topics, mut dlq, config, group) = tokio::join!(
+    let (table, sent, runs, db, all_topics, mut dlq, results, config, group) = tokio::join!(
         table(pg),
         table_named(pg, "pipedemo_sent_events"),
+        table_named(pg, crate::run::members::TABLE),
         store.ownership(),
         all_topics,
         topic_state(s.kafka.dlq_topic()),
+        topic_state(s.kafka.results_topic()),
         connect.config(),
         kafka::group_state(&s.kafka, &s.kafka.group),
     );
@@ -374,10 +382,12 @@ pub async fn survey(
     Ok(Survey {
         table: table?,
         sent: sent?,
+        runs: runs?,
         read_models,
         topics,
         other_topics,
         dlq: dlq?,
+        results: results?,
         connector,
         group: g,
         slot,
@@ -468,10 +478,11 @@ pub async fn lock(pg: &Client) -> Result<()> {
 pub async fn mark_table(pg: &Client) -> Result<()> {
     pg.batch_execute(&format!(
         "COMMENT ON TABLE event_outbox IS '{TABLE_MARK}'; \
-         COMMENT ON TABLE pipedemo_sent_events IS '{TABLE_MARK}'"
+         COMMENT ON TABLE pipedemo_sent_events IS '{TABLE_MARK}'; \
+         COMMENT ON TABLE pipedemo_runs IS '{TABLE_MARK}'"
     ))
     .await
-    .context("marking tables event_outbox and pipedemo_sent_events as pipedemo's")
+    .context("marking tables event_outbox, pipedemo_sent_events and pipedemo_runs as pipedemo's")
 }
 
 /// Creates the registry (once the refusals are settled, so that a refused setup creates

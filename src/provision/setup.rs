@@ -174,6 +174,7 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
             &[
                 found.table.clone(),
                 found.sent.clone(),
+                found.runs.clone(),
                 found.read_models.clone(),
             ]
             .into_iter()
@@ -194,6 +195,13 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
             "table event_outbox, not pipedemo's, dropped (--force)",
         );
     }
+    if found.runs.exists && !found.runs.ours && !opts.keep {
+        pg.batch_execute("DROP TABLE pipedemo_runs").await?;
+        step(
+            true,
+            "table pipedemo_runs, not pipedemo's, dropped (--force)",
+        );
+    }
     if found.sent.exists && !found.sent.ours && !opts.keep {
         pg.batch_execute("DROP TABLE pipedemo_sent_events").await?;
         step(
@@ -210,17 +218,24 @@ pub async fn run(s: &Settings, opts: &SetupOptions) -> Result<Versions> {
     if !opts.keep {
         outbox::truncate(&pg).await?;
         store.drop_all().await?;
-        match std::fs::remove_file(&s.output.metrics_file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("removing {}", s.output.metrics_file.display()))
+        // The results file only when its first line shows pipedemo wrote it.
+        let results = crate::telemetry::results_file::path(&s.output.metrics_file);
+        let results_ours = std::fs::read_to_string(&results)
+            .is_ok_and(|t| crate::telemetry::results_file::is_ours(t.lines().next().unwrap_or("")));
+        let files = [
+            Some(&s.output.metrics_file),
+            results_ours.then_some(&results),
+        ];
+        for file in files.into_iter().flatten() {
+            match std::fs::remove_file(file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", file.display())),
             }
         }
         step(
             true,
-            "previous demo data removed (outbox rows, read models, metrics file; topic below)",
+            "previous demo data removed (outbox rows, read models, metrics and results files; topic below)",
         );
     }
     store.mark().await?;
@@ -292,10 +307,15 @@ async fn prepare_topics(
         kafka::ensure_topic(&s.kafka, &dlq, 1).await?;
         ownership::record(pg, Kind::Topic, &dlq, cluster).await?;
     }
+    let results = s.kafka.results_topic();
+    if kafka::partitions(&s.kafka, &results).await?.is_none() {
+        kafka::ensure_compacted_topic(&s.kafka, &results, 1).await?;
+        ownership::record(pg, Kind::Topic, &results, cluster).await?;
+    }
     step(
         true,
         &format!(
-            "topics {}{} and {dlq}{}",
+            "topics {}{}, {dlq} and {results}{}",
             made.join(", "),
             if cleared > 0 {
                 format!(", {cleared} old messages deleted")

@@ -6,7 +6,7 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::PhaseResult;
-use super::session::{PhaseOptions, Session};
+use super::session::{PhaseOptions, RunPlan, Session};
 use crate::config::Settings;
 use crate::pipeline::consumer::ConsumerOptions;
 use crate::telemetry::live::Shared;
@@ -18,6 +18,8 @@ pub struct LoadOptions {
     pub phase: PhaseOptions,
     /// Consumer tuning.
     pub consumer: ConsumerOptions,
+    /// The run it belongs to (one of several generators, or alone).
+    pub run: RunPlan,
 }
 
 /// Runs a one-phase load with no display.
@@ -36,6 +38,7 @@ pub async fn run_with(
     // (up to 30 s) for what it inserted, so that it can tell whether that all arrived.
     let mut session = Session::start(s, opts.consumer.clone(), &CancellationToken::new()).await?;
     session.drain_on_stop = opts.phase.timeout.min(Duration::from_secs(30));
+    session.run = opts.run.clone();
     on_start(session.live.clone());
     let r = session.run_phase("load", &opts.phase, &stop).await;
     session.finish().await?;

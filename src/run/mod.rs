@@ -9,5 +9,6 @@ pub mod children;
 pub mod full;
 pub mod health;
 pub mod load;
+pub mod members;
 pub mod outcome;
 pub mod session;

@@ -55,6 +55,15 @@ pub struct PhaseResult {
     pub backlog: Vec<(f64, f64)>,
     /// The phase in windows of ten seconds: rate, latency and memory over time.
     pub timeline: Vec<TimelinePoint>,
+    /// The figures are the run's, merged over every process that reported the phase (false:
+    /// this process's own, the results topic being out of reach).
+    pub merged: bool,
+    /// Each process's part: consumers' events and latency, generators' offered rate.
+    pub processes: Vec<crate::telemetry::results::Share>,
+    /// Events other generators offered that no process accounted for.
+    pub missing_elsewhere: u64,
+    /// Generators of the run.
+    pub generators: u32,
 }
 
 /// One window of a phase's timeline.
@@ -122,6 +131,13 @@ pub struct PhaseSummary {
     pub total_from_schedule: Option<Summary>,
     /// Rate, latency and pipedemo's memory in ten-second windows.
     pub timeline: Vec<TimelinePoint>,
+    /// The figures cover every process of the run (merged from the results topic), not
+    /// only this one.
+    pub merged: bool,
+    /// Generators of the run.
+    pub generators: u32,
+    /// Each process's part: host, events applied, its own p99, rows offered and rate.
+    pub processes: Vec<crate::telemetry::results::Share>,
 }
 
 impl PhaseResult {
@@ -136,9 +152,11 @@ impl PhaseResult {
 
     /// The JSON summary.
     pub fn summary(&self) -> PhaseSummary {
+        // Merged figures hold the other consumers' events already; this process's own hold
+        // only its share, and the rest were found in MongoDB.
         let delivered = self.stats.applied_total()
             + self.stats.already_applied.values().sum::<u64>()
-            + self.elsewhere;
+            + if self.merged { 0 } else { self.elsewhere };
         PhaseSummary {
             phase: self.name.clone(),
             events: self.events,
@@ -152,7 +170,7 @@ impl PhaseResult {
             delivered,
             applied_elsewhere: self.elsewhere,
             timing_implausible: self.stats.implausible,
-            missing: self.missing.len(),
+            missing: self.missing.len() + self.missing_elsewhere as usize,
             errors: self.stats.errors,
             duration_secs: self.wall_secs,
             throughput_eps: if self.wall_secs > 0.0 {
@@ -170,6 +188,9 @@ impl PhaseResult {
             total_from_schedule: self.from_schedule.as_ref().map(|l| l.summary()),
             timeline: self.timeline.clone(),
             insert_secs: self.insert_secs,
+            merged: self.merged,
+            generators: self.generators,
+            processes: self.processes.clone(),
         }
     }
 }

@@ -18,12 +18,50 @@ use crate::config::{PostgresArgs, Routing};
 use crate::event::EventType;
 use crate::pipeline::consumer::{self, ConsumerOptions, Totals};
 use crate::pipeline::generator::{Generator, Mix};
+use crate::pipeline::kafka::results::{Publisher, Reader};
 use crate::pipeline::outbox::{self, NewEvent};
 use crate::pipeline::store::ReadModels;
 use crate::pipeline::writer::{self, Pool, WriteModel};
 use crate::telemetry::live::{self, Live, Shared, Sink, WINDOW_SECS};
 use crate::telemetry::metrics::{self, MetricsFile};
-use std::sync::Arc;
+use crate::telemetry::results::{self as figures, Book, MergedPhase, ProcessId, SharedBook};
+use crate::telemetry::tag::RunTag;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Which run a session's phases belong to, and how many generators share it.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    /// The run's name, the same on every generator of the run (this process's run id when
+    /// it generates alone).
+    pub name: Arc<str>,
+    /// Generators of the run: each offers its share of the rate and of the events.
+    pub generators: u32,
+    /// How long a generator waits for the others at each phase.
+    pub join_timeout: Duration,
+}
+
+impl Default for RunPlan {
+    fn default() -> Self {
+        RunPlan {
+            name: crate::run_id::run_id().into(),
+            generators: 1,
+            join_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// How long a phase's owner waits, once its own events are in, for every process's figures
+/// of the phase to come in on the results topic.
+pub const MERGE_WAIT: Duration = Duration::from_secs(30);
+
+/// What the process runs (`load`, `full`, …), as the results name it.
+fn command_name() -> String {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "pipedemo".into())
+}
 
 /// How one phase generates its events.
 #[derive(Clone, Debug)]
@@ -114,6 +152,13 @@ pub struct Session {
     elsewhere: Elsewhere,
     /// How the connector routes the outbox's events (for the reports).
     routing: Routing,
+    /// The run this session's phases belong to.
+    pub run: RunPlan,
+    book: SharedBook,
+    publisher: Option<Publisher>,
+    reader: Option<Reader>,
+    kafka: crate::config::KafkaArgs,
+    results_file: PathBuf,
 }
 
 /// Where the session's consumer runs.
@@ -130,6 +175,16 @@ impl Consumer {
             Consumer::Here(r) => r.alone(),
             // Their group membership is not visible from here; the read models decide.
             Consumer::Children(_) => false,
+        }
+    }
+
+    /// Whether this process's records are every record of the run: its consumer held every
+    /// partition throughout, or its consumers are children whose records it tails (they are
+    /// the group's only members a chaos run counts on).
+    fn complete(&self) -> bool {
+        match self {
+            Consumer::Here(r) => r.alone(),
+            Consumer::Children(_) => true,
         }
     }
 }
@@ -253,14 +308,21 @@ impl Session {
             _ => Shared::new(Live::default()),
         };
         let (changed_tx, changed) = watch::channel(0);
+        let book: SharedBook = Arc::new(Mutex::new(Book::new(ProcessId::this(&command_name()))));
         let collector = tokio::spawn(live::collect(
             rx,
             Sink {
                 live: Some(live.clone()),
                 file: Some(file),
                 changed: Some(changed_tx),
+                // Child consumers (chaos) publish nothing: their records, tailed here, are
+                // this process's to publish.
+                book: Some(book.clone()),
             },
         ));
+        let publisher = Publisher::start(&s.kafka, book.clone())
+            .map_err(|e| tracing::warn!(error = %e, "results are not published; figures cover this process only"))
+            .ok();
         if let Some(addr) = s.output.metrics_listen {
             crate::telemetry::exporter::serve(addr, live.clone())?;
         }
@@ -304,6 +366,12 @@ impl Session {
             retry_limit,
             drain_on_stop: Duration::ZERO,
             routing: s.kafka.routing,
+            run: RunPlan::default(),
+            book,
+            publisher,
+            reader: None,
+            kafka: s.kafka.clone(),
+            results_file: crate::telemetry::results_file::path(&s.output.metrics_file),
         })
     }
 
@@ -321,11 +389,28 @@ impl Session {
         if o.write.connections == 0 || o.write.shape == writer::Shape::Rows(0) {
             bail!("--tx-rows and --connections must be at least 1");
         }
+        if let Some(why) = crate::telemetry::tag::name_problem(name) {
+            bail!("phase name `{name}` {why}");
+        }
+        let asked = o.events;
+        let (generator, share) = self.join(name, o).await?;
+        let o = &share;
+        let phase: Arc<str> = name.into();
         self.live.lock().begin_phase_of(name, o.events);
         self.elsewhere.clear();
+        self.book()
+            .generated(&self.run.name, &phase, 0, o.rate, 0.0, false);
         let started = Instant::now();
-        let (sent, transactions) = self.insert(o, started, stop).await?;
+        let tag = RunTag {
+            run: self.run.name.clone(),
+            phase: phase.clone(),
+            generator,
+            due_us: None,
+        };
+        let (sent, transactions) = self.insert(o, &tag, started, stop).await?;
         let insert_secs = started.elapsed().as_secs_f64();
+        self.book()
+            .generated(&self.run.name, &phase, sent, o.rate, insert_secs, true);
         if sent < o.events {
             // Stopped early: the phase awaits what was written, not what never was.
             let mut l = self.live.lock();
@@ -363,23 +448,58 @@ impl Session {
             self.elsewhere.look(&self.live, self.consumer.alone()).await;
         }
         let wall_secs = started.elapsed().as_secs_f64();
+        let own_missing = self.phase_waiting();
+        let merged = self.merged(&phase, own_missing).await;
         let l = self.live.lock();
         let p = l.phases.last().context("the phase begun above")?;
+        let own_applied = p.stats.applied_total();
+        let (stats, from_schedule, processes) = match &merged {
+            Some(m) => (
+                m.figures.stats.clone(),
+                m.figures.from_schedule.clone(),
+                m.shares.clone(),
+            ),
+            None => (p.stats.clone(), p.from_schedule.clone(), Vec::new()),
+        };
+        let elsewhere = match &merged {
+            Some(m) => m.figures.applied().saturating_sub(own_applied),
+            None => p.elsewhere,
+        };
+        // Several generators: the run's totals (rows, rate, the longest insert), not this
+        // generator's share.
+        let (events, sent, offered_eps, insert_secs) = match &merged {
+            Some(m) if self.run.generators > 1 => (
+                asked,
+                m.figures.offered,
+                m.figures.offered_eps,
+                m.figures.insert_secs,
+            ),
+            _ => (o.events, sent, o.rate, insert_secs),
+        };
         Ok(PhaseResult {
             name: name.to_owned(),
-            events: o.events,
+            events,
             sent,
             transactions,
             write: o.write,
             routing: self.routing,
-            offered_eps: o.rate,
+            offered_eps,
             mix: Mix::for_total(o.events),
-            stats: p.stats.clone(),
+            stats,
             insert_secs,
             wall_secs: p.finished_us.map_or(wall_secs, |_| p.secs()),
             missing: p.waiting.iter().copied().collect(),
-            elsewhere: p.elsewhere,
-            from_schedule: p.paced.then(|| p.from_schedule.clone()),
+            elsewhere,
+            from_schedule: p.paced.then_some(from_schedule),
+            merged: merged.is_some(),
+            processes,
+            missing_elsewhere: merged.as_ref().map_or(0, |m| {
+                let f = &m.figures;
+                f.offered
+                    .saturating_sub(f.applied() + f.stats.errors)
+                    .saturating_sub(own_missing)
+            }),
+            generators: self.run.generators,
             arrived_while_inserting,
             timeline: timeline(&l, p.started_us),
             backlog: p
@@ -397,6 +517,7 @@ impl Session {
     async fn insert(
         &mut self,
         o: &PhaseOptions,
+        tag: &RunTag,
         started: Instant,
         stop: &CancellationToken,
     ) -> Result<(u64, u64)> {
@@ -426,8 +547,16 @@ impl Session {
             if stop.is_cancelled() {
                 break;
             }
-            let chunk: Vec<NewEvent> = events.by_ref().take(tx.rows).collect();
+            let mut chunk: Vec<NewEvent> = events.by_ref().take(tx.rows).collect();
             let due = tx.due.map(|d| start_us + d.as_micros() as i64);
+            let row_tag = RunTag {
+                due_us: due,
+                ..tag.clone()
+            }
+            .encode();
+            for e in &mut chunk {
+                e.run_tag = Some(row_tag.clone());
+            }
             self.live
                 .lock()
                 .await_ids(chunk.iter().map(|e| e.event_id), due);
@@ -441,6 +570,111 @@ impl Session {
         }
         let transactions = pool.finish().await?;
         Ok((sent, transactions))
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// With several generators: meets the others at phase `name` (see [`super::members`]),
+    /// waits for the agreed start, and returns this generator's number and its share of the
+    /// phase (events, rate and seed). Alone: generator 0 and the whole phase.
+    async fn join(&mut self, name: &str, o: &PhaseOptions) -> Result<(u32, PhaseOptions)> {
+        let n = self.run.generators;
+        if n <= 1 {
+            return Ok((0, o.clone()));
+        }
+        let me = self.book().process().id;
+        let place = super::members::meet(
+            &self.pg,
+            &self.run.name,
+            name,
+            me,
+            &figures::host_name(),
+            n,
+            self.run.join_timeout,
+        )
+        .await?;
+        let wait_us = place.start_us - crate::telemetry::clock::now_us();
+        if wait_us > 0 {
+            tokio::time::sleep(Duration::from_micros(wait_us as u64)).await;
+        }
+        tracing::info!(
+            run = %self.run.name, phase = name, generator = place.index, of = n,
+            "all generators joined; starting"
+        );
+        let events = super::members::share(o.events, place.index, n);
+        Ok((
+            place.index,
+            PhaseOptions {
+                events: events.max(1),
+                rate: o.rate.map(|r| r / f64::from(n)),
+                seed: o.seed.map(|s| s.wrapping_add(u64::from(place.index))),
+                ..o.clone()
+            },
+        ))
+    }
+
+    /// The phase's figures over every process of the run: this process's own when it is the
+    /// run's only generator and its consumer the group's only one, else every process's
+    /// latest update on the results topic, once they account for every event the generators
+    /// offered (all but `own_missing`, which never arrived) or [`MERGE_WAIT`] passed. `None`
+    /// when the results topic cannot be read: the figures are then this process's alone.
+    async fn merged(&mut self, phase: &Arc<str>, own_missing: u64) -> Option<MergedPhase> {
+        let run = self.run.name.clone();
+        let own = self.book().updates_of(&run, phase);
+        if self.run.generators <= 1 && self.consumer.complete() {
+            return Some(figures::merge(
+                own.iter(),
+                |_| None,
+                crate::telemetry::clock::now_us(),
+            ));
+        }
+        if let Some(p) = &self.publisher {
+            p.publish_now();
+        }
+        if self.reader.is_none() {
+            self.reader = Reader::start(&self.kafka, run.clone())
+                .map_err(|e| tracing::warn!(error = %e, "cannot read the results topic"))
+                .ok();
+        }
+        let reader = self.reader.as_ref()?;
+        let own_applied = own.first().map_or(0, |u| u.figures.applied());
+        let generators = self.run.generators as usize;
+        let deadline = tokio::time::Instant::now() + MERGE_WAIT;
+        let mut last = None;
+        loop {
+            let merged = reader
+                .merged()
+                .phase(&run, phase, crate::telemetry::clock::now_us());
+            if let Some(m) = merged {
+                let me = own.first().map(|u| u.process.id);
+                let mine = m
+                    .shares
+                    .iter()
+                    .any(|s| Some(s.id) == me && s.applied >= own_applied && s.generated);
+                let done = m.shares.iter().filter(|s| s.generated).count() >= generators;
+                let f = &m.figures;
+                let accounted = f.applied() + f.stats.errors + own_missing >= f.offered;
+                if mine && done && accounted {
+                    return Some(m);
+                }
+                last = Some(m);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let m = last?;
+                tracing::warn!(
+                    run = %run, phase = %phase,
+                    accounted = m.figures.applied() + m.figures.stats.errors, offered = m.figures.offered,
+                    silent = %m.silent(2.0).iter().map(|s| s.process.as_str()).collect::<Vec<_>>().join(", "),
+                    "not every process's figures came in within {MERGE_WAIT:?}; the report merges what did"
+                );
+                return Some(m);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn phase_waiting(&self) -> u64 {
@@ -469,6 +703,20 @@ impl Session {
         self.collector.await.context("metrics collector")??;
         self.health_stop.cancel();
         let _ = self.health.await;
+        if let Some(r) = self.reader {
+            r.stop().await;
+        }
+        let last = match self.publisher {
+            Some(p) => p.finish().await,
+            None => self
+                .book
+                .lock()
+                .map(|mut b| b.updates(true))
+                .unwrap_or_default(),
+        };
+        if let Err(e) = crate::telemetry::results_file::append(&self.results_file, &last) {
+            tracing::warn!(error = %e, "cannot keep this process's results");
+        }
         self.live.lock().complete = true;
         Ok(totals)
     }

@@ -659,6 +659,7 @@ mod tests {
                 applied: true,
                 stages: timing.stages(),
                 timing,
+                tag: None,
             }));
         }
         l.fold(&MetricEvent::Error(ErrorRecord {
@@ -668,6 +669,7 @@ mod tests {
             event_type: None,
             reason: "message value is not JSON".into(),
             at_us: now_us(),
+            tag: None,
         }));
         l.health.lag = Some(10);
         l.health.connector = Some(ConnectorHealth {

@@ -79,18 +79,68 @@ pub fn load(r: &PhaseResult) -> String {
     if s.timing_implausible > 0 {
         let _ = writeln!(out, "  {}", implausible_line(s.timing_implausible));
     }
-    if s.applied_elsewhere > 0 {
+    if s.merged && s.processes.len() > 1 {
+        let hosts: std::collections::BTreeSet<&str> =
+            s.processes.iter().map(|p| p.host.as_str()).collect();
         let _ = writeln!(
             out,
-            "  {} applied by other consumers of the group: found in MongoDB; their latency is \
-             in those consumers' records, not in the figures below",
+            "  figures of the whole run: {} processes on {} host(s) merged from the results topic \
+             ({} events applied by the others are in every figure below)",
+            s.processes.len(),
+            hosts.len(),
+            thousands(s.applied_elsewhere)
+        );
+    } else if s.applied_elsewhere > 0 {
+        let _ = writeln!(
+            out,
+            "  {} applied by other consumers of the group: found in MongoDB; their figures did \
+             not come in on the results topic, so their latency is not in the figures below",
             thousands(s.applied_elsewhere)
         );
     }
     out.push('\n');
     latency_table(&mut out, &s.stages, &s.by_type);
+    if s.processes.len() > 1 {
+        out.push_str(&processes(&s.processes));
+    }
     if s.timeline.len() > 3 {
         out.push_str(&timeline(&s.timeline));
+    }
+    out
+}
+
+/// Each process's part of a merged phase: what it applied and its own p99, what it offered.
+pub fn processes(shares: &[crate::telemetry::results::Share]) -> String {
+    let mut out = String::from("\nProcesses of the run:\n");
+    let _ = writeln!(
+        out,
+        "  {:<28}{:>9}{:>11}{:>10}{:>9}{:>13}{:>13}",
+        "host/pid command", "applied", "redeliv.", "p99 ms", "dead", "offered", "achieved/s"
+    );
+    for p in shares {
+        let _ = writeln!(
+            out,
+            "  {:<28}{:>9}{:>11}{:>10.1}{:>9}{:>13}{:>13}{}",
+            crate::pipeline::bounded::prefix(&p.process, 27),
+            thousands(p.applied),
+            thousands(p.already_applied),
+            p.p99_ms,
+            p.dead_lettered,
+            if p.offered > 0 {
+                thousands(p.offered)
+            } else {
+                "-".into()
+            },
+            p.achieved_eps.map_or("-".into(), |r| format!("{r:.0}")),
+            if !p.ended && p.silent_secs > 5.0 {
+                format!(
+                    "  silent for {:.0} s: stopped or cut off; its last figures are counted",
+                    p.silent_secs
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     out
 }
@@ -119,7 +169,7 @@ pub fn timeline(points: &[TimelinePoint]) -> String {
 }
 
 /// The latency table: one row per stage, then end-to-end per event type.
-fn latency_table(
+pub(crate) fn latency_table(
     out: &mut String,
     stages: &BTreeMap<Stage, Summary>,
     by_type: &BTreeMap<EventType, Summary>,

@@ -703,6 +703,8 @@ pub struct Sink {
     pub file: Option<MetricsFile>,
     /// Bumped after each batch of events, so that waiters can re-check their phase.
     pub changed: Option<watch::Sender<u64>>,
+    /// This process's results, by run and phase, that it publishes for the run to merge.
+    pub book: Option<crate::telemetry::results::SharedBook>,
 }
 
 /// Feeds the channel into the sink until the channel closes (the consumer is gone).
@@ -726,6 +728,14 @@ pub async fn collect(mut rx: MetricsReceiver, mut sink: Sink) -> anyhow::Result<
             let mut l = live.lock();
             for ev in &batch {
                 l.fold(ev);
+            }
+        }
+        if let Some(book) = &sink.book {
+            let mut b = book
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for ev in &batch {
+                b.fold(ev);
             }
         }
         n += batch.len() as u64;
@@ -814,6 +824,7 @@ mod tests {
             applied: true,
             stages: timing.stages(),
             timing,
+            tag: None,
         })
     }
 

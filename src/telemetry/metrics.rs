@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::event::EventType;
+use crate::telemetry::tag::RunTag;
 
 /// The timestamps of one event through the pipeline, µs since the Unix epoch.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -109,6 +110,10 @@ pub struct EventRecord {
     pub timing: Timing,
     /// Stage durations, for readers of the file.
     pub stages: Stages,
+    /// The run and phase the row's generator tagged it with (none for rows pipedemo did not
+    /// generate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<RunTag>,
 }
 
 /// A message that could not be handled; it went to the dead-letter topic.
@@ -126,6 +131,9 @@ pub struct ErrorRecord {
     pub reason: String,
     /// When it was dead-lettered, µs.
     pub at_us: i64,
+    /// The run and phase of the event, when the message was readable that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<RunTag>,
 }
 
 /// Everything the consumer reports.

@@ -10,5 +10,8 @@ pub mod gc;
 pub mod health;
 pub mod live;
 pub mod metrics;
+pub mod results;
+pub mod results_file;
 pub mod stall;
 pub mod stats;
+pub mod tag;

@@ -70,6 +70,35 @@ impl Latency {
         self.negative += other.negative;
     }
 
+    /// The histogram in HdrHistogram's compressed V2 form (what other HDR tools read too).
+    pub fn encode(&self) -> Vec<u8> {
+        use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+        let mut out = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&self.h, &mut out)
+            .expect("a histogram serialises into memory");
+        out
+    }
+
+    /// A histogram [`Latency::encode`] wrote. Its samples are re-recorded into this type's own
+    /// bounds, so a histogram of other bounds cannot make a later [`Latency::add`] fail.
+    pub fn decode(bytes: &[u8], negative: u64) -> Result<Latency, String> {
+        use hdrhistogram::serialization::Deserializer;
+        let h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| format!("not an HDR histogram ({e:?})"))?;
+        let mut l = Latency {
+            negative,
+            ..Latency::default()
+        };
+        if l.h.add(&h).is_err() {
+            for v in h.iter_recorded() {
+                l.h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        Ok(l)
+    }
+
     /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.h.len()
@@ -139,6 +168,40 @@ impl Latency {
                 (v.value_iterated_to() as f64 / 1000.0, seen as f64 / total)
             })
             .collect()
+    }
+}
+
+/// A histogram travels as base64 of its compressed V2 form, with its count of negative samples.
+#[derive(Serialize, Deserialize)]
+struct Encoded {
+    hdr: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    negative: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        Encoded {
+            hdr: base64::engine::general_purpose::STANDARD.encode(self.encode()),
+            negative: self.negative,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let e = Encoded::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(e.hdr.as_bytes())
+            .map_err(serde::de::Error::custom)?;
+        Latency::decode(&bytes, e.negative).map_err(serde::de::Error::custom)
     }
 }
 
@@ -221,7 +284,7 @@ impl Stage {
 }
 
 /// Histograms for each stage of the pipeline.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StageLatencies {
     /// In the order of [`Stage`]'s variants.
     by_stage: [Latency; 5],
@@ -239,6 +302,13 @@ impl StageLatencies {
     /// The histogram of one stage.
     pub fn get(&self, stage: Stage) -> &Latency {
         &self.by_stage[stage as usize]
+    }
+
+    /// Adds `other`'s samples, stage by stage.
+    pub fn add(&mut self, other: &StageLatencies) {
+        for (mine, theirs) in self.by_stage.iter_mut().zip(&other.by_stage) {
+            mine.add(theirs);
+        }
     }
 
     /// Samples below zero over the four stages (clock resolution).
@@ -260,8 +330,9 @@ pub fn total(stages: &BTreeMap<Stage, Summary>) -> Summary {
     stages.get(&Stage::Total).cloned().unwrap_or_default()
 }
 
-/// Aggregates a run's metric events.
-#[derive(Clone, Debug, Default)]
+/// Aggregates a run's metric events. Every field adds up across processes ([`RunStats::add`]):
+/// the figures of several consumers merged are the figures of one that saw every event.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunStats {
     /// Events applied now, by type.
     pub applied: BTreeMap<EventType, u64>,
@@ -316,6 +387,32 @@ impl RunStats {
             MetricEvent::Skipped { .. } => self.skipped += 1,
             MetricEvent::Outage { .. } => {}
         }
+    }
+
+    /// Adds another process's figures: counts add, histograms add bucket by bucket, the
+    /// span takes the earliest start and the latest end.
+    pub fn add(&mut self, o: &RunStats) {
+        for (t, n) in &o.applied {
+            *self.applied.entry(*t).or_default() += n;
+        }
+        for (t, n) in &o.already_applied {
+            *self.already_applied.entry(*t).or_default() += n;
+        }
+        self.errors += o.errors;
+        self.skipped += o.skipped;
+        self.implausible += o.implausible;
+        self.stages.add(&o.stages);
+        for (t, l) in &o.by_type {
+            self.by_type.entry(*t).or_default().add(l);
+        }
+        self.first_t0_us = match (self.first_t0_us, o.first_t0_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_t5_us = match (self.last_t5_us, o.last_t5_us) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// End-to-end latency summaries by type.

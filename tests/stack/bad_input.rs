@@ -417,6 +417,7 @@ async fn every_bad_message_is_dead_lettered_skipped_or_accepted_and_the_run_goes
             missing_activity_wait: Duration::from_secs(2),
             ..ConsumerOptions::default()
         },
+        run: Default::default(),
     };
     let r = load::run(&s, &opts, CancellationToken::new())
         .await

@@ -402,6 +402,7 @@ async fn every_bad_routed_message_is_dead_lettered_with_its_reason() {
             ..PhaseOptions::unpaced(200)
         },
         consumer: Default::default(),
+        run: Default::default(),
     };
     let r = load::run(&s, &opts, CancellationToken::new())
         .await

@@ -22,6 +22,7 @@ fn load_opts(events: u64) -> LoadOptions {
             ..PhaseOptions::unpaced(events)
         },
         consumer: ConsumerOptions::default(),
+        run: Default::default(),
     }
 }
 

@@ -297,6 +297,7 @@ mod tests {
             applied,
             stages: timing.stages(),
             timing,
+            tag: None,
         })
     }
 

@@ -16,6 +16,7 @@ use crate::pipeline::routed::{self, Origin, RoutedHeaders};
 use crate::pipeline::store::statistics::{Counted, Lane};
 use crate::pipeline::store::{Outcome, WriteResult};
 use crate::telemetry::metrics::{EventRecord, Timing};
+use crate::telemetry::tag::RunTag;
 
 /// What the consumer knows of one received Kafka message.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +77,8 @@ pub struct DeadLetter {
     pub event_id: Option<Uuid>,
     /// The event type as the row named it, when readable.
     pub event_type: Option<String>,
+    /// The run and phase the row was tagged with, when readable.
+    pub tag: Option<RunTag>,
 }
 
 impl DeadLetter {
@@ -93,6 +96,15 @@ impl DeadLetter {
             reason: bounded::echo(reason),
             event_id,
             event_type: event_type.map(|t| bounded::prefix(t, bounded::ECHO_LIMIT).into_owned()),
+            tag: None,
+        }
+    }
+
+    /// The dead letter of a readable event: it counts against the event's run and phase.
+    pub fn of_event(index: usize, reason: String, event: &OutboxEvent) -> Self {
+        DeadLetter {
+            tag: event.run_tag.clone(),
+            ..DeadLetter::new(index, reason, Some(event.event_id), Some(&event.event_type))
         }
     }
 }
@@ -205,12 +217,9 @@ pub fn plan<'a>(
                     event: change.event,
                 });
             }
-            Err(reason) => plan.dead.push(DeadLetter::new(
-                index,
-                reason,
-                Some(change.event.event_id),
-                Some(&change.event.event_type),
-            )),
+            Err(reason) => plan
+                .dead
+                .push(DeadLetter::of_event(index, reason, &change.event)),
         }
     }
     plan
@@ -298,6 +307,7 @@ pub fn account(
             applied,
             stages: timing.stages(),
             timing,
+            tag: p.event.run_tag.clone(),
         });
     }
     acc
@@ -305,12 +315,7 @@ pub fn account(
 
 impl Pending {
     fn dead(&self, reason: String) -> DeadLetter {
-        DeadLetter::new(
-            self.index,
-            reason,
-            Some(self.event.event_id),
-            Some(&self.event.event_type),
-        )
+        DeadLetter::of_event(self.index, reason, &self.event)
     }
 }
 

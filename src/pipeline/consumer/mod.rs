@@ -551,6 +551,7 @@ impl Pipeline {
             event_type: d.event_type.clone(),
             reason: d.reason.clone(),
             at_us: now_us(),
+            tag: d.tag.clone(),
         }));
         Ok(true)
     }

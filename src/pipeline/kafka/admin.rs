@@ -56,6 +56,26 @@ pub async fn ensure_topic(args: &KafkaArgs, topic: &str, partitions_wanted: i32)
     create_topic(args, topic, partitions_wanted, &[]).await
 }
 
+/// Creates a compacted topic unless it exists: each key keeps its latest message (the results
+/// topic, whose updates each replace their process's last).
+pub async fn ensure_compacted_topic(
+    args: &KafkaArgs,
+    topic: &str,
+    partitions_wanted: i32,
+) -> Result<usize> {
+    create_topic(
+        args,
+        topic,
+        partitions_wanted,
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("segment.ms", "600000"),
+        ],
+    )
+    .await
+}
+
 /// Creates a topic the Outbox Event Router writes to, unless it exists, with the broker's
 /// append time as each record's timestamp: the router stamps its records with the capture time
 /// (T1), which would otherwise pass for the time the record reached Kafka (T2).

@@ -7,10 +7,12 @@ pub mod client;
 pub mod dead_letters;
 pub mod headers;
 pub mod lag;
+pub mod results;
 
 pub use admin::{
-    clear_topic, cluster_id, delete_group, delete_topics, ensure_routed_topic, ensure_topic,
-    group_state, require_topics, reset_group, GroupState, ResetTo,
+    clear_topic, cluster_id, delete_group, delete_topics, ensure_compacted_topic,
+    ensure_routed_topic, ensure_topic, group_state, require_topics, reset_group, GroupState,
+    ResetTo,
 };
 pub use client::{client_config, misconfigured, partitions, ProbeContext};
 pub use dead_letters::DeadLetters;

@@ -1,0 +1,679 @@
+//! A run's results as data that adds up: what each process of a run (consumers, generators,
+//! on any host) measured of each phase, and the merge that makes one run of them.
+//!
+//! A process keeps a [`Book`]: per run and phase, the events it applied (counts and HDR
+//! histograms of every stage, each type, and from the schedule), what it generated, and its
+//! per-second counts. It publishes the phases that changed, whole (each update replaces the
+//! last), so the latest update of every process is all a reader needs: [`Merged`] keeps
+//! those and adds them up. HDR histograms add bucket by bucket, so the merged percentiles are
+//! exactly those of all the processes' samples pooled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::telemetry::clock::now_us;
+use crate::telemetry::metrics::{EventRecord, MetricEvent};
+use crate::telemetry::stats::{Latency, RunStats};
+use crate::telemetry::tag::RunTag;
+
+/// Who published an update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// Unique per process (its run id).
+    pub id: Uuid,
+    /// The host it runs on (`PIPEDEMO_HOST`, else the host name).
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: u32,
+    /// What it runs: `consume`, `load`, `full`, …
+    pub command: String,
+}
+
+impl ProcessId {
+    /// This process, running `command`.
+    pub fn this(command: &str) -> ProcessId {
+        ProcessId {
+            id: Uuid::parse_str(crate::run_id::run_id()).unwrap_or_else(|_| Uuid::new_v4()),
+            host: host_name(),
+            pid: std::process::id(),
+            command: command.to_owned(),
+        }
+    }
+
+    /// `host/pid command`, for tables and logs.
+    pub fn label(&self) -> String {
+        format!("{}/{} {}", self.host, self.pid, self.command)
+    }
+}
+
+/// The name this process reports as its host: `PIPEDEMO_HOST` when set (a pod's or a
+/// container's name, or a simulated host), else the machine's host name.
+pub fn host_name() -> String {
+    std::env::var("PIPEDEMO_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| h.chars().take(64).collect())
+        .unwrap_or_else(crate::provision::ownership::host)
+}
+
+/// What one process measured of one phase of one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PhaseFigures {
+    /// The events of the phase this process handled (applied, found applied, dead-lettered).
+    pub stats: RunStats,
+    /// T5 minus each applied event's due time (open-loop phases).
+    pub from_schedule: Latency,
+    /// Events applied per second (by T5, Unix seconds).
+    pub per_second: BTreeMap<i64, u64>,
+    /// Generators: rows this process inserted for the phase.
+    pub offered: u64,
+    /// Generators: the rate it was asked to offer, events/s (`None`: unpaced).
+    pub offered_eps: Option<f64>,
+    /// Generators: seconds it spent inserting.
+    pub insert_secs: f64,
+    /// Generators: inserting is over (what it offered is final).
+    pub generated: bool,
+}
+
+impl PhaseFigures {
+    /// Takes one event of the phase into account.
+    pub fn record(&mut self, ev: &MetricEvent) {
+        self.stats.record(ev);
+        if let MetricEvent::Event(r) = ev {
+            if r.applied && r.timing.plausible() {
+                if let Some(due) = r.tag.as_ref().and_then(|t| t.due_us) {
+                    self.from_schedule.record(r.timing.t5_us - due);
+                }
+                *self
+                    .per_second
+                    .entry(r.timing.t5_us.div_euclid(1_000_000))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// Adds another process's figures of the same phase.
+    pub fn add(&mut self, o: &PhaseFigures) {
+        self.stats.add(&o.stats);
+        self.from_schedule.add(&o.from_schedule);
+        for (s, n) in &o.per_second {
+            *self.per_second.entry(*s).or_default() += n;
+        }
+        self.offered += o.offered;
+        self.offered_eps = match (self.offered_eps, o.offered_eps) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.insert_secs = self.insert_secs.max(o.insert_secs);
+        self.generated = self.generated || o.generated;
+    }
+
+    /// Events of the phase that reached their read model for the first time, anywhere.
+    pub fn applied(&self) -> u64 {
+        self.stats.applied_total()
+    }
+}
+
+/// A run and one of its phases.
+pub type PhaseKey = (Arc<str>, Arc<str>);
+
+/// One process's figures of one phase, as published: it replaces the process's last one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Update {
+    /// Who measured.
+    pub process: ProcessId,
+    /// The run.
+    pub run: Arc<str>,
+    /// The phase.
+    pub phase: Arc<str>,
+    /// What it measured so far.
+    pub figures: PhaseFigures,
+    /// The process ended: nothing more will come from it.
+    pub last: bool,
+    /// When it was published, µs.
+    pub at_us: i64,
+}
+
+impl Update {
+    /// The Kafka key: one per process and phase, so a compacted topic keeps the latest.
+    pub fn key(&self) -> String {
+        format!("{}|{}|{}", self.process.id, self.run, self.phase)
+    }
+}
+
+/// A process's sign of life, published each second whether or not its figures changed: a
+/// process that stops sending it was killed or cut off.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Who.
+    pub alive: ProcessId,
+    /// When, µs.
+    pub at_us: i64,
+}
+
+impl Heartbeat {
+    /// The Kafka key: one per process.
+    pub fn key(&self) -> String {
+        format!("{}|alive", self.alive.id)
+    }
+}
+
+/// What the results topic carries.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Published {
+    /// A phase's figures.
+    Update(Box<Update>),
+    /// A sign of life.
+    Heartbeat(Heartbeat),
+}
+
+/// The most phases a book keeps: a consumer that runs for days sees many runs; the oldest
+/// phase goes (after it was published) when a new one comes.
+pub const BOOK_PHASES: usize = 64;
+
+/// What this process measured, phase by phase, and which phases changed since it last
+/// published.
+#[derive(Debug)]
+pub struct Book {
+    process: ProcessId,
+    phases: BTreeMap<PhaseKey, PhaseFigures>,
+    /// Phases changed since the last [`Book::updates`], and the order they were last touched.
+    dirty: BTreeSet<PhaseKey>,
+    touched: Vec<PhaseKey>,
+    /// Events and dead letters with no run tag (rows pipedemo's generator did not write).
+    pub untagged: u64,
+}
+
+impl Book {
+    /// An empty book of `process`.
+    pub fn new(process: ProcessId) -> Book {
+        Book {
+            process,
+            phases: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            touched: Vec::new(),
+            untagged: 0,
+        }
+    }
+
+    /// The process whose book it is.
+    pub fn process(&self) -> &ProcessId {
+        &self.process
+    }
+
+    fn entry(&mut self, run: &Arc<str>, phase: &Arc<str>) -> &mut PhaseFigures {
+        let key: PhaseKey = (run.clone(), phase.clone());
+        if !self.phases.contains_key(&key) && self.phases.len() >= BOOK_PHASES {
+            // The least recently touched phase that has nothing left to publish.
+            if let Some(pos) = self.touched.iter().position(|k| !self.dirty.contains(k)) {
+                let old = self.touched.remove(pos);
+                self.phases.remove(&old);
+            }
+        }
+        if let Some(pos) = self.touched.iter().rposition(|k| *k == key) {
+            if pos + 1 != self.touched.len() {
+                let k = self.touched.remove(pos);
+                self.touched.push(k);
+            }
+        } else {
+            self.touched.push(key.clone());
+        }
+        self.dirty.insert(key.clone());
+        self.phases.entry(key).or_default()
+    }
+
+    /// Takes one metric event into account, under its run and phase.
+    pub fn fold(&mut self, ev: &MetricEvent) {
+        let tag = match ev {
+            MetricEvent::Event(EventRecord { tag, .. }) => tag.as_ref(),
+            MetricEvent::Error(e) => e.tag.as_ref(),
+            MetricEvent::Skipped { .. } | MetricEvent::Outage { .. } => return,
+        };
+        match tag {
+            Some(RunTag { run, phase, .. }) => {
+                let (run, phase) = (run.clone(), phase.clone());
+                self.entry(&run, &phase).record(ev);
+            }
+            None => self.untagged += 1,
+        }
+    }
+
+    /// Records what this process generated for a phase so far (`done`: inserting is over).
+    pub fn generated(
+        &mut self,
+        run: &Arc<str>,
+        phase: &Arc<str>,
+        offered: u64,
+        rate: Option<f64>,
+        insert_secs: f64,
+        done: bool,
+    ) {
+        let f = self.entry(run, phase);
+        f.offered = offered;
+        f.offered_eps = rate;
+        f.insert_secs = insert_secs;
+        f.generated = done;
+    }
+
+    /// The phases changed since the last call, as updates (`last`: the process is ending;
+    /// then every phase it holds is sent, so that the final word covers all of them).
+    pub fn updates(&mut self, last: bool) -> Vec<Update> {
+        let keys: Vec<PhaseKey> = if last {
+            self.phases.keys().cloned().collect()
+        } else {
+            self.dirty.iter().cloned().collect()
+        };
+        self.dirty.clear();
+        let at_us = now_us();
+        keys.into_iter()
+            .filter_map(|k| {
+                let figures = self.phases.get(&k)?.clone();
+                Some(Update {
+                    process: self.process.clone(),
+                    run: k.0,
+                    phase: k.1,
+                    figures,
+                    last,
+                    at_us,
+                })
+            })
+            .collect()
+    }
+
+    /// This process's figures of a phase as an update (without marking it published).
+    pub fn updates_of(&self, run: &str, phase: &str) -> Vec<Update> {
+        self.phases
+            .iter()
+            .filter(|((r, p), _)| &**r == run && &**p == phase)
+            .map(|((r, p), f)| Update {
+                process: self.process.clone(),
+                run: r.clone(),
+                phase: p.clone(),
+                figures: f.clone(),
+                last: false,
+                at_us: now_us(),
+            })
+            .collect()
+    }
+
+    /// This process's own figures of a phase.
+    pub fn phase(&self, run: &str, phase: &str) -> Option<&PhaseFigures> {
+        self.phases
+            .iter()
+            .find(|((r, p), _)| &**r == run && &**p == phase)
+            .map(|(_, f)| f)
+    }
+}
+
+/// A book several tasks write (the collector) and read (the publisher).
+pub type SharedBook = Arc<Mutex<Book>>;
+
+/// One process's part in a merged phase.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Share {
+    /// The process's id.
+    pub id: Uuid,
+    /// `host/pid command`.
+    pub process: String,
+    /// The host.
+    pub host: String,
+    /// Events it applied (first time anywhere).
+    pub applied: u64,
+    /// Events it found applied already (redeliveries).
+    pub already_applied: u64,
+    /// Dead letters of the phase it sent.
+    pub dead_lettered: u64,
+    /// Its end-to-end p99 over the events it applied, ms.
+    pub p99_ms: f64,
+    /// Rows it generated.
+    pub offered: u64,
+    /// The rate it was asked to offer, events/s.
+    pub offered_eps: Option<f64>,
+    /// The rate it achieved: rows over its insert time, events/s.
+    pub achieved_eps: Option<f64>,
+    /// It generated rows for the phase and is done inserting them.
+    pub generated: bool,
+    /// It said it ended.
+    pub ended: bool,
+    /// Seconds since it was last heard from (an update or its heartbeat) when the phase was
+    /// merged: a process that stops reporting (killed) shows here, its last figures still
+    /// counted.
+    pub silent_secs: f64,
+}
+
+/// A phase merged over every process that reported it.
+#[derive(Clone, Debug, Default)]
+pub struct MergedPhase {
+    /// The sum of every process's figures.
+    pub figures: PhaseFigures,
+    /// Each process's part, by host then process.
+    pub shares: Vec<Share>,
+}
+
+impl MergedPhase {
+    /// The shares of processes that went silent for more than `secs` without saying they
+    /// ended: killed, or cut off from Kafka.
+    pub fn silent(&self, secs: f64) -> Vec<&Share> {
+        self.shares
+            .iter()
+            .filter(|s| !s.ended && s.silent_secs > secs)
+            .collect()
+    }
+}
+
+/// The latest update of every process, per phase: what a run's owner merges from.
+#[derive(Debug, Default)]
+pub struct Merged {
+    latest: BTreeMap<PhaseKey, BTreeMap<Uuid, Update>>,
+    /// When each process was last heard from, µs.
+    seen: BTreeMap<Uuid, i64>,
+    /// Updates that could not be read (counted, never fatal).
+    pub unreadable: u64,
+}
+
+impl Merged {
+    /// Notes a process's sign of life.
+    pub fn heard(&mut self, id: Uuid, at_us: i64) {
+        let t = self.seen.entry(id).or_insert(at_us);
+        *t = (*t).max(at_us);
+    }
+
+    /// Keeps `u` unless an update of its process for its phase is newer.
+    pub fn take(&mut self, u: Update) {
+        self.heard(u.process.id, u.at_us);
+        let per = self
+            .latest
+            .entry((u.run.clone(), u.phase.clone()))
+            .or_default();
+        match per.get(&u.process.id) {
+            Some(old) if old.at_us > u.at_us => {}
+            _ => {
+                per.insert(u.process.id, u);
+            }
+        }
+    }
+
+    /// Every run and phase known, in order.
+    pub fn keys(&self) -> Vec<PhaseKey> {
+        self.latest.keys().cloned().collect()
+    }
+
+    /// The newest update's time of `run`'s `phase`, µs (0 when none).
+    pub fn newest(&self, run: &str, phase: &str) -> i64 {
+        self.latest
+            .iter()
+            .filter(|((r, p), _)| &**r == run && &**p == phase)
+            .flat_map(|(_, v)| v.values().map(|u| u.at_us))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `run`'s `phase`, merged over every process that reported it, as of `now_us`.
+    pub fn phase(&self, run: &str, phase: &str, now_us: i64) -> Option<MergedPhase> {
+        let per = self
+            .latest
+            .iter()
+            .find(|((r, p), _)| &**r == run && &**p == phase)
+            .map(|(_, v)| v)?;
+        Some(merge(
+            per.values(),
+            |id| self.seen.get(&id).copied(),
+            now_us,
+        ))
+    }
+}
+
+/// Adds up the updates of one phase, one per process; `seen` says when a process was last
+/// heard from (else its update's time), `now_us` is when the merge is made.
+pub fn merge<'a>(
+    updates: impl IntoIterator<Item = &'a Update>,
+    seen: impl Fn(Uuid) -> Option<i64>,
+    now_us: i64,
+) -> MergedPhase {
+    let updates: Vec<&Update> = updates.into_iter().collect();
+    let mut m = MergedPhase::default();
+    for u in &updates {
+        m.figures.add(&u.figures);
+        let f = &u.figures;
+        m.shares.push(Share {
+            id: u.process.id,
+            process: u.process.label(),
+            host: u.process.host.clone(),
+            applied: f.applied(),
+            already_applied: f.stats.already_applied.values().sum(),
+            dead_lettered: f.stats.errors,
+            p99_ms: f
+                .stats
+                .stages
+                .get(crate::telemetry::stats::Stage::Total)
+                .quantile_ms(0.99),
+            offered: f.offered,
+            offered_eps: f.offered_eps,
+            achieved_eps: (f.offered > 0 && f.insert_secs > 0.0)
+                .then(|| f.offered as f64 / f.insert_secs),
+            generated: f.generated,
+            ended: u.last,
+            silent_secs: (now_us - seen(u.process.id).unwrap_or(u.at_us).max(u.at_us)).max(0)
+                as f64
+                / 1e6,
+        });
+    }
+    m.shares
+        .sort_by(|a, b| (&a.host, &a.process).cmp(&(&b.host, &b.process)));
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+    use crate::telemetry::metrics::{ErrorRecord, Timing};
+    use crate::telemetry::stats::Stage;
+
+    fn tag(phase: &str, due: Option<i64>) -> Option<RunTag> {
+        Some(RunTag {
+            run: "r1".into(),
+            phase: phase.into(),
+            generator: 0,
+            due_us: due,
+        })
+    }
+
+    fn event(total_us: i64, phase: &str, t: EventType, applied: bool) -> MetricEvent {
+        let t0 = 1_795_000_000_000_000;
+        let timing = Timing {
+            t0_us: t0,
+            commit_us: None,
+            t1_us: t0 + total_us / 4,
+            t2_us: t0 + total_us / 2,
+            t3_us: t0 + total_us * 3 / 4,
+            t4_us: t0 + total_us * 3 / 4,
+            t5_us: t0 + total_us,
+        };
+        MetricEvent::Event(EventRecord {
+            event_id: Uuid::new_v4(),
+            event_type: t,
+            aggregate_id: Uuid::nil(),
+            label: String::new(),
+            partition: 0,
+            offset: 0,
+            applied,
+            stages: timing.stages(),
+            timing,
+            tag: tag(phase, Some(t0 - 500)),
+        })
+    }
+
+    fn process(n: u128, host: &str) -> ProcessId {
+        ProcessId {
+            id: Uuid::from_u128(n),
+            host: host.into(),
+            pid: n as u32,
+            command: "consume".into(),
+        }
+    }
+
+    /// A spread of latencies: a few thousand distinct values from 1 ms to 2 s.
+    fn latencies(n: i64, seed: i64) -> Vec<i64> {
+        (0..n)
+            .map(|i| 1_000 + ((i * 7919 + seed * 104_729) % 2_000_000))
+            .collect()
+    }
+
+    #[test]
+    fn merged_percentiles_are_the_pooled_samples_percentiles() {
+        let parts = [latencies(3000, 1), latencies(700, 2), latencies(5000, 3)];
+        let mut pooled = Book::new(process(9, "one-big-host"));
+        let mut merged = Merged::default();
+        for (i, part) in parts.iter().enumerate() {
+            let mut b = Book::new(process(i as u128 + 1, &format!("h{i}")));
+            for (j, us) in part.iter().enumerate() {
+                let t = EventType::ALL[j % 3];
+                let e = event(*us, "load", t, true);
+                b.fold(&e);
+                pooled.fold(&e);
+            }
+            for u in b.updates(false) {
+                merged.take(u);
+            }
+        }
+        let m = merged.phase("r1", "load", now_us()).unwrap();
+        let one = pooled.phase("r1", "load").unwrap();
+        assert_eq!(m.figures.applied(), 8700);
+        for stage in Stage::ALL {
+            assert_eq!(
+                m.figures.stats.stages.get(stage).summary(),
+                one.stats.stages.get(stage).summary(),
+                "{stage:?}"
+            );
+        }
+        assert_eq!(
+            m.figures.stats.by_type_summaries(),
+            one.stats.by_type_summaries()
+        );
+        assert_eq!(
+            m.figures.from_schedule.summary(),
+            one.from_schedule.summary()
+        );
+        assert_eq!(m.figures.per_second, one.per_second);
+        assert_eq!(m.shares.len(), 3);
+        assert_eq!(
+            m.shares.iter().map(|s| s.applied).collect::<Vec<_>>(),
+            vec![3000, 700, 5000]
+        );
+    }
+
+    #[test]
+    fn an_update_survives_the_wire_exactly() {
+        let mut b = Book::new(process(1, "h"));
+        for us in latencies(2000, 5) {
+            b.fold(&event(us, "load", EventType::UserCreated, true));
+        }
+        b.fold(&event(10_000, "load", EventType::UserCreated, false));
+        let u = b.updates(false).pop().unwrap();
+        let text = serde_json::to_string(&u).unwrap();
+        let back: Update = serde_json::from_str(&text).unwrap();
+        let (a, z) = (&u.figures, &back.figures);
+        assert_eq!(a.stats.stages.summaries(), z.stats.stages.summaries());
+        assert_eq!(a.stats.already_applied, z.stats.already_applied);
+        assert_eq!(a.from_schedule.summary(), z.from_schedule.summary());
+        assert_eq!(back.key(), u.key());
+    }
+
+    #[test]
+    fn the_newest_update_of_a_process_replaces_its_older_ones() {
+        let mut b = Book::new(process(1, "h"));
+        let mut merged = Merged::default();
+        b.fold(&event(5_000, "load", EventType::UserCreated, true));
+        let first = b.updates(false);
+        b.fold(&event(6_000, "load", EventType::UserCreated, true));
+        let mut second = b.updates(false);
+        second[0].at_us = first[0].at_us + 1;
+        merged.take(second.pop().unwrap());
+        merged.take(first[0].clone());
+        assert_eq!(
+            merged
+                .phase("r1", "load", now_us())
+                .unwrap()
+                .figures
+                .applied(),
+            2
+        );
+        assert!(b.updates(false).is_empty(), "nothing changed since");
+    }
+
+    #[test]
+    fn phases_runs_and_untagged_events_stay_apart() {
+        let mut b = Book::new(process(1, "h"));
+        b.fold(&event(5_000, "warm-up", EventType::UserCreated, true));
+        b.fold(&event(5_000, "load", EventType::UserCreated, true));
+        let MetricEvent::Event(mut foreign) = event(5_000, "load", EventType::UserCreated, true)
+        else {
+            unreachable!()
+        };
+        foreign.tag = None;
+        b.fold(&MetricEvent::Event(foreign));
+        b.fold(&MetricEvent::Error(ErrorRecord {
+            partition: 0,
+            offset: 1,
+            event_id: None,
+            event_type: None,
+            reason: "bad".into(),
+            at_us: 0,
+            tag: tag("load", None),
+        }));
+        assert_eq!(b.untagged, 1);
+        assert_eq!(b.phase("r1", "load").unwrap().stats.errors, 1);
+        assert_eq!(b.phase("r1", "warm-up").unwrap().applied(), 1);
+        assert_eq!(b.updates(false).len(), 2);
+    }
+
+    #[test]
+    fn generators_offer_adds_up_and_a_silent_process_is_named() {
+        let mut merged = Merged::default();
+        for (i, n) in [(1u128, 600u64), (2, 400)] {
+            let mut b = Book::new(process(i, &format!("h{i}")));
+            b.generated(
+                &"r1".into(),
+                &"load".into(),
+                n,
+                Some(n as f64 / 10.0),
+                10.0,
+                true,
+            );
+            let mut u = b.updates(i == 2).pop().unwrap();
+            u.at_us = if i == 1 { 0 } else { 30_000_000 };
+            merged.take(u);
+        }
+        // The second one's heartbeat keeps it alive; the first one fell silent at 0.
+        merged.heard(Uuid::from_u128(2), 31_000_000);
+        let m = merged.phase("r1", "load", 32_000_000).unwrap();
+        assert_eq!(m.shares[1].silent_secs, 1.0);
+        assert_eq!(m.figures.offered, 1000);
+        assert_eq!(m.figures.offered_eps, Some(100.0));
+        assert_eq!(m.shares[0].achieved_eps, Some(60.0));
+        let silent: Vec<&str> = m.silent(10.0).iter().map(|s| s.host.as_str()).collect();
+        assert_eq!(silent, vec!["h1"]);
+    }
+
+    #[test]
+    fn a_full_book_drops_its_oldest_published_phase() {
+        let mut b = Book::new(process(1, "h"));
+        for i in 0..BOOK_PHASES + 5 {
+            b.fold(&event(
+                5_000,
+                &format!("p{i}"),
+                EventType::UserCreated,
+                true,
+            ));
+            b.updates(false);
+        }
+        assert_eq!(b.phases.len(), BOOK_PHASES);
+        assert!(b.phase("r1", "p0").is_none());
+        assert!(b.phase("r1", &format!("p{}", BOOK_PHASES + 4)).is_some());
+    }
+}
