@@ -60,8 +60,14 @@ pub struct PhaseResult {
     pub merged: bool,
     /// Each process's part: consumers' events and latency, generators' offered rate.
     pub processes: Vec<crate::telemetry::results::Share>,
-    /// Events other generators offered that no process accounted for.
+    /// Events other generators offered that never arrived.
     pub missing_elsewhere: u64,
+    /// Events of the phase that arrived (distinct: applied anywhere, or dead-lettered), over
+    /// every generator of the run.
+    pub arrived: u64,
+    /// Events whose first application no process reported (a consumer killed before it
+    /// published them): counted as delivered, their latency unknown and left out.
+    pub unreported: u64,
     /// Generators of the run.
     pub generators: u32,
 }
@@ -134,6 +140,9 @@ pub struct PhaseSummary {
     /// The figures cover every process of the run (merged from the results topic), not
     /// only this one.
     pub merged: bool,
+    /// Events delivered whose first application no process reported (a consumer killed
+    /// before publishing them): their latency is unknown and not in the figures.
+    pub latency_unreported: u64,
     /// Generators of the run.
     pub generators: u32,
     /// Each process's part: host, events applied, its own p99, rows offered and rate.
@@ -152,11 +161,7 @@ impl PhaseResult {
 
     /// The JSON summary.
     pub fn summary(&self) -> PhaseSummary {
-        // Merged figures hold the other consumers' events already; this process's own hold
-        // only its share, and the rest were found in MongoDB.
-        let delivered = self.stats.applied_total()
-            + self.stats.already_applied.values().sum::<u64>()
-            + if self.merged { 0 } else { self.elsewhere };
+        let delivered = self.arrived;
         PhaseSummary {
             phase: self.name.clone(),
             events: self.events,
@@ -189,6 +194,7 @@ impl PhaseResult {
             timeline: self.timeline.clone(),
             insert_secs: self.insert_secs,
             merged: self.merged,
+            latency_unreported: self.unreported,
             generators: self.generators,
             processes: self.processes.clone(),
         }

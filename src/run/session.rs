@@ -24,7 +24,9 @@ use crate::pipeline::store::ReadModels;
 use crate::pipeline::writer::{self, Pool, WriteModel};
 use crate::telemetry::live::{self, Live, Shared, Sink, WINDOW_SECS};
 use crate::telemetry::metrics::{self, MetricsFile};
-use crate::telemetry::results::{self as figures, Book, MergedPhase, ProcessId, SharedBook};
+use crate::telemetry::results::{
+    self as figures, Book, Generated, MergedPhase, ProcessId, SharedBook,
+};
 use crate::telemetry::tag::RunTag;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -398,8 +400,14 @@ impl Session {
         let phase: Arc<str> = name.into();
         self.live.lock().begin_phase_of(name, o.events);
         self.elsewhere.clear();
-        self.book()
-            .generated(&self.run.name, &phase, 0, o.rate, 0.0, false);
+        self.book().generated(
+            &self.run.name,
+            &phase,
+            Generated {
+                rate: o.rate,
+                ..Generated::default()
+            },
+        );
         let started = Instant::now();
         let tag = RunTag {
             run: self.run.name.clone(),
@@ -409,8 +417,6 @@ impl Session {
         };
         let (sent, transactions) = self.insert(o, &tag, started, stop).await?;
         let insert_secs = started.elapsed().as_secs_f64();
-        self.book()
-            .generated(&self.run.name, &phase, sent, o.rate, insert_secs, true);
         if sent < o.events {
             // Stopped early: the phase awaits what was written, not what never was.
             let mut l = self.live.lock();
@@ -448,8 +454,25 @@ impl Session {
             self.elsewhere.look(&self.live, self.consumer.alone()).await;
         }
         let wall_secs = started.elapsed().as_secs_f64();
-        let own_missing = self.phase_waiting();
-        let merged = self.merged(&phase, own_missing).await;
+        // Delivered to the read models: arrived, less what was dead-lettered.
+        let arrived = self
+            .live
+            .lock()
+            .phases
+            .last()
+            .map_or(0, |p| p.received - p.dead);
+        self.book().generated(
+            &self.run.name,
+            &phase,
+            Generated {
+                offered: sent,
+                rate: o.rate,
+                insert_secs,
+                arrived,
+                done: true,
+            },
+        );
+        let merged = self.merged(&phase).await;
         let l = self.live.lock();
         let p = l.phases.last().context("the phase begun above")?;
         let own_applied = p.stats.applied_total();
@@ -496,9 +519,13 @@ impl Session {
             missing_elsewhere: merged.as_ref().map_or(0, |m| {
                 let f = &m.figures;
                 f.offered
-                    .saturating_sub(f.applied() + f.stats.errors)
-                    .saturating_sub(own_missing)
+                    .saturating_sub(f.arrived)
+                    .saturating_sub(p.waiting.len() as u64)
             }),
+            arrived: merged
+                .as_ref()
+                .map_or(p.received - p.dead, |m| m.figures.arrived),
+            unreported: merged.as_ref().map_or(0, |m| m.figures.unreported()),
             generators: self.run.generators,
             arrived_while_inserting,
             timeline: timeline(&l, p.started_us),
@@ -620,9 +647,9 @@ impl Session {
     /// The phase's figures over every process of the run: this process's own when it is the
     /// run's only generator and its consumer the group's only one, else every process's
     /// latest update on the results topic, once they account for every event the generators
-    /// offered (all but `own_missing`, which never arrived) or [`MERGE_WAIT`] passed. `None`
+    /// saw arrive ([`figures::PhaseFigures::accounted`]) or [`MERGE_WAIT`] passed. `None`
     /// when the results topic cannot be read: the figures are then this process's alone.
-    async fn merged(&mut self, phase: &Arc<str>, own_missing: u64) -> Option<MergedPhase> {
+    async fn merged(&mut self, phase: &Arc<str>) -> Option<MergedPhase> {
         let run = self.run.name.clone();
         let own = self.book().updates_of(&run, phase);
         if self.run.generators <= 1 && self.consumer.complete() {
@@ -656,19 +683,24 @@ impl Session {
                     .iter()
                     .any(|s| Some(s.id) == me && s.applied >= own_applied && s.generated);
                 let done = m.shares.iter().filter(|s| s.generated).count() >= generators;
-                let f = &m.figures;
-                let accounted = f.applied() + f.stats.errors + own_missing >= f.offered;
-                if mine && done && accounted {
+                if mine && done && m.figures.accounted() {
                     return Some(m);
                 }
                 last = Some(m);
             }
             if tokio::time::Instant::now() >= deadline {
+                let unreadable = reader.merged().unreadable;
+                if unreadable > 0 {
+                    tracing::warn!(
+                        unreadable,
+                        "messages on the results topic were not results of this pipedemo"
+                    );
+                }
                 let m = last?;
                 tracing::warn!(
                     run = %run, phase = %phase,
-                    accounted = m.figures.applied() + m.figures.stats.errors, offered = m.figures.offered,
-                    silent = %m.silent(2.0).iter().map(|s| s.process.as_str()).collect::<Vec<_>>().join(", "),
+                    applied = m.figures.applied(), arrived = m.figures.arrived,
+                    stopped = %m.stopped().iter().map(|s| s.process.as_str()).collect::<Vec<_>>().join(", "),
                     "not every process's figures came in within {MERGE_WAIT:?}; the report merges what did"
                 );
                 return Some(m);

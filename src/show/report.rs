@@ -98,6 +98,14 @@ pub fn load(r: &PhaseResult) -> String {
             thousands(s.applied_elsewhere)
         );
     }
+    if s.latency_unreported > 0 {
+        let _ = writeln!(
+            out,
+            "  {} delivered by a consumer that stopped before publishing them (named below): \
+             delivered and verified, their latency unknown and not in the figures",
+            thousands(s.latency_unreported)
+        );
+    }
     out.push('\n');
     latency_table(&mut out, &s.stages, &s.by_type);
     if s.processes.len() > 1 {
@@ -132,9 +140,9 @@ pub fn processes(shares: &[crate::telemetry::results::Share]) -> String {
                 "-".into()
             },
             p.achieved_eps.map_or("-".into(), |r| format!("{r:.0}")),
-            if !p.ended && p.silent_secs > 5.0 {
+            if p.stopped {
                 format!(
-                    "  silent for {:.0} s: stopped or cut off; its last figures are counted",
+                    "  stopped: silent for {:.0} s; its last figures are counted",
                     p.silent_secs
                 )
             } else {

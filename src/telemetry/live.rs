@@ -62,6 +62,8 @@ pub struct Phase {
     pub waiting: HashSet<Uuid>,
     /// Events of the phase that arrived (written, already there, or dead-lettered).
     pub received: u64,
+    /// Of those, dead-lettered.
+    pub dead: u64,
     /// Metrics of this phase's events.
     pub stats: RunStats,
     /// When the phase began inserting, µs.
@@ -328,6 +330,7 @@ impl Live {
                     let own = e.event_id.is_some_and(|id| p.waiting.remove(&id));
                     if own {
                         p.received += 1;
+                        p.dead += 1;
                     }
                     if own || p.finished_us.is_none() {
                         p.stats.record(ev);
@@ -464,6 +467,7 @@ impl Live {
             target,
             waiting: HashSet::new(),
             received: 0,
+            dead: 0,
             stats: RunStats::default(),
             started_us: now_us(),
             finished_us: None,

@@ -74,6 +74,9 @@ pub struct PhaseFigures {
     pub offered_eps: Option<f64>,
     /// Generators: seconds it spent inserting.
     pub insert_secs: f64,
+    /// Generators: of the rows it inserted, those delivered to the read models (distinct
+    /// events, applied by any consumer; dead letters apart).
+    pub arrived: u64,
     /// Generators: inserting is over (what it offered is final).
     pub generated: bool,
 }
@@ -103,6 +106,7 @@ impl PhaseFigures {
             *self.per_second.entry(*s).or_default() += n;
         }
         self.offered += o.offered;
+        self.arrived += o.arrived;
         self.offered_eps = match (self.offered_eps, o.offered_eps) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -115,6 +119,34 @@ impl PhaseFigures {
     pub fn applied(&self) -> u64 {
         self.stats.applied_total()
     }
+
+    /// Whether the consumers' figures account for every event the generators saw delivered:
+    /// each applied, or (applied by a process that stopped before publishing it) found
+    /// applied by the one that took over.
+    pub fn accounted(&self) -> bool {
+        self.applied() + self.stats.already_applied.values().sum::<u64>() >= self.arrived
+    }
+
+    /// Events delivered whose first application no process reported (it stopped before
+    /// publishing it): their latency is unknown and left out.
+    pub fn unreported(&self) -> u64 {
+        self.arrived.saturating_sub(self.applied())
+    }
+}
+
+/// What a generator says of its part of a phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Generated {
+    /// Rows inserted.
+    pub offered: u64,
+    /// The rate asked for, events/s.
+    pub rate: Option<f64>,
+    /// Seconds spent inserting.
+    pub insert_secs: f64,
+    /// Of its rows, those delivered to the read models (applied anywhere).
+    pub arrived: u64,
+    /// Inserting and waiting are over: these are final.
+    pub done: bool,
 }
 
 /// A run and one of its phases.
@@ -162,14 +194,29 @@ impl Heartbeat {
 }
 
 /// What the results topic carries.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 pub enum Published {
     /// A phase's figures.
     Update(Box<Update>),
     /// A sign of life.
     Heartbeat(Heartbeat),
 }
+
+impl Published {
+    /// A message of the results topic, if it is one. (Not a serde `untagged` enum: that
+    /// buffers the value, and the buffer does not turn JSON's string keys back into the
+    /// per-second map's numbers.)
+    pub fn parse(bytes: &[u8]) -> Option<Published> {
+        serde_json::from_slice::<Update>(bytes)
+            .map(|u| Published::Update(Box::new(u)))
+            .or_else(|_| serde_json::from_slice::<Heartbeat>(bytes).map(Published::Heartbeat))
+            .ok()
+    }
+}
+
+/// Seconds without a word (a process sends its heartbeat each second) after which a process
+/// that did not say it ended is taken for stopped.
+pub const SILENT_SECS: f64 = 3.0;
 
 /// The most phases a book keeps: a consumer that runs for days sees many runs; the oldest
 /// phase goes (after it was published) when a new one comes.
@@ -242,21 +289,14 @@ impl Book {
         }
     }
 
-    /// Records what this process generated for a phase so far (`done`: inserting is over).
-    pub fn generated(
-        &mut self,
-        run: &Arc<str>,
-        phase: &Arc<str>,
-        offered: u64,
-        rate: Option<f64>,
-        insert_secs: f64,
-        done: bool,
-    ) {
+    /// Records what this process generated for a phase so far.
+    pub fn generated(&mut self, run: &Arc<str>, phase: &Arc<str>, g: Generated) {
         let f = self.entry(run, phase);
-        f.offered = offered;
-        f.offered_eps = rate;
-        f.insert_secs = insert_secs;
-        f.generated = done;
+        f.offered = g.offered;
+        f.offered_eps = g.rate;
+        f.insert_secs = g.insert_secs;
+        f.arrived = g.arrived;
+        f.generated = g.done;
     }
 
     /// The phases changed since the last call, as updates (`last`: the process is ending;
@@ -339,6 +379,9 @@ pub struct Share {
     pub generated: bool,
     /// It said it ended.
     pub ended: bool,
+    /// Not heard from for more than [`SILENT_SECS`] without saying it ended: killed or cut
+    /// off. Its last figures are counted.
+    pub stopped: bool,
     /// Seconds since it was last heard from (an update or its heartbeat) when the phase was
     /// merged: a process that stops reporting (killed) shows here, its last figures still
     /// counted.
@@ -355,13 +398,9 @@ pub struct MergedPhase {
 }
 
 impl MergedPhase {
-    /// The shares of processes that went silent for more than `secs` without saying they
-    /// ended: killed, or cut off from Kafka.
-    pub fn silent(&self, secs: f64) -> Vec<&Share> {
-        self.shares
-            .iter()
-            .filter(|s| !s.ended && s.silent_secs > secs)
-            .collect()
+    /// The shares of processes that stopped without saying so: killed, or cut off.
+    pub fn stopped(&self) -> Vec<&Share> {
+        self.shares.iter().filter(|s| s.stopped).collect()
     }
 }
 
@@ -439,6 +478,8 @@ pub fn merge<'a>(
     for u in &updates {
         m.figures.add(&u.figures);
         let f = &u.figures;
+        let heard = seen(u.process.id).unwrap_or(u.at_us).max(u.at_us);
+        let silent = (now_us - heard).max(0) as f64 / 1e6;
         m.shares.push(Share {
             id: u.process.id,
             process: u.process.label(),
@@ -457,9 +498,8 @@ pub fn merge<'a>(
                 .then(|| f.offered as f64 / f.insert_secs),
             generated: f.generated,
             ended: u.last,
-            silent_secs: (now_us - seen(u.process.id).unwrap_or(u.at_us).max(u.at_us)).max(0)
-                as f64
-                / 1e6,
+            stopped: !u.last && silent > SILENT_SECS,
+            silent_secs: silent,
         });
     }
     m.shares
@@ -576,11 +616,21 @@ mod tests {
         b.fold(&event(10_000, "load", EventType::UserCreated, false));
         let u = b.updates(false).pop().unwrap();
         let text = serde_json::to_string(&u).unwrap();
-        let back: Update = serde_json::from_str(&text).unwrap();
+        let Some(Published::Update(back)) = Published::parse(text.as_bytes()) else {
+            panic!("not read back: {text}");
+        };
+        let alive = Heartbeat {
+            alive: u.process.clone(),
+            at_us: 7,
+        };
+        let hb = serde_json::to_vec(&alive).unwrap();
+        assert!(matches!(Published::parse(&hb), Some(Published::Heartbeat(h)) if h.at_us == 7));
+        assert!(Published::parse(b"{\"run\": 1}").is_none());
         let (a, z) = (&u.figures, &back.figures);
         assert_eq!(a.stats.stages.summaries(), z.stats.stages.summaries());
         assert_eq!(a.stats.already_applied, z.stats.already_applied);
         assert_eq!(a.from_schedule.summary(), z.from_schedule.summary());
+        assert_eq!(a.per_second, z.per_second);
         assert_eq!(back.key(), u.key());
     }
 
@@ -640,10 +690,13 @@ mod tests {
             b.generated(
                 &"r1".into(),
                 &"load".into(),
-                n,
-                Some(n as f64 / 10.0),
-                10.0,
-                true,
+                Generated {
+                    offered: n,
+                    rate: Some(n as f64 / 10.0),
+                    insert_secs: 10.0,
+                    arrived: n,
+                    done: true,
+                },
             );
             let mut u = b.updates(i == 2).pop().unwrap();
             u.at_us = if i == 1 { 0 } else { 30_000_000 };
@@ -654,10 +707,50 @@ mod tests {
         let m = merged.phase("r1", "load", 32_000_000).unwrap();
         assert_eq!(m.shares[1].silent_secs, 1.0);
         assert_eq!(m.figures.offered, 1000);
+        assert_eq!(m.figures.arrived, 1000);
         assert_eq!(m.figures.offered_eps, Some(100.0));
         assert_eq!(m.shares[0].achieved_eps, Some(60.0));
-        let silent: Vec<&str> = m.silent(10.0).iter().map(|s| s.host.as_str()).collect();
-        assert_eq!(silent, vec!["h1"]);
+        let stopped: Vec<&str> = m.stopped().iter().map(|s| s.host.as_str()).collect();
+        assert_eq!(stopped, vec!["h1"]);
+    }
+
+    #[test]
+    fn events_a_killed_consumer_never_reported_are_accounted_for_and_counted() {
+        let mut merged = Merged::default();
+        // The generator saw 10 arrive; the killed consumer reported 6 before it died, having
+        // applied 2 more; the one that took over found those 2 applied and applied the rest.
+        let mut g = Book::new(process(1, "gen"));
+        g.generated(
+            &"r1".into(),
+            &"load".into(),
+            Generated {
+                offered: 10,
+                arrived: 10,
+                done: true,
+                ..Generated::default()
+            },
+        );
+        let mut killed = Book::new(process(2, "a"));
+        let mut after = Book::new(process(3, "b"));
+        for _ in 0..6 {
+            killed.fold(&event(5_000, "load", EventType::UserCreated, true));
+        }
+        for applied in [false, false, true, true] {
+            after.fold(&event(5_000, "load", EventType::UserCreated, applied));
+        }
+        for b in [&mut g, &mut killed] {
+            for u in b.updates(false) {
+                merged.take(u);
+            }
+        }
+        assert!(!merged.phase("r1", "load", 0).unwrap().figures.accounted());
+        for u in after.updates(false) {
+            merged.take(u);
+        }
+        let m = merged.phase("r1", "load", 0).unwrap();
+        assert!(m.figures.accounted());
+        assert_eq!(m.figures.applied(), 8);
+        assert_eq!(m.figures.unreported(), 2);
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod cli;
 mod event_router;
 #[cfg(feature = "failpoints")]
 mod faults;
+mod hosts;
 mod ownership;
 mod pipeline;
 mod prometheus;

@@ -285,7 +285,7 @@ fn read_loop(
                 let message = m
                     .payload()
                     .filter(|p| p.len() <= MAX_UPDATE_BYTES)
-                    .and_then(|p| serde_json::from_slice::<Published>(p).ok());
+                    .and_then(Published::parse);
                 let mut merged = merged
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
