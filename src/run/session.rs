@@ -161,6 +161,8 @@ pub struct Session {
     reader: Option<Reader>,
     kafka: crate::config::KafkaArgs,
     results_file: PathBuf,
+    /// When the dashboard's view of the whole run was last refreshed.
+    viewed: Instant,
 }
 
 /// Where the session's consumer runs.
@@ -374,6 +376,7 @@ impl Session {
             reader: None,
             kafka: s.kafka.clone(),
             results_file: crate::telemetry::results_file::path(&s.output.metrics_file),
+            viewed: Instant::now(),
         })
     }
 
@@ -452,6 +455,7 @@ impl Session {
                 _ = tokio::time::sleep(LOOK_EVERY) => {}
             }
             self.elsewhere.look(&self.live, self.consumer.alone()).await;
+            self.refresh_view(&phase);
         }
         let wall_secs = started.elapsed().as_secs_f64();
         // Delivered to the read models: arrived, less what was dead-lettered.
@@ -473,6 +477,9 @@ impl Session {
             },
         );
         let merged = self.merged(&phase).await;
+        if let Some(m) = merged.as_ref().filter(|m| m.shares.len() > 1) {
+            self.live.lock().run_view = Some(crate::telemetry::live::RunView::of(m));
+        }
         let l = self.live.lock();
         let p = l.phases.last().context("the phase begun above")?;
         let own_applied = p.stats.applied_total();
@@ -591,12 +598,37 @@ impl Session {
             sent += chunk.len() as u64;
             pool.send(chunk).await?;
             self.elsewhere.look(&self.live, self.consumer.alone()).await;
+            self.refresh_view(&tag.phase);
             if !o.batch_delay.is_zero() {
                 tokio::time::sleep(o.batch_delay).await;
             }
         }
         let transactions = pool.finish().await?;
         Ok((sent, transactions))
+    }
+
+    /// Once a second, when other processes report into the run: the merged phase so far, for
+    /// the dashboard (the reader starts the first time it is needed).
+    fn refresh_view(&mut self, phase: &Arc<str>) {
+        if self.viewed.elapsed() < LOOK_EVERY {
+            return;
+        }
+        self.viewed = Instant::now();
+        if self.run.generators <= 1 && self.consumer.complete() {
+            return;
+        }
+        if self.reader.is_none() {
+            self.reader = Reader::start(&self.kafka, self.run.name.clone())
+                .map_err(|e| tracing::warn!(error = %e, "cannot read the results topic"))
+                .ok();
+        }
+        let Some(reader) = &self.reader else { return };
+        let m = reader
+            .merged()
+            .phase(&self.run.name, phase, crate::telemetry::clock::now_us());
+        if let Some(m) = m {
+            self.live.lock().run_view = Some(crate::telemetry::live::RunView::of(&m));
+        }
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {

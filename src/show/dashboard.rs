@@ -191,6 +191,13 @@ fn render_header(f: &mut Frame, area: Rect, s: &Snapshot, color: Color) {
                 s.phase,
                 hms(s.uptime_secs)
             )),
+            Span::styled(
+                s.run_view
+                    .as_ref()
+                    .map(|v| format!("{}  ", v.text()))
+                    .unwrap_or_default(),
+                Style::default().fg(Color::Cyan),
+            ),
             // Outages and probe failures go here: the health panel has no room to spare.
             Span::styled(
                 if s.outage > 0 {
@@ -518,6 +525,10 @@ pub fn progress_line(s: &Snapshot) -> String {
         s.errors,
         s.health.lag.map_or("?".into(), |l| l.to_string()),
     );
+    if let Some(v) = &s.run_view {
+        line.push_str(" · ");
+        line.push_str(&v.text());
+    }
     if s.outage > 0 {
         line.push_str(" · ");
         line.push_str(&outage_text(s));
@@ -706,6 +717,22 @@ mod tests {
         ] {
             assert!(s.contains(want), "{want:?} not on screen:\n{s}");
         }
+    }
+
+    #[test]
+    fn a_run_of_several_processes_shows_its_merged_figures() {
+        let mut l = fed();
+        l.run_view = Some(crate::telemetry::live::RunView {
+            processes: 5,
+            hosts: 3,
+            applied: 4812,
+            p99_ms: 41.04,
+            stopped: 1,
+        });
+        let s = screen(&l, 140, 30);
+        let want = "run: 5 processes on 3 hosts · 4,812 applied · p99 41.0ms · 1 stopped";
+        assert!(s.contains(want), "not on screen:\n{s}");
+        assert!(progress_line(&l.snapshot()).contains(want));
     }
 
     #[test]

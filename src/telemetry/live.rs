@@ -36,6 +36,53 @@ pub enum RunState {
     Complete,
 }
 
+/// The whole run as merged from every process's published figures (several consumers or
+/// generators): what the dashboard shows beside this process's own figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunView {
+    /// Processes that reported the current phase.
+    pub processes: usize,
+    /// On how many hosts.
+    pub hosts: usize,
+    /// Events of the phase applied, by all of them.
+    pub applied: u64,
+    /// The phase's end-to-end p99 over all of them, ms.
+    pub p99_ms: f64,
+    /// Processes that stopped reporting (killed or cut off).
+    pub stopped: usize,
+}
+
+impl RunView {
+    /// The view of a merged phase.
+    pub fn of(m: &crate::telemetry::results::MergedPhase) -> RunView {
+        let hosts: HashSet<&str> = m.shares.iter().map(|s| s.host.as_str()).collect();
+        RunView {
+            processes: m.shares.len(),
+            hosts: hosts.len(),
+            applied: m.figures.applied(),
+            p99_ms: m.figures.stats.stages.get(Stage::Total).quantile_ms(0.99),
+            stopped: m.stopped().len(),
+        }
+    }
+
+    /// `run: 5 processes on 3 hosts · 4,812 applied · p99 41.0ms`, for the header and the
+    /// progress lines.
+    pub fn text(&self) -> String {
+        let mut t = format!(
+            "run: {} processes on {} host{} · {} applied · p99 {:.1}ms",
+            self.processes,
+            self.hosts,
+            if self.hosts == 1 { "" } else { "s" },
+            crate::numbers::thousands(self.applied),
+            self.p99_ms
+        );
+        if self.stopped > 0 {
+            t.push_str(&format!(" · {} stopped", self.stopped));
+        }
+        t
+    }
+}
+
 /// One line of the recent-events panel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecentEvent {
@@ -130,6 +177,8 @@ pub struct Live {
     pub process_problem: Option<String>,
     /// A chaos run's schedule and backlog, for the dashboard.
     pub chaos: Option<ChaosView>,
+    /// The run over every process, when others report into it.
+    pub run_view: Option<RunView>,
     /// Every arrival of the current phase, when a chaos run asks for them (`Some`): what
     /// its per-fault figures are computed from.
     pub samples: Option<Vec<Sample>>,
@@ -256,6 +305,7 @@ impl Default for Live {
             outage_reason: None,
             process_problem: None,
             chaos: None,
+            run_view: None,
             samples: None,
             health: Health::default(),
             complete: false,
@@ -622,6 +672,7 @@ impl Live {
                 .flatten(),
             process_problem: self.process_problem.clone(),
             chaos: self.chaos.clone(),
+            run_view: self.run_view.clone(),
         }
     }
 }
@@ -677,6 +728,8 @@ pub struct Snapshot {
     pub process_problem: Option<String>,
     /// A chaos run's schedule and backlog.
     pub chaos: Option<ChaosView>,
+    /// The run over every process, when others report into it.
+    pub run_view: Option<RunView>,
 }
 
 /// The live state, shared by the collector that writes it and the displays that read it.

@@ -148,3 +148,84 @@ fn a_pid_file_naming_another_program_is_never_trusted() {
     let _ = other.wait();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The compose file's `scale` profile: setup once, then consumers and N generators of one
+/// run, with settings pipedemo really reads (a misspelt variable would silently fall back to a
+/// default and point the containers at 127.0.0.1).
+#[test]
+fn the_scale_profile_runs_one_run_of_n_generators_and_any_number_of_consumers() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+        .unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+    let services = &docs[0]["services"];
+    let words = |svc: &str| -> Vec<String> {
+        services[svc]["command"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{svc} has a command"))
+            .iter()
+            .map(|w| w.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(words("pipedemo-setup")[0], "setup");
+    assert_eq!(words("consumer"), vec!["consume"]);
+    assert_eq!(words("generator")[0], "load");
+    for svc in ["pipedemo-setup", "consumer", "generator"] {
+        let profiles = services[svc]["profiles"].as_vec().unwrap();
+        assert_eq!(
+            profiles[0].as_str(),
+            Some("scale"),
+            "{svc} only with --profile scale"
+        );
+    }
+    for svc in ["consumer", "generator"] {
+        assert_eq!(
+            services[svc]["depends_on"]["pipedemo-setup"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{svc} starts after setup"
+        );
+    }
+    // As many generator replicas as the run is told it has.
+    let env = services["generator"]["environment"].as_hash().unwrap();
+    let get = |k: &str| {
+        env[&yaml_rust2::Yaml::String(k.into())]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        services["generator"]["deploy"]["replicas"].as_str(),
+        Some(get("PIPEDEMO_GENERATORS").as_str())
+    );
+    // Every variable is one pipedemo reads: `config` names it as the source.
+    let mut config = std::process::Command::new(env!("CARGO_BIN_EXE_pipedemo"));
+    config.env_clear().arg("config").arg("--json");
+    let settings: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|(k, _)| !k.starts_with("PIPEDEMO_"))
+        .collect();
+    config.envs(settings.iter().map(|(k, v)| (k, v)));
+    let o = config.output().unwrap();
+    assert!(o.status.success(), "{}", common::text(&o));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    for (k, _) in &settings {
+        assert!(
+            shown.contains(&format!("\"env {k}\"")),
+            "{k} is not a setting: {shown}"
+        );
+    }
+    // The run's own variables are the flags of `load`.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_pipedemo"))
+        .args(["load", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for k in ["PIPEDEMO_RUN", "PIPEDEMO_GENERATORS"] {
+        assert!(help.contains(&format!("env: {k}")), "load reads {k}");
+    }
+}

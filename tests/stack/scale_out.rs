@@ -113,10 +113,18 @@ async fn consumers_joining_and_leaving_mid_load_give_exact_verdicts_and_statisti
     assert_eq!(summary["sent"], 8000, "{out}");
     assert_eq!(summary["delivered"], 8000, "{out}");
     assert_eq!(summary["missing"], 0, "{out}");
-    // The others took their share: load saw them in MongoDB, not in its own records.
+    // The others took their share, and their figures are in the report: every event's
+    // latency, merged from the consumers' published results, each consumer's share named.
     assert!(
         summary["applied_elsewhere"].as_u64().unwrap() > 0,
         "no event was applied by another consumer: the test did not scale out\n{out}"
+    );
+    assert_eq!(summary["merged"], true, "{out}");
+    assert_eq!(summary["stages"]["total"]["count"], 8000, "{out}");
+    assert_eq!(summary["total_from_schedule"]["count"], 8000, "{out}");
+    assert!(
+        summary["processes"].as_array().unwrap().len() >= 3,
+        "the load and the consumers that applied events: {out}"
     );
     for c in joined {
         stop(c);
@@ -137,6 +145,14 @@ async fn consumers_joining_and_leaving_mid_load_give_exact_verdicts_and_statisti
     let out = text(&o);
     assert!(o.status.success(), "load failed:\n{out}");
     assert_eq!(summary["delivered"], 6000, "{out}");
+    // The killed consumer's events: each measured, or declared as applied by a process that
+    // died before publishing it.
+    assert_eq!(
+        summary["stages"]["total"]["count"].as_u64().unwrap()
+            + summary["latency_unreported"].as_u64().unwrap(),
+        6000,
+        "{out}"
+    );
     if let Some(c) = replacement {
         stop(c);
     }
