@@ -24,7 +24,7 @@ use super::{at_least, at_most, figure, Args, Figure};
 
 /// A section's own world: topic prefix, connector, slot, read models, group and files. The
 /// outbox table is the stack's, which the sections take in turn.
-fn world(name: &str) -> Vec<(String, String)> {
+pub(super) fn world(name: &str) -> Vec<(String, String)> {
     let dir = std::env::temp_dir().join(format!("pipedemo-bench-{name}"));
     let _ = std::fs::create_dir_all(&dir);
     [

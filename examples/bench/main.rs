@@ -27,6 +27,7 @@ use pipedemo::telemetry::cpu::{self, Service};
 use pipedemo::telemetry::metrics::{self, MetricEvent};
 
 mod clocks;
+mod hosts;
 
 #[derive(Parser)]
 struct Args {
@@ -61,7 +62,8 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     floor_rate: u64,
     /// Run only these sections (regression, generator, stages, consumer, capacity, floor,
-    /// open-loop, burst, scale-out, defaults, routing, soak, chaos, show); default all.
+    /// open-loop, burst, scale-out, defaults, routing, soak, chaos, show, hosts, publishing);
+    /// default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The consumer's largest batch.
@@ -1451,6 +1453,14 @@ async fn main() -> Result<()> {
         routing_modes(&a, &mut figs)?;
     }
     // What the tests no longer judge by the clock (see clocks.rs).
+    if run("hosts") {
+        eprintln!("bench: one run from 1, 2 and 3 simulated hosts at 600 ev/s, interleaved");
+        hosts::hosts(&a, &mut figs)?;
+    }
+    if run("publishing") {
+        eprintln!("bench: a consumer's CPU per event with and without publishing its results");
+        hosts::publishing(&a, &mut figs)?;
+    }
     if run("soak") {
         eprintln!("bench: soak at 400 ev/s on four partitions, 45 s");
         clocks::soak(&a, &mut figs)?;

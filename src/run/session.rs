@@ -411,6 +411,8 @@ impl Session {
                 ..Generated::default()
             },
         );
+        self.book()
+            .set_current(Some((self.run.name.clone(), phase.clone())));
         let started = Instant::now();
         let tag = RunTag {
             run: self.run.name.clone(),
@@ -476,6 +478,7 @@ impl Session {
                 done: true,
             },
         );
+        self.book().set_current(None);
         let merged = self.merged(&phase).await;
         if let Some(m) = merged.as_ref().filter(|m| m.shares.len() > 1) {
             self.live.lock().run_view = Some(crate::telemetry::live::RunView::of(m));

@@ -219,8 +219,9 @@ impl Published {
 pub const SILENT_SECS: f64 = 3.0;
 
 /// The most phases a book keeps: a consumer that runs for days sees many runs; the oldest
-/// phase goes (after it was published) when a new one comes.
-pub const BOOK_PHASES: usize = 64;
+/// phase goes (after it was published) when a new one comes. A phase's histograms take about
+/// 1.7 MB at full resolution.
+pub const BOOK_PHASES: usize = 16;
 
 /// What this process measured, phase by phase, and which phases changed since it last
 /// published.
@@ -231,9 +232,18 @@ pub struct Book {
     /// Phases changed since the last [`Book::updates`], and the order they were last touched.
     dirty: BTreeSet<PhaseKey>,
     touched: Vec<PhaseKey>,
-    /// Events and dead letters with no run tag (rows pipedemo's generator did not write).
+    /// The phase this process is generating now (its session says), and else the phase of the
+    /// last tagged event with when it came (µs): where a dead letter without a tag is counted.
+    current: Option<PhaseKey>,
+    last_tagged: Option<(PhaseKey, i64)>,
+    /// Events and dead letters with no run tag (rows pipedemo's generator did not write) and
+    /// no phase running to count them against.
     pub untagged: u64,
 }
+
+/// How long after a run's last event a consumer still counts a dead letter without a tag (a
+/// foreign or hostile message) against that run's phase: the message came while it ran.
+pub const UNTAGGED_WINDOW_US: i64 = 30_000_000;
 
 impl Book {
     /// An empty book of `process`.
@@ -243,6 +253,8 @@ impl Book {
             phases: BTreeMap::new(),
             dirty: BTreeSet::new(),
             touched: Vec::new(),
+            current: None,
+            last_tagged: None,
             untagged: 0,
         }
     }
@@ -280,13 +292,36 @@ impl Book {
             MetricEvent::Error(e) => e.tag.as_ref(),
             MetricEvent::Skipped { .. } | MetricEvent::Outage { .. } => return,
         };
-        match tag {
-            Some(RunTag { run, phase, .. }) => {
+        match (tag, ev) {
+            (Some(RunTag { run, phase, .. }), _) => {
                 let (run, phase) = (run.clone(), phase.clone());
+                self.last_tagged = Some(((run.clone(), phase.clone()), now_us()));
                 self.entry(&run, &phase).record(ev);
             }
-            None => self.untagged += 1,
+            // A message that is no event of a run (hostile, foreign, unreadable) still counts
+            // against the phase it came during, as one process alone would count it.
+            (None, MetricEvent::Error(e)) => match self.home_of_untagged(e.at_us) {
+                Some((run, phase)) => self.entry(&run, &phase).record(ev),
+                None => self.untagged += 1,
+            },
+            (None, _) => self.untagged += 1,
         }
+    }
+
+    /// The phase a dead letter without a tag that came at `at_us` counts against.
+    fn home_of_untagged(&self, at_us: i64) -> Option<PhaseKey> {
+        self.current.clone().or_else(|| {
+            self.last_tagged
+                .as_ref()
+                .filter(|(_, t)| at_us - t <= UNTAGGED_WINDOW_US)
+                .map(|(k, _)| k.clone())
+        })
+    }
+
+    /// The phase this process generates now (`None` once it ended): dead letters without a
+    /// tag that come meanwhile count against it.
+    pub fn set_current(&mut self, phase: Option<PhaseKey>) {
+        self.current = phase;
     }
 
     /// Records what this process generated for a phase so far.
@@ -678,6 +713,26 @@ mod tests {
         }));
         assert_eq!(b.untagged, 1);
         assert_eq!(b.phase("r1", "load").unwrap().stats.errors, 1);
+        // A hostile message (no tag) counts against the phase it came during: the running
+        // one, else the last one seen, for a while.
+        let hostile = |at_us| {
+            MetricEvent::Error(ErrorRecord {
+                partition: 0,
+                offset: 2,
+                event_id: None,
+                event_type: None,
+                reason: "not JSON".into(),
+                at_us,
+                tag: None,
+            })
+        };
+        b.fold(&hostile(now_us()));
+        assert_eq!(b.phase("r1", "load").unwrap().stats.errors, 2);
+        b.fold(&hostile(now_us() + UNTAGGED_WINDOW_US * 2));
+        assert_eq!(b.untagged, 2, "long after the run: no phase's");
+        b.set_current(Some(("r1".into(), "warm-up".into())));
+        b.fold(&hostile(now_us() + UNTAGGED_WINDOW_US * 2));
+        assert_eq!(b.phase("r1", "warm-up").unwrap().stats.errors, 1);
         assert_eq!(b.phase("r1", "warm-up").unwrap().applied(), 1);
         assert_eq!(b.updates(false).len(), 2);
     }

@@ -192,11 +192,19 @@ async fn heartbeat(
     }
 }
 
-/// Reads every process's updates of one run into a [`Merged`], until dropped.
+/// Reads every process's updates of one run into a [`Merged`], until stopped or dropped.
 pub struct Reader {
     merged: Arc<Mutex<Merged>>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for Reader {
+    /// Its thread is the blocking pool's, which the runtime waits for at exit: a reader left
+    /// running (its session ended by an error) would keep the process from exiting.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Reader {
@@ -218,7 +226,11 @@ impl Reader {
         let stop = CancellationToken::new();
         let (m, s) = (merged.clone(), stop.clone());
         let task = tokio::task::spawn_blocking(move || read_loop(consumer, &topic, &run, &m, &s));
-        Ok(Reader { merged, stop, task })
+        Ok(Reader {
+            merged,
+            stop,
+            task: Some(task),
+        })
     }
 
     /// The updates read so far.
@@ -229,9 +241,11 @@ impl Reader {
     }
 
     /// Stops reading.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
     }
 }
 
