@@ -10,6 +10,23 @@ pub fn run_id() -> &'static str {
     ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// This machine's host name (what file records are keyed by).
+pub fn machine_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The host this process reports its figures as: `PIPEDEMO_HOST` when set (a pod's or a
+/// container's name, or a simulated host), else the machine's.
+pub fn reported_host() -> String {
+    std::env::var("PIPEDEMO_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| h.chars().take(64).collect())
+        .unwrap_or_else(machine_host)
+}
+
 /// The first line pipedemo writes into its log file.
 pub fn log_header() -> String {
     format!("pipedemo log, run {}\n", run_id())

@@ -50,6 +50,18 @@ fn on_host(a: &Args, env: &[(String, String)], host: &str, args: &[&str]) -> Com
     c
 }
 
+/// `setup` of a section's world with `partitions` partitions.
+fn setup(a: &Args, env: &[(String, String)], host: &str, partitions: &str) -> Result<()> {
+    let ok = on_host(a, env, host, &["setup", "--partitions", partitions])
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    if !ok {
+        bail!("setup of the bench's world {host} failed");
+    }
+    Ok(())
+}
+
 /// Waits for `child`, sampling its CPU ticks until it exits.
 fn wait_sampled(child: Child) -> Result<(Output, u64)> {
     let pid = child.id();
@@ -133,12 +145,7 @@ fn f64_at(v: &Value, path: &[&str]) -> f64 {
 
 pub fn hosts(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     let env = world("hosts");
-    let setup = on_host(a, &env, "bench-host-1", &["setup", "--partitions", "6"])
-        .stdout(Stdio::null())
-        .status()?;
-    if !setup.success() {
-        bail!("setup of the hosts section failed");
-    }
+    setup(a, &env, "bench-host-1", "6")?;
     type Samples = BTreeMap<usize, Vec<f64>>;
     let (mut p50, mut p99, mut e2e99, mut bytes, mut cpu) = (
         Samples::new(),
@@ -258,12 +265,7 @@ fn applied_in(file: &std::path::Path) -> u64 {
 
 pub fn publishing(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     let env = world("publishing");
-    let setup = on_host(a, &env, "bench-pub-0", &["setup", "--partitions", "4"])
-        .stdout(Stdio::null())
-        .status()?;
-    if !setup.success() {
-        bail!("setup of the publishing section failed");
-    }
+    setup(a, &env, "bench-pub-0", "4")?;
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for round in 0..2 * ROUNDS {
         let publishing = round % 2 == 0;

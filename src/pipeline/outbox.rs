@@ -47,6 +47,20 @@ CREATE TABLE IF NOT EXISTS pipedemo_sent_events (
     created_at     timestamptz NOT NULL
 )";
 
+/// Where the generators of a run meet (`crate::run::members`): a row per generator and step.
+pub const RUNS_TABLE: &str = "pipedemo_runs";
+
+/// [`RUNS_TABLE`]'s DDL.
+pub const CREATE_RUNS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS pipedemo_runs (
+    run        text NOT NULL,
+    step       text NOT NULL,
+    member     uuid NOT NULL,
+    host       text NOT NULL,
+    joined_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run, step, member)
+)";
+
 /// What becomes of an outbox row once its transaction commits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Retention {
@@ -218,7 +232,7 @@ pub async fn create_table(client: &Client) -> Result<()> {
         .await
         .context("creating table pipedemo_sent_events")?;
     client
-        .batch_execute(crate::run::members::CREATE_TABLE)
+        .batch_execute(CREATE_RUNS_TABLE)
         .await
         .context("creating table pipedemo_runs")?;
     Ok(())

@@ -155,9 +155,7 @@ pub fn to_clear(found: &[Found]) -> Vec<String> {
 
 /// This machine's name, the scope of recorded report files.
 pub fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
+    crate::run_id::machine_host()
 }
 
 /// The outbox table: whether it exists, carries the mark, and how many rows it holds.
@@ -309,7 +307,7 @@ pub async fn survey(
     let (table, sent, runs, db, all_topics, mut dlq, results, config, group) = tokio::join!(
         table(pg),
         table_named(pg, "pipedemo_sent_events"),
-        table_named(pg, crate::run::members::TABLE),
+        table_named(pg, crate::pipeline::outbox::RUNS_TABLE),
         store.ownership(),
         all_topics,
         topic_state(s.kafka.dlq_topic()),

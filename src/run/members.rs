@@ -9,19 +9,7 @@ use anyhow::{Context, Result};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-/// The table's name.
-pub const TABLE: &str = "pipedemo_runs";
-
-/// Its DDL (setup makes it, beside the outbox).
-pub const CREATE_TABLE: &str = "
-CREATE TABLE IF NOT EXISTS pipedemo_runs (
-    run        text NOT NULL,
-    step       text NOT NULL,
-    member     uuid NOT NULL,
-    host       text NOT NULL,
-    joined_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (run, step, member)
-)";
+use crate::pipeline::outbox::RUNS_TABLE as TABLE;
 
 /// How long after the last generator joins they all start: time for every one to see it.
 pub const LEAD: Duration = Duration::from_millis(500);

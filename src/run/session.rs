@@ -654,7 +654,7 @@ impl Session {
             &self.run.name,
             name,
             me,
-            &figures::host_name(),
+            &crate::run_id::reported_host(),
             n,
             self.run.join_timeout,
         )

@@ -37,7 +37,7 @@ impl ProcessId {
     pub fn this(command: &str) -> ProcessId {
         ProcessId {
             id: Uuid::parse_str(crate::run_id::run_id()).unwrap_or_else(|_| Uuid::new_v4()),
-            host: host_name(),
+            host: crate::run_id::reported_host(),
             pid: std::process::id(),
             command: command.to_owned(),
         }
@@ -47,16 +47,6 @@ impl ProcessId {
     pub fn label(&self) -> String {
         format!("{}/{} {}", self.host, self.pid, self.command)
     }
-}
-
-/// The name this process reports as its host: `PIPEDEMO_HOST` when set (a pod's or a
-/// container's name, or a simulated host), else the machine's host name.
-pub fn host_name() -> String {
-    std::env::var("PIPEDEMO_HOST")
-        .ok()
-        .filter(|h| !h.trim().is_empty())
-        .map(|h| h.chars().take(64).collect())
-        .unwrap_or_else(crate::provision::ownership::host)
 }
 
 /// What one process measured of one phase of one run.

@@ -102,7 +102,10 @@ impl Host {
             "--json",
         ];
         if gates {
-            args.extend(["--threshold", "p99<60s"]);
+            // Gates that only the merged figures can pass: every event delivered (counted
+            // over both generators), and a p99 judged on every consumer's events (its value
+            // is checked against the report's; how low it is is the bench's to say).
+            args.extend(["--threshold", "success>=100%", "--threshold", "p99<3600s"]);
         }
         Spawned::start(
             self.command(&args)
@@ -212,8 +215,9 @@ async fn one_run_over_three_hosts_reports_every_event_exactly_and_names_a_killed
         );
         // Thresholds are judged on the merged figures.
         assert_eq!(r["thresholds"][0]["passed"], true, "{out}");
+        assert_eq!(r["thresholds"][1]["passed"], true, "{out}");
         assert_eq!(
-            r["thresholds"][0]["actual"], r["total_from_schedule"]["p99_ms"],
+            r["thresholds"][1]["actual"], r["total_from_schedule"]["p99_ms"],
             "{out}"
         );
     }
