@@ -86,7 +86,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     writer.await??;
     let last = match publisher {
         Some(p) => p.finish().await,
-        None => book.lock().map(|mut b| b.updates(true)).unwrap_or_default(),
+        None => book.lock().map(|mut b| b.last_word()).unwrap_or_default(),
     };
     let results = crate::telemetry::results_file::path(&s.output.metrics_file);
     if let Err(e) = crate::telemetry::results_file::append(&results, &last) {

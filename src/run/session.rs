@@ -778,7 +778,7 @@ impl Session {
             None => self
                 .book
                 .lock()
-                .map(|mut b| b.updates(true))
+                .map(|mut b| b.last_word())
                 .unwrap_or_default(),
         };
         if let Err(e) = crate::telemetry::results_file::append(&self.results_file, &last) {

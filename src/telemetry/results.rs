@@ -4,11 +4,12 @@
 //! A process keeps a [`Book`]: per run and phase, the events it applied (counts and HDR
 //! histograms of every stage, each type, and from the schedule), what it generated, and its
 //! per-second counts. It publishes the phases that changed, whole (each update replaces the
-//! last), so the latest update of every process is all a reader needs: [`Merged`] keeps
+//! last), when they settle and every [`FULL_EVERY_US`] meanwhile ([`Book::due`]), so the
+//! latest update of every process is all a reader needs: [`Merged`] keeps
 //! those and adds them up. HDR histograms add bucket by bucket, so the merged percentiles are
 //! exactly those of all the processes' samples pooled.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -219,8 +220,9 @@ pub const BOOK_PHASES: usize = 16;
 pub struct Book {
     process: ProcessId,
     phases: BTreeMap<PhaseKey, PhaseFigures>,
-    /// Phases changed since the last [`Book::updates`], and the order they were last touched.
-    dirty: BTreeSet<PhaseKey>,
+    /// Phases changed since they were last published, and since when; and the order phases
+    /// were last touched.
+    dirty: BTreeMap<PhaseKey, Dirty>,
     touched: Vec<PhaseKey>,
     /// The phase this process is generating now (its session says), and else the phase of the
     /// last tagged event with when it came (µs): where a dead letter without a tag is counted.
@@ -230,6 +232,20 @@ pub struct Book {
     /// no phase running to count them against.
     pub untagged: u64,
 }
+
+/// When a phase's figures changed first and last since they were published, µs.
+#[derive(Clone, Copy, Debug)]
+struct Dirty {
+    since_us: i64,
+    changed_us: i64,
+}
+
+/// A phase whose figures have not changed for this long is settled at this process: its
+/// figures are sent at once (the run's owner is waiting for them at the phase's end).
+pub const SETTLE_US: i64 = 1_000_000;
+
+/// A phase still changing has its figures sent this often.
+pub const FULL_EVERY_US: i64 = 10_000_000;
 
 /// How long after a run's last event a consumer still counts a dead letter without a tag (a
 /// foreign or hostile message) against that run's phase: the message came while it ran.
@@ -241,7 +257,7 @@ impl Book {
         Book {
             process,
             phases: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: BTreeMap::new(),
             touched: Vec::new(),
             current: None,
             last_tagged: None,
@@ -258,7 +274,11 @@ impl Book {
         let key: PhaseKey = (run.clone(), phase.clone());
         if !self.phases.contains_key(&key) && self.phases.len() >= BOOK_PHASES {
             // The least recently touched phase that has nothing left to publish.
-            if let Some(pos) = self.touched.iter().position(|k| !self.dirty.contains(k)) {
+            if let Some(pos) = self
+                .touched
+                .iter()
+                .position(|k| !self.dirty.contains_key(k))
+            {
                 let old = self.touched.remove(pos);
                 self.phases.remove(&old);
             }
@@ -271,7 +291,14 @@ impl Book {
         } else {
             self.touched.push(key.clone());
         }
-        self.dirty.insert(key.clone());
+        let now = now_us();
+        self.dirty
+            .entry(key.clone())
+            .and_modify(|d| d.changed_us = now)
+            .or_insert(Dirty {
+                since_us: now,
+                changed_us: now,
+            });
         self.phases.entry(key).or_default()
     }
 
@@ -324,15 +351,38 @@ impl Book {
         f.generated = g.done;
     }
 
-    /// The phases changed since the last call, as updates (`last`: the process is ending;
-    /// then every phase it holds is sent, so that the final word covers all of them).
-    pub fn updates(&mut self, last: bool) -> Vec<Update> {
-        let keys: Vec<PhaseKey> = if last {
-            self.phases.keys().cloned().collect()
-        } else {
-            self.dirty.iter().cloned().collect()
-        };
-        self.dirty.clear();
+    /// The changed phases that are due at `now_us`: settled here (nothing new for
+    /// [`SETTLE_US`]: the phase's last figures, which its owner waits for) or changing for
+    /// [`FULL_EVERY_US`] (a long phase's figures, now and then). A phase's figures are a few
+    /// kilobytes: sent every second, they would cost more than the events themselves.
+    pub fn due(&mut self, now_us: i64) -> Vec<Update> {
+        let keys: Vec<PhaseKey> = self
+            .dirty
+            .iter()
+            .filter(|(_, d)| {
+                now_us - d.changed_us >= SETTLE_US || now_us - d.since_us >= FULL_EVERY_US
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.emit(keys, false)
+    }
+
+    /// Every changed phase, now.
+    pub fn flush(&mut self) -> Vec<Update> {
+        let keys: Vec<PhaseKey> = self.dirty.keys().cloned().collect();
+        self.emit(keys, false)
+    }
+
+    /// Every phase this process holds, as its final word (it is ending).
+    pub fn last_word(&mut self) -> Vec<Update> {
+        let keys: Vec<PhaseKey> = self.phases.keys().cloned().collect();
+        self.emit(keys, true)
+    }
+
+    fn emit(&mut self, keys: Vec<PhaseKey>, last: bool) -> Vec<Update> {
+        for k in &keys {
+            self.dirty.remove(k);
+        }
         let at_us = now_us();
         keys.into_iter()
             .filter_map(|k| {
@@ -602,7 +652,7 @@ mod tests {
                 b.fold(&e);
                 pooled.fold(&e);
             }
-            for u in b.updates(false) {
+            for u in b.flush() {
                 merged.take(u);
             }
         }
@@ -639,7 +689,7 @@ mod tests {
             b.fold(&event(us, "load", EventType::UserCreated, true));
         }
         b.fold(&event(10_000, "load", EventType::UserCreated, false));
-        let u = b.updates(false).pop().unwrap();
+        let u = b.flush().pop().unwrap();
         let text = serde_json::to_string(&u).unwrap();
         let Some(Published::Update(back)) = Published::parse(text.as_bytes()) else {
             panic!("not read back: {text}");
@@ -664,9 +714,9 @@ mod tests {
         let mut b = Book::new(process(1, "h"));
         let mut merged = Merged::default();
         b.fold(&event(5_000, "load", EventType::UserCreated, true));
-        let first = b.updates(false);
+        let first = b.flush();
         b.fold(&event(6_000, "load", EventType::UserCreated, true));
-        let mut second = b.updates(false);
+        let mut second = b.flush();
         second[0].at_us = first[0].at_us + 1;
         merged.take(second.pop().unwrap());
         merged.take(first[0].clone());
@@ -678,7 +728,7 @@ mod tests {
                 .applied(),
             2
         );
-        assert!(b.updates(false).is_empty(), "nothing changed since");
+        assert!(b.flush().is_empty(), "nothing changed since");
     }
 
     #[test]
@@ -724,7 +774,7 @@ mod tests {
         b.fold(&hostile(now_us() + UNTAGGED_WINDOW_US * 2));
         assert_eq!(b.phase("r1", "warm-up").unwrap().stats.errors, 1);
         assert_eq!(b.phase("r1", "warm-up").unwrap().applied(), 1);
-        assert_eq!(b.updates(false).len(), 2);
+        assert_eq!(b.flush().len(), 2);
     }
 
     #[test]
@@ -743,7 +793,9 @@ mod tests {
                     done: true,
                 },
             );
-            let mut u = b.updates(i == 2).pop().unwrap();
+            let mut u = (if i == 2 { b.last_word() } else { b.flush() })
+                .pop()
+                .unwrap();
             u.at_us = if i == 1 { 0 } else { 30_000_000 };
             merged.take(u);
         }
@@ -784,18 +836,45 @@ mod tests {
             after.fold(&event(5_000, "load", EventType::UserCreated, applied));
         }
         for b in [&mut g, &mut killed] {
-            for u in b.updates(false) {
+            for u in b.flush() {
                 merged.take(u);
             }
         }
         assert!(!merged.phase("r1", "load", 0).unwrap().figures.accounted());
-        for u in after.updates(false) {
+        for u in after.flush() {
             merged.take(u);
         }
         let m = merged.phase("r1", "load", 0).unwrap();
         assert!(m.figures.accounted());
         assert_eq!(m.figures.applied(), 8);
         assert_eq!(m.figures.unreported(), 2);
+    }
+
+    #[test]
+    fn a_phase_is_sent_when_it_settles_and_now_and_then_while_it_changes() {
+        let mut b = Book::new(process(1, "h"));
+        b.fold(&event(5_000, "load", EventType::UserCreated, true));
+        let t = now_us();
+        assert!(b.due(t).is_empty(), "still changing");
+        assert_eq!(b.due(t + SETTLE_US + 1_000_000).len(), 1, "settled");
+        assert!(
+            b.due(t + 2 * FULL_EVERY_US).is_empty(),
+            "sent, and unchanged since"
+        );
+        // Changing all the time: sent every FULL_EVERY_US all the same.
+        b.fold(&event(5_000, "load", EventType::UserCreated, true));
+        let first = now_us();
+        let mut sent = 0;
+        for ms in (0..=FULL_EVERY_US / 1000 + 500).step_by(500) {
+            let at = first + ms * 1000;
+            b.dirty.values_mut().for_each(|d| d.changed_us = at);
+            sent += b.due(at).len();
+        }
+        assert_eq!(sent, 1, "one full update in a long stretch of change");
+        // The process ending sends every phase it holds, as its last word.
+        let last = b.last_word();
+        assert_eq!(last.len(), 1);
+        assert!(last[0].last);
     }
 
     #[test]
@@ -808,7 +887,7 @@ mod tests {
                 EventType::UserCreated,
                 true,
             ));
-            b.updates(false);
+            b.flush();
         }
         assert_eq!(b.phases.len(), BOOK_PHASES);
         assert!(b.phase("r1", "p0").is_none());

@@ -1,5 +1,6 @@
-//! The results topic: every process of a run publishes what it measured there each second
-//! ([`Publisher`]), and the run's owner reads everyone's latest ([`Reader`]) to merge them.
+//! The results topic: every process of a run publishes what it measured there ([`Publisher`]:
+//! a heartbeat each second, a phase's figures when they settle and every ten seconds while they
+//! change), and the run's owner reads everyone's latest ([`Reader`]) to merge them.
 //!
 //! The topic is the run's own Kafka cluster's (no new service), made and recorded by `setup`,
 //! compacted: an update is keyed by process and phase and replaces that key's last, so what
@@ -22,14 +23,15 @@ use crate::config::KafkaArgs;
 use crate::telemetry::clock::now_us;
 use crate::telemetry::results::{Heartbeat, Merged, Published, SharedBook, Update};
 
-/// How often a process publishes the phases that changed.
+/// How often a process sends its heartbeat and looks for phases due ([`crate::telemetry::results::Book::due`]).
 pub const EVERY: Duration = Duration::from_secs(1);
 
 /// The largest update read back: a phase's figures are a few kilobytes; anything larger on the
 /// topic is not an update of ours and is skipped (counted).
 pub const MAX_UPDATE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Publishes a book's changed phases each [`EVERY`], and all of them when finished.
+/// Publishes a book's changed phases as they fall due, a heartbeat each [`EVERY`], and every
+/// phase when finished.
 pub struct Publisher {
     book: SharedBook,
     producer: FutureProducer,
@@ -87,7 +89,7 @@ impl Publisher {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        let last = lock(&self.book).updates(true);
+        let last = lock(&self.book).last_word();
         let mut warned = false;
         for u in &last {
             send(&self.producer, &self.topic, u, &mut warned, &self.bytes).await;
@@ -113,18 +115,19 @@ async fn publish_loop(
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = now.notified() => {}
+        let flush = tokio::select! {
+            _ = tick.tick() => false,
+            _ = now.notified() => true,
             _ = stop.cancelled() => return,
-        }
+        };
         let (updates, alive) = {
             let mut b = lock(&book);
             let alive = Heartbeat {
                 alive: b.process().clone(),
                 at_us: now_us(),
             };
-            (b.updates(false), alive)
+            let updates = if flush { b.flush() } else { b.due(now_us()) };
+            (updates, alive)
         };
         for u in &updates {
             send(&producer, &topic, u, &mut warned, &bytes).await;
