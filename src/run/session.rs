@@ -691,6 +691,7 @@ impl Session {
             return Some(figures::merge(
                 own.iter(),
                 |_| None,
+                |_| false,
                 crate::telemetry::clock::now_us(),
             ));
         }

@@ -175,6 +175,9 @@ pub struct Heartbeat {
     pub alive: ProcessId,
     /// When, µs.
     pub at_us: i64,
+    /// Its last: the process is ending, its figures as sent are final.
+    #[serde(default)]
+    pub last: bool,
 }
 
 impl Heartbeat {
@@ -485,11 +488,18 @@ pub struct Merged {
     latest: BTreeMap<PhaseKey, BTreeMap<Uuid, Update>>,
     /// When each process was last heard from, µs.
     seen: BTreeMap<Uuid, i64>,
+    /// Processes that said they ended.
+    ended: std::collections::BTreeSet<Uuid>,
     /// Updates that could not be read (counted, never fatal).
     pub unreadable: u64,
 }
 
 impl Merged {
+    /// Notes that a process ended.
+    pub fn ended(&mut self, id: Uuid) {
+        self.ended.insert(id);
+    }
+
     /// Notes a process's sign of life.
     pub fn heard(&mut self, id: Uuid, at_us: i64) {
         let t = self.seen.entry(id).or_insert(at_us);
@@ -536,16 +546,19 @@ impl Merged {
         Some(merge(
             per.values(),
             |id| self.seen.get(&id).copied(),
+            |id| self.ended.contains(&id),
             now_us,
         ))
     }
 }
 
 /// Adds up the updates of one phase, one per process; `seen` says when a process was last
-/// heard from (else its update's time), `now_us` is when the merge is made.
+/// heard from (else its update's time), `ended` whether it said it ended, `now_us` is when the
+/// merge is made.
 pub fn merge<'a>(
     updates: impl IntoIterator<Item = &'a Update>,
     seen: impl Fn(Uuid) -> Option<i64>,
+    ended: impl Fn(Uuid) -> bool,
     now_us: i64,
 ) -> MergedPhase {
     let updates: Vec<&Update> = updates.into_iter().collect();
@@ -572,8 +585,8 @@ pub fn merge<'a>(
             achieved_eps: (f.offered > 0 && f.insert_secs > 0.0)
                 .then(|| f.offered as f64 / f.insert_secs),
             generated: f.generated,
-            ended: u.last,
-            stopped: !u.last && silent > SILENT_SECS,
+            ended: u.last || ended(u.process.id),
+            stopped: !(u.last || ended(u.process.id)) && silent > SILENT_SECS,
             silent_secs: silent,
         });
     }
@@ -697,6 +710,7 @@ mod tests {
         let alive = Heartbeat {
             alive: u.process.clone(),
             at_us: 7,
+            last: false,
         };
         let hb = serde_json::to_vec(&alive).unwrap();
         assert!(matches!(Published::parse(&hb), Some(Published::Heartbeat(h)) if h.at_us == 7));

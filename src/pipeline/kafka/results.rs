@@ -50,6 +50,8 @@ impl Publisher {
             client_config(args)
                 .set("acks", "all")
                 .set("linger.ms", "20")
+                // The histograms travel as base64 text: gzip takes back most of its quarter.
+                .set("compression.type", "gzip")
                 .set("message.timeout.ms", "10000")
                 .create(),
             "creating the results producer",
@@ -82,18 +84,29 @@ impl Publisher {
         self.now.notify_one();
     }
 
-    /// Publishes the final word of every phase the book holds and waits (up to 10 s) for
-    /// Kafka to have it. Returns those updates, for the results file.
+    /// Publishes what changed since it was last sent, then a last heartbeat that says this
+    /// process ended, and waits (up to 10 s each) for Kafka to have them. Returns the final
+    /// word of every phase the book holds, for the results file.
     pub async fn finish(mut self) -> Vec<Update> {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        let last = lock(&self.book).last_word();
+        let (changed, bye, last) = {
+            let mut b = lock(&self.book);
+            let changed = b.flush();
+            let bye = Heartbeat {
+                alive: b.process().clone(),
+                at_us: now_us(),
+                last: true,
+            };
+            (changed, bye, b.last_word())
+        };
         let mut warned = false;
-        for u in &last {
+        for u in &changed {
             send(&self.producer, &self.topic, u, &mut warned, &self.bytes).await;
         }
+        heartbeat(&self.producer, &self.topic, &bye, &self.bytes).await;
         last
     }
 }
@@ -125,6 +138,7 @@ async fn publish_loop(
             let alive = Heartbeat {
                 alive: b.process().clone(),
                 at_us: now_us(),
+                last: false,
             };
             let updates = if flush { b.flush() } else { b.due(now_us()) };
             (updates, alive)
@@ -309,7 +323,12 @@ fn read_loop(
                 match message {
                     Some(Published::Update(u)) if &*u.run == run => merged.take(*u),
                     Some(Published::Update(u)) => merged.heard(u.process.id, u.at_us),
-                    Some(Published::Heartbeat(h)) => merged.heard(h.alive.id, h.at_us),
+                    Some(Published::Heartbeat(h)) => {
+                        merged.heard(h.alive.id, h.at_us);
+                        if h.last {
+                            merged.ended(h.alive.id);
+                        }
+                    }
                     None => merged.unreadable += 1,
                 }
             }
