@@ -62,6 +62,20 @@ fn setup(a: &Args, env: &[(String, String)], host: &str, partitions: &str) -> Re
     Ok(())
 }
 
+/// Clears a section's world (connector, slot, topics, read models): a connector left behind
+/// keeps Connect busy polling its slot, and every later figure pays for it.
+fn cleanup(a: &Args, env: &[(String, String)], host: &str) -> Result<()> {
+    let ok = on_host(a, env, host, &["cleanup", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success();
+    if !ok {
+        bail!("cleanup of the bench's world {host} failed");
+    }
+    Ok(())
+}
+
 /// Waits for `child`, sampling its CPU ticks until it exits.
 fn wait_sampled(child: Child) -> Result<(Output, u64)> {
     let pid = child.id();
@@ -236,6 +250,7 @@ pub fn hosts(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
                 .push(ticks as f64 / TICKS_PER_SEC * 1e6 / EVENTS as f64);
         }
     }
+    cleanup(a, &env, "bench-host-1")?;
     let one = |s: &Samples| s.get(&1).cloned().unwrap_or_default();
     for k in [2usize, 3] {
         for (name, s) in [
@@ -354,6 +369,7 @@ pub fn publishing(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
         );
         if publishing { &mut with } else { &mut without }.push(us);
     }
+    cleanup(a, &env, "bench-pub-0")?;
     let mut f = ab_figure(
         "consumer CPU per event: publishing results vs not",
         "µs",
