@@ -127,6 +127,7 @@ impl RunArgs {
             name: self.name.as_deref().map_or(d.name, Into::into),
             generators: self.generators,
             join_timeout: self.join_timeout,
+            named: self.name.is_some(),
         }
     }
 }

@@ -65,7 +65,7 @@ pub fn summaries(merged: &Merged, run: Option<&str>) -> Vec<MergedSummary> {
         }
         // A file read afterwards: "silent" means nothing then, so it is measured from the
         // newest word of the phase, not from now.
-        let Some(m) = merged.phase(&r, &p, merged.newest(&r, &p)) else {
+        let Some(m) = merged.phase(&r, &p, i64::MIN, merged.newest(&r, &p)) else {
             continue;
         };
         let f = &m.figures;

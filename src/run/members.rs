@@ -37,8 +37,8 @@ pub fn place(joined: &[(Uuid, i64)], me: Uuid, n: u32) -> Result<Option<Place>, 
     rows.truncate(n as usize);
     let index = rows.iter().position(|(m, _)| *m == me).ok_or_else(|| {
         format!(
-            "{} generators had joined this step before this one; start exactly --generators \
-                 ({n}) with the same --run, or give this one another --run",
+            "{} generator(s) had joined this step of the run before this one: start exactly \
+             --generators ({n}) with the same --run; a run name used before needs a new one",
             joined.len() - 1
         )
     })?;

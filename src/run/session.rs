@@ -41,6 +41,9 @@ pub struct RunPlan {
     pub generators: u32,
     /// How long a generator waits for the others at each phase.
     pub join_timeout: Duration,
+    /// The name was given (`--run`): it is registered even for one generator, so that a
+    /// second run of the same name is refused rather than merged with the first.
+    pub named: bool,
 }
 
 impl Default for RunPlan {
@@ -49,6 +52,7 @@ impl Default for RunPlan {
             name: crate::run_id::run_id().into(),
             generators: 1,
             join_timeout: Duration::from_secs(600),
+            named: false,
         }
     }
 }
@@ -626,12 +630,20 @@ impl Session {
                 .ok();
         }
         let Some(reader) = &self.reader else { return };
-        let m = reader
-            .merged()
-            .phase(&self.run.name, phase, crate::telemetry::clock::now_us());
+        let m = reader.merged().phase(
+            &self.run.name,
+            phase,
+            self.phase_since(),
+            crate::telemetry::clock::now_us(),
+        );
         if let Some(m) = m {
             self.live.lock().run_view = Some(crate::telemetry::live::RunView::of(&m));
         }
+    }
+
+    /// When the current phase started here (after the generators met: the agreed start).
+    fn phase_since(&self) -> i64 {
+        self.live.lock().phases.last().map_or(0, |p| p.started_us)
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
@@ -645,7 +657,7 @@ impl Session {
     /// phase (events, rate and seed). Alone: generator 0 and the whole phase.
     async fn join(&mut self, name: &str, o: &PhaseOptions) -> Result<(u32, PhaseOptions)> {
         let n = self.run.generators;
-        if n <= 1 {
+        if n <= 1 && !self.run.named {
             return Ok((0, o.clone()));
         }
         let me = self.book().process().id;
@@ -705,13 +717,15 @@ impl Session {
         }
         let reader = self.reader.as_ref()?;
         let own_applied = own.first().map_or(0, |u| u.figures.applied());
+        let since = self.phase_since();
         let generators = self.run.generators as usize;
         let deadline = tokio::time::Instant::now() + MERGE_WAIT;
         let mut last = None;
         loop {
-            let merged = reader
-                .merged()
-                .phase(&run, phase, crate::telemetry::clock::now_us());
+            let merged =
+                reader
+                    .merged()
+                    .phase(&run, phase, since, crate::telemetry::clock::now_us());
             if let Some(m) = merged {
                 let me = own.first().map(|u| u.process.id);
                 let mine = m

@@ -140,7 +140,13 @@ pub fn processes(shares: &[crate::telemetry::results::Share]) -> String {
                 "-".into()
             },
             p.achieved_eps.map_or("-".into(), |r| format!("{r:.0}")),
-            if p.stopped {
+            if !p.figures_sent {
+                format!(
+                    "  stopped before it sent its figures (silent for {:.0} s): its count is its \
+                     heartbeat's, its latency unknown",
+                    p.silent_secs
+                )
+            } else if p.stopped {
                 format!(
                     "  stopped: silent for {:.0} s; its last figures are counted",
                     p.silent_secs

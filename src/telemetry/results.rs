@@ -178,6 +178,21 @@ pub struct Heartbeat {
     /// Its last: the process is ending, its figures as sent are final.
     #[serde(default)]
     pub last: bool,
+    /// The phases whose figures changed since it last sent them, with the events it applied
+    /// of each: a process killed before it sent a phase's figures is still known to the run.
+    #[serde(default)]
+    pub pending: Vec<Pending>,
+}
+
+/// A phase a process has figures of that it has not sent yet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pending {
+    /// The run.
+    pub run: Arc<str>,
+    /// The phase.
+    pub phase: Arc<str>,
+    /// Events of it the process applied so far.
+    pub applied: u64,
 }
 
 impl Heartbeat {
@@ -402,6 +417,20 @@ impl Book {
             .collect()
     }
 
+    /// The phases whose figures changed since they were last sent, for the heartbeat.
+    pub fn pending(&self) -> Vec<Pending> {
+        self.dirty
+            .keys()
+            .filter_map(|k| {
+                Some(Pending {
+                    run: k.0.clone(),
+                    phase: k.1.clone(),
+                    applied: self.phases.get(k)?.applied(),
+                })
+            })
+            .collect()
+    }
+
     /// This process's figures of a phase as an update (without marking it published).
     pub fn updates_of(&self, run: &str, phase: &str) -> Vec<Update> {
         self.phases
@@ -460,6 +489,9 @@ pub struct Share {
     /// Not heard from for more than [`SILENT_SECS`] without saying it ended: killed or cut
     /// off. Its last figures are counted.
     pub stopped: bool,
+    /// Its figures came (false: only its heartbeat said it worked on the phase; its count is
+    /// the heartbeat's, its latency unknown).
+    pub figures_sent: bool,
     /// Seconds since it was last heard from (an update or its heartbeat) when the phase was
     /// merged: a process that stops reporting (killed) shows here, its last figures still
     /// counted.
@@ -490,11 +522,27 @@ pub struct Merged {
     seen: BTreeMap<Uuid, i64>,
     /// Processes that said they ended.
     ended: std::collections::BTreeSet<Uuid>,
+    /// What heartbeats said of phases not sent yet: the process, its applied count, when.
+    pending: BTreeMap<PhaseKey, BTreeMap<Uuid, (ProcessId, u64, i64)>>,
     /// Updates that could not be read (counted, never fatal).
     pub unreadable: u64,
 }
 
 impl Merged {
+    /// Takes a heartbeat of a process of `run`: its sign of life, its end, its pending phases.
+    pub fn heartbeat(&mut self, h: Heartbeat, run: &str) {
+        self.heard(h.alive.id, h.at_us);
+        if h.last {
+            self.ended(h.alive.id);
+        }
+        for p in h.pending.into_iter().filter(|p| &*p.run == run) {
+            self.pending
+                .entry((p.run, p.phase))
+                .or_default()
+                .insert(h.alive.id, (h.alive.clone(), p.applied, h.at_us));
+        }
+    }
+
     /// Notes that a process ended.
     pub fn ended(&mut self, id: Uuid) {
         self.ended.insert(id);
@@ -536,19 +584,60 @@ impl Merged {
             .unwrap_or(0)
     }
 
-    /// `run`'s `phase`, merged over every process that reported it, as of `now_us`.
-    pub fn phase(&self, run: &str, phase: &str, now_us: i64) -> Option<MergedPhase> {
+    /// `run`'s `phase`, merged over every process that reported it since `since_us` (when the
+    /// phase started: an update from before is an earlier run's that had the same name), as of
+    /// `now_us`.
+    pub fn phase(&self, run: &str, phase: &str, since_us: i64, now_us: i64) -> Option<MergedPhase> {
         let per = self
             .latest
             .iter()
             .find(|((r, p), _)| &**r == run && &**p == phase)
             .map(|(_, v)| v)?;
-        Some(merge(
-            per.values(),
+        let fresh: Vec<&Update> = per.values().filter(|u| u.at_us >= since_us).collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        let mut m = merge(
+            fresh,
             |id| self.seen.get(&id).copied(),
             |id| self.ended.contains(&id),
             now_us,
-        ))
+        );
+        // Processes heard working on the phase that never sent its figures (killed first):
+        // named, with what they applied, their latency unknown.
+        let unsent = self
+            .pending
+            .iter()
+            .filter(|((r, p), _)| &**r == run && &**p == phase)
+            .flat_map(|(_, v)| v.values())
+            .filter(|(who, _, at)| *at >= since_us && !m.shares.iter().any(|s| s.id == who.id))
+            .cloned()
+            .collect::<Vec<_>>();
+        for (who, applied, _) in &unsent {
+            let heard = self.seen.get(&who.id).copied().unwrap_or(0);
+            let silent = (now_us - heard).max(0) as f64 / 1e6;
+            let ended = self.ended.contains(&who.id);
+            m.shares.push(Share {
+                id: who.id,
+                process: who.label(),
+                host: who.host.clone(),
+                applied: *applied,
+                already_applied: 0,
+                dead_lettered: 0,
+                p99_ms: 0.0,
+                offered: 0,
+                offered_eps: None,
+                achieved_eps: None,
+                generated: false,
+                ended,
+                stopped: !ended && silent > SILENT_SECS,
+                silent_secs: silent,
+                figures_sent: false,
+            });
+        }
+        m.shares
+            .sort_by(|a, b| (&a.host, &a.process).cmp(&(&b.host, &b.process)));
+        Some(m)
     }
 }
 
@@ -588,6 +677,7 @@ pub fn merge<'a>(
             ended: u.last || ended(u.process.id),
             stopped: !(u.last || ended(u.process.id)) && silent > SILENT_SECS,
             silent_secs: silent,
+            figures_sent: true,
         });
     }
     m.shares
@@ -669,7 +759,7 @@ mod tests {
                 merged.take(u);
             }
         }
-        let m = merged.phase("r1", "load", now_us()).unwrap();
+        let m = merged.phase("r1", "load", 0, now_us()).unwrap();
         let one = pooled.phase("r1", "load").unwrap();
         assert_eq!(m.figures.applied(), 8700);
         for stage in Stage::ALL {
@@ -711,6 +801,7 @@ mod tests {
             alive: u.process.clone(),
             at_us: 7,
             last: false,
+            pending: Vec::new(),
         };
         let hb = serde_json::to_vec(&alive).unwrap();
         assert!(matches!(Published::parse(&hb), Some(Published::Heartbeat(h)) if h.at_us == 7));
@@ -736,7 +827,7 @@ mod tests {
         merged.take(first[0].clone());
         assert_eq!(
             merged
-                .phase("r1", "load", now_us())
+                .phase("r1", "load", 0, now_us())
                 .unwrap()
                 .figures
                 .applied(),
@@ -815,14 +906,45 @@ mod tests {
         }
         // The second one's heartbeat keeps it alive; the first one fell silent at 0.
         merged.heard(Uuid::from_u128(2), 31_000_000);
-        let m = merged.phase("r1", "load", 32_000_000).unwrap();
+        let m = merged.phase("r1", "load", 0, 32_000_000).unwrap();
         assert_eq!(m.shares[1].silent_secs, 1.0);
+        // Since the second one's start, the first one's update is an earlier run's.
+        let fresh = merged.phase("r1", "load", 10_000_000, 32_000_000).unwrap();
+        assert_eq!(fresh.figures.offered, 400);
         assert_eq!(m.figures.offered, 1000);
         assert_eq!(m.figures.arrived, 1000);
         assert_eq!(m.figures.offered_eps, Some(100.0));
         assert_eq!(m.shares[0].achieved_eps, Some(60.0));
         let stopped: Vec<&str> = m.stopped().iter().map(|s| s.host.as_str()).collect();
         assert_eq!(stopped, vec!["h1"]);
+    }
+
+    #[test]
+    fn a_process_killed_before_it_sent_a_phase_is_named_from_its_heartbeat() {
+        let mut merged = Merged::default();
+        let mut sent = Book::new(process(1, "a"));
+        sent.fold(&event(5_000, "load", EventType::UserCreated, true));
+        for u in sent.flush() {
+            merged.take(u);
+        }
+        let mut killed = Book::new(process(2, "c"));
+        for _ in 0..3 {
+            killed.fold(&event(5_000, "load", EventType::UserCreated, true));
+        }
+        let at = now_us();
+        merged.heartbeat(
+            Heartbeat {
+                alive: killed.process().clone(),
+                at_us: at,
+                last: false,
+                pending: killed.pending(),
+            },
+            "r1",
+        );
+        let m = merged.phase("r1", "load", 0, at + 10_000_000).unwrap();
+        let c = m.shares.iter().find(|s| s.host == "c").unwrap();
+        assert_eq!((c.applied, c.figures_sent, c.stopped), (3, false, true));
+        assert_eq!(m.figures.applied(), 1, "its latency is not invented");
     }
 
     #[test]
@@ -854,11 +976,15 @@ mod tests {
                 merged.take(u);
             }
         }
-        assert!(!merged.phase("r1", "load", 0).unwrap().figures.accounted());
+        assert!(!merged
+            .phase("r1", "load", 0, 0)
+            .unwrap()
+            .figures
+            .accounted());
         for u in after.flush() {
             merged.take(u);
         }
-        let m = merged.phase("r1", "load", 0).unwrap();
+        let m = merged.phase("r1", "load", 0, 0).unwrap();
         assert!(m.figures.accounted());
         assert_eq!(m.figures.applied(), 8);
         assert_eq!(m.figures.unreported(), 2);

@@ -321,4 +321,17 @@ async fn one_run_over_three_hosts_reports_every_event_exactly_and_names_a_killed
     let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(m[0]["applied"], EVENTS, "{}", text(&o));
     assert_eq!(m[0]["stages"], ra["stages"], "{}", text(&o));
+
+    // A run's name is its own: a new run that reuses it (even alone) is refused, rather than
+    // merged with the old run's figures.
+    let o = a
+        .command(&["load", "--run", "hosts-1", "--events", "10", "--no-tui"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("a run name used before needs a new one"),
+        "{}",
+        text(&o)
+    );
 }

@@ -99,6 +99,7 @@ impl Publisher {
                 alive: b.process().clone(),
                 at_us: now_us(),
                 last: true,
+                pending: Vec::new(),
             };
             (changed, bye, b.last_word())
         };
@@ -139,6 +140,7 @@ async fn publish_loop(
                 alive: b.process().clone(),
                 at_us: now_us(),
                 last: false,
+                pending: b.pending(),
             };
             let updates = if flush { b.flush() } else { b.due(now_us()) };
             (updates, alive)
@@ -323,12 +325,7 @@ fn read_loop(
                 match message {
                     Some(Published::Update(u)) if &*u.run == run => merged.take(*u),
                     Some(Published::Update(u)) => merged.heard(u.process.id, u.at_us),
-                    Some(Published::Heartbeat(h)) => {
-                        merged.heard(h.alive.id, h.at_us);
-                        if h.last {
-                            merged.ended(h.alive.id);
-                        }
-                    }
+                    Some(Published::Heartbeat(h)) => merged.heartbeat(h, run),
                     None => merged.unreadable += 1,
                 }
             }
