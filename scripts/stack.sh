@@ -4,8 +4,11 @@
 # on loopback with the same ports and credentials as docker-compose.yml.
 #
 #   scripts/stack.sh up | down | status | logs [SERVICE] | start SERVICE | stop SERVICE |
-#                    kill SERVICE | install | env | kafka-tool consumer-groups|topics ARGS |
-#                    test-tools
+#                    kill SERVICE | freeze SERVICE | thaw SERVICE | install | env |
+#                    kafka-tool consumer-groups|topics ARGS | test-tools
+#
+# `freeze` stops a service's processes without ending them (SIGSTOP: alive, connections open,
+# nothing answered, as a stalled VM or a long pause looks); `thaw` lets them go on (SIGCONT).
 #
 # `test-tools` installs what the tests drive besides the stack, when missing: tmux (the
 # dashboard in a real terminal), Prometheus (scrapes pipedemo) and Chromium (renders the HTML
@@ -53,9 +56,9 @@ PG_DB="${POSTGRES_DB:-activity_db}"
 PG_USER="${POSTGRES_USER:-pipedemo}"
 PG_PASSWORD="${POSTGRES_PASSWORD:-pipedemo}"
 
-# Pinned together: Debezium 3.3 is built and tested against Kafka 4.1.
-KAFKA_VERSION=4.1.1
-DEBEZIUM_VERSION=3.3.2.Final
+# Pinned together: Debezium 3.7 is built and tested against Kafka 4.3 (see docs/stack.md, "Versions").
+KAFKA_VERSION=4.3.1
+DEBEZIUM_VERSION=3.7.1.Final
 # The MongoDB-compatible server (see docs/stack.md, "Why SecantusDB"). GPL-2.0: it runs as a separate
 # process and is never linked into pipedemo.
 SECANTUS_CRATE=secantus-mdb
@@ -597,6 +600,10 @@ start_connect() {
   install_kafka
   install_debezium
   write_log4j connect
+  # One worker (docs/stack.md, "Connect's settings"): a worker that lost its group membership
+  # (a broker frozen for 15 s) gets its connector back at once when it rejoins, instead of
+  # after scheduled.rebalance.max.delay.ms (5 min by default), Connect's wait for a departed
+  # worker of a cluster to come back.
   cat >"$conf" <<EOF
 bootstrap.servers=127.0.0.1:$KAFKA_PORT
 group.id=$CONNECT_GROUP_ID
@@ -610,6 +617,7 @@ config.storage.replication.factor=1
 offset.storage.replication.factor=1
 status.storage.replication.factor=1
 offset.flush.interval.ms=1000
+scheduled.rebalance.max.delay.ms=0
 key.converter=org.apache.kafka.connect.json.JsonConverter
 value.converter=org.apache.kafka.connect.json.JsonConverter
 key.converter.schemas.enable=false
@@ -741,6 +749,26 @@ kill_one() {
       rm -f "$(pid_file "$1")"
       ;;
   esac
+}
+
+# Every process of a running service: PostgreSQL's postmaster and its backends, or the process
+# group a spawned service leads.
+service_pids() {
+  local pid
+  pid="$(running_pid "$1")" || return 1
+  if [[ "$1" == postgres ]]; then
+    echo "$pid"
+    pgrep -P "$pid" || true
+  else
+    pgrep -g "$pid" || echo "$pid"
+  fi
+}
+
+signal_one() { # service SIGNAL
+  local pids
+  pids="$(service_pids "$1")" || die "$1 is not running under this stack"
+  # shellcheck disable=SC2086
+  kill "-$2" $pids
 }
 
 cmd_up() {
@@ -887,7 +915,7 @@ cmd_test_tools() {
 }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -920,6 +948,12 @@ main() {
       port_of "$1" >/dev/null
       kill_one "$1"
       say "$1 killed"
+      ;;
+    freeze | thaw)
+      [[ $# -eq 1 ]] || die "usage: scripts/stack.sh $cmd SERVICE (${SERVICES[*]})"
+      port_of "$1" >/dev/null
+      if [[ "$cmd" == freeze ]]; then signal_one "$1" STOP; else signal_one "$1" CONT; fi
+      say "$1 $([[ $cmd == freeze ]] && echo frozen || echo thawed)"
       ;;
     -h | --help | help) usage ;;
     *) say "unknown command '$cmd'"; usage ;;

@@ -40,6 +40,14 @@ pub enum Fault {
     MongoStop,
     /// The local stack's PostgreSQL is stopped and started again.
     PostgresRestart,
+    /// The local stack's Kafka Connect is frozen (SIGSTOP), then let go on (SIGCONT).
+    ConnectFreeze,
+    /// The local stack's Kafka broker is frozen: alive, connections open, nothing answered.
+    KafkaFreeze,
+    /// The local stack's MongoDB server is frozen.
+    MongoFreeze,
+    /// The local stack's PostgreSQL (every process of it) is frozen.
+    PostgresFreeze,
 }
 
 /// A service of the local stack (`scripts/stack.sh`), by the name the script uses.
@@ -91,7 +99,7 @@ pub enum Target {
 
 impl Fault {
     /// Every fault, in the order a chaos run injects them: the gentle ones first.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 13] = [
         Fault::ConsumerKill,
         Fault::ConsumerCrash,
         Fault::Rebalance,
@@ -101,6 +109,10 @@ impl Fault {
         Fault::KafkaStop,
         Fault::MongoStop,
         Fault::PostgresRestart,
+        Fault::ConnectFreeze,
+        Fault::KafkaFreeze,
+        Fault::MongoFreeze,
+        Fault::PostgresFreeze,
     ];
 
     /// The name used on the command line and in reports.
@@ -115,6 +127,10 @@ impl Fault {
             Fault::KafkaStop => "kafka-stop",
             Fault::MongoStop => "mongo-stop",
             Fault::PostgresRestart => "postgres-restart",
+            Fault::ConnectFreeze => "connect-freeze",
+            Fault::KafkaFreeze => "kafka-freeze",
+            Fault::MongoFreeze => "mongo-freeze",
+            Fault::PostgresFreeze => "postgres-freeze",
         }
     }
 
@@ -132,6 +148,10 @@ impl Fault {
             Fault::KafkaStop => "stop the Kafka broker, then start it again",
             Fault::MongoStop => "stop the MongoDB server, then start it again",
             Fault::PostgresRestart => "stop PostgreSQL, then start it again",
+            Fault::ConnectFreeze => "freeze Kafka Connect (SIGSTOP), then let it go on (SIGCONT)",
+            Fault::KafkaFreeze => "freeze the Kafka broker (SIGSTOP), then let it go on",
+            Fault::MongoFreeze => "freeze the MongoDB server (SIGSTOP), then let it go on",
+            Fault::PostgresFreeze => "freeze PostgreSQL (SIGSTOP), then let it go on",
         }
     }
 
@@ -140,10 +160,10 @@ impl Fault {
         match self {
             Fault::ConsumerKill | Fault::ConsumerCrash | Fault::Rebalance => Target::OwnProcess,
             Fault::ConnectorPause | Fault::TaskRestart => Target::OwnConnector,
-            Fault::ConnectKill => Target::Stack(Service::Connect),
-            Fault::KafkaStop => Target::Stack(Service::Kafka),
-            Fault::MongoStop => Target::Stack(Service::Mongo),
-            Fault::PostgresRestart => Target::Stack(Service::Postgres),
+            Fault::ConnectKill | Fault::ConnectFreeze => Target::Stack(Service::Connect),
+            Fault::KafkaStop | Fault::KafkaFreeze => Target::Stack(Service::Kafka),
+            Fault::MongoStop | Fault::MongoFreeze => Target::Stack(Service::Mongo),
+            Fault::PostgresRestart | Fault::PostgresFreeze => Target::Stack(Service::Postgres),
         }
     }
 
@@ -152,7 +172,23 @@ impl Fault {
     pub const fn holds(self) -> bool {
         matches!(
             self,
-            Fault::Rebalance | Fault::ConnectorPause | Fault::KafkaStop | Fault::MongoStop
+            Fault::Rebalance
+                | Fault::ConnectorPause
+                | Fault::KafkaStop
+                | Fault::MongoStop
+                | Fault::ConnectFreeze
+                | Fault::KafkaFreeze
+                | Fault::MongoFreeze
+                | Fault::PostgresFreeze
+        )
+    }
+
+    /// Whether it leaves its service alive but silent (a gray failure: nothing refused,
+    /// nothing answered), cleared by letting it go on rather than starting it again.
+    pub const fn freezes(self) -> bool {
+        matches!(
+            self,
+            Fault::ConnectFreeze | Fault::KafkaFreeze | Fault::MongoFreeze | Fault::PostgresFreeze
         )
     }
 }

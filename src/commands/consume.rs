@@ -24,6 +24,13 @@ pub struct Args {
     /// chaos run tails its records and publishes them as its own.
     #[arg(long, hide = true)]
     pub chaos_hooks: bool,
+    /// A static member id in the consumer group, stable across this consumer's restarts and
+    /// unique in the group (a StatefulSet pod's name, a systemd unit's instance): a restart
+    /// takes back its partitions at once instead of after the session timeout (10 s). A
+    /// static member that stops leaves its partitions unread until it is back or its session
+    /// ends; without an id the consumer leaves the group when it stops.
+    #[arg(long, env = "PIPEDEMO_INSTANCE_ID", value_name = "ID")]
+    pub instance_id: Option<String>,
 }
 
 /// A flag that SIGUSR1 sets.
@@ -43,6 +50,9 @@ fn arm_on_sigusr1() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
 
 /// Consumes until stopped, appending timing records to the metrics file.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
+    if let Some(id) = &a.instance_id {
+        consumer::check_instance_id(id).map_err(crate::exit::config)?;
+    }
     let stop = stop_on_signals();
     let (tx, rx) = metrics::channel();
     let book: SharedBook = Arc::new(Mutex::new(Book::new(ProcessId::this("consume"))));
@@ -76,6 +86,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let opts = ConsumerOptions {
         include_snapshot: a.include_snapshot,
         crash_armed: a.chaos_hooks.then(arm_on_sigusr1).transpose()?,
+        instance_id: a.instance_id.clone(),
         ..ConsumerOptions::default()
     };
     let ours = crate::provision::ownership::own_topics(s).await?;

@@ -96,11 +96,11 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     output::human(a.json, &output::threshold_lines(&checked));
     if let Some(first) = result.missing.first() {
         eprintln!(
-            "✗ {} of {} inserted events did not reach MongoDB within {} (first: {first}); \
-             check `scripts/stack.sh status` and the connector with `pipedemo setup --keep`",
+            "✗ {} of {} inserted events did not reach MongoDB within {} (first: {first}); {}",
             result.missing.len(),
             result.sent,
             humantime::format_duration(a.pacing.timeout),
+            crate::check::verify::missing_hint(result.problem_while_waiting.as_deref()),
         );
     }
     Ok(if stop.is_cancelled() {

@@ -213,6 +213,10 @@ pub fn connector_config(
         "value.converter.schemas.enable": "false",
         "message.key.columns": "public.event_outbox:aggregate_id",
         "heartbeat.interval.ms": "10000",
+        // After a retriable failure (PostgreSQL restarted, the broker gone) Debezium restarts
+        // the connector after this wait: 10 s by default, most of a PostgreSQL restart's
+        // recovery time. A second still spares a database that is down from a reconnect storm.
+        "retriable.restart.connector.wait.ms": "1000",
         // The outbox is insert-only: a delete is a row's retention ending (`--outbox-delete`
         // deletes each row in its own transaction), not an event; skipped here, neither it nor
         // its tombstone costs Kafka and the consumer a message (truncates were skipped already).

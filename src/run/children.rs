@@ -85,7 +85,7 @@ impl Children {
             log: dir.join(LOG_FILE),
             ended: Vec::new(),
         };
-        inner.main = Some(inner.spawn()?);
+        inner.main = Some(inner.spawn(Slot::Main)?);
         let children = Children {
             inner: Arc::new(Mutex::new(inner)),
             live,
@@ -129,7 +129,7 @@ impl Children {
                 _ = tokio::time::sleep(RESTART_DELAY) => {}
             }
             let mut inner = self.inner.lock().await;
-            match inner.spawn() {
+            match inner.spawn(Slot::Main) {
                 Ok(p) => {
                     tracing::info!(pid = p.pid, "consumer restarted");
                     inner.main = Some(p);
@@ -184,7 +184,7 @@ impl Children {
         if inner.extra.is_some() {
             bail!("a second consumer already runs");
         }
-        let p = inner.spawn()?;
+        let p = inner.spawn(Slot::Extra)?;
         let pid = p.pid;
         inner.extra = Some(p);
         Ok(pid)
@@ -259,10 +259,38 @@ impl Children {
     }
 }
 
+/// Which consumer a child is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// The one the supervisor restarts: a static group member, so that its restart takes
+    /// back its partitions at once (the killed one's session is not waited out).
+    Main,
+    /// The second member of a rebalance: dynamic, so that its leaving hands its partitions
+    /// back at once.
+    Extra,
+}
+
+/// The main consumer's static member id: the same for every restart of this run, another
+/// for every run (so that two runs on one group never fence each other).
+fn main_instance_id(group: &str) -> String {
+    let safe: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(200)
+        .collect();
+    format!("{safe}-chaos-{}", std::process::id())
+}
+
 impl Inner {
     /// Starts `pipedemo consume` with this run's settings (through the environment) and a
     /// metrics file of its own, and tails that file.
-    fn spawn(&mut self) -> Result<Proc> {
+    fn spawn(&mut self, slot: Slot) -> Result<Proc> {
         let tx = self.tx.clone().context("the run is over")?;
         self.seq += 1;
         let dir = self.log.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -293,6 +321,15 @@ impl Inner {
         }
         let child = cmd
             .args(["consume", "--chaos-hooks"])
+            .args(match slot {
+                Slot::Main => vec![
+                    "--instance-id".to_owned(),
+                    main_instance_id(&self.settings.kafka.group),
+                ],
+                Slot::Extra => Vec::new(),
+            })
+            // A user's id for their own consumers is not this run's children's.
+            .env_remove("PIPEDEMO_INSTANCE_ID")
             .envs(self.settings.child_env.vars.iter().map(|(k, v)| (k, v)))
             .env(crate::config::SETTINGS_FROM_PARENT, "1")
             .env("METRICS_FILE", &file)

@@ -13,7 +13,21 @@ use crate::provision::connector::Connect;
 use crate::telemetry::health::Health;
 use crate::telemetry::live::Shared;
 
-const CONNECT_WAIT: Duration = Duration::from_secs(2);
+/// How long a probe waits for its answer: a service that does not answer within a second
+/// (stopped, frozen, cut off) is a problem on the dashboard one poll later, not after a
+/// client's own timeout of 10 s or more.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+/// `f`'s answer, or "no answer within 1 s".
+async fn within<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    match tokio::time::timeout(PROBE_WAIT, f).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!(
+            "no answer within {} s",
+            PROBE_WAIT.as_secs()
+        )),
+    }
+}
 
 /// Polls until `stop` is cancelled. A service that is down shows as the health problem and is
 /// asked again at the next poll.
@@ -31,32 +45,30 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
                 match &lag {
                     // A broker that does not answer holds librdkafka's call for its whole
                     // timeout (10 s): a broker stopped for 4 s was never noticed at all.
-                    Ok(p) => match tokio::time::timeout(CONNECT_WAIT, p.lag()).await {
-                        Ok(r) => r,
-                        Err(_) => Err(anyhow::anyhow!(
-                            "no answer within {} s",
-                            CONNECT_WAIT.as_secs()
-                        )),
-                    },
+                    Ok(p) => within(p.lag()).await,
                     Err(e) => Err(anyhow::anyhow!("{e}")),
                 }
             },
             async {
                 match &connect {
-                    Ok(c) => c.status().await,
+                    Ok(c) => within(c.status()).await,
                     Err(e) => Err(anyhow::anyhow!("{e}")),
                 }
             },
             async {
+                let counts = |st: &ReadModels| {
+                    let st = st.clone();
+                    async move { within(async { Ok(st.counts().await?) }).await }
+                };
                 if let Some(st) = &store {
-                    return (None, st.counts().await.map_err(anyhow::Error::from));
+                    return (None, counts(st).await);
                 }
                 // Not connected yet (or never reached): try again, briefly, so the other
                 // figures still refresh about once a second.
-                match tokio::time::timeout(CONNECT_WAIT, ReadModels::connect(&s.mongo)).await {
+                match tokio::time::timeout(PROBE_WAIT, ReadModels::connect(&s.mongo)).await {
                     Ok(Ok(st)) => {
-                        let counts = st.counts().await.map_err(anyhow::Error::from);
-                        (Some(st), counts)
+                        let c = counts(&st).await;
+                        (Some(st), c)
                     }
                     _ => (
                         None,
@@ -67,18 +79,12 @@ pub async fn poll(s: Settings, live: Shared, every: Duration, stop: Cancellation
             async {
                 // The outbox's database: a restart shows here even between inserts.
                 if pg.as_ref().is_none_or(|c| c.is_closed()) {
-                    pg = match tokio::time::timeout(CONNECT_WAIT, outbox::connect(&s.pg)).await {
-                        Ok(Ok(c)) => Some(c),
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => return Err(anyhow::anyhow!("no answer within 2 s")),
-                    };
+                    pg = Some(within(outbox::connect(&s.pg)).await?);
                 }
                 match &pg {
-                    Some(c) => c
-                        .simple_query("SELECT 1")
-                        .await
-                        .map(|_| ())
-                        .map_err(anyhow::Error::from),
+                    Some(c) => {
+                        within(async { Ok(c.simple_query("SELECT 1").await.map(|_| ())?) }).await
+                    }
                     None => Ok(()),
                 }
             },

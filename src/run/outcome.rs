@@ -70,6 +70,10 @@ pub struct PhaseResult {
     pub unreported: u64,
     /// Generators of the run.
     pub generators: u32,
+    /// The last problem the health line showed (the dashboard's DEGRADED cause) while the
+    /// phase waited for its events: what a run whose events did not all arrive names as the
+    /// cause.
+    pub problem_while_waiting: Option<String>,
 }
 
 /// One window of a phase's timeline.

@@ -441,7 +441,11 @@ impl Session {
 
         let mut deadline = tokio::time::Instant::now() + o.timeout;
         let mut draining = false;
+        let mut problem_while_waiting = None;
         while self.phase_waiting() > 0 {
+            if let Some(p) = self.live.lock().problem() {
+                problem_while_waiting = Some(p);
+            }
             if stop.is_cancelled() && !draining {
                 if self.drain_on_stop.is_zero() {
                     break;
@@ -541,6 +545,7 @@ impl Session {
                 .map_or(p.received - p.dead, |m| m.figures.arrived),
             unreported: merged.as_ref().map_or(0, |m| m.figures.unreported()),
             generators: self.run.generators,
+            problem_while_waiting,
             arrived_while_inserting,
             timeline: timeline(&l, p.started_us),
             backlog: p

@@ -401,6 +401,7 @@ pub fn chaos_section(c: &ChaosOutcome) -> Markup {
         table #chaos-faults {
             tr {
                 th { "fault" } th { "result" } th { "injected s" } th { "held s" } th { "noticed after s" }
+                th title="from clearing to the first event written after it" { "moving after s" }
                 th { "peak backlog" } th { "recovery s" } th { "redelivered" } th { "lost" }
                 th { "p99 during ms" } th { "p99 recovering ms" } th { "p99 after ms" }
             }
@@ -415,6 +416,7 @@ pub fn chaos_section(c: &ChaosOutcome) -> Markup {
                     td class=(class) { (result) }
                     td { (opt(f.injected_at_secs)) } td { (opt(f.held_secs())) }
                     td title=(f.noticed_cause.as_deref().unwrap_or("not noticed")) { (opt(f.noticed_after_secs)) }
+                    td { (opt(f.first_event_after_secs)) }
                     td { (thousands(f.peak_backlog)) } td { (opt(f.recovery_secs)) }
                     td { (thousands(f.redelivered)) } td { (thousands(f.lost)) }
                     td { (format!("{:.1}", f.latency_during.p99_ms)) }

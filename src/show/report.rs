@@ -548,8 +548,17 @@ pub fn chaos(c: &crate::run::chaos::ChaosOutcome) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:<17}{:>9}{:>9}{:>10}{:>10}{:>10}{:>8}{:>11}{:>11}  noticed as",
-        "fault", "at s", "held s", "noticed", "peak", "recovery", "lost", "p99 during", "p99 after"
+        "  {:<17}{:>9}{:>9}{:>10}{:>10}{:>10}{:>10}{:>8}{:>11}{:>11}  noticed as",
+        "fault",
+        "at s",
+        "held s",
+        "noticed",
+        "moving",
+        "peak",
+        "recovery",
+        "lost",
+        "p99 during",
+        "p99 after"
     );
     let opt = |v: Option<f64>, unit: &str| v.map_or("–".to_owned(), |v| format!("{v:.1}{unit}"));
     for f in &c.faults {
@@ -559,11 +568,12 @@ pub fn chaos(c: &crate::run::chaos::ChaosOutcome) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:<17}{:>9}{:>9}{:>10}{:>10}{:>10}{:>8}{:>11}{:>11}  {}",
+            "  {:<17}{:>9}{:>9}{:>10}{:>10}{:>10}{:>10}{:>8}{:>11}{:>11}  {}",
             f.fault.name(),
             opt(f.injected_at_secs, ""),
             opt(f.held_secs(), ""),
             opt(f.noticed_after_secs, " s"),
+            opt(f.first_event_after_secs, " s"),
             thousands(f.peak_backlog),
             match f.verdict {
                 crate::run::chaos::Verdict::Recovered => opt(f.recovery_secs, " s"),

@@ -78,7 +78,11 @@ async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
             "connect-kill",
             "kafka-stop",
             "mongo-stop",
-            "postgres-restart"
+            "postgres-restart",
+            "connect-freeze",
+            "kafka-freeze",
+            "mongo-freeze",
+            "postgres-freeze"
         ],
         "by default every fault runs against the local stack"
     );
@@ -89,6 +93,9 @@ async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
         let cleared = f["cleared_at_secs"].as_f64().unwrap();
         let recovery = f["recovery_secs"].as_f64().unwrap();
         assert!(injected < cleared && recovery >= 0.0, "{name}: {f:#}");
+        // Moving again comes before (or with) being back at normal.
+        let moving = f["first_event_after_secs"].as_f64();
+        assert!(moving.is_some_and(|m| m <= recovery + 0.5), "{name}: {f:#}");
         assert_eq!(f["lost"], 0, "{name}");
         assert!(f["peak_backlog"].as_u64().is_some() && f["latency_during"]["p99_ms"].is_number());
     }
@@ -101,6 +108,11 @@ async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
         ("kafka-stop", "Kafka"),
         ("mongo-stop", "MongoDB"),
         ("postgres-restart", "PostgreSQL"),
+        // Alive but silent: seen because the probes give up after a second.
+        ("kafka-freeze", "Kafka"),
+        ("mongo-freeze", "MongoDB"),
+        ("postgres-freeze", "PostgreSQL"),
+        ("connect-freeze", "Connect"),
     ] {
         let f = by(fault);
         assert!(
@@ -128,6 +140,12 @@ async fn every_local_fault_recovers_and_nothing_is_lost_or_duplicated() {
         .filter(|e| matches!(e, pipedemo::telemetry::metrics::MetricEvent::Event(r) if !r.applied))
         .count();
     assert!(again > 0, "no event was found already applied:\n{out}");
+    // The consumer saw the broker go and come back, and said so on the metrics channel.
+    let consumers = std::fs::read_to_string(doc["consumer_log"].as_str().unwrap()).unwrap();
+    assert!(
+        consumers.contains("Kafka unreachable; retrying") && consumers.contains("Kafka is back"),
+        "the consumers' log:\n{consumers}"
+    );
     assert!(
         doc["load"]["delivered"] == doc["load"]["sent"],
         "every written event arrived: {}",

@@ -41,8 +41,17 @@ impl Scenario {
         self.consumer_with_failpoints("")
     }
 
+    /// Starts `pipedemo consume --instance-id ID`: a static member of the group.
+    fn static_consumer(&self, id: &str) -> Spawned {
+        self.consumer_args("", &["--instance-id", id])
+    }
+
     /// Starts `pipedemo consume` with fail points armed (`FAILPOINTS` syntax of the `fail` crate).
     fn consumer_with_failpoints(&self, failpoints: &str) -> Spawned {
+        self.consumer_args(failpoints, &[])
+    }
+
+    fn consumer_args(&self, failpoints: &str, args: &[&str]) -> Spawned {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,6 +60,7 @@ impl Scenario {
         Spawned::start(
             common::pipedemo(self.name)
                 .arg("consume")
+                .args(args)
                 .env("LOG_LEVEL", "info")
                 .env("FAILPOINTS", failpoints)
                 .stdout(Stdio::null())
@@ -249,6 +259,90 @@ async fn consumer_killed_three_times_loses_and_duplicates_nothing() {
     stop_consumer(consumer);
     assert_exact(&r, &s.log());
     s.replay_changes_nothing().await;
+}
+
+#[tokio::test]
+async fn a_restarted_static_consumer_takes_back_its_partitions_and_a_second_with_its_id_is_refused(
+) {
+    common::shared_stack();
+    let s = Scenario::new("fault_static").await;
+    let group = s.settings.kafka.group.clone();
+    let mut consumer = s.static_consumer("fault-static-0");
+    let load = s.load();
+    s.wait_joined().await;
+    s.wait_rows(2_000).await;
+    consumer.signal("-KILL");
+    let _ = consumer.wait();
+    let consumer = s.static_consumer("fault-static-0");
+    // A dynamic consumer's restart joins as a second member beside the dead one, and the group
+    // rebalances once the dead one's session (10 s) runs out; a static member takes the dead
+    // one's place. So the group never counts two members, and no rebalance revokes anything.
+    let mut most = 0;
+    let watch_until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < watch_until {
+        if let Ok(Some(g)) =
+            pipedemo::pipeline::kafka::admin::group_state(&s.settings.kafka, &group).await
+        {
+            most = most.max(g.members);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        most,
+        1,
+        "the restarted static member was counted beside the dead one:\n{}",
+        tail(&std::fs::read_to_string(s.log()).unwrap_or_default())
+    );
+    let log = std::fs::read_to_string(s.log()).unwrap_or_default();
+    assert_eq!(
+        log.matches("partitions assigned").count(),
+        2,
+        "each process was assigned its partitions once:\n{}",
+        tail(&log)
+    );
+    assert!(!log.contains("partitions revoked"), "{}", tail(&log));
+
+    // A second process with the same id takes the place; the first is told why it must stop.
+    let mut first = consumer;
+    let second = s.static_consumer("fault-static-0");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = first.child().try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited 90 s for the consumer whose id was taken to stop:\n{}",
+            tail(&std::fs::read_to_string(s.log()).unwrap_or_default())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let log = std::fs::read_to_string(s.log()).unwrap_or_default();
+    assert_eq!(status.code(), Some(2), "{}", tail(&log));
+    assert!(
+        log.contains("with this consumer's instance id `fault-static-0`")
+            && log.contains("needs its own --instance-id"),
+        "{}",
+        tail(&log)
+    );
+    load.await.unwrap();
+    let r = s.settle(Duration::from_secs(120)).await;
+    stop_consumer(second);
+    assert_exact(&r, &s.log());
+}
+
+#[test]
+fn an_instance_id_kafka_would_refuse_is_refused_before_joining() {
+    let o = common::pipedemo("fault_static_bad")
+        .args(["consume", "--instance-id", "two words"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("is not a Kafka group instance id"),
+        "{}",
+        common::text(&o)
+    );
 }
 
 /// Waits for a consumer that must crash at an armed fail point; fails the test otherwise.

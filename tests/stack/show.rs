@@ -137,7 +137,7 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
             .unwrap()
             > 0
     );
-    assert_eq!(r["method"]["debezium"], "3.3.2.Final");
+    assert_eq!(r["method"]["debezium"], "3.7.1.Final");
     assert!(r["method"]["machine_cores"].as_u64().unwrap() >= 1);
     assert!(!r["method"]["postgres"].as_str().unwrap().is_empty());
     let chaos = &r["chaos"];

@@ -22,7 +22,7 @@ use crate::pipeline::store::ReadModels;
 use crate::read_model::Collection;
 use crate::telemetry::metrics::{self, MetricEvent};
 use crate::telemetry::stats::{self, RunStats, Stage, Summary};
-pub use rules::{Observed, TypeCount};
+pub use rules::{missing_hint, Observed, TypeCount};
 
 /// At most this many ids and issues are listed in the report (all are counted).
 const LISTED: usize = 100;

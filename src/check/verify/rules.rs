@@ -218,6 +218,25 @@ fn string_list(b: Option<&Bson>) -> Vec<String> {
     }
 }
 
+/// What to do about events that did not arrive in time, naming the cause the health line
+/// showed while the run waited (`problem`) when it showed one: "the connector is UNASSIGNED"
+/// says more than "check the stack". Nothing is lost while a cause holds them back: they are
+/// in the outbox, and arrive once it clears.
+pub fn missing_hint(problem: Option<&str>) -> String {
+    const GENERIC: &str = "check `scripts/stack.sh status` and the connector with \
+        `pipedemo setup --keep`";
+    match problem {
+        Some(p) => {
+            let p: String = p.chars().take(200).collect();
+            format!(
+                "while waiting the health line showed: {p}. They are in the outbox and \
+                 arrive once that clears (`pipedemo verify` counts them then); otherwise {GENERIC}"
+            )
+        }
+        None => GENERIC.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +402,15 @@ mod tests {
         let f = check(&w.observed);
         assert_eq!(f.extra, 1);
         assert!(f.passed());
+    }
+
+    #[test]
+    fn a_run_that_waited_names_what_held_its_events_back() {
+        let h = missing_hint(Some("Debezium connector UNASSIGNED"));
+        assert!(h.contains("Debezium connector UNASSIGNED"), "{h}");
+        assert!(h.contains("arrive once that clears"), "{h}");
+        let long = "x".repeat(10_000);
+        assert!(missing_hint(Some(&long)).len() < 600);
+        assert!(missing_hint(None).starts_with("check `scripts/stack.sh status`"));
     }
 }

@@ -136,20 +136,40 @@ pub(super) struct Membership {
     subscription: String,
     assigned: Arc<watch::Sender<Holding>>,
     ours: Arc<OwnTopics>,
+    /// The static member's id (`group.instance.id`), when it has one.
+    instance_id: Option<String>,
 }
 
 impl Membership {
     /// A membership of `kafka.group` on [`KafkaArgs::subscription`], reading only `ours`,
-    /// and the handle that hears its assignments.
-    pub(super) fn new(kafka: &KafkaArgs, ours: Arc<OwnTopics>) -> (Membership, Assigned) {
+    /// and the handle that hears its assignments. With `instance_id` it is a static member
+    /// (KIP-345): a restart with the same id takes back its partitions at once instead of
+    /// leaving them unread for the session timeout while the group waits out the dead
+    /// member; without, it leaves the group when it closes.
+    pub(super) fn new(
+        kafka: &KafkaArgs,
+        ours: Arc<OwnTopics>,
+        instance_id: Option<String>,
+    ) -> (Membership, Assigned) {
         let (tx, rx) = watch::channel(Holding::default());
         let m = Membership {
             kafka: kafka.clone(),
             subscription: kafka.subscription(),
             assigned: Arc::new(tx),
             ours,
+            instance_id,
         };
         (m, Assigned(rx))
+    }
+
+    /// The static member's id, when it has one.
+    pub(super) fn instance_id(&self) -> Option<&str> {
+        self.instance_id.as_deref()
+    }
+
+    /// The consumer group.
+    pub(super) fn group(&self) -> &str {
+        &self.kafka.group
     }
 
     /// A new Kafka consumer in the group, subscribed to the topic.
@@ -180,6 +200,9 @@ impl Membership {
             // bounded and is still thousands of envelopes ahead.
             .set("queued.max.messages.kbytes", "8192")
             .set("heartbeat.interval.ms", "1000");
+        if let Some(id) = &self.instance_id {
+            config.set("group.instance.id", id);
+        }
         let consumer: StreamConsumer<Ctx> = crate::pipeline::kafka::client::created(
             config.create_with_context(Ctx {
                 assigned: self.assigned.clone(),
@@ -252,9 +275,68 @@ pub(super) fn stalled(
     }
 }
 
+/// The outage a consumer error means, as the dashboard says it: the brokers cannot be
+/// reached or refuse this client. `None` for the errors of a working connection (a partition
+/// leader moving, one connection closed and reopened), which librdkafka retries by itself.
+pub(super) fn outage(e: &rdkafka::error::KafkaError) -> Option<String> {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    let code = e.rdkafka_error_code()?;
+    let what = match code {
+        C::AllBrokersDown => "no broker reachable",
+        C::Authentication | C::SaslAuthenticationFailed => "authentication refused",
+        C::SSL => "TLS handshake failed",
+        C::Resolve => "broker address does not resolve",
+        _ => return None,
+    };
+    Some(format!("Kafka: {what} ({code:?})"))
+}
+
+/// A static member's id checked before it reaches the broker: Kafka takes letters, digits,
+/// `.`, `_` and `-`, at most 249 of them.
+pub fn check_instance_id(id: &str) -> Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id.is_empty() || id.len() > 249 || !id.chars().all(ok) {
+        let shown: String = id.chars().take(60).collect();
+        return Err(format!(
+            "--instance-id `{shown}` is not a Kafka group instance id: use 1-249 letters, \
+             digits, `.`, `_` or `-` (a pod or unit name such as `consumer-0`)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unreachable_or_refusing_brokers_are_an_outage() {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let down = KafkaError::MessageConsumption(C::AllBrokersDown);
+        assert_eq!(
+            outage(&down).as_deref(),
+            Some("Kafka: no broker reachable (AllBrokersDown)")
+        );
+        assert!(outage(&KafkaError::MessageConsumption(C::Authentication)).is_some());
+        for routine in [
+            C::BrokerTransportFailure,
+            C::NotLeaderForPartition,
+            C::PartitionEOF,
+        ] {
+            assert_eq!(outage(&KafkaError::MessageConsumption(routine)), None);
+        }
+    }
+
+    #[test]
+    fn instance_ids_are_what_kafka_takes() {
+        assert_eq!(check_instance_id("consumer-0"), Ok(()));
+        assert_eq!(check_instance_id("pipedemo.host_a-1"), Ok(()));
+        for bad in ["", "a b", "x/y", &"a".repeat(250)] {
+            let e = check_instance_id(bad).unwrap_err();
+            assert!(e.contains("--instance-id"), "{e}");
+        }
+    }
 
     #[test]
     fn a_quiet_consumer_is_stuck_only_when_messages_wait_for_it() {

@@ -158,6 +158,15 @@ pub fn redelivered(samples: &[Sample], from_us: i64, to_us: i64) -> u64 {
         .count() as u64
 }
 
+/// When the first event written to MongoDB in `[from_us, to_us]` was written.
+pub fn first_arrival(samples: &[Sample], from_us: i64, to_us: i64) -> Option<i64> {
+    samples
+        .iter()
+        .map(|s| s.t5_us)
+        .filter(|t| (from_us..=to_us).contains(t))
+        .min()
+}
+
 /// The first tick in `[from_us, to_us]` with a problem: when pipedemo noticed, and why.
 pub fn noticed(ticks: &[Tick], from_us: i64, to_us: i64) -> Option<(i64, String)> {
     ticks
@@ -268,6 +277,12 @@ mod tests {
             Some((4_500_000, "Kafka: broker down".into()))
         );
         assert_eq!(noticed(&ticks, 7_000_000, 8_000_000), None);
+        // The first arrival at or after 4 s (the one due at 3.99 s), none after 30 s.
+        assert_eq!(
+            first_arrival(&samples, 4_000_000, 9_000_000),
+            Some(4_000_000)
+        );
+        assert_eq!(first_arrival(&samples, 30_000_000, 40_000_000), None);
         assert_eq!(p99_ms(&samples, 9_000_000, 10_000_000), None);
     }
 }

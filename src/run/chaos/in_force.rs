@@ -37,6 +37,8 @@ pub enum Undo {
     Resume,
     /// Start the local stack's service again.
     Start(Service),
+    /// Let the local stack's frozen service go on.
+    Thaw(Service),
 }
 
 /// What clearing `fault` takes once the run that injected it is gone.
@@ -48,6 +50,7 @@ pub fn undo(fault: Fault) -> Undo {
         Fault::TaskRestart => Undo::Nothing("a restarted task comes back by itself"),
         Fault::ConnectorPause => Undo::Resume,
         f => match f.target() {
+            Target::Stack(service) if f.freezes() => Undo::Thaw(service),
             Target::Stack(service) => Undo::Start(service),
             _ => Undo::Nothing("nothing of it outlives the run"),
         },

@@ -78,6 +78,10 @@ impl Hands {
             Fault::KafkaStop | Fault::MongoStop | Fault::PostgresRestart => {
                 self.stack_do("stop", fault).await?
             }
+            Fault::ConnectFreeze
+            | Fault::KafkaFreeze
+            | Fault::MongoFreeze
+            | Fault::PostgresFreeze => self.stack_do("freeze", fault).await?,
         })
     }
 
@@ -96,6 +100,7 @@ impl Hands {
             super::in_force::Undo::Nothing(_) => Ok(()),
             super::in_force::Undo::Resume => self.connect.set_paused(false).await,
             super::in_force::Undo::Start(service) => self.stack.run("start", service).await,
+            super::in_force::Undo::Thaw(service) => self.stack.run("thaw", service).await,
         }
     }
 
@@ -117,7 +122,8 @@ impl Hands {
                 let Target::Stack(service) = f.target() else {
                     bail!("{f} is not a stack fault");
                 };
-                self.stack.run("start", service).await?;
+                let verb = if f.freezes() { "thaw" } else { "start" };
+                self.stack.run(verb, service).await?;
             }
         }
         Ok(())

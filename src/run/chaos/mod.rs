@@ -105,6 +105,11 @@ pub async fn restore(s: &Settings) -> Result<Option<String>> {
             stack.run("start", service).await?;
             format!("{} started again", service.title())
         }
+        in_force::Undo::Thaw(service) => {
+            let stack = local::probe(rec.stack.as_deref(), s).await;
+            stack.run("thaw", service).await?;
+            format!("{} let go on (it was frozen)", service.title())
+        }
     };
     in_force::remove(s);
     Ok(Some(format!(
@@ -496,6 +501,8 @@ impl Nemesis<'_> {
             r.noticed_after_secs = Some((at - in_force_us).max(0) as f64 / 1e6);
             r.noticed_cause = Some(cause);
         }
+        r.first_event_after_secs = analysis::first_arrival(&self.samples, cleared_us, until)
+            .map(|at| (at - cleared_us) as f64 / 1e6);
         r.latency_during = analysis::stretch(&self.samples, injected_us, cleared_us);
         r.latency_recovering = analysis::stretch(&self.samples, cleared_us, until);
         match (cleared, recovered) {

@@ -70,6 +70,10 @@ pub struct FaultReport {
     pub noticed_after_secs: Option<f64>,
     /// The problem shown.
     pub noticed_cause: Option<String>,
+    /// From clearing to the first event written to MongoDB after it, s: how long the
+    /// pipeline took to move again, apart from how long it took to catch up
+    /// (`recovery_secs`). `None`: nothing arrived before the recovery timeout.
+    pub first_event_after_secs: Option<f64>,
     /// The backlog before it (highest of the 5 s before), events.
     pub normal_backlog: u64,
     /// The highest backlog from injection to recovery, events.
@@ -102,6 +106,7 @@ impl FaultReport {
             cleared_at_secs: None,
             noticed_after_secs: None,
             noticed_cause: None,
+            first_event_after_secs: None,
             normal_backlog: 0,
             peak_backlog: 0,
             recovery_secs: None,
@@ -127,8 +132,11 @@ impl FaultReport {
         };
         match self.verdict {
             Verdict::Recovered => format!(
-                "recovered in {:.1} s · peak backlog {} · {noticed} · {} redelivered",
+                "recovered in {:.1} s (moving after {}) · peak backlog {} · {noticed} · {} \
+                 redelivered",
                 self.recovery_secs.unwrap_or(0.0),
+                self.first_event_after_secs
+                    .map_or("–".to_owned(), |s| format!("{s:.1} s")),
                 thousands(self.peak_backlog),
                 thousands(self.redelivered)
             ),
