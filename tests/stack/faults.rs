@@ -262,8 +262,8 @@ async fn consumer_killed_three_times_loses_and_duplicates_nothing() {
 }
 
 #[tokio::test]
-async fn a_restarted_static_consumer_takes_back_its_partitions_and_a_second_with_its_id_is_refused(
-) {
+async fn a_restarted_static_consumer_takes_back_its_partitions_and_a_second_with_its_id_is_refused()
+{
     common::shared_stack();
     let s = Scenario::new("fault_static").await;
     let group = s.settings.kafka.group.clone();

@@ -14,6 +14,9 @@ use super::gate::OwnTopics;
 use crate::config::KafkaArgs;
 use crate::pipeline::kafka::{client_config, Position, Waiting};
 
+/// A static member's session, ms (a dynamic member's is 10 s).
+pub const STATIC_SESSION_MS: u64 = 30_000;
+
 /// How often stored offsets are committed, ms: what a crash can leave to be redelivered.
 pub(super) const COMMIT_EVERY_MS: u64 = 100;
 
@@ -201,7 +204,14 @@ impl Membership {
             .set("queued.max.messages.kbytes", "8192")
             .set("heartbeat.interval.ms", "1000");
         if let Some(id) = &self.instance_id {
-            config.set("group.instance.id", id);
+            // A static member whose session runs out while the broker is away (a broker
+            // restart takes 15 s here) has been seen never to get its partitions back from
+            // librdkafka: its session outlasts such outages. A restart with the same id takes
+            // the partitions back at once whatever the timeout; it is how long a static member
+            // stopped for good keeps its partitions unread.
+            config
+                .set("group.instance.id", id)
+                .set("session.timeout.ms", STATIC_SESSION_MS.to_string());
         }
         let consumer: StreamConsumer<Ctx> = crate::pipeline::kafka::client::created(
             config.create_with_context(Ctx {

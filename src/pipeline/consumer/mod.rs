@@ -407,9 +407,12 @@ impl Pipeline {
     fn fenced(&self) -> Result<()> {
         let fatal = self.consumer.client().fatal_error();
         match (fatal, self.membership.instance_id()) {
-            (Some((code, _)), Some(id)) if code == rdkafka::types::RDKafkaErrorCode::FencedInstanceId => {
+            (Some((rdkafka::types::RDKafkaErrorCode::FencedInstanceId, _)), Some(id)) => {
                 Err(crate::exit::config(format!(
-                    "another consumer joined the group {} with this consumer's instance id                      `{id}`, and the broker let it take this one's place; each consumer of a                      group needs its own --instance-id (PIPEDEMO_INSTANCE_ID), stable across                      its restarts",
+                    "the broker fenced this consumer of the group {}: another consumer joined \
+                     with this consumer's instance id `{id}` and took its place. Each consumer \
+                     of a group needs its own --instance-id (PIPEDEMO_INSTANCE_ID), stable \
+                     across its restarts; if no other one runs, start this one again",
                     self.membership.group()
                 )))
             }
@@ -464,7 +467,10 @@ impl Pipeline {
                     "the Kafka consumer received nothing for {STALL_AFTER:?} although messages are waiting; reconnecting"
                 );
                 self.idle_waiting = None;
-                self.consumer = self.membership.subscribe()?;
+                let old = std::mem::replace(&mut self.consumer, self.membership.subscribe()?);
+                // Closing a consumer that is stuck in its group can block for long (librdkafka
+                // waits for the group): never on the runtime's only thread.
+                tokio::task::spawn_blocking(move || drop(old));
             }
         }
         Ok(())

@@ -276,8 +276,9 @@ pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<(
             }
         }
         // A member killed a moment ago stays in the group until its session times out (10 s
-        // for pipedemo's consumers), and the group refuses a reset meanwhile: wait that long
-        // before telling the user a consumer still runs.
+        // for pipedemo's consumers, 30 s for a static one: `consume --instance-id`, a chaos
+        // run's), and the group refuses a reset meanwhile: wait that long before telling the
+        // user a consumer still runs.
         let deadline = std::time::Instant::now() + MEMBER_GONE_WITHIN;
         loop {
             match c.commit(&tpl, CommitMode::Sync) {
@@ -298,9 +299,9 @@ pub async fn reset_group(args: &KafkaArgs, topic: &str, to: ResetTo) -> Result<(
     .await?
 }
 
-/// How long a dead member can keep a group from being reset: pipedemo's session timeout and
-/// some slack.
-const MEMBER_GONE_WITHIN: Duration = Duration::from_secs(15);
+/// How long a dead member can keep a group from being reset: a static member's session
+/// timeout and some slack.
+const MEMBER_GONE_WITHIN: Duration = Duration::from_secs(35);
 
 /// Whether a commit failed because the group has (or just had) members.
 fn still_member(e: &rdkafka::error::KafkaError) -> bool {

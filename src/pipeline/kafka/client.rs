@@ -20,6 +20,9 @@ pub fn client_config(args: &KafkaArgs) -> ClientConfig {
         .set("client.id", "pipedemo")
         // Fail fast when the broker is down instead of retrying for minutes.
         .set("socket.connection.setup.timeout.ms", "5000")
+        // A broker that is back is reconnected to within a second; librdkafka's default
+        // backoff grows to 10 s, which a stopped broker's clients then waited out.
+        .set("reconnect.backoff.max.ms", "1000")
         .set("log_level", "3");
     for (k, v) in args.client_properties() {
         c.set(k, v);

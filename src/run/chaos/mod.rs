@@ -402,6 +402,14 @@ impl Nemesis<'_> {
             .chain(std::iter::once(None))
             .collect();
         for (&i, end) in planned.iter().zip(ends) {
+            // Over every arrival so far: a fault recovered at once (a rebalance) has its first
+            // event after clearing later than its recovery.
+            if let Some(cleared) = reports[i].cleared_at_secs {
+                let cleared = self.started_us + (cleared * 1e6) as i64;
+                reports[i].first_event_after_secs =
+                    analysis::first_arrival(&self.samples, cleared, i64::MAX)
+                        .map(|at| (at - cleared) as f64 / 1e6);
+            }
             if let Some(from) = reports[i].recovered_at_secs {
                 let from = self.started_us + (from * 1e6) as i64;
                 let next = end.map_or(i64::MAX, |e| self.started_us + (e * 1e6) as i64 - 1_000_000);
@@ -501,7 +509,8 @@ impl Nemesis<'_> {
             r.noticed_after_secs = Some((at - in_force_us).max(0) as f64 / 1e6);
             r.noticed_cause = Some(cause);
         }
-        r.first_event_after_secs = analysis::first_arrival(&self.samples, cleared_us, until)
+        // Again at the end of the run, over the arrivals after this point too.
+        r.first_event_after_secs = analysis::first_arrival(&self.samples, cleared_us, i64::MAX)
             .map(|at| (at - cleared_us) as f64 / 1e6);
         r.latency_during = analysis::stretch(&self.samples, injected_us, cleared_us);
         r.latency_recovering = analysis::stretch(&self.samples, cleared_us, until);

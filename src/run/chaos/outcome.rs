@@ -72,7 +72,7 @@ pub struct FaultReport {
     pub noticed_cause: Option<String>,
     /// From clearing to the first event written to MongoDB after it, s: how long the
     /// pipeline took to move again, apart from how long it took to catch up
-    /// (`recovery_secs`). `None`: nothing arrived before the recovery timeout.
+    /// (`recovery_secs`). `None`: nothing arrived after it.
     pub first_event_after_secs: Option<f64>,
     /// The backlog before it (highest of the 5 s before), events.
     pub normal_backlog: u64,
@@ -132,11 +132,10 @@ impl FaultReport {
         };
         match self.verdict {
             Verdict::Recovered => format!(
-                "recovered in {:.1} s (moving after {}) · peak backlog {} · {noticed} · {} \
-                 redelivered",
+                "recovered in {:.1} s{} · peak backlog {} · {noticed} · {} redelivered",
                 self.recovery_secs.unwrap_or(0.0),
                 self.first_event_after_secs
-                    .map_or("–".to_owned(), |s| format!("{s:.1} s")),
+                    .map_or(String::new(), |s| format!(" (moving after {s:.1} s)")),
                 thousands(self.peak_backlog),
                 thousands(self.redelivered)
             ),
