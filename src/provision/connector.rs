@@ -217,6 +217,11 @@ pub fn connector_config(
         // the connector after this wait: 10 s by default, most of a PostgreSQL restart's
         // recovery time. A second still spares a database that is down from a reconnect storm.
         "retriable.restart.connector.wait.ms": "1000",
+        // The replication slot is still held by the connection of a task that was killed (or
+        // of a PostgreSQL that restarted) until the server notices: Debezium asks again every
+        // 10 s by default, six times. Every second, sixty times: the same minute, found sooner.
+        "slot.retry.delay.ms": "1000",
+        "slot.max.retries": "60",
         // The outbox is insert-only: a delete is a row's retention ending (`--outbox-delete`
         // deletes each row in its own transaction), not an event; skipped here, neither it nor
         // its tombstone costs Kafka and the consumer a message (truncates were skipped already).

@@ -146,6 +146,11 @@ mod tests {
         assert_eq!(undo(Fault::MongoStop), Undo::Start(Service::Mongo));
         assert_eq!(undo(Fault::ConnectKill), Undo::Start(Service::Connect));
         assert_eq!(undo(Fault::PostgresRestart), Undo::Start(Service::Postgres));
+        // A frozen service left frozen is let go on, never started a second time beside it.
+        assert_eq!(undo(Fault::KafkaFreeze), Undo::Thaw(Service::Kafka));
+        assert_eq!(undo(Fault::ConnectFreeze), Undo::Thaw(Service::Connect));
+        assert_eq!(undo(Fault::MongoFreeze), Undo::Thaw(Service::Mongo));
+        assert_eq!(undo(Fault::PostgresFreeze), Undo::Thaw(Service::Postgres));
         for f in [
             Fault::ConsumerKill,
             Fault::ConsumerCrash,
