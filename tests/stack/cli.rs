@@ -559,3 +559,55 @@ async fn an_unusable_dead_letter_topic_shows_degraded_and_fails_the_run_in_bound
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A load whose events are held back says what held them (the cause its health line showed),
+/// not only "check the stack", and nothing of them is lost: once the cause clears they arrive.
+#[tokio::test]
+async fn a_load_whose_events_were_held_back_names_the_cause_and_loses_nothing() {
+    common::shared_stack();
+    let o = pipedemo("cli_held", &["setup"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = common::settings("cli_held", &[]);
+    let connect = pipedemo::provision::connector::Connect::new(&s.connect).unwrap();
+    connect.set_paused(true).await.unwrap();
+    let o = pipedemo(
+        "cli_held",
+        &[
+            "load",
+            "--events",
+            "300",
+            "--rate",
+            "150",
+            "--timeout",
+            "10s",
+        ],
+    );
+    connect.set_paused(false).await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("while waiting the health line showed: Debezium connector PAUSED"),
+        "{}",
+        text(&o)
+    );
+    // Resumed, the connector sends them on and a consumer applies every one.
+    let mut consumer = common::Spawned::start(
+        common::pipedemo("cli_held")
+            .arg("consume")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let r = loop {
+        let r = pipedemo::check::verify::run(&s, false).await.unwrap();
+        if (r.passed && r.found_events == 300) || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    consumer.signal("-TERM");
+    let _ = consumer.wait();
+    assert!(
+        r.passed && r.found_events == 300,
+        "waited 120 s for the held events: {r:#?}"
+    );
+}

@@ -178,6 +178,9 @@ impl Membership {
     /// A new Kafka consumer in the group, subscribed to the topic.
     pub(super) fn subscribe(&self) -> Result<StreamConsumer<Ctx>> {
         let mut config = client_config(&self.kafka);
+        // The consumer protocol of KIP-848 (`-X group.protocol=consumer`) keeps the session
+        // and the assignment on the broker: librdkafka refuses a consumer that sets them.
+        let classic = !uses_consumer_protocol(&self.kafka);
         if self.subscription.starts_with('^') {
             // A pattern subscription sees a new topic (an aggregate type the router met for
             // the first time) at the next metadata refresh: 5 minutes by default.
@@ -185,7 +188,9 @@ impl Membership {
             // The range assignor splits each topic on its own, giving partition 0 of every
             // topic to the same member and none to a member beyond a topic's partition count;
             // round robin over all the topics' partitions gives every member its share.
-            config.set("partition.assignment.strategy", "roundrobin");
+            if classic {
+                config.set("partition.assignment.strategy", "roundrobin");
+            }
         }
         config
             .set("group.id", &self.kafka.group)
@@ -198,20 +203,24 @@ impl Membership {
             // Low latency: answer fetches at once rather than waiting to fill them.
             .set("fetch.wait.max.ms", "5")
             .set("fetch.queue.backoff.ms", "1")
-            .set("session.timeout.ms", "10000")
             // librdkafka pre-fetches up to 64 MB per partition by default; 8 MB keeps memory
             // bounded and is still thousands of envelopes ahead.
-            .set("queued.max.messages.kbytes", "8192")
-            .set("heartbeat.interval.ms", "1000");
+            .set("queued.max.messages.kbytes", "8192");
+        if classic {
+            config
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "1000");
+        }
         if let Some(id) = &self.instance_id {
             // A static member whose session runs out while the broker is away (a broker
             // restart takes 15 s here) has been seen never to get its partitions back from
             // librdkafka: its session outlasts such outages. A restart with the same id takes
             // the partitions back at once whatever the timeout; it is how long a static member
             // stopped for good keeps its partitions unread.
-            config
-                .set("group.instance.id", id)
-                .set("session.timeout.ms", STATIC_SESSION_MS.to_string());
+            config.set("group.instance.id", id);
+            if classic {
+                config.set("session.timeout.ms", STATIC_SESSION_MS.to_string());
+            }
         }
         let consumer: StreamConsumer<Ctx> = crate::pipeline::kafka::client::created(
             config.create_with_context(Ctx {
@@ -283,6 +292,17 @@ pub(super) fn stalled(
     } else {
         Stalled::No
     }
+}
+
+/// Whether the consumer joins with the consumer protocol of KIP-848 (`-X
+/// group.protocol=consumer`) rather than the classic one.
+pub(super) fn uses_consumer_protocol(kafka: &KafkaArgs) -> bool {
+    kafka
+        .client_properties()
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "group.protocol")
+        .is_some_and(|(_, v)| v.eq_ignore_ascii_case("consumer"))
 }
 
 /// The outage a consumer error means, as the dashboard says it: the brokers cannot be
