@@ -153,11 +153,12 @@ pub enum MetricEvent {
         /// Why it was skipped.
         reason: String,
     },
-    /// MongoDB is failing; the consumer is retrying and commits nothing meanwhile.
+    /// MongoDB (or Kafka) is failing; the consumer is retrying and commits nothing
+    /// meanwhile. Attempt 0 says the outage is over (Kafka answered again).
     Outage {
         /// The error.
         reason: String,
-        /// Retry number.
+        /// Retry number (0: over).
         attempt: u32,
     },
 }
