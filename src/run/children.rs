@@ -276,7 +276,7 @@ fn main_instance_id(group: &str) -> String {
     let safe: String = group
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            if crate::pipeline::consumer::instance_id_char(c) {
                 c
             } else {
                 '-'

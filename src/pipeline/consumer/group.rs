@@ -321,11 +321,15 @@ pub(super) fn outage(e: &rdkafka::error::KafkaError) -> Option<String> {
     Some(format!("Kafka: {what} ({code:?})"))
 }
 
+/// Whether Kafka takes `c` in a group instance id.
+pub fn instance_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
 /// A static member's id checked before it reaches the broker: Kafka takes letters, digits,
 /// `.`, `_` and `-`, at most 249 of them.
 pub fn check_instance_id(id: &str) -> Result<(), String> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if id.is_empty() || id.len() > 249 || !id.chars().all(ok) {
+    if id.is_empty() || id.len() > 249 || !id.chars().all(instance_id_char) {
         let shown: String = id.chars().take(60).collect();
         return Err(format!(
             "--instance-id `{shown}` is not a Kafka group instance id: use 1-249 letters, \

@@ -36,7 +36,7 @@ use crate::telemetry::metrics::{ErrorRecord, MetricEvent, MetricsSender};
 
 use batch::{DeadLetter, Message, Route};
 pub use gate::OwnTopics;
-pub use group::{check_instance_id, Assigned, Holding};
+pub use group::{check_instance_id, instance_id_char, Assigned, Holding};
 use group::{Ctx, Membership, Stalled};
 
 /// Tuning of the consumer.

@@ -167,6 +167,12 @@ pub fn first_arrival(samples: &[Sample], from_us: i64, to_us: i64) -> Option<i64
         .min()
 }
 
+/// From `cleared_us` to the first event written to MongoDB after it, s: when the pipeline
+/// moved again.
+pub fn moving_after_secs(samples: &[Sample], cleared_us: i64) -> Option<f64> {
+    first_arrival(samples, cleared_us, i64::MAX).map(|at| (at - cleared_us) as f64 / 1e6)
+}
+
 /// The first tick in `[from_us, to_us]` with a problem: when pipedemo noticed, and why.
 pub fn noticed(ticks: &[Tick], from_us: i64, to_us: i64) -> Option<(i64, String)> {
     ticks
@@ -283,6 +289,8 @@ mod tests {
             Some(4_000_000)
         );
         assert_eq!(first_arrival(&samples, 30_000_000, 40_000_000), None);
+        assert_eq!(moving_after_secs(&samples, 3_995_000), Some(0.005));
+        assert_eq!(moving_after_secs(&samples, 30_000_000), None);
         assert_eq!(p99_ms(&samples, 9_000_000, 10_000_000), None);
     }
 }

@@ -407,8 +407,7 @@ impl Nemesis<'_> {
             if let Some(cleared) = reports[i].cleared_at_secs {
                 let cleared = self.started_us + (cleared * 1e6) as i64;
                 reports[i].first_event_after_secs =
-                    analysis::first_arrival(&self.samples, cleared, i64::MAX)
-                        .map(|at| (at - cleared) as f64 / 1e6);
+                    analysis::moving_after_secs(&self.samples, cleared);
             }
             if let Some(from) = reports[i].recovered_at_secs {
                 let from = self.started_us + (from * 1e6) as i64;
@@ -510,8 +509,7 @@ impl Nemesis<'_> {
             r.noticed_cause = Some(cause);
         }
         // Again at the end of the run, over the arrivals after this point too.
-        r.first_event_after_secs = analysis::first_arrival(&self.samples, cleared_us, i64::MAX)
-            .map(|at| (at - cleared_us) as f64 / 1e6);
+        r.first_event_after_secs = analysis::moving_after_secs(&self.samples, cleared_us);
         r.latency_during = analysis::stretch(&self.samples, injected_us, cleared_us);
         r.latency_recovering = analysis::stretch(&self.samples, cleared_us, until);
         match (cleared, recovered) {
