@@ -15,8 +15,8 @@ const EXIT_CODES: &str = "Exit codes:
   1    a check or threshold failed (missing events, verification, a --threshold, a phase's
        targets, a fault not recovered, a figure worse than the baseline)
   2    usage or configuration error, including credentials or TLS settings a service refuses,
-       a malformed .env or pipedemo.toml, and setup/cleanup refusing what pipedemo did not
-       create (without --force)
+       a malformed .env or pipedemo.toml, setup/cleanup refusing what pipedemo did not
+       create (without --force), and a command run before `pipedemo setup`
   3    a service unreachable or lacking what pipedemo needs (the message says which and how
        to fix it)
   130  interrupted (Ctrl-C or SIGTERM, after a clean stop; a second Ctrl-C quits at once)";

@@ -1,7 +1,7 @@
 //! pipedemo's exit codes, the same in every command (README, "Exit codes"):
 //! 0 success, 1 a check or threshold failed, 2 usage or configuration error (pipedemo's own
-//! settings: flags, credentials, TLS, a refusal to clear), 3 a service unreachable or lacking
-//! what pipedemo needs, 130 interrupted.
+//! settings: flags, credentials, TLS, a refusal to clear; a command run before its setup), 3 a
+//! service unreachable or lacking what pipedemo needs, 130 interrupted.
 
 use std::process::ExitCode;
 
@@ -42,7 +42,7 @@ impl From<Exit> for ExitCode {
 }
 
 /// A service that cannot be used: unreachable, or lacking what pipedemo needs (logical
-/// decoding, the Debezium plugin, a table). The message says which and how to fix it. Exit code 3.
+/// decoding, the Debezium plugin, a database). The message says which and how to fix it. Exit code 3.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ServiceError(pub String);
@@ -59,6 +59,17 @@ pub fn config(message: impl Into<String>) -> anyhow::Error {
     ConfigError(message.into()).into()
 }
 
+/// A command run before the setup it needs: what is missing is pipedemo's to create, so the
+/// fix is the user's next command, named in the message. Exit code 2, like a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotSetUp(pub String);
+
+/// An [`anyhow::Error`] carrying a [`NotSetUp`].
+pub fn not_set_up(message: impl Into<String>) -> anyhow::Error {
+    NotSetUp(message.into()).into()
+}
+
 /// An [`anyhow::Error`] carrying a [`ServiceError`].
 pub fn service(message: impl Into<String>) -> anyhow::Error {
     ServiceError(message.into()).into()
@@ -68,7 +79,9 @@ pub fn service(message: impl Into<String>) -> anyhow::Error {
 /// [`ConfigError`]; else [`Exit::Service`] when any cause is a service's (a [`ServiceError`] or
 /// a client library's error); else [`Exit::Usage`].
 pub fn of_error(e: &anyhow::Error) -> Exit {
-    if e.chain().any(|c| c.is::<ConfigError>()) {
+    if e.chain()
+        .any(|c| c.is::<ConfigError>() || c.is::<NotSetUp>())
+    {
         return Exit::Usage;
     }
     let from_service = e.chain().any(|c| {

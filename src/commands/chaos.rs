@@ -37,7 +37,8 @@ pub struct FaultArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub gap: Duration,
     /// How long after clearing a fault the pipeline may take to recover (backlog back to
-    /// its level before the fault, p99 within the SLO); longer fails the run.
+    /// its level before the fault and staying there for 2 s, p99 within the SLO); longer fails
+    /// the run.
     #[arg(long, default_value = "90s", value_parser = parse_duration)]
     pub recovery_timeout: Duration,
     /// The local stack's script, for the faults that stop its services.
@@ -129,6 +130,14 @@ pub async fn restore_left(s: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// The faults that cannot run, each with why.
+fn refused(available: &[(Fault, Option<String>)]) -> Vec<String> {
+    available
+        .iter()
+        .filter_map(|(f, why)| why.as_ref().map(|w| format!("{f} ({w})")))
+        .collect()
+}
+
 /// `pipedemo chaos`.
 pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     let o = ChaosOptions::from(&a);
@@ -148,6 +157,17 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     }
     restore_left(s).await?;
     let thresholds = a.thresholds.list(Kind::Chaos, [])?;
+    if o.faults.is_some() {
+        // Faults asked for by name that cannot run here: a run that skipped them would pass
+        // having tested nothing of what was asked.
+        let refused = refused(&chaos::available(s, &o).await?);
+        if !refused.is_empty() {
+            return Err(crate::exit::config(format!(
+                "cannot inject {}; `pipedemo chaos --list` shows what can run here",
+                refused.join("; ")
+            )));
+        }
+    }
     let stop = stop_on_signals();
     // The consumer processes stop when the session finishes, not on the signal: an
     // interrupted run still clears its fault and drains what it inserted.

@@ -155,6 +155,14 @@ pub enum Routing {
 }
 
 impl Routing {
+    /// The setup command that creates what this routing reads.
+    pub fn setup_command(self) -> &'static str {
+        match self {
+            Routing::Raw => "pipedemo setup",
+            Routing::EventRouter => "pipedemo setup --routing event-router",
+        }
+    }
+
     /// The name on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -238,13 +238,18 @@ pub async fn create_table(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Fails with a hint when `event_outbox` is missing.
-pub async fn check_table(client: &Client) -> Result<()> {
+/// Whether `public.event_outbox` exists.
+pub async fn table_exists(client: &Client) -> Result<bool> {
     let row = client
         .query_one("SELECT to_regclass('public.event_outbox') IS NOT NULL", &[])
         .await?;
-    if !row.get::<_, bool>(0) {
-        return Err(crate::exit::service(
+    Ok(row.get(0))
+}
+
+/// Fails with a hint when `event_outbox` is missing.
+pub async fn check_table(client: &Client) -> Result<()> {
+    if !table_exists(client).await? {
+        return Err(crate::exit::not_set_up(
             "table event_outbox does not exist; run `pipedemo setup` first",
         ));
     }

@@ -73,6 +73,7 @@ pub async fn sweep(
         rules::limiting_stage(&below.stages, &above.stages)
     });
     let (ceiling_eps, overflow_eps) = sweep.ceiling();
+    session.live.lock().result = Some(result_line(sustained, o.slo_p99_ms));
     Ok(CapacityReport {
         routing: session.routing(),
         sustained_eps: sustained,
@@ -85,6 +86,18 @@ pub async fn sweep(
         limiting_growth_ms: knee.map(|k| k.1),
         steps,
     })
+}
+
+/// What a sweep found, in the words of the line that says it is complete: the result, not
+/// the last rate tried (which is above it, or a refinement below it).
+fn result_line(sustained: Option<f64>, slo_p99_ms: f64) -> String {
+    match sustained {
+        Some(r) => format!(
+            "capacity {} events/s: the highest offered rate sustained within p99 {slo_p99_ms} ms",
+            crate::numbers::thousands(r.round() as u64)
+        ),
+        None => format!("capacity: no offered rate sustained within p99 {slo_p99_ms} ms"),
+    }
 }
 
 /// Offers `rate` for one step, then lets the backlog drain before judging it.
@@ -144,4 +157,18 @@ async fn run_step(
         gc_pauses,
         first_try: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_result_line_names_the_sustained_rate() {
+        assert_eq!(
+            result_line(Some(2000.4), 50.0),
+            "capacity 2,000 events/s: the highest offered rate sustained within p99 50 ms"
+        );
+        assert!(result_line(None, 50.0).contains("no offered rate sustained"));
+    }
 }

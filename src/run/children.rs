@@ -52,6 +52,9 @@ struct Inner {
     log: PathBuf,
     /// Consumers that ended without being asked to (crashes, kills), with how.
     ended: Vec<String>,
+    /// Why the main consumer is not restarted: it refused its settings or found the pipeline
+    /// not set up (exit 2), which a restart cannot change.
+    gave_up: Option<String>,
 }
 
 struct Proc {
@@ -84,6 +87,7 @@ impl Children {
             tails: Vec::new(),
             log: dir.join(LOG_FILE),
             ended: Vec::new(),
+            gave_up: None,
         };
         inner.main = Some(inner.spawn(Slot::Main)?);
         let children = Children {
@@ -116,6 +120,13 @@ impl Children {
                         inner.main = None;
                         let how = format!("consumer process {pid} {}", ended_how(status));
                         inner.ended.push(how.clone());
+                        if status.code() == Some(i32::from(crate::exit::Exit::Usage.code())) {
+                            let why = last_error(&inner.log).unwrap_or(how);
+                            tracing::error!("{why}; the consumer is not restarted");
+                            self.live.lock().process_problem = Some(why.clone());
+                            inner.gave_up = Some(why);
+                            return;
+                        }
                         Some(how)
                     }
                     _ => None,
@@ -204,6 +215,11 @@ impl Children {
         let kafka = self.inner.lock().await.settings.kafka.clone();
         let deadline = Instant::now() + limit;
         loop {
+            if let Some(why) = self.gave_up().await {
+                return Err(crate::exit::config(format!(
+                    "the consumer process stopped: {why}"
+                )));
+            }
             if let Ok(Some(g)) = admin::group_state(&kafka, &kafka.group).await {
                 if g.state == "Stable" && g.members >= members {
                     return Ok(());
@@ -220,6 +236,12 @@ impl Children {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Why the main consumer was given up (it exited 2: settings refused, or the pipeline not
+    /// set up), in its own words; the run cannot go on.
+    pub async fn gave_up(&self) -> Option<String> {
+        self.inner.lock().await.gave_up.clone()
     }
 
     /// Consumer processes that ended without being asked to, and how.
@@ -372,6 +394,17 @@ pub fn own_group_dying_with_parent(cmd: &mut tokio::process::Command) {
             Ok(())
         });
     }
+}
+
+/// The last `error:` line of the consumers' log, bounded: what a consumer that gave up said.
+fn last_error(log: &Path) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    let tail = &text[text.len().saturating_sub(16 * 1024)..];
+    let line = String::from_utf8_lossy(tail)
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error:").map(|e| e.trim().to_owned()))?;
+    Some(crate::pipeline::bounded::prefix(&line, crate::pipeline::bounded::ECHO_LIMIT).into_owned())
 }
 
 /// How a process ended, in words.

@@ -305,7 +305,8 @@ impl Session {
         host: Host,
     ) -> Result<Session> {
         let pg = Arc::new(outbox::connect(&s.pg).await?);
-        outbox::check_table(&pg).await?;
+        // Before any consumer, child process or file: a run that cannot work says so at once.
+        crate::provision::ready::require(s, &pg).await?;
         let file = MetricsFile::append(&s.output.metrics_file)?;
         let (tx, rx) = metrics::channel();
         let live = match &host {
@@ -344,7 +345,11 @@ impl Session {
             }
             Host::Children(_) => {
                 let c = Children::start(s, tx, live.clone()).await?;
-                c.wait_members(1, Duration::from_secs(60)).await?;
+                if let Err(e) = c.wait_members(1, Duration::from_secs(60)).await {
+                    // Nothing ran: no consumer left behind, no child's file left.
+                    let _ = c.clone().finish().await;
+                    return Err(e);
+                }
                 Consumer::Children(c)
             }
         };

@@ -510,6 +510,12 @@ pub fn progress_line(s: &Snapshot) -> String {
     if s.observing {
         return health_line(s);
     }
+    if let Some(result) = &s.result {
+        return format!("[{}] {result}", state_name(s.state));
+    }
+    // The phase's own events: a line that names the phase shows no other phase's figures
+    // (the pre-warm's JVM stall in the extreme phase's line).
+    let latency = s.phase_total.as_ref().unwrap_or(&s.total);
     let mut line = format!(
         "[{}] {} {}/{} · {} ev/s (avg {:.0}, peak {}) · p50 {} p95 {} p99 {} · errors {} · lag {}",
         state_name(s.state),
@@ -519,9 +525,9 @@ pub fn progress_line(s: &Snapshot) -> String {
         thousands(s.current_eps),
         s.average_eps,
         thousands(s.peak_eps),
-        ms(s.total.p50_ms),
-        ms(s.total.p95_ms),
-        ms(s.total.p99_ms),
+        ms(latency.p50_ms),
+        ms(latency.p95_ms),
+        ms(latency.p99_ms),
         s.errors,
         s.health.lag.map_or("?".into(), |l| l.to_string()),
     );
@@ -819,11 +825,71 @@ mod tests {
         assert!(badge.modifier.contains(Modifier::REVERSED));
     }
 
+    /// Folds `n` applied events of the current phase, each `latency_ms` from T0 to T5.
+    fn arrive(l: &mut Live, ids: &[Uuid], latency_ms: i64) {
+        let t0 = now_us() - 2_000_000;
+        for (i, id) in ids.iter().enumerate() {
+            let timing = Timing {
+                t0_us: t0,
+                commit_us: None,
+                t1_us: t0 + 1_000,
+                t2_us: t0 + 2_000,
+                t3_us: t0 + 3_000,
+                t4_us: t0 + 3_100,
+                t5_us: t0 + latency_ms * 1000,
+            };
+            l.fold(&MetricEvent::Event(EventRecord {
+                event_id: *id,
+                event_type: EventType::UserCreated,
+                aggregate_id: *id,
+                label: "ada".into(),
+                partition: 0,
+                offset: i as i64,
+                applied: true,
+                stages: timing.stages(),
+                timing,
+                tag: None,
+            }));
+        }
+    }
+
+    #[test]
+    fn the_progress_line_shows_the_phases_own_percentiles() {
+        let mut l = Live::default();
+        let warm: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+        l.begin_phase("pre-warm", warm.clone());
+        arrive(&mut l, &warm, 600);
+        let extreme: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+        l.begin_phase("extreme", extreme.clone());
+        arrive(&mut l, &extreme[..20], 14);
+        let line = progress_line(&l.snapshot());
+        assert!(
+            line.starts_with("[RUNNING] extreme 20/50") && line.contains("p99 14.0ms"),
+            "{line}"
+        );
+        assert!(!line.contains("600"), "another phase's figures in {line}");
+        // The whole run's figures are still what the run's own total says.
+        assert!(l.snapshot().total.p99_ms > 500.0);
+    }
+
     #[test]
     fn complete_runs_are_shown_as_complete() {
         let mut l = fed();
         l.complete = true;
         assert!(screen(&l, 80, 24).contains("COMPLETE"));
         assert!(progress_line(&l.snapshot()).starts_with("[COMPLETE] stress 30/40"));
+    }
+
+    #[test]
+    fn a_complete_run_that_found_a_result_says_it_rather_than_its_last_step() {
+        let mut l = fed();
+        l.result = Some("capacity 2,000 events/s".into());
+        // Not before it is over.
+        assert!(progress_line(&l.snapshot()).starts_with("[ERROR] stress 30/40"));
+        l.complete = true;
+        assert_eq!(
+            progress_line(&l.snapshot()),
+            "[COMPLETE] capacity 2,000 events/s"
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::check::compare::{Change, Comparison};
 use crate::check::thresholds::Checked;
 use crate::check::verify::pass_fail_text;
 use crate::config::Routing;
+use crate::run::chaos::analysis;
 use crate::run::chaos::outcome::{ChaosOutcome, Verdict};
 use crate::run::outcome::{CapacityReport, FullOutcome};
 use crate::show::plots::{self, Band};
@@ -392,9 +393,8 @@ pub fn chaos_section(c: &ChaosOutcome) -> Markup {
         h2 #chaos { "Chaos" }
         p {
             (thousands(c.load.sent)) " events offered at " (format!("{:.0}", c.rate_eps))
-            " events/s while faults ran one at a time; recovered = backlog back to its level before \
-             the fault and p99 (from schedule) within " (c.slo_p99_ms) " ms, within "
-            (c.recovery_timeout_secs) " s. Lost " (thousands(c.lost)) " · duplicated "
+            " events/s while faults ran one at a time; " (analysis::RECOVERED_MEANS) " "
+            (c.slo_p99_ms) " ms, within " (c.recovery_timeout_secs) " s. Lost " (thousands(c.lost)) " · duplicated "
             (thousands(c.duplicated)) " · "
             @if c.passed { span.pass { "PASS" } } @else { span.fail { "FAIL: " (c.failures.join("; ")) } }
         }
@@ -470,11 +470,45 @@ pub fn write_chaos_html(path: &Path, c: &ChaosOutcome) -> Result<()> {
 /// The four plots, full width, the over-time ones with each phase shaded and the latency
 /// target drawn.
 fn figures(o: &FullOutcome, live: &Live) -> Markup {
-    let points: Vec<(i64, f64)> = live.points.iter().map(|p| (p.0, p.2)).collect();
-    let t0_us = live
-        .points
+    let bars: Vec<(&str, f64, f64)> = Stage::PARTS
         .iter()
-        .map(|p| p.0)
+        .map(|stage| {
+            let s = o
+                .verification
+                .latency
+                .get(stage)
+                .cloned()
+                .unwrap_or_default();
+            (stage.label(), s.p50_ms, s.p95_ms)
+        })
+        .collect();
+    let target = (!o.burst).then(|| {
+        (
+            o.targets.p99_ms,
+            format!("target p99 < {} ms", o.targets.p99_ms),
+        )
+    });
+    let plots = plots_of(live, &bars, target);
+    html! {
+        h2 #plots { "Plots" }
+        @for (id, svg) in &plots {
+            figure id=(id) { (PreEscaped(svg)) }
+        }
+    }
+}
+
+/// The report's plots of a run: per second and per phase, never per event, so that their size
+/// does not grow with the rate (a one-hour soak's stays under 2 MB; the per-event data is in
+/// the metrics file).
+fn plots_of(
+    live: &Live,
+    bars: &[(&str, f64, f64)],
+    target: Option<(f64, String)>,
+) -> [(&'static str, String); 4] {
+    let seconds = live.seconds();
+    let t0_us = seconds
+        .iter()
+        .map(|s| s.sec * 1_000_000)
         .chain(live.phases.iter().map(|p| p.started_us))
         .min()
         .unwrap_or(0);
@@ -495,15 +529,27 @@ fn figures(o: &FullOutcome, live: &Live) -> Markup {
             _ => bands.push((start, end, name)),
         }
     }
-    let mut per_second: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
-    // A long run keeps every n-th event's point: each stands for n events.
-    for p in &live.points {
-        *per_second.entry(p.1.div_euclid(1_000_000)).or_default() += live.events_per_point();
-    }
-    let per_second: Vec<(i64, u64)> = match (per_second.keys().next(), per_second.keys().last()) {
-        (Some(&a), Some(&b)) => (a..=b)
-            .map(|s| (s, per_second.get(&s).copied().unwrap_or(0)))
-            .collect(),
+    let at = |sec: i64| (sec * 1_000_000 - t0_us) as f64 / 1e6;
+    let latency: Vec<plots::SecondLatency> = seconds
+        .iter()
+        .filter(|s| s.latency.count > 0)
+        .map(|s| {
+            (
+                at(s.sec),
+                s.latency.p50_ms,
+                s.latency.p99_ms,
+                s.latency.max_ms,
+            )
+        })
+        .collect();
+    let per_second: Vec<(i64, u64)> = match (seconds.first(), seconds.last()) {
+        (Some(a), Some(b)) => {
+            let by: std::collections::BTreeMap<i64, u64> =
+                seconds.iter().map(|s| (s.sec, s.events)).collect();
+            (a.sec..=b.sec)
+                .map(|s| (s, by.get(&s).copied().unwrap_or(0)))
+                .collect()
+        }
         _ => Vec::new(),
     };
     let cdfs: Vec<(String, crate::telemetry::stats::Latency)> = live
@@ -511,40 +557,80 @@ fn figures(o: &FullOutcome, live: &Live) -> Markup {
         .iter()
         .map(|p| (p.name.clone(), p.stats.stages.get(Stage::Total).clone()))
         .collect();
-    let bars: Vec<(&str, f64, f64)> = Stage::PARTS
-        .iter()
-        .map(|stage| {
-            let s = o
-                .verification
-                .latency
-                .get(stage)
-                .cloned()
-                .unwrap_or_default();
-            (stage.label(), s.p50_ms, s.p95_ms)
-        })
-        .collect();
-    let target = (!o.burst).then(|| {
-        (
-            o.targets.p99_ms,
-            format!("target p99 < {} ms", o.targets.p99_ms),
-        )
-    });
-    let plots = [
+    [
         (
             "latency-over-time",
-            plots::latency_over_time(&points, t0_us, &bands, target),
+            plots::latency_bands(&latency, &bands, target),
         ),
         ("latency-cdf", plots::latency_cdf(&cdfs)),
-        ("stage-breakdown", plots::stage_bars(&bars)),
+        ("stage-breakdown", plots::stage_bars(bars)),
         (
             "throughput",
             plots::throughput(&per_second, t0_us.div_euclid(1_000_000), &bands),
         ),
-    ];
-    html! {
-        h2 #plots { "Plots" }
-        @for (id, svg) in &plots {
-            figure id=(id) { (PreEscaped(svg)) }
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+    use crate::telemetry::metrics::{EventRecord, MetricEvent, Timing};
+
+    /// A one-hour run at 100 events/s: 360,000 events in two phases, latency 5–600 ms.
+    fn hour() -> Live {
+        let mut l = Live::default();
+        let t0 = 1_700_000_000_000_000;
+        for (phase, from, to) in [("soak", 0, 1800), ("soak-2", 1800, 3600)] {
+            l.begin_phase_of(phase, (to - from) as u64 * 100);
+            if let Some(p) = l.phases.last_mut() {
+                p.started_us = t0 + from * 1_000_000;
+            }
+            for sec in from..to {
+                for k in 0..100 {
+                    let at = t0 + sec * 1_000_000 + k * 10_000;
+                    let latency = 5_000 + (sec * 7 + k * 13) % 595_000;
+                    let timing = Timing {
+                        t0_us: at,
+                        commit_us: None,
+                        t1_us: at + 1_000,
+                        t2_us: at + 2_000,
+                        t3_us: at + 3_000,
+                        t4_us: at + 3_100,
+                        t5_us: at + latency,
+                    };
+                    let id = uuid::Uuid::new_v4();
+                    l.fold(&MetricEvent::Event(EventRecord {
+                        event_id: id,
+                        event_type: EventType::UserCreated,
+                        aggregate_id: id,
+                        label: "ada".into(),
+                        partition: 0,
+                        offset: sec * 100 + k,
+                        applied: true,
+                        stages: timing.stages(),
+                        timing,
+                        tag: None,
+                    }));
+                }
+            }
         }
+        l
+    }
+
+    #[test]
+    fn a_one_hour_runs_plots_stay_small_and_cover_every_second() {
+        let l = hour();
+        let plots = plots_of(&l, &[("CDC", 1.0, 2.0)], Some((100.0, "target".into())));
+        let bytes: usize = plots.iter().map(|(_, svg)| svg.len()).sum();
+        eprintln!("a one-hour run's plots: {bytes} bytes");
+        // The whole report is these plots and a few tables: 2 MB is the report's bound.
+        assert!(bytes < 1_500_000, "{bytes} bytes of plots");
+        // Per second, not per event: one line vertex per second and line.
+        let latency = &plots[0].1;
+        assert!(latency.contains("p99") && latency.contains("max"), "legend");
+        // Events written up to 0.6 s after their second: 3,600 seconds, and the one after.
+        assert!((3600..=3601).contains(&l.seconds().len()));
+        assert_eq!(l.seconds().iter().map(|s| s.events).sum::<u64>(), 360_000);
     }
 }

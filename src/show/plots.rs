@@ -104,33 +104,34 @@ fn draw_limit<'a, 'b: 'a>(
     Ok(())
 }
 
-/// End-to-end latency of every event against the time it was created (seconds from
-/// `t0_us`), each phase shaded, and the latency target as a dashed line.
-pub fn latency_over_time(
-    points: &[(i64, f64)],
-    t0_us: i64,
+/// One second of a latency plot: (seconds since the start, p50, p99, max), ms.
+pub type SecondLatency = (f64, f64, f64, f64);
+
+/// End-to-end latency per second of the run (when written): p50, p99 and max lines, each
+/// phase shaded, the latency target dashed. A fixed cost per second, whatever the rate: the
+/// per-event data stays in the metrics file. `seconds`: (seconds since the start, p50, p99,
+/// max), ms. The y axis ends above the highest p99, so that a stall's max does not flatten
+/// the rest; a max above it runs along the top.
+pub fn latency_bands(
+    seconds: &[SecondLatency],
     phases: &[Band],
     limit: Option<(f64, String)>,
 ) -> String {
     draw(|root| {
-        let xs: Vec<(f64, f64)> = points
-            .iter()
-            .map(|(t, l)| ((t - t0_us) as f64 / 1e6, *l))
-            .collect();
-        let xmax = xs
+        let xmax = seconds
             .iter()
             .map(|p| p.0)
             .chain(phases.iter().map(|b| b.1))
             .fold(1.0, f64::max);
-        let ymax = xs
+        let ymax = seconds
             .iter()
-            .map(|p| p.1)
+            .map(|p| p.2)
             .chain(limit.iter().map(|l| l.0))
             .fold(1.0, f64::max)
-            * 1.08;
+            * 1.15;
         let mut c = ChartBuilder::on(root)
             .caption(
-                "End-to-end latency over time (phases shaded)",
+                "End-to-end latency per second: p50, p99, max (phases shaded)",
                 ("sans-serif", 20),
             )
             .margin(10)
@@ -138,15 +139,36 @@ pub fn latency_over_time(
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
         c.configure_mesh()
-            .x_desc("seconds since the run started")
+            .x_desc("seconds since the run started (events by when they were written)")
             .y_desc("latency (ms)")
             .draw()?;
         draw_bands(&mut c, phases, ymax, xmax, PALETTE[0])?;
-        c.draw_series(
-            xs.iter()
-                .map(|p| Circle::new(*p, 1, PALETTE[0].mix(0.5).filled())),
-        )?;
-        draw_limit(&mut c, limit, xmax)?;
+        let lines = [
+            (
+                "max",
+                PALETTE[5],
+                seconds.iter().map(|p| p.3).collect::<Vec<_>>(),
+            ),
+            ("p99", PALETTE[3], seconds.iter().map(|p| p.2).collect()),
+            ("p50", PALETTE[0], seconds.iter().map(|p| p.1).collect()),
+        ];
+        for (name, color, ys) in lines {
+            c.draw_series(LineSeries::new(
+                seconds.iter().zip(ys).map(|(p, y)| (p.0, y.min(ymax))),
+                color.stroke_width(if name == "max" { 1 } else { 2 }),
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        // The limit's legend, when there is one, lists these lines too.
+        if limit.is_some() {
+            draw_limit(&mut c, limit, xmax)?;
+        } else {
+            c.configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()?;
+        }
         Ok(())
     })
 }

@@ -539,10 +539,10 @@ pub fn chaos(c: &crate::run::chaos::ChaosOutcome) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Chaos: {} events offered at {:.0} ev/s, faults one at a time (recovered = backlog back \
-         to its level before the fault and p99 from schedule ≤ {} ms, within {} s)",
+        "Chaos: {} events offered at {:.0} ev/s, faults one at a time ({} {} ms, within {} s)",
         thousands(c.load.sent),
         c.rate_eps,
+        crate::run::chaos::analysis::RECOVERED_MEANS,
         c.slo_p99_ms,
         c.recovery_timeout_secs
     );

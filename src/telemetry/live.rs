@@ -186,14 +186,15 @@ pub struct Live {
     pub health: Health,
     /// Set when the run ended.
     pub complete: bool,
+    /// What the run found, once a command knows it (a capacity sweep's sustained rate): the
+    /// line that says the run is complete says this, not the last step's name.
+    pub result: Option<String>,
     /// Watching health only (`monitor --observe`): nothing is consumed here.
     pub observing: bool,
-    /// (T0 µs, T5 µs, total latency ms) of applied events, for the report's plots: every
-    /// one, or every n-th once there were more than [`MAX_POINTS`].
-    pub points: Vec<(i64, i64, f64)>,
-    /// Applied events offered to `points`, and how many per point kept.
-    points_seen: u64,
-    points_stride: u64,
+    /// The seconds older than the last [`HISTORY_SECS`], each summed up as it left
+    /// `per_second`: with those, [`Live::seconds`] covers the whole run at a fixed cost per
+    /// second, however many events it had.
+    past_seconds: Vec<SecondFigures>,
     /// The whole run in windows of [`WINDOW_SECS`]: how latency and memory move over a
     /// long (soak) run.
     pub timeline: Vec<Window>,
@@ -236,8 +237,17 @@ impl ChaosView {
     }
 }
 
-/// The most points kept for the report's plots.
-pub const MAX_POINTS: usize = 100_000;
+/// One second of the run (events by T5), its percentiles exact: from that second's own
+/// histogram.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecondFigures {
+    /// The second (Unix time).
+    pub sec: i64,
+    /// Events applied in it.
+    pub events: u64,
+    /// Their end-to-end latency.
+    pub latency: Summary,
+}
 
 /// Seconds per [`Window`] of the timeline.
 pub const WINDOW_SECS: i64 = 10;
@@ -309,10 +319,9 @@ impl Default for Live {
             samples: None,
             health: Health::default(),
             complete: false,
+            result: None,
             observing: false,
-            points: Vec::new(),
-            points_seen: 0,
-            points_stride: 1,
+            past_seconds: Vec::new(),
             timeline: Vec::new(),
         }
     }
@@ -354,7 +363,6 @@ impl Live {
                 }
                 let plausible = r.timing.plausible();
                 if r.applied && plausible {
-                    self.keep_point((r.timing.t0_us, r.timing.t5_us, total as f64 / 1000.0));
                     self.tick(r.timing.t5_us, Some(total));
                 } else if r.applied {
                     // Counted in its second (T5 is pipedemo's own clock), without a latency.
@@ -431,28 +439,17 @@ impl Live {
         self.timeline.last_mut().expect("pushed above")
     }
 
-    /// How many events each kept plot point stands for (1 until the run passed
-    /// [`MAX_POINTS`] events, then 2, 4, …): counts of points times this are counts of events.
-    pub fn events_per_point(&self) -> u64 {
-        self.points_stride
-    }
-
-    /// Keeps every event for the plots up to [`MAX_POINTS`], then every second, fourth, …
-    /// event, so that a long soak run does not grow without bound.
-    fn keep_point(&mut self, point: (i64, i64, f64)) {
-        self.points_seen += 1;
-        if self.points_seen % self.points_stride != 0 {
-            return;
-        }
-        self.points.push(point);
-        if self.points.len() >= MAX_POINTS {
-            let mut i = 0;
-            self.points.retain(|_| {
-                i += 1;
-                i % 2 == 0
-            });
-            self.points_stride *= 2;
-        }
+    /// Every second of the run so far, oldest first: events and exact percentiles.
+    pub fn seconds(&self) -> Vec<SecondFigures> {
+        self.past_seconds
+            .iter()
+            .cloned()
+            .chain(self.per_second.iter().map(|(sec, n, l)| SecondFigures {
+                sec: *sec,
+                events: *n,
+                latency: l.summary(),
+            }))
+            .collect()
     }
 
     /// Records pipedemo's resident memory now, MB.
@@ -494,7 +491,13 @@ impl Live {
                 }
                 self.per_second.push_back((sec, 1, l));
                 while self.per_second.len() > HISTORY_SECS {
-                    self.per_second.pop_front();
+                    if let Some((sec, events, l)) = self.per_second.pop_front() {
+                        self.past_seconds.push(SecondFigures {
+                            sec,
+                            events,
+                            latency: l.summary(),
+                        });
+                    }
                 }
             }
         }
@@ -643,6 +646,7 @@ impl Live {
                 0.0
             },
             total: self.all.stages.get(Stage::Total).summary(),
+            phase_total: phase.map(|p| p.stats.stages.get(Stage::Total).summary()),
             stages: Stage::PARTS
                 .iter()
                 .map(|s| (*s, self.all.stages.get(*s).summary()))
@@ -671,6 +675,7 @@ impl Live {
                 .then(|| self.outage_reason.clone())
                 .flatten(),
             process_problem: self.process_problem.clone(),
+            result: self.complete.then(|| self.result.clone()).flatten(),
             chaos: self.chaos.clone(),
             run_view: self.run_view.clone(),
         }
@@ -708,6 +713,9 @@ pub struct Snapshot {
     pub error_rate: f64,
     /// End-to-end latency over the whole run.
     pub total: Summary,
+    /// End-to-end latency of the current phase's own events (`None`: no phase, a consumer
+    /// alone), what a line that names the phase shows.
+    pub phase_total: Option<Summary>,
     /// The four stages of [`Stage::PARTS`] over the whole run.
     pub stages: BTreeMap<Stage, Summary>,
     /// Events per type.
@@ -726,6 +734,8 @@ pub struct Snapshot {
     pub outage_reason: Option<String>,
     /// A consumer process down and being restarted.
     pub process_problem: Option<String>,
+    /// What the run found, once it is complete (see [`Live::result`]).
+    pub result: Option<String>,
     /// A chaos run's schedule and backlog.
     pub chaos: Option<ChaosView>,
     /// The run over every process, when others report into it.
@@ -903,26 +913,30 @@ mod tests {
         assert_eq!(s.by_type[&EventType::UserCreated], 3);
         assert_eq!(s.recent.len(), 3);
         assert_eq!(s.total.count, 3);
-        assert_eq!(l.points.len(), 3);
+        assert_eq!(l.seconds().iter().map(|s| s.events).sum::<u64>(), 3);
     }
 
     #[test]
-    fn plot_points_stay_bounded_on_long_runs() {
+    fn every_second_of_a_long_run_keeps_its_exact_figures_at_a_fixed_cost() {
         let mut l = Live::default();
-        let t0 = now_us();
-        for i in 0..(MAX_POINTS as i64 * 3) {
-            l.keep_point((t0 + i, t0 + i + 1000, 1.0));
+        let t0 = 1_700_000_000_000_000;
+        let secs = HISTORY_SECS as i64 * 3;
+        for sec in 0..secs {
+            // Second `sec` has 10 events of 1..=10 ms, and one of `sec` ms more.
+            for k in 1..=10 {
+                l.tick(t0 + sec * 1_000_000 + k, Some(k * 1000));
+            }
+            l.tick(t0 + sec * 1_000_000 + 11, Some(10_000 + sec * 1000));
         }
-        assert!(l.points.len() < MAX_POINTS, "{}", l.points.len());
-        assert!(l.points.len() >= MAX_POINTS / 2);
-        // Each kept point stands for that many events: the counts add up again.
-        let total = l.points.len() as u64 * l.events_per_point();
-        assert!(
-            total.abs_diff(MAX_POINTS as u64 * 3) < l.events_per_point() * 2,
-            "{total}"
-        );
-        // Spread over the whole run, not only its start.
-        assert!(l.points.last().unwrap().0 > t0 + 2 * MAX_POINTS as i64);
+        let all = l.seconds();
+        assert_eq!(all.len(), secs as usize);
+        assert!(l.per_second.len() <= HISTORY_SECS);
+        for (i, s) in all.iter().enumerate() {
+            assert_eq!(s.sec, t0 / 1_000_000 + i as i64);
+            assert_eq!(s.events, 11);
+            let max = 10.0 + i as f64;
+            assert!((s.latency.max_ms - max).abs() / max < 0.01, "{s:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ impl Default for Latency {
     }
 }
 
+/// The most points of a [`Latency::cdf`], about.
+pub const CDF_POINTS: usize = 1000;
+
 /// Percentiles and moments of one latency distribution, in milliseconds.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Summary {
@@ -161,12 +164,22 @@ impl Latency {
     pub fn cdf(&self) -> Vec<(f64, f64)> {
         let total = self.h.len() as f64;
         let mut seen = 0u64;
-        self.h
+        let all: Vec<(f64, f64)> = self
+            .h
             .iter_recorded()
             .map(|v| {
                 seen += v.count_since_last_iteration();
                 (v.value_iterated_to() as f64 / 1000.0, seen as f64 / total)
             })
+            .collect();
+        // At most about CDF_POINTS, the last (the max) always kept: a plot's size must not
+        // grow with a long run's spread of values.
+        let every = all.len().div_ceil(CDF_POINTS).max(1);
+        let last = all.len().saturating_sub(1);
+        all.into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % every == 0 || *i == last)
+            .map(|(_, p)| p)
             .collect()
     }
 }

@@ -268,6 +268,24 @@ fn bad_arguments_are_refused_with_a_reason() {
     // A service that cannot be reached is 3, whichever command meets it.
     let o = pipedemo(&["load", "--events", "10", "--pg-port", "1"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // A fault asked for by name that cannot run here is refused, not skipped by a run that
+    // would then pass having broken nothing.
+    let o = pipedemo(&[
+        "chaos",
+        "--faults",
+        "consumer-kill,kafka-stop",
+        "--stack",
+        "/nonexistent/stack.sh",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("cannot inject kafka-stop (no local stack: /nonexistent/stack.sh not found")
+            && text(&o).contains("`pipedemo chaos --list`")
+            && !text(&o).contains("consumer-kill ("),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

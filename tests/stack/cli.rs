@@ -228,13 +228,44 @@ async fn thresholds_gate_a_load_and_compare_finds_a_regression() {
 }
 
 #[tokio::test]
+async fn commands_that_need_the_pipeline_refuse_before_setup_and_start_nothing() {
+    common::shared_stack();
+    // A world of its own that was never set up: its database exists, nothing in it.
+    let name = "cli_nosetup";
+    let dir = common::metrics_file(name).parent().unwrap().to_path_buf();
+    let missing = "table event_outbox, Kafka topic pipedemo_test_cli_nosetup.public.event_outbox \
+                   and connector pipedemo-test-cli_nosetup do not exist; run `pipedemo setup` first";
+    for args in [
+        &["chaos", "--no-tui"][..],
+        &["load", "--events", "10", "--no-tui"],
+        &["monitor", "--no-tui"],
+    ] {
+        let o = pipedemo(name, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(missing), "{args:?}: {}", text(&o));
+        // Refused before anything started: no consumer process (its log), no metrics file,
+        // no child's file.
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".jsonl") || f.starts_with("pipedemo-consumers"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{args:?} left {left:?} in {}",
+            dir.display()
+        );
+    }
+}
+
+#[tokio::test]
 async fn bad_configuration_fails_in_one_line_without_secrets() {
     common::shared_stack();
     // A world set up, so that what fails below is the configuration alone.
     assert!(pipedemo("cli_badconf", &["setup"]).status.success());
     // A topic that does not exist.
     let o = pipedemo("cli_badconf", &["consume", "--topic", "no.such.topic"]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("Kafka topic no.such.topic does not exist; run `pipedemo setup` first"),
         "{}",
@@ -251,7 +282,7 @@ async fn bad_configuration_fails_in_one_line_without_secrets() {
             "no_such_prefix",
         ],
     );
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains(
             ".outbox.event.User does not exist; run `pipedemo setup --routing event-router` first"

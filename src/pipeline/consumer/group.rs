@@ -269,9 +269,18 @@ pub(super) fn positions(c: &StreamConsumer<Ctx>) -> Option<Vec<Position>> {
 pub(super) enum Stalled {
     /// Nothing is wrong (nothing waits, or another member is consuming).
     No,
+    /// Holding partitions with messages waiting, seen once: look again shortly
+    /// ([`STALL_CONFIRM`]) before making a new consumer.
+    LookAgain,
     /// Nothing moved: make a new Kafka consumer.
     Reconnect,
 }
+
+/// How soon a first sighting of a stall is looked at again. A broker frozen for as long as the
+/// quiet spell (10 s) answers the check the moment it thaws, before librdkafka has fetched
+/// again: reconnecting then replaced a consumer that was about to go on, and the new one, its
+/// group join met by a broker just back, waited 20 s for its partitions (chaos, kafka-freeze).
+pub(super) const STALL_CONFIRM: Duration = Duration::from_secs(2);
 
 /// librdkafka sometimes stops consuming after losing every broker: the group revokes the
 /// partitions and never assigns them again, or fetching stops (rust-rdkafka #597), while
@@ -280,14 +289,23 @@ pub(super) enum Stalled {
 /// the previous check. (The count of waiting messages cannot tell: while a load runs it grows
 /// whether or not anybody consumes, and a consumer that waited for it to stand still stayed
 /// wedged for as long as the load ran.)
+/// `suspected`: the check before this one found the same, [`STALL_CONFIRM`] ago, and no
+/// message came since.
 pub(super) fn stalled(
     now: Waiting,
     holds_partitions: bool,
     idle_before: Option<Waiting>,
+    suspected: bool,
 ) -> Stalled {
     if now.messages <= 0 {
         Stalled::No
-    } else if holds_partitions || idle_before.is_some_and(|b| b.committed == now.committed) {
+    } else if holds_partitions {
+        if suspected {
+            Stalled::Reconnect
+        } else {
+            Stalled::LookAgain
+        }
+    } else if idle_before.is_some_and(|b| b.committed == now.committed) {
         Stalled::Reconnect
     } else {
         Stalled::No
@@ -378,18 +396,25 @@ mod tests {
             messages,
             committed,
         };
-        assert_eq!(stalled(w(0, 0), true, None), Stalled::No);
-        assert_eq!(stalled(w(500, 0), true, None), Stalled::Reconnect);
+        assert_eq!(stalled(w(0, 0), true, None, false), Stalled::No);
+        assert_eq!(stalled(w(0, 0), true, None, true), Stalled::No);
+        // Holding partitions with messages waiting: looked at again before reconnecting (a
+        // broker that just thawed has not been fetched from yet).
+        assert_eq!(stalled(w(500, 0), true, None, false), Stalled::LookAgain);
+        assert_eq!(stalled(w(500, 0), true, None, true), Stalled::Reconnect);
         // Without partitions: first sighting, or another member committing.
-        assert_eq!(stalled(w(500, 10), false, None), Stalled::No);
-        assert_eq!(stalled(w(500, 900), false, Some(w(800, 700))), Stalled::No);
+        assert_eq!(stalled(w(500, 10), false, None, false), Stalled::No);
+        assert_eq!(
+            stalled(w(500, 900), false, Some(w(800, 700)), false),
+            Stalled::No
+        );
         // Nobody committed since: stuck, whether the count stood still or a load added to it.
         assert_eq!(
-            stalled(w(500, 700), false, Some(w(500, 700))),
+            stalled(w(500, 700), false, Some(w(500, 700)), false),
             Stalled::Reconnect
         );
         assert_eq!(
-            stalled(w(15_888, 700), false, Some(w(9_080, 700))),
+            stalled(w(15_888, 700), false, Some(w(9_080, 700)), false),
             Stalled::Reconnect
         );
     }

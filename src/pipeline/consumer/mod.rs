@@ -180,6 +180,8 @@ struct Pipeline {
     probe: LagProbe,
     /// What the last quiet check without partitions saw (see `unstall`).
     idle_waiting: Option<Waiting>,
+    /// The last quiet check found messages waiting on partitions held, and none came since.
+    stall_suspected: bool,
     /// Failed attempts of the current Kafka outage (`None`: Kafka answers).
     kafka_down: Option<u32>,
     /// The Event Router's topic pattern when the connector routes; `None` for raw change
@@ -260,6 +262,7 @@ impl Pipeline {
                 membership,
                 probe: LagProbe::new(&settings.kafka, &settings.kafka.topics())?,
                 idle_waiting: None,
+                stall_suspected: false,
                 kafka_down: None,
                 dlq: DeadLetters::new(&settings.kafka)?,
                 route_pattern: (settings.kafka.routing == Routing::EventRouter)
@@ -294,6 +297,8 @@ impl Pipeline {
             // dashboard's DEGRADED clears even when no message comes to say so.
             let quiet = if self.kafka_down.is_some() {
                 KAFKA_RECHECK
+            } else if self.stall_suspected {
+                group::STALL_CONFIRM
             } else {
                 STALL_AFTER
             };
@@ -313,6 +318,7 @@ impl Pipeline {
                 Ok(m) => {
                     let m = m.detach();
                     self.idle_waiting = None;
+                    self.stall_suspected = false;
                     self.kafka_back();
                     m
                 }
@@ -456,11 +462,20 @@ impl Pipeline {
                 Waiting::default()
             }
         };
-        match group::stalled(waiting, holds, self.idle_waiting) {
+        match group::stalled(waiting, holds, self.idle_waiting, self.stall_suspected) {
             Stalled::No => {
+                self.stall_suspected = false;
                 self.idle_waiting = (!holds && waiting.messages > 0).then_some(waiting);
             }
+            Stalled::LookAgain => {
+                tracing::debug!(
+                    waiting = waiting.messages,
+                    "quiet with messages waiting; looking again"
+                );
+                self.stall_suspected = true;
+            }
             Stalled::Reconnect => {
+                self.stall_suspected = false;
                 tracing::warn!(
                     waiting = waiting.messages,
                     assigned = holds,

@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{client_config, failed, partitions, with_client, ProbeContext, TIMEOUT};
 use super::lag::watermarks;
-use crate::config::{KafkaArgs, Routing};
+use crate::config::KafkaArgs;
 
 /// An admin client with a [`ProbeContext`].
 fn admin(args: &KafkaArgs) -> Result<AdminClient<ProbeContext>> {
@@ -42,12 +42,9 @@ pub async fn require_topics(args: &KafkaArgs) -> Result<usize> {
 
 /// `topic` does not exist: the setup of this routing creates it.
 fn missing_topic(args: &KafkaArgs, topic: &str) -> anyhow::Error {
-    let setup = match args.routing {
-        Routing::Raw => "pipedemo setup",
-        Routing::EventRouter => "pipedemo setup --routing event-router",
-    };
-    crate::exit::service(format!(
-        "Kafka topic {topic} does not exist; run `{setup}` first"
+    crate::exit::not_set_up(format!(
+        "Kafka topic {topic} does not exist; run `{}` first",
+        args.routing.setup_command()
     ))
 }
 

@@ -21,11 +21,13 @@ pub struct Tick {
 /// How long before a fault the normal backlog is read.
 pub const BEFORE_US: i64 = 5_000_000;
 
-/// How far back the p99 that decides recovery looks.
-pub const P99_WINDOW_US: i64 = 2_000_000;
+/// How long the pipeline must look recovered, from the moment counted as its recovery.
+pub const STEADY_US: i64 = 2_000_000;
 
-/// Ticks in a row that must look recovered: one good sample is not a recovery.
-pub const STEADY_TICKS: usize = 2;
+/// What "recovered" means, for the reports (followed by the SLO in ms).
+pub const RECOVERED_MEANS: &str = "recovered = from the first moment after clearing that the \
+     backlog is back at its level before the fault and stays there for 2 s, the events written \
+     in those 2 s at a p99 from schedule ≤";
 
 /// The backlog a recovery must come back to: the highest of the normal fluctuation before the
 /// fault (the ticks in the [`BEFORE_US`] before it), and never below `floor` (a transaction's
@@ -60,55 +62,88 @@ fn latency<'a>(samples: impl Iterator<Item = &'a Sample>) -> Latency {
     l
 }
 
-/// Whether the pipeline looks recovered at tick `t`: the backlog back at `normal` and the p99
-/// of the last [`P99_WINDOW_US`] within the SLO (no arrivals at all counts only when nothing
-/// is waiting beyond normal).
-pub fn looks_recovered(t: &Tick, normal: u64, samples: &[Sample], slo_p99_ms: f64) -> bool {
-    t.backlog <= normal
-        && p99_ms(samples, t.at_us - P99_WINDOW_US, t.at_us).is_none_or(|p| p <= slo_p99_ms)
+/// What a recovered pipeline is back within.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bar {
+    /// The backlog before the fault ([`normal_backlog`]).
+    pub backlog: u64,
+    /// How far the backlog may rise above it afterwards without counting as a relapse: the
+    /// events of one SLO's worth of time at the offered rate (a transaction in flight, a
+    /// slower poll), which are not late yet.
+    pub slack: u64,
+    /// The p99 from schedule, ms.
+    pub slo_p99_ms: f64,
 }
 
-/// Follows the ticks after a fault is cleared, one at a time: the nemesis asks at each new
-/// tick, so each tick's window is judged once.
-#[derive(Clone, Debug, Default)]
-pub struct Recovery {
-    /// The first tick of the current run of recovered-looking ticks, and its length.
-    streak: Option<(i64, usize)>,
-}
-
-impl Recovery {
-    /// Judges tick `t`; returns when the recovery began once [`STEADY_TICKS`] in a row look
-    /// recovered.
-    pub fn observe(
-        &mut self,
-        t: &Tick,
-        normal: u64,
-        samples: &[Sample],
-        slo_p99_ms: f64,
-    ) -> Option<i64> {
-        if !looks_recovered(t, normal, samples, slo_p99_ms) {
-            self.streak = None;
-            return None;
+impl Bar {
+    /// The bar for a run offering `rate` events/s against `slo_p99_ms`.
+    pub fn new(backlog: u64, rate: f64, slo_p99_ms: f64) -> Self {
+        Bar {
+            backlog,
+            slack: (rate * slo_p99_ms / 1000.0).ceil() as u64,
+            slo_p99_ms,
         }
-        let (start, n) = self.streak.get_or_insert((t.at_us, 0));
-        *n += 1;
-        (*n >= STEADY_TICKS).then_some(*start)
     }
 }
 
-/// The first tick after `cleared_us` that starts [`STEADY_TICKS`] recovered ticks in a row.
-pub fn recovered_at(
-    ticks: &[Tick],
-    cleared_us: i64,
-    normal: u64,
-    samples: &[Sample],
-    slo_p99_ms: f64,
-) -> Option<i64> {
-    let mut r = Recovery::default();
-    ticks
-        .iter()
-        .filter(|t| t.at_us >= cleared_us)
-        .find_map(|t| r.observe(t, normal, samples, slo_p99_ms))
+/// Whether the pipeline was back to normal service from `ticks[0]` on: the backlog back at
+/// its level before the fault then, never beyond it by more than the slack in the
+/// [`STEADY_US`] that follow, and the p99 of the events written in them within the SLO (none
+/// written counts, the backlog staying normal).
+///
+/// Judged forward, from the moment on, not over a window behind it: a window looking back
+/// would count the late events' leaving it (2 s) as part of every recovery.
+pub fn recovered_from(ticks: &[Tick], bar: Bar, samples: &[Sample]) -> bool {
+    let Some(first) = ticks.first() else {
+        return false;
+    };
+    let to = first.at_us + STEADY_US;
+    first.backlog <= bar.backlog
+        && ticks
+            .iter()
+            .take_while(|t| t.at_us <= to)
+            .all(|t| t.backlog <= bar.backlog + bar.slack)
+        && p99_ms(samples, first.at_us, to).is_none_or(|p| p <= bar.slo_p99_ms)
+}
+
+/// Follows the ticks after a fault is cleared: each tick is judged once, as soon as the ticks
+/// cover the [`STEADY_US`] after it.
+#[derive(Clone, Debug, Default)]
+pub struct Recovery {
+    /// The ticks before this time are ruled out.
+    judged_until_us: i64,
+}
+
+impl Recovery {
+    /// Judges the ticks from `cleared_us` on that can be judged now; returns the first from
+    /// which the pipeline was back to normal (see [`recovered_from`]).
+    pub fn observe(
+        &mut self,
+        ticks: &[Tick],
+        cleared_us: i64,
+        bar: Bar,
+        samples: &[Sample],
+    ) -> Option<i64> {
+        let last = ticks.last()?.at_us;
+        let first = ticks.partition_point(|t| t.at_us < cleared_us.max(self.judged_until_us));
+        for i in first..ticks.len() {
+            let at = ticks[i].at_us;
+            if at + STEADY_US > last {
+                return None;
+            }
+            self.judged_until_us = at + 1;
+            if recovered_from(&ticks[i..], bar, samples) {
+                return Some(at);
+            }
+        }
+        None
+    }
+}
+
+/// The first tick from `cleared_us` on from which the pipeline was back to normal, when the
+/// ticks cover the [`STEADY_US`] after it.
+pub fn recovered_at(ticks: &[Tick], cleared_us: i64, bar: Bar, samples: &[Sample]) -> Option<i64> {
+    Recovery::default().observe(ticks, cleared_us, bar, samples)
 }
 
 /// Latency of the events due in an interval, from schedule.
@@ -193,6 +228,11 @@ mod tests {
         }
     }
 
+    /// 100 events/s against a p99 of 100 ms: a slack of 10.
+    fn bar(normal: u64) -> Bar {
+        Bar::new(normal, 100.0, 100.0)
+    }
+
     /// Events due every 10 ms from `from_s` to `to_s`, each arriving `latency_ms` later.
     fn arrivals(from_s: f64, to_s: f64, latency_ms: i64) -> Vec<Sample> {
         let mut v = Vec::new();
@@ -222,38 +262,88 @@ mod tests {
     }
 
     #[test]
-    fn recovery_needs_the_backlog_back_and_the_p99_within_the_slo_for_two_ticks() {
-        // Cleared at 10 s; the backlog drains by 12 s, but events written until 13 s are
-        // the late ones (2 s over), so the p99 window holds them until 15 s.
+    fn recovery_is_the_first_moment_from_which_the_pipeline_stays_normal_for_two_seconds() {
+        // Cleared at 10 s; the events due until 13 s arrive 2 s late (written until 15 s),
+        // the backlog drains by 15 s; from then on every event takes 10 ms.
         let mut samples = arrivals(0.0, 10.0, 10);
-        for s in arrivals(10.0, 13.0, 2000) {
-            samples.push(s);
-        }
+        samples.extend(arrivals(10.0, 13.0, 2000));
         samples.extend(arrivals(13.0, 20.0, 10));
         let ticks: Vec<Tick> = (40..80)
             .map(|i| {
                 let at = i as f64 * 0.25;
-                tick(at, if at < 12.0 { 300 } else { 5 }, None)
+                tick(at, if at < 15.0 { 300 } else { 5 }, None)
             })
             .collect();
-        let at = recovered_at(&ticks, 10_000_000, 8, &samples, 100.0).unwrap();
-        // The last late event is written just before 15 s; the 2 s window must have passed it.
-        assert!((17_000_000..17_250_000).contains(&at), "{at}");
-        // A single good tick between bad ones is not a recovery.
-        let flaky = [
-            tick(10.25, 5, None),
-            tick(10.5, 300, None),
-            tick(10.75, 5, None),
-        ];
+        // From 15 s: not 17 s, as a p99 over the 2 s behind each moment would say.
         assert_eq!(
-            recovered_at(&flaky, 10_000_000, 8, &arrivals(0.0, 20.0, 10), 100.0),
+            recovered_at(&ticks, 10_000_000, bar(8), &samples),
+            Some(15_000_000)
+        );
+        // Not judged before the ticks cover the 2 s after the moment.
+        assert_eq!(
+            recovered_at(&ticks[..25], 10_000_000, bar(8), &samples),
             None
+        );
+        // One good tick between bad ones is not a recovery; a backlog that comes back within
+        // the 2 s rules the moment out.
+        let flaky: Vec<Tick> = (40..60)
+            .map(|i| {
+                let at = i as f64 * 0.25;
+                tick(at, if i == 45 { 300 } else { 5 }, None)
+            })
+            .collect();
+        assert_eq!(
+            recovered_at(&flaky, 10_000_000, bar(8), &arrivals(0.0, 20.0, 10)),
+            Some(11_500_000)
+        );
+        // Within the slack (one SLO's worth of events above normal) the backlog may wander;
+        // the moment itself must be back at normal.
+        let wander: Vec<Tick> = (40..60)
+            .map(|i| {
+                let at = i as f64 * 0.25;
+                tick(
+                    at,
+                    [5, 18, 19][(i == 44) as usize + 2 * (i == 41) as usize],
+                    None,
+                )
+            })
+            .collect();
+        assert_eq!(
+            recovered_at(&wander, 10_000_000, bar(8), &arrivals(0.0, 20.0, 10)),
+            Some(10_500_000)
+        );
+        // Late events written within the 2 s after a moment rule it out too.
+        let mut spike = arrivals(0.0, 20.0, 10);
+        spike.extend(arrivals(10.5, 10.6, 900));
+        let calm: Vec<Tick> = (40..80).map(|i| tick(i as f64 * 0.25, 5, None)).collect();
+        assert_eq!(
+            recovered_at(&calm, 10_000_000, bar(8), &spike),
+            Some(11_500_000)
         );
         // Never within the SLO: not recovered.
         assert_eq!(
-            recovered_at(&ticks, 10_000_000, 8, &arrivals(0.0, 30.0, 500), 100.0),
+            recovered_at(&ticks, 10_000_000, bar(8), &arrivals(0.0, 30.0, 500)),
             None
         );
+    }
+
+    #[test]
+    fn each_moment_is_judged_once_as_the_ticks_come() {
+        let samples = arrivals(0.0, 20.0, 10);
+        let ticks: Vec<Tick> = (40..80)
+            .map(|i| {
+                let at = i as f64 * 0.25;
+                tick(at, if at < 11.0 { 300 } else { 5 }, None)
+            })
+            .collect();
+        let mut r = Recovery::default();
+        let seen: Vec<Option<i64>> = (1..=ticks.len())
+            .map(|n| r.observe(&ticks[..n], 10_000_000, bar(8), &samples))
+            .collect();
+        // Decided at the tick 2 s after 11 s, not before.
+        let first = seen.iter().position(Option::is_some).unwrap();
+        assert_eq!(ticks[first].at_us, 13_000_000);
+        assert_eq!(seen[first], Some(11_000_000));
     }
 
     #[test]

@@ -215,6 +215,11 @@ pub async fn run(
             .map(|p| p.scheduled.clone())
             .unwrap_or_default()
     };
+    if let Some(why) = hands.children.gave_up().await {
+        return Err(crate::exit::config(format!(
+            "the consumer process stopped for good: {why}"
+        )));
+    }
     let injected_us = reports
         .iter()
         .enumerate()
@@ -493,10 +498,14 @@ impl Nemesis<'_> {
         let deadline = cleared_us + self.o.recovery_timeout.as_micros() as i64;
         let mut recovered = None;
         let mut recovery = analysis::Recovery::default();
-        while go_on && now_us() <= deadline {
+        let bar = analysis::Bar::new(r.normal_backlog, self.o.rate, self.o.slo_p99_ms);
+        // A moment is judged by the steady stretch after it: the last one that can count is
+        // at the deadline, judged that stretch later.
+        while go_on && now_us() <= deadline + analysis::STEADY_US {
             go_on = self.wait(TICK).await;
-            let Some(t) = self.ticks.last() else { continue };
-            recovered = recovery.observe(t, r.normal_backlog, &self.samples, self.o.slo_p99_ms);
+            recovered = recovery
+                .observe(&self.ticks, cleared_us, bar, &self.samples)
+                .filter(|&at| at <= deadline);
             if recovered.is_some() {
                 break;
             }
