@@ -331,7 +331,7 @@ pub async fn command(s: &Settings, a: Args) -> Result<ExitCode> {
     if a.json {
         super::output::print_json(Kind::Full, &outcome)?;
     } else {
-        print!("{}", report::verify(&outcome.verification));
+        print!("{}", report::delivery_and_integrity(&outcome.verification));
     }
     human(a.json, &closing_lines(&outcome, &o));
     Ok(if stop.is_cancelled() {
@@ -369,14 +369,17 @@ fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
     } else {
         0.0
     };
+    let failures = outcome.failures();
     out += &format!(
-        "\n{} Demo complete! {} events processed in {:.1} s ({rate:.0} events/s overall)\n",
-        if outcome.passed() { "✅" } else { "❌" },
+        "\n{} Demo complete! {} events in the show's phases in {:.1} s ({rate:.0} events/s over \
+         them; the pre-warm and the capacity sweep apart)\n",
+        if failures.is_empty() { "✅" } else { "❌" },
         report::thousands(outcome.total_events),
         outcome.total_secs,
     );
     out += &format!(
-        "   Success rate: {:.2}% ({} of {} verified) · integrity {}\n",
+        "   Success rate: {:.2}% ({} of {} events of the whole run verified, the sweep's \
+         included) · integrity {}\n",
         v.success_rate,
         report::thousands(v.found_events),
         report::thousands(v.total_events),
@@ -387,6 +390,7 @@ fn closing_lines(outcome: &FullOutcome, o: &FullOptions) -> String {
         o.report_json.display(),
         o.report_html.display()
     );
+    out += &report::run_verdict(&failures);
     out
 }
 

@@ -317,10 +317,21 @@ impl FullOutcome {
         );
     }
 
-    /// Verification passed, no threshold broke, and the chaos phase (if any) passed.
+    /// The run's one verdict: every reason it failed, one sentence each (empty: it passed).
+    /// Delivery and integrity, the phases against their targets and the thresholds (with the
+    /// baseline's regressions among them), the chaos phase. The closing text, the summary card
+    /// and the JSON report all say this, so no line of the show contradicts another.
+    pub fn failures(&self) -> Vec<String> {
+        let mut why: Vec<String> = self.verification.failure().into_iter().collect();
+        why.extend(self.threshold_failures.iter().cloned());
+        if let Some(c) = self.chaos.as_ref().filter(|c| !c.passed) {
+            why.extend(c.failures.iter().map(|f| format!("chaos: {f}")));
+        }
+        why
+    }
+
+    /// Nothing failed ([`Self::failures`]).
     pub fn passed(&self) -> bool {
-        self.verification.passed
-            && self.threshold_failures.is_empty()
-            && self.chaos.as_ref().is_none_or(|c| c.passed)
+        self.failures().is_empty()
     }
 }

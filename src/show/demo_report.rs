@@ -3,6 +3,7 @@
 //! card on top, then the tables, then full-width plots), and a chaos run's own HTML. The HTML
 //! is written with maud's templates, which escape every value they are given.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -20,8 +21,11 @@ use crate::run::outcome::{CapacityReport, FullOutcome};
 use crate::show::plots::{self, Band};
 use crate::show::report::thousands;
 use crate::show::summary::{self, Item};
-use crate::telemetry::live::Live;
-use crate::telemetry::stats::{self, Stage};
+use crate::telemetry::live::{Live, HEAT_BOUNDS_US};
+use crate::telemetry::stats::{self, Stage, Summary};
+
+/// The most columns of the report's latency heat map.
+const HEAT_COLUMNS: usize = 240;
 
 /// How the figures were measured, and on what.
 #[derive(Clone, Debug, Serialize)]
@@ -90,6 +94,8 @@ struct JsonReport<'a> {
     run_id: &'static str,
     generated_at: String,
     passed: bool,
+    /// Why it failed (empty when it passed): the same sentences as the closing text's.
+    failures: Vec<String>,
     success_rate: f64,
     integrity_check: &'static str,
     total_events: u64,
@@ -116,6 +122,7 @@ pub fn write_json(path: &Path, o: &FullOutcome, m: &Method) -> Result<()> {
         run_id: crate::run_id::run_id(),
         generated_at: chrono::Utc::now().to_rfc3339(),
         passed: o.passed(),
+        failures: o.failures(),
         success_rate: o.verification.success_rate,
         integrity_check: pass_fail_text(o.verification.integrity_passed),
         total_events: o.total_events,
@@ -206,8 +213,10 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
         h1 { "pipedemo: CDC pipeline report" }
         (card(&summary::full(o, m.machine())))
         p {
-            (thousands(o.total_events)) " events in " (format!("{:.1}", o.total_secs)) " s · "
-            (format!("{:.2}", v.success_rate)) "% verified · integrity "
+            (thousands(o.total_events)) " events in the show's phases in "
+            (format!("{:.1}", o.total_secs)) " s · "
+            (format!("{:.2}", v.success_rate)) "% of the run's " (thousands(v.total_events))
+            " events verified (the pre-warm's and the capacity sweep's included) · integrity "
             (pass_fail_text(v.integrity_passed)) " · result " (verdict(o.passed()))
         }
         @if o.burst {
@@ -217,14 +226,20 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
             }
         }
         (phases_section(o))
-        h2 { "Latency by stage (all phases)" }
+        h2 { "Latency by stage, per phase" }
+        p {
+            "Each phase's own events (and each step of the capacity sweep's): figures of one \
+             phase are never mixed with another's, the sweep's overloaded steps least of all."
+        }
         table #stages {
-            tr { th { "stage" } th { "count" } th { "min" } th { "mean" } th { "p50" } th { "p95" } th { "p99" } th { "p99.9" } th { "max" } }
-            @for (stage, s) in &v.latency {
-                tr {
-                    td { (stage.label()) } td { (s.count) }
-                    @for x in [s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms] {
-                        td { (format!("{x:.2}")) }
+            tr { th { "phase" } th { "stage" } th { "count" } th { "min" } th { "mean" } th { "p50" } th { "p95" } th { "p99" } th { "p99.9" } th { "max" } }
+            @for (phase, stages) in stage_rows(o) {
+                @for (stage, s) in stages {
+                    tr {
+                        td { (phase) } td { (stage.label()) } td { (s.count) }
+                        @for x in [s.min_ms, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms, s.max_ms] {
+                            td { (format!("{x:.2}")) }
+                        }
                     }
                 }
             }
@@ -245,6 +260,28 @@ pub fn write_html(path: &Path, o: &FullOutcome, m: &Method, live: &Live) -> Resu
 }
 
 /// Every gate judged, and what else broke (phases that missed their targets).
+/// Each phase's stage figures, named: the pre-warm (not judged), the phases, each step of the
+/// capacity sweep.
+fn stage_rows(o: &FullOutcome) -> Vec<(String, &BTreeMap<Stage, Summary>)> {
+    let mut rows: Vec<(String, &BTreeMap<Stage, Summary>)> = Vec::new();
+    if let Some(p) = &o.prewarm {
+        rows.push((format!("{} (not judged)", p.phase), &p.stages));
+    }
+    rows.extend(o.phases.iter().map(|p| (p.phase.clone(), &p.stages)));
+    if let Some(c) = &o.capacity {
+        rows.extend(c.steps.iter().map(|s| {
+            (
+                format!(
+                    "capacity step {} ev/s",
+                    thousands(s.offered_eps.round() as u64)
+                ),
+                &s.stages,
+            )
+        }));
+    }
+    rows
+}
+
 fn thresholds_section(checked: &[Checked], failures: &[String]) -> Markup {
     let other: Vec<&String> = failures
         .iter()
@@ -467,28 +504,32 @@ pub fn write_chaos_html(path: &Path, c: &ChaosOutcome) -> Result<()> {
     write(path, &page("pipedemo chaos report", body))
 }
 
-/// The four plots, full width, the over-time ones with each phase shaded and the latency
+/// The five plots, full width, the over-time ones with each phase shaded and the latency
 /// target drawn.
 fn figures(o: &FullOutcome, live: &Live) -> Markup {
+    // The heaviest phase of the show: one phase's own events, never mixed with the sweep's.
+    let last = o.phases.last();
     let bars: Vec<(&str, f64, f64)> = Stage::PARTS
         .iter()
         .map(|stage| {
-            let s = o
-                .verification
-                .latency
-                .get(stage)
+            let s = last
+                .and_then(|p| p.stages.get(stage))
                 .cloned()
                 .unwrap_or_default();
             (stage.label(), s.p50_ms, s.p95_ms)
         })
         .collect();
+    let of = last.map_or_else(
+        || "no phase".to_owned(),
+        |p| format!("the {} phase", p.phase),
+    );
     let target = (!o.burst).then(|| {
         (
             o.targets.p99_ms,
             format!("target p99 < {} ms", o.targets.p99_ms),
         )
     });
-    let plots = plots_of(live, &bars, target);
+    let plots = plots_of(live, &bars, &of, target);
     html! {
         h2 #plots { "Plots" }
         @for (id, svg) in &plots {
@@ -503,8 +544,9 @@ fn figures(o: &FullOutcome, live: &Live) -> Markup {
 fn plots_of(
     live: &Live,
     bars: &[(&str, f64, f64)],
+    bars_of: &str,
     target: Option<(f64, String)>,
-) -> [(&'static str, String); 4] {
+) -> [(&'static str, String); 5] {
     let seconds = live.seconds();
     let t0_us = seconds
         .iter()
@@ -552,6 +594,22 @@ fn plots_of(
         }
         _ => Vec::new(),
     };
+    // At most HEAT_COLUMNS columns, each a stretch of whole seconds: the map's size is fixed.
+    let per_column = seconds.len().div_ceil(HEAT_COLUMNS).max(1);
+    let heat: Vec<plots::HeatColumn> = seconds
+        .chunks(per_column)
+        .map(|chunk| {
+            let mut counts = vec![0; HEAT_BOUNDS_US.len() + 1];
+            for s in chunk {
+                for (c, n) in counts.iter_mut().zip(&s.heat) {
+                    *c += n;
+                }
+            }
+            let (first, last) = (chunk[0].sec, chunk[chunk.len() - 1].sec);
+            (at(first), at(last) + 1.0, counts)
+        })
+        .collect();
+    let bounds_ms: Vec<f64> = HEAT_BOUNDS_US.iter().map(|b| *b as f64 / 1000.0).collect();
     let cdfs: Vec<(String, crate::telemetry::stats::Latency)> = live
         .phases
         .iter()
@@ -562,8 +620,12 @@ fn plots_of(
             "latency-over-time",
             plots::latency_bands(&latency, &bands, target),
         ),
+        (
+            "latency-heat",
+            plots::latency_heat(&heat, &bounds_ms, &bands),
+        ),
         ("latency-cdf", plots::latency_cdf(&cdfs)),
-        ("stage-breakdown", plots::stage_bars(bars)),
+        ("stage-breakdown", plots::stage_bars(bars, bars_of)),
         (
             "throughput",
             plots::throughput(&per_second, t0_us.div_euclid(1_000_000), &bands),
@@ -621,7 +683,12 @@ mod tests {
     #[test]
     fn a_one_hour_runs_plots_stay_small_and_cover_every_second() {
         let l = hour();
-        let plots = plots_of(&l, &[("CDC", 1.0, 2.0)], Some((100.0, "target".into())));
+        let plots = plots_of(
+            &l,
+            &[("CDC", 1.0, 2.0)],
+            "the soak phase",
+            Some((100.0, "target".into())),
+        );
         let bytes: usize = plots.iter().map(|(_, svg)| svg.len()).sum();
         eprintln!("a one-hour run's plots: {bytes} bytes");
         // The whole report is these plots and a few tables: 2 MB is the report's bound.

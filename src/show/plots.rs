@@ -173,6 +173,65 @@ pub fn latency_bands(
     })
 }
 
+/// One column of the latency heat map: its x span (seconds since the start) and its events
+/// per latency bucket.
+pub type HeatColumn = (f64, f64, Vec<u64>);
+
+/// How latency is spread over time: a column per stretch of the run, a cell per latency
+/// bucket (`bounds_ms`, upper bounds, then the slower rest), darker for a larger share of the
+/// column's events. Shows what percentile lines cannot: two populations at once (a stall's
+/// late events among prompt ones).
+pub fn latency_heat(columns: &[HeatColumn], bounds_ms: &[f64], phases: &[Band]) -> String {
+    draw(|root| {
+        let xmax = columns
+            .iter()
+            .map(|c| c.1)
+            .chain(phases.iter().map(|b| b.1))
+            .fold(1.0, f64::max);
+        let rows = bounds_ms.len() + 1;
+        let mut c = ChartBuilder::on(root)
+            .caption(
+                "Latency heat map: share of each stretch's events per latency bucket",
+                ("sans-serif", 20),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..xmax, 0.0..rows as f64)?;
+        let label = |y: &f64| {
+            let i = y.floor() as usize;
+            match bounds_ms.get(i) {
+                Some(b) if *b >= 1000.0 => format!("≤ {} s", b / 1000.0),
+                Some(b) => format!("≤ {b} ms"),
+                None => format!("> {} s", bounds_ms.last().copied().unwrap_or(0.0) / 1000.0),
+            }
+        };
+        c.configure_mesh()
+            .disable_mesh()
+            .y_labels(rows)
+            .y_label_formatter(&label)
+            .x_desc("seconds since the run started (events by when they were written)")
+            .y_desc("end-to-end latency")
+            .draw()?;
+        draw_bands(&mut c, phases, rows as f64, xmax, PALETTE[2])?;
+        c.draw_series(columns.iter().flat_map(|(x0, x1, counts)| {
+            let total = counts.iter().sum::<u64>().max(1) as f64;
+            counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(move |(i, n)| {
+                    let share = *n as f64 / total;
+                    Rectangle::new(
+                        [(*x0, i as f64), (*x1, i as f64 + 1.0)],
+                        PALETTE[0].mix(0.15 + 0.85 * share).filled(),
+                    )
+                })
+        }))?;
+        Ok(())
+    })
+}
+
 /// Cumulative distribution of end-to-end latency, one line per phase.
 pub fn latency_cdf(phases: &[(String, Latency)]) -> String {
     draw(|root| {
@@ -208,12 +267,15 @@ pub fn latency_cdf(phases: &[(String, Latency)]) -> String {
 }
 
 /// p50 and p95 of each stage as bars.
-pub fn stage_bars(stages: &[(&str, f64, f64)]) -> String {
+pub fn stage_bars(stages: &[(&str, f64, f64)], of: &str) -> String {
     draw(|root| {
         let ymax = stages.iter().map(|s| s.2).fold(1.0, f64::max) * 1.1;
         let n = stages.len() as f64;
         let mut c = ChartBuilder::on(root)
-            .caption("Stage breakdown (p50 and p95)", ("sans-serif", 20))
+            .caption(
+                format!("Stage breakdown of {of} (p50 and p95)"),
+                ("sans-serif", 20),
+            )
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(60)

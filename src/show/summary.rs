@@ -33,14 +33,8 @@ fn item(label: &'static str, value: String, good: Option<bool>, detail: String) 
 /// The card of a `full` run. `machine`: the host's cores, and the stack's versions.
 pub fn full(o: &FullOutcome, machine: (String, String)) -> Vec<Item> {
     let v = &o.verification;
-    let passed = o.passed();
-    let mut why: Vec<String> = o.threshold_failures.clone();
-    if !v.passed {
-        why.insert(0, format!("{} events missing", thousands(v.missing)));
-    }
-    if let Some(c) = o.chaos.as_ref().filter(|c| !c.passed) {
-        why.extend(c.failures.iter().map(|f| format!("chaos: {f}")));
-    }
+    let why = o.failures();
+    let passed = why.is_empty();
     let mut items = vec![item(
         "Verdict",
         if passed { "PASS" } else { "FAIL" }.into(),
@@ -306,7 +300,9 @@ mod tests {
             ("FAIL", Some(false))
         );
         assert!(
-            verdict.detail.starts_with("3 events missing; stress phase"),
+            verdict.detail.starts_with(
+                "verification: 3 of 11,110 events missing from the read models; stress phase"
+            ),
             "{}",
             verdict.detail
         );

@@ -247,6 +247,26 @@ pub struct SecondFigures {
     pub events: u64,
     /// Their end-to-end latency.
     pub latency: Summary,
+    /// How many of them fell in each latency bucket of [`HEAT_BOUNDS_US`] (and one more for
+    /// the slower rest): a column of the report's heat map.
+    pub heat: Vec<u64>,
+}
+
+/// Upper bounds of the heat map's latency buckets, µs: 1-2-5 steps from 1 ms to a minute.
+pub const HEAT_BOUNDS_US: [u64; 15] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000,
+    5_000_000, 10_000_000, 20_000_000, 60_000_000,
+];
+
+impl SecondFigures {
+    fn of(sec: i64, events: u64, l: &Latency) -> Self {
+        SecondFigures {
+            sec,
+            events,
+            latency: l.summary(),
+            heat: l.bucket_counts(&HEAT_BOUNDS_US),
+        }
+    }
 }
 
 /// Seconds per [`Window`] of the timeline.
@@ -444,11 +464,11 @@ impl Live {
         self.past_seconds
             .iter()
             .cloned()
-            .chain(self.per_second.iter().map(|(sec, n, l)| SecondFigures {
-                sec: *sec,
-                events: *n,
-                latency: l.summary(),
-            }))
+            .chain(
+                self.per_second
+                    .iter()
+                    .map(|(sec, n, l)| SecondFigures::of(*sec, *n, l)),
+            )
             .collect()
     }
 
@@ -492,11 +512,7 @@ impl Live {
                 self.per_second.push_back((sec, 1, l));
                 while self.per_second.len() > HISTORY_SECS {
                     if let Some((sec, events, l)) = self.per_second.pop_front() {
-                        self.past_seconds.push(SecondFigures {
-                            sec,
-                            events,
-                            latency: l.summary(),
-                        });
+                        self.past_seconds.push(SecondFigures::of(sec, events, &l));
                     }
                 }
             }
@@ -936,6 +952,9 @@ mod tests {
             assert_eq!(s.events, 11);
             let max = 10.0 + i as f64;
             assert!((s.latency.max_ms - max).abs() / max < 0.01, "{s:?}");
+            // Up to 1 ms, 1–2 ms, 2–5 ms; every event in some bucket.
+            assert_eq!(s.heat.iter().sum::<u64>(), 11);
+            assert_eq!(&s.heat[..3], &[1, 1, 3]);
         }
     }
 

@@ -80,9 +80,13 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
         "{out}"
     );
     assert!(
-        out.contains("✅ Demo complete! 110 events processed"),
+        out.contains("✅ Demo complete! 110 events in the show's phases"),
         "{out}"
     );
+    // One verdict, stated once, the JSON's: no second grade of the latency beside it.
+    assert_eq!(out.matches("RESULT:").count(), 1, "{out}");
+    assert!(out.contains("RESULT: PASS"), "{out}");
+    assert!(!out.contains("Assessment:"), "{out}");
     assert!(out.contains("Success rate: 100.00% ("), "{out}");
     // The targets that applied are the ones given, in both reports.
     assert!(
@@ -100,6 +104,7 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
 
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r["passed"], true);
+    assert_eq!(r["failures"], serde_json::json!([]));
     assert_eq!(r["success_rate"], 100.0);
     assert_eq!(r["integrity_check"], "PASS");
     assert_eq!(r["total_events"], 110);
@@ -163,6 +168,7 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
     );
     for id in [
         "latency-over-time",
+        "latency-heat",
         "latency-cdf",
         "stage-breakdown",
         "throughput",
@@ -177,6 +183,17 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
         h.contains("Latency CDF per phase")
             && h.contains("warm-up")
             && h.contains("result <span class=\"pass\">PASS")
+    );
+    // Per second and per phase, never per event: no plot holds a mark per event.
+    assert!(
+        h.matches("<circle").count() < 1000,
+        "{} circles",
+        h.matches("<circle").count()
+    );
+    // The stage table is per phase, the sweep's steps apart from the phases.
+    assert!(
+        h.contains("Latency by stage, per phase") && h.contains("capacity step "),
+        "stage table"
     );
     assert!(!h.contains("src=\"http"), "self-contained");
     // The summary card, as a browser renders it: the verdict, the SLO, the capacity, the
@@ -288,6 +305,17 @@ async fn headless_full_writes_reports_and_enforces_thresholds() {
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // The closing verdict lists the JSON's reasons, each once.
+    assert_eq!(out.matches("RESULT:").count(), 1, "{out}");
+    let failures = report["failures"].as_array().unwrap();
+    assert!(!failures.is_empty(), "{report:#}");
+    for f in failures {
+        let f = f.as_str().unwrap();
+        assert!(
+            out.contains("RESULT: FAIL") && out.contains(&format!("  ✗ {f}")),
+            "{f:?} not in {out}"
+        );
+    }
     assert_eq!(report["kind"], "full");
     assert_eq!(report["thresholds"][0]["threshold"], "success>=99%");
     assert_eq!(report["thresholds"][1]["passed"], false);
@@ -390,7 +418,7 @@ async fn dashboard_runs_live_in_a_real_terminal() {
     }
     assert!(end.contains("EXIT=0"), "{end}");
     assert!(
-        end.contains("Demo complete! 2,110 events processed"),
+        end.contains("Demo complete! 2,110 events in the show's phases"),
         "{end}"
     );
     assert!(

@@ -224,6 +224,8 @@ fn postgres_starts_from_a_checkout_in_a_private_directory_as_root() {
     }
     let _ = std::fs::remove_dir_all(&private);
     assert!(ok, "{out}");
+    // Its output went to a pipe: no colour codes, from the script or what it ran (initdb).
+    assert!(!out.contains('\x1b'), "escape codes in a pipe: {out:?}");
     let moved = moved.unwrap_or_else(|| panic!("no line saying where the data went:\n{out}"));
     assert!(moved.starts_with("/var/lib/pipedemo-stack/"), "{out}");
     assert_eq!(

@@ -72,6 +72,42 @@ pub struct VerifyReport {
     pub passed: bool,
 }
 
+impl VerifyReport {
+    /// Why verification failed, in one sentence (`None`: it passed): what is missing,
+    /// duplicated or inconsistent. Never the latency: verification is delivery and integrity.
+    pub fn failure(&self) -> Option<String> {
+        if self.passed {
+            return None;
+        }
+        let mut why = Vec::new();
+        if self.missing > 0 {
+            why.push(format!(
+                "{} of {} events missing from the read models",
+                crate::numbers::thousands(self.missing),
+                crate::numbers::thousands(self.total_events)
+            ));
+        }
+        if !self.duplicated_ids.is_empty() {
+            why.push(format!(
+                "{} events applied more than once",
+                crate::numbers::thousands(self.duplicated_ids.len() as u64)
+            ));
+        }
+        if !self.integrity_passed {
+            why.push(format!(
+                "integrity: {}",
+                self.integrity_issues
+                    .first()
+                    .map_or("failed", String::as_str)
+            ));
+        }
+        if why.is_empty() {
+            why.push("failed".into());
+        }
+        Some(format!("verification: {}", why.join("; ")))
+    }
+}
+
 fn pass_fail<S: Serializer>(passed: &bool, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(pass_fail_text(*passed))
 }

@@ -212,8 +212,8 @@ impl ChaosOutcome {
     /// Decides the run when `verify` could not run (a service a fault left down).
     pub fn unverified(&mut self, e: &anyhow::Error) {
         self.judge(&VerifyReport::default());
-        self.failures
-            .retain(|f| !f.starts_with("verification failed"));
+        // Nothing was verified: no verification's reason, only why it could not be.
+        self.failures.retain(|f| !f.starts_with("verification:"));
         self.failures.push(format!(
             "could not verify: {}",
             crate::pipeline::diagnose::first_line(&format!("{e:#}"))
@@ -253,8 +253,8 @@ impl ChaosOutcome {
                 thousands(self.duplicated)
             ));
         }
-        if !v.passed && self.lost == 0 && self.duplicated == 0 {
-            failures.push(format!("verification failed: {}", v.verdict));
+        if self.lost == 0 && self.duplicated == 0 {
+            failures.extend(v.failure());
         }
         self.passed = failures.is_empty();
         self.failures = failures;
