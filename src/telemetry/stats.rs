@@ -115,18 +115,13 @@ impl Latency {
     /// Samples per bucket for ascending upper bounds `bounds_us` (each bucket holds the
     /// samples above the previous bound up to its own), then one more bucket for the rest.
     pub fn bucket_counts(&self, bounds_us: &[u64]) -> Vec<u64> {
-        let mut out = Vec::with_capacity(bounds_us.len() + 1);
-        let mut below = 0;
-        for &b in bounds_us {
-            let upto = if self.h.is_empty() {
-                0
-            } else {
-                self.h.count_between(0, b)
-            };
-            out.push(upto - below);
-            below = upto;
+        // One pass over the recorded values (a count per bound would walk the histogram's
+        // slots from 0 to the bound each time: the heat map asks this of every second).
+        let mut out = vec![0; bounds_us.len() + 1];
+        for v in self.h.iter_recorded() {
+            let value = self.h.lowest_equivalent(v.value_iterated_to());
+            out[bounds_us.partition_point(|b| *b < value)] += v.count_at_value();
         }
-        out.push(self.h.len() - below);
         out
     }
 
