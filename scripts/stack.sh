@@ -27,9 +27,9 @@ set -Eeuo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Nothing this script runs writes colour codes into a log file or a pipe (pip's upgrade notice
-# did, `\e[0m` and all, with its output redirected): the tools are told so by their own
-# settings whenever the output is not a terminal.
+# Nothing this script runs writes colour codes into a log file or a pipe (a fresh machine's
+# `up` left `\e[0m` in a log; which download tool wrote it was not reproduced with the caches
+# here): every tool is told so by its own setting whenever the output is not a terminal.
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [[ ! -t 1 || ! -t 2 ]]; then
   export NO_COLOR=1 CLICOLOR=0 CARGO_TERM_COLOR=never PIP_NO_COLOR=1 TERM=dumb
