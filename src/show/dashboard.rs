@@ -666,18 +666,7 @@ mod tests {
                 1 => (EventType::ActivityCreated, "Morning hike"),
                 _ => (EventType::ParticipantJoined, "grace"),
             };
-            l.fold(&MetricEvent::Event(EventRecord {
-                event_id: *id,
-                event_type,
-                aggregate_id: *id,
-                label: label.into(),
-                partition: 0,
-                offset: i as i64,
-                applied: true,
-                stages: timing.stages(),
-                timing,
-                tag: None,
-            }));
+            l.fold(&applied(*id, event_type, label, i as i64, timing));
         }
         l.fold(&MetricEvent::Error(ErrorRecord {
             partition: 0,
@@ -838,19 +827,36 @@ mod tests {
                 t4_us: t0 + 3_100,
                 t5_us: t0 + latency_ms * 1000,
             };
-            l.fold(&MetricEvent::Event(EventRecord {
-                event_id: *id,
-                event_type: EventType::UserCreated,
-                aggregate_id: *id,
-                label: "ada".into(),
-                partition: 0,
-                offset: i as i64,
-                applied: true,
-                stages: timing.stages(),
+            l.fold(&applied(
+                *id,
+                EventType::UserCreated,
+                "ada",
+                i as i64,
                 timing,
-                tag: None,
-            }));
+            ));
         }
+    }
+
+    /// An applied event's record.
+    fn applied(
+        id: Uuid,
+        event_type: EventType,
+        label: &str,
+        offset: i64,
+        timing: Timing,
+    ) -> MetricEvent {
+        MetricEvent::Event(EventRecord {
+            event_id: id,
+            event_type,
+            aggregate_id: id,
+            label: label.into(),
+            partition: 0,
+            offset,
+            applied: true,
+            stages: timing.stages(),
+            timing,
+            tag: None,
+        })
     }
 
     #[test]
