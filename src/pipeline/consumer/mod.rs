@@ -278,13 +278,23 @@ impl Pipeline {
         ))
     }
 
-    /// Takes the errors already queued; returns the first message behind them, if one is.
-    fn skip_queued_errors(&self) -> Option<OwnedMessage> {
+    /// Takes the errors already queued behind `first`; returns the first message behind them,
+    /// if one is, and the error that says most: the first that means an outage (a stopped
+    /// broker queues a transport failure and "all brokers down" in either order), else `first`.
+    fn skip_queued_errors(
+        &self,
+        first: rdkafka::error::KafkaError,
+    ) -> (Option<OwnedMessage>, rdkafka::error::KafkaError) {
+        let mut telling = first;
         loop {
             match self.consumer.recv().now_or_never() {
-                Some(Err(_)) => continue,
-                Some(Ok(m)) => return Some(m.detach()),
-                None => return None,
+                Some(Err(e)) => {
+                    if group::outage(&telling).is_none() && group::outage(&e).is_some() {
+                        telling = e;
+                    }
+                }
+                Some(Ok(m)) => return (Some(m.detach()), telling),
+                None => return (None, telling),
             }
         }
     }
@@ -328,12 +338,12 @@ impl Pipeline {
                     // connection attempt, faster than one per pause: read one per pause and
                     // a 20 s outage left a minute of stale errors to wade through after the
                     // broker was back (chaos run, kafka-stop: 58 s). Take them all now.
-                    match self.skip_queued_errors() {
-                        Some(m) => {
+                    match self.skip_queued_errors(e) {
+                        (Some(m), _) => {
                             self.kafka_back();
                             m
                         }
-                        None => {
+                        (None, e) => {
                             self.kafka_failing(&e);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                             continue;
