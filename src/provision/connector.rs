@@ -622,6 +622,14 @@ impl Connect {
         Ok(())
     }
 
+    /// Resumes a paused connector and waits until it and its task run: Connect answers the
+    /// request before its worker applies it, so a caller that stopped at the answer (a chaos
+    /// run quitting on a second Ctrl-C) would leave the connector PAUSED.
+    pub async fn resume(&self, timeout: Duration) -> Result<Status> {
+        self.set_paused(false).await?;
+        self.wait_running(timeout).await.map_err(|e| e.into_error())
+    }
+
     /// Restarts task `id` of the connector alone (`POST .../tasks/<id>/restart`).
     pub async fn restart_task(&self, id: u32) -> Result<()> {
         self.send(self.http.post(format!(

@@ -98,7 +98,7 @@ impl Hands {
     pub async fn clear_left(&self, fault: Fault) -> Result<()> {
         match super::in_force::undo(fault) {
             super::in_force::Undo::Nothing(_) => Ok(()),
-            super::in_force::Undo::Resume => self.connect.set_paused(false).await,
+            super::in_force::Undo::Resume => self.connect.resume(RESTART_LIMIT).await.map(drop),
             super::in_force::Undo::Start(service) => self.stack.run("start", service).await,
             super::in_force::Undo::Thaw(service) => self.stack.run("thaw", service).await,
         }
@@ -111,7 +111,9 @@ impl Hands {
                 self.children.restarted(pid, RESTART_LIMIT).await?;
             }
             (Fault::Rebalance, _) => self.children.leave_extra().await?,
-            (Fault::ConnectorPause, _) => self.connect.set_paused(false).await?,
+            (Fault::ConnectorPause, _) => {
+                self.connect.resume(RESTART_LIMIT).await?;
+            }
             (Fault::TaskRestart, _) => {
                 self.connect
                     .wait_running(RESTART_LIMIT)

@@ -93,11 +93,7 @@ pub async fn restore(s: &Settings) -> Result<Option<String>> {
             let mut args = s.connect.clone();
             args.connector_name = rec.connector.clone();
             let connect = Connect::new(&args)?;
-            connect.set_paused(false).await?;
-            connect
-                .wait_running(Duration::from_secs(60))
-                .await
-                .map_err(|e| e.into_error())?;
+            connect.resume(Duration::from_secs(60)).await?;
             format!("connector {} resumed and RUNNING", rec.connector)
         }
         in_force::Undo::Start(service) => {
