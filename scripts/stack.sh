@@ -27,9 +27,9 @@ set -Eeuo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Nothing this script runs writes colour codes into a log file or a pipe (a fresh machine's
-# `up` left `\e[0m` in a log; which download tool wrote it was not reproduced with the caches
-# here): every tool is told so by its own setting whenever the output is not a terminal.
+# Nothing this script runs writes colour codes into a log file or a pipe: every tool is told
+# so by its own setting whenever the output is not a terminal (Maven, which ignores it, is
+# filtered in maven_copy).
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [[ ! -t 1 || ! -t 2 ]]; then
   export NO_COLOR=1 CLICOLOR=0 CARGO_TERM_COLOR=never PIP_NO_COLOR=1 TERM=dumb
@@ -192,7 +192,9 @@ maven_copy() { # pom-dir output-dir
   local t0
   t0=$(now_ms)
   rm -rf "$2.tmp"
-  (cd "$1" && mvn -B -q -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$2.tmp") >&2 \
+  # Debian's Maven 3.8 writes `\e[0m` resets in batch mode with colour off: stripped here.
+  (cd "$1" && mvn -B -q -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$2.tmp" 2>&1 \
+    | sed -u 's/\x1b\[[0-9;]*[A-Za-z]//g') >&2 \
     || die "Maven could not resolve $(basename "$1") jars (see output above); check that Maven Central is reachable"
   rm -rf "$2" && mv "$2.tmp" "$2"
   say "resolved $(basename "$1") ($(ls "$2" | wc -l) jars) in $(elapsed_since "$t0") ms"
