@@ -37,6 +37,10 @@ pub struct Sweep {
 /// Steps above the SLO knee that look for the throughput ceiling (the backlog growing).
 const CEILING_PROBES: u32 = 2;
 
+/// The narrowing stops once the knee is known this closely (a fraction of the rate
+/// sustained): finer than the ±10 % the figure is to repeat within.
+pub const RESOLUTION: f64 = 0.05;
+
 /// Below this rate a sweep gives up looking down: the pipeline is broken, not slow.
 const FLOOR_EPS: f64 = 10.0;
 
@@ -66,18 +70,27 @@ impl Sweep {
             (Some(ok), None) if ok >= self.max => None,
             (Some(ok), None) => Some((ok * self.growth).min(self.max)),
             (None, Some(bad)) => Some(bad / self.growth).filter(|r| *r >= FLOOR_EPS),
-            (Some(_), Some(_))
-                if self.grew.is_none() && self.probes < CEILING_PROBES && self.top < self.max =>
-            {
-                // Above the SLO knee the backlog still kept up: look higher for the ceiling.
-                Some((self.top * self.growth).min(self.max))
-            }
             (Some(ok), Some(bad)) => {
-                // Narrow while the interval is wider than 5 % of the knee.
-                let mid = (ok + bad) / 2.0;
-                (self.refined < self.refinements && bad - ok > 0.05 * ok).then_some(mid)
+                // The knee first, to the resolution asked: the steps that decide the figure
+                // run before the ceiling probes overload the stack on purpose (steps after
+                // an overloaded one were seen to fail at rates that had held before it).
+                let wide = bad - ok > RESOLUTION * ok;
+                if self.refined < self.refinements && wide {
+                    return Some((ok + bad) / 2.0);
+                }
+                // Above the SLO knee the backlog still kept up: look higher for the ceiling.
+                (self.grew.is_none() && self.probes < CEILING_PROBES && self.top < self.max)
+                    .then(|| (self.top * self.growth).min(self.max))
             }
         }
+    }
+
+    /// How far the figure may lie below the true knee, as a fraction of it: the interval
+    /// between the highest rate sustained and the lowest one above it that was not, over the
+    /// former (`None`: no knee found above the figure).
+    pub fn uncertainty(&self) -> Option<f64> {
+        let (ok, bad) = (self.sustained?, self.knee_above()?);
+        Some((bad - ok) / ok)
     }
 
     /// Takes a step's verdict into account: sustained within the SLO, and whether its
@@ -315,20 +328,34 @@ mod tests {
     }
 
     #[test]
-    fn above_the_knee_the_sweep_looks_for_the_ceiling_first() {
-        let (offered, s) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 2), 1_200.0, 5_000.0);
-        // 2,000 fails the SLO with a flat backlog: 4,000 (flat) and 8,000 (grew) find the
-        // ceiling, then the knee is narrowed.
+    fn the_knee_is_narrowed_to_the_resolution_and_no_further() {
+        let (offered, s) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 10), 4_200.0, 4_200.0);
         assert_eq!(
             offered,
-            [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 1500.0, 1250.0]
+            [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 6000.0, 5000.0, 4500.0, 4250.0, 4125.0]
+        );
+        assert_eq!(s.sustained(), Some(4125.0));
+        let u = s.uncertainty().unwrap();
+        assert!(u <= RESOLUTION && (u - 125.0 / 4125.0).abs() < 1e-9, "{u}");
+        let (_, s) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 3), 4_200.0, 4_200.0);
+        assert_eq!(s.uncertainty(), Some(0.125), "three halvings of a doubling");
+    }
+
+    #[test]
+    fn the_knee_is_narrowed_before_the_ceiling_is_probed() {
+        let (offered, s) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 2), 1_200.0, 5_000.0);
+        // 2,000 fails the SLO with a flat backlog: the knee is narrowed (1,500, 1,250), then
+        // 4,000 (flat) and 8,000 (grew) find the ceiling: the overloaded steps come last.
+        assert_eq!(
+            offered,
+            [500.0, 1000.0, 2000.0, 1500.0, 1250.0, 4000.0, 8000.0]
         );
         assert_eq!(s.sustained(), Some(1000.0));
         assert_eq!(s.knee_above(), Some(1250.0));
         assert_eq!(s.ceiling(), (Some(4000.0), Some(8000.0)));
         // At most two probes; none once a backlog grew.
         let (offered, s) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 1), 700.0, 1e9);
-        assert_eq!(offered, [500.0, 1000.0, 2000.0, 4000.0, 750.0]);
+        assert_eq!(offered, [500.0, 1000.0, 750.0, 2000.0, 4000.0]);
         assert_eq!(s.ceiling(), (Some(4000.0), None));
         let (offered, _) = run_ceiling(Sweep::new(500.0, 20_000.0, 2.0, 1), 700.0, 700.0);
         assert_eq!(offered, [500.0, 1000.0, 750.0]);

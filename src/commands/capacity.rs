@@ -91,7 +91,7 @@ impl From<&Args> for CapacityOptions {
             start_rate: a.start_rate,
             max_rate: a.max_rate,
             growth: 2.0,
-            refinements: 3,
+            refinements: 5,
             write: a.write.model(),
         }
     }

@@ -202,7 +202,7 @@ impl From<&Args> for FullOptions {
                 start_rate: a.capacity_start_rate,
                 max_rate: a.capacity_max_rate,
                 growth: 2.0,
-                refinements: 2,
+                refinements: 5,
                 write: a.pacing.write.model(),
             }),
             chaos: a.chaos.then(|| {

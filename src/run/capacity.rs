@@ -39,6 +39,9 @@ pub struct CapacityOptions {
     pub write: WriteModel,
 }
 
+/// The rest after a step whose backlog grew, once it has drained, before the next step.
+pub const SETTLE_AFTER_OVERLOAD: Duration = Duration::from_secs(10);
+
 /// Runs the sweep in a running session; each step is a phase named by its rate.
 pub async fn sweep(
     session: &mut Session,
@@ -60,8 +63,18 @@ pub async fn sweep(
             step = again;
         }
         sweep.record(rate, step.verdict.sustained, step.verdict.backlog_flat);
+        let overloaded = !step.verdict.backlog_flat;
         on_step(&step);
         steps.push(step);
+        if overloaded && sweep.next().is_some() {
+            // Drained is not yet settled: the services still work off the overload (the
+            // MongoDB-protocol server's storage, the JVMs' heaps) and a step judged now
+            // fails below rates that held before it.
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(SETTLE_AFTER_OVERLOAD) => {}
+            }
+        }
     }
     let sustained = sweep.sustained();
     let knee = sustained.and_then(|r| {
@@ -78,6 +91,7 @@ pub async fn sweep(
         routing: session.routing(),
         sustained_eps: sustained,
         knee_above_eps: sweep.knee_above(),
+        uncertainty: sweep.uncertainty(),
         ceiling_eps,
         overflow_eps,
         slo_p99_ms: o.slo_p99_ms,

@@ -242,6 +242,9 @@ pub struct CapacityReport {
     pub sustained_eps: Option<f64>,
     /// The lowest rate above it that was not sustained: the knee lies between the two.
     pub knee_above_eps: Option<f64>,
+    /// How far above the figure the knee may lie, as a fraction of the figure: the sweep's
+    /// resolution there (`None`: no rate above the figure failed).
+    pub uncertainty: Option<f64>,
     /// The throughput ceiling as far as the sweep saw it: the highest rate whose backlog
     /// stayed flat, whatever its latency.
     pub ceiling_eps: Option<f64>,

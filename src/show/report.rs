@@ -365,8 +365,9 @@ pub fn capacity_answer(c: &CapacityReport) -> String {
     };
     let knee = c.knee_above_eps.map_or(String::new(), |k| {
         format!(
-            " (not {}: the knee lies between)",
-            thousands(k.round() as u64)
+            " (not {}: the knee lies between, within {:.0} % above the figure)",
+            thousands(k.round() as u64),
+            c.uncertainty.unwrap_or_default() * 100.0
         )
     });
     let ceiling = match (c.ceiling_eps, c.overflow_eps) {

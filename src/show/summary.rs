@@ -80,8 +80,9 @@ pub fn full(o: &FullOutcome, machine: (String, String)) -> Vec<Item> {
                 format!("{} events/s", thousands(r.round() as u64)),
                 None,
                 format!(
-                    "the highest rate sustained at p99 ≤ {} ms{}",
+                    "the highest rate sustained at p99 ≤ {} ms in {} s steps{}",
                     c.slo_p99_ms,
+                    c.step_secs,
                     c.knee_above_eps
                         .map(|k| format!("; {} events/s was not", thousands(k.round() as u64)))
                         .unwrap_or_default()
@@ -255,6 +256,7 @@ mod tests {
                 routing: Default::default(),
                 sustained_eps: Some(2000.0),
                 knee_above_eps: Some(2500.0),
+                uncertainty: Some(0.25),
                 ceiling_eps: None,
                 overflow_eps: None,
                 slo_p99_ms: 50.0,
