@@ -2,7 +2,8 @@
 //!
 //! Messages are taken in batches of whatever is already fetched (never waiting to fill one, so
 //! latency stays low at low rates). A batch's writes go to MongoDB together; its offsets are
-//! committed only after every write and every dead-letter send of the batch is acknowledged.
+//! committed only after every write and every dead-letter send of the batch is acknowledged,
+//! and its statistics too (folded with the other batches of a 50 ms window, see [`owed`]).
 //! MongoDB or Kafka outages are retried with backoff and nothing is committed meanwhile, so
 //! delivery is at-least-once and the idempotent read models absorb redeliveries.
 //!
@@ -13,6 +14,7 @@
 pub mod batch;
 mod gate;
 mod group;
+mod owed;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,6 +40,7 @@ use batch::{DeadLetter, Message, Route};
 pub use gate::OwnTopics;
 pub use group::{check_instance_id, instance_id_char, Assigned, Holding};
 use group::{Ctx, Membership, Stalled};
+use owed::Owed;
 
 /// Tuning of the consumer.
 #[derive(Clone, Debug)]
@@ -194,6 +197,8 @@ struct Pipeline {
     registry: Registry,
     metrics: MetricsSender,
     opts: ConsumerOptions,
+    /// What handled batches owe before their offsets are committed (see [`owed`]).
+    owed: Owed,
 }
 
 /// One message of a batch, with its receive time (T3).
@@ -272,6 +277,7 @@ impl Pipeline {
                 registry: Registry::standard(),
                 metrics,
                 opts,
+                owed: Owed::default(),
             },
             assigned,
             partitions,
@@ -312,8 +318,15 @@ impl Pipeline {
             } else {
                 STALL_AFTER
             };
+            let due = self.owed.due();
             let first = tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    if !self.settle(&stop).await? {
+                        return Ok(totals);
+                    }
+                    continue;
+                }
                 m = self.consumer.recv() => m,
                 _ = tokio::time::sleep(quiet) => {
                     if self.kafka_down.is_some() {
@@ -367,15 +380,29 @@ impl Pipeline {
                     continue;
                 }
             }
-            if !self.process(&batch, &stop, &mut totals).await? {
+            let Some(acc) = self.process(&batch, &stop, &mut totals).await? else {
                 // Stopped during an outage: the batch is not committed and will be redelivered.
                 return Ok(totals);
-            }
+            };
             fail::fail_point!("consumer-before-commit", |_| crash(
                 "consumer-before-commit"
             ));
-            self.store_offsets(&batch);
+            let now = tokio::time::Instant::now();
+            self.owed.add(
+                acc.counted,
+                acc.activity_counts,
+                acc.records,
+                next_offsets(&batch),
+                now,
+            );
+            if self.owed.is_due(now) && !self.settle(&stop).await? {
+                return Ok(totals);
+            }
             self.stop_fetching_if_armed();
+        }
+        if !self.settle(&stop).await? {
+            // Stopped during an outage: what is owed is not committed and will be redelivered.
+            return Ok(totals);
         }
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing consumed yet is the usual cause; every handled batch was committed.
@@ -507,15 +534,10 @@ impl Pipeline {
     /// commit per batch instead would queue up at the group coordinator at a few hundred
     /// batches a second: the committed offsets then fall further and further behind, and the
     /// heartbeats wait behind the commits until the group drops the consumer.
-    fn store_offsets(&self, batch: &[Received]) {
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for r in batch {
-            let e = next.entry((r.msg.topic(), r.msg.partition())).or_insert(0);
-            *e = (*e).max(r.msg.offset() + 1);
-        }
+    fn store_offsets(&self, next: HashMap<(String, i32), i64>) {
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in next {
-            let _ = tpl.add_partition_offset(t, p, Offset::Offset(o));
+            let _ = tpl.add_partition_offset(&t, p, Offset::Offset(o));
         }
         if let Err(e) = self.consumer.store_offsets(&tpl) {
             // A partition revoked meanwhile: its new owner gets the batch again (idempotent).
@@ -523,14 +545,50 @@ impl Pipeline {
         }
     }
 
-    /// Handles a batch completely: plan, write, account, statistics, dead letters, metrics.
-    /// Returns false if `stop` came during an outage, an error when a retry limit ran out.
+    /// Settles what the handled batches owe ([`owed`]): their statistics in one update, then
+    /// their offsets stored for commit and their records published. False if `stop` came
+    /// during an outage (nothing of it is committed: redelivered), an error when a retry
+    /// limit ran out.
+    async fn settle(&mut self, stop: &CancellationToken) -> Result<bool> {
+        if self.owed.is_empty() {
+            return Ok(true);
+        }
+        let owed = self.owed.take();
+        let t_stats = std::time::Instant::now();
+        // Exact under retries too: a write acknowledged just before the connection dropped
+        // comes back "already applied" by this message and still counts, and a statistics
+        // update that went through before its reply was lost adds nothing the second time
+        // (the counted marks have moved).
+        let recorded = self
+            .mongo(stop, || {
+                self.store
+                    .record_statistics(&owed.counted, &owed.activity_counts)
+            })
+            .await?;
+        if recorded.is_none() {
+            return Ok(false);
+        }
+        tracing::debug!(
+            events = owed.records.len(),
+            stats_us = t_stats.elapsed().as_micros(),
+            "settled"
+        );
+        self.store_offsets(owed.offsets);
+        for r in owed.records {
+            let _ = self.metrics.send(MetricEvent::Event(r));
+        }
+        Ok(true)
+    }
+
+    /// Handles a batch up to what it owes: plan, write, account, dead letters; the
+    /// statistics, records and offsets are left to [`Self::settle`]. `None` if `stop` came
+    /// during an outage, an error when a retry limit ran out.
     async fn process(
         &self,
         batch: &[Received],
         stop: &CancellationToken,
         totals: &mut Totals,
-    ) -> Result<bool> {
+    ) -> Result<Option<batch::Account>> {
         let t_start = std::time::Instant::now();
         let plan = batch::plan(
             batch.iter().map(|r| r.view(self.route_pattern.as_ref())),
@@ -550,7 +608,7 @@ impl Pipeline {
         }
         let t_apply = std::time::Instant::now();
         let Some(results) = self.write(&plan.ops, stop).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let apply_us = t_apply.elapsed().as_micros();
         fail::fail_point!("consumer-after-write", |_| crash("consumer-after-write"));
@@ -572,37 +630,19 @@ impl Pipeline {
         );
         totals.applied += acc.applied;
         totals.already_applied += acc.already_applied;
-        let t_stats = std::time::Instant::now();
-        // Exact under retries too: a write acknowledged just before the connection dropped
-        // comes back "already applied" by this message and still counts, and a statistics
-        // update that went through before its reply was lost adds nothing the second time
-        // (the counted marks have moved).
-        let recorded = self
-            .mongo(stop, || {
-                self.store
-                    .record_statistics(&acc.counted, &acc.activity_counts)
-            })
-            .await?;
-        if recorded.is_none() {
-            return Ok(false);
-        }
         tracing::debug!(
             messages = batch.len(),
             decode_us = (t_apply - t_start).as_micros(),
             apply_us,
-            stats_us = t_stats.elapsed().as_micros(),
             "batch"
         );
         for d in plan.dead.iter().chain(&acc.dead) {
             if !self.dead_letter(&batch[d.index].msg, d, stop).await? {
-                return Ok(false);
+                return Ok(None);
             }
             totals.dead_lettered += 1;
         }
-        for r in acc.records {
-            let _ = self.metrics.send(MetricEvent::Event(r));
-        }
-        Ok(true)
+        Ok(Some(acc))
     }
 
     /// Performs the writes; joins that came before their activity are tried again for
@@ -738,6 +778,18 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The next offset to commit per partition a batch reached.
+fn next_offsets(batch: &[Received]) -> HashMap<(String, i32), i64> {
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for r in batch {
+        let e = next
+            .entry((r.msg.topic().to_owned(), r.msg.partition()))
+            .or_insert(0);
+        *e = (*e).max(r.msg.offset() + 1);
+    }
+    next
 }
 
 /// Ends the process at once, as SIGKILL would, from an armed fail point: nothing after this

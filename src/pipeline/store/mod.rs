@@ -443,33 +443,22 @@ impl ReadModels {
 
     /// Moves the statistics for a batch: the global totals by the events `counted`
     /// ([`statistics`]: increments only, guarded by each partition's counted mark), and each
-    /// touched activity's participant count (`$max`, so replays and reordering cannot lower or
-    /// double it), in one round trip (the two writes run concurrently).
+    /// touched activity's participant count (`$max`), in one `update` command
+    /// ([`statistics::statements`]). The marks are read only when not known (first batch, or
+    /// another writer moved one of ours: a rebalance); when the guard misses, the totals are
+    /// tallied again against the marks read anew (the participant counts, idempotent, go
+    /// again with them).
     pub async fn record_statistics(
         &self,
         counted: &[Counted],
         activity_counts: &BTreeMap<String, i64>,
     ) -> Result<(), TransientError> {
-        let (g, a) = tokio::join!(
-            self.count_events(counted),
-            self.record_participants(activity_counts)
-        );
-        g?;
-        a
-    }
-
-    /// Adds `counted` to the global totals, beyond the marks. The marks are read only when
-    /// not known (first batch, or another writer moved one of ours: a rebalance).
-    async fn count_events(&self, counted: &[Counted]) -> Result<(), TransientError> {
-        if counted.is_empty() {
-            return Ok(());
-        }
         // A few rounds cover a rebalance's overlap; more means the server does not evaluate
         // the guard as MongoDB does.
         for _ in 0..20 {
-            let known = self.known_marks();
-            let marks = match known {
+            let marks = match self.known_marks() {
                 Some(m) => m,
+                None if counted.is_empty() => Marks::new(),
                 None => {
                     let g = self
                         .statistics
@@ -480,32 +469,39 @@ impl ReadModels {
                     m
                 }
             };
-            let t = statistics::tally(counted, &marks);
+            let t = if counted.is_empty() {
+                statistics::Tally::default()
+            } else {
+                statistics::tally(counted, &marks)
+            };
+            let statements = statistics::statements(&t, activity_counts, DateTime::now());
+            if statements.is_empty() {
+                return Ok(());
+            }
+            let n = statements.len();
+            let reply = self
+                .db
+                .run_command(
+                    doc! { "update": self.statistics.name(), "updates": statements, "ordered": false },
+                )
+                .await?;
             if t.is_empty() {
                 return Ok(());
             }
-            let done = match self
-                .statistics
-                .update_one(
-                    statistics::guard(&t),
-                    statistics::update(&t, DateTime::now()),
-                )
-                .upsert(true)
-                .await
-            {
-                Ok(r) => r.matched_count == 1 || r.upserted_id.is_some(),
-                // The guard missed and the upsert found `global` there: a mark moved.
-                Err(e) if is_duplicate_key(&e) => false,
-                Err(e) => return Err(e.into()),
-            };
+            let outcome = statistics::global_outcome(&reply, n);
             let mut cache = self.marks.lock().unwrap_or_else(|e| e.into_inner());
-            match (done, cache.as_mut()) {
-                (true, Some(m)) => {
+            match (outcome, cache.as_mut()) {
+                (statistics::Global::Counted, Some(m)) => {
                     statistics::advance(m, &t);
                     return Ok(());
                 }
-                (true, None) => return Ok(()),
-                (false, _) => *cache = None,
+                (statistics::Global::Counted, None) => return Ok(()),
+                (statistics::Global::MarksMoved, _) => *cache = None,
+                (statistics::Global::Refused(code, why), _) => {
+                    return Err(TransientError(mongodb::error::Error::custom(format!(
+                        "the statistics update was refused (code {code}): {why}"
+                    ))))
+                }
             }
         }
         Err(TransientError(mongodb::error::Error::custom(
@@ -515,32 +511,6 @@ impl ReadModels {
 
     fn known_marks(&self) -> Option<Marks> {
         self.marks.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    async fn record_participants(
-        &self,
-        activity_counts: &BTreeMap<String, i64>,
-    ) -> Result<(), TransientError> {
-        if activity_counts.is_empty() {
-            return Ok(());
-        }
-        let statements: Vec<Document> = activity_counts
-            .iter()
-            .map(|(id, n)| {
-                doc! {
-                    "q": { "_id": format!("activity:{id}") },
-                    "u": { "$max": { "participant_count": n }, "$setOnInsert": { "activity_id": id } },
-                    "upsert": true,
-                }
-            })
-            .collect();
-        self.db
-            .run_command(
-                doc! { "update": self.statistics.name(), "updates": statements, "ordered": false },
-            )
-            .await
-            .map(drop)?;
-        Ok(())
     }
 
     /// Which of `events` (event id, type, aggregate id) the read models hold, whoever wrote
@@ -733,15 +703,6 @@ async fn settle_duplicates(
             }
         })
         .collect())
-}
-
-/// Whether an error is a duplicate `_id`.
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    match &*e.kind {
-        ErrorKind::Write(WriteFailure::WriteError(we)) => we.code == DUPLICATE_KEY,
-        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
-        _ => false,
-    }
 }
 
 /// Whether an error is about one document rather than the server or the connection. A write

@@ -118,12 +118,15 @@ impl Tally {
 
 /// What `counted` adds beyond `marks`: messages at or below their partition's mark were
 /// counted before (by an earlier delivery, or by another consumer) and add nothing.
+/// A message delivered twice among `counted` (a consumer given its partition back after a
+/// rebalance reads again from the committed offset, within one settling window) counts once.
 pub fn tally(counted: &[Counted], marks: &Marks) -> Tally {
     let mut t = Tally::default();
+    let mut seen = std::collections::HashSet::new();
     for c in counted {
         let part = (c.lane, c.partition);
         let known = marks.get(&part).copied();
-        if known.is_some_and(|m| c.offset <= m) {
+        if known.is_some_and(|m| c.offset <= m) || !seen.insert((part, c.offset)) {
             continue;
         }
         *t.add.entry(c.event_type).or_default() += 1;
@@ -164,6 +167,88 @@ pub fn update(t: &Tally, now: DateTime) -> Document {
     doc! { "$set": set, "$inc": inc }
 }
 
+/// The statements of one `update` command on the statistics collection: the guarded global
+/// update first (when the batch counts anything beyond the marks), then each touched
+/// activity's participant count (`$max`, so replays and reordering cannot lower or double
+/// it). One command instead of two: the statistics cost a batch one round trip and one
+/// command on the server.
+pub fn statements(
+    t: &Tally,
+    activity_counts: &BTreeMap<String, i64>,
+    now: DateTime,
+) -> Vec<Document> {
+    let global =
+        (!t.is_empty()).then(|| doc! { "q": guard(t), "u": update(t, now), "upsert": true });
+    global
+        .into_iter()
+        .chain(activity_counts.iter().map(|(id, n)| {
+            doc! {
+                "q": { "_id": format!("activity:{id}") },
+                "u": { "$max": { "participant_count": n }, "$setOnInsert": { "activity_id": id } },
+                "upsert": true,
+            }
+        }))
+        .collect()
+}
+
+/// What the server did with the guarded global statement (the first of [`statements`]),
+/// read from the command's reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Global {
+    /// Matched or created: the tally is counted.
+    Counted,
+    /// The guard missed (a mark moved: another consumer, or this one's earlier delivery):
+    /// read the marks and tally again.
+    MarksMoved,
+    /// Refused for another reason (the server's code and message).
+    Refused(i32, String),
+}
+
+/// Reads [`Global`] from the reply of an unordered `update` of `statements` statements whose
+/// first is the guarded global one and every other an upsert. The reply's `n` counts the
+/// statements that matched or upserted; each other statement counts once unless it failed,
+/// so what is left is the global statement's.
+pub fn global_outcome(reply: &Document, statements: usize) -> Global {
+    let errors: Vec<&Document> = reply
+        .get_array("writeErrors")
+        .map(|a| a.iter().filter_map(Bson::as_document).collect())
+        .unwrap_or_default();
+    let index = |d: &Document| {
+        d.get_i32("index")
+            .map(i64::from)
+            .or_else(|_| d.get_i64("index"))
+            .unwrap_or(-1)
+    };
+    if let Some(e) = errors.iter().find(|e| index(e) == 0) {
+        let code = e.get_i32("code").unwrap_or_default();
+        // The upsert found `global` there: the guard missed.
+        if code == super::DUPLICATE_KEY {
+            return Global::MarksMoved;
+        }
+        let why = e.get_str("errmsg").unwrap_or_default();
+        return Global::Refused(code, super::first_line(why).to_owned());
+    }
+    let upserted = reply
+        .get_array("upserted")
+        .map(|a| {
+            a.iter()
+                .filter_map(Bson::as_document)
+                .any(|d| index(d) == 0)
+        })
+        .unwrap_or(false);
+    let n = reply
+        .get_i32("n")
+        .map(i64::from)
+        .or_else(|_| reply.get_i64("n"))
+        .unwrap_or(0);
+    let others = statements.saturating_sub(1) - errors.len().min(statements.saturating_sub(1));
+    if upserted || n - others as i64 >= 1 {
+        Global::Counted
+    } else {
+        Global::MarksMoved
+    }
+}
+
 /// After a successful update, the marks it set.
 pub fn advance(marks: &mut Marks, t: &Tally) {
     for (p, (_, to)) in &t.marks {
@@ -174,6 +259,46 @@ pub fn advance(marks: &mut Marks, t: &Tally) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_global_statement_is_read_from_the_counts_of_one_reply() {
+        // Three statements: global, two activities (each upserts or matches: counts once).
+        let ok = doc! { "ok": 1.0, "n": 3, "nModified": 3 };
+        assert_eq!(global_outcome(&ok, 3), Global::Counted);
+        let missed = doc! { "ok": 1.0, "n": 2, "nModified": 2 };
+        assert_eq!(global_outcome(&missed, 3), Global::MarksMoved);
+        let created = doc! { "ok": 1.0, "n": 3, "upserted": [ { "index": 0, "_id": "global" } ] };
+        assert_eq!(global_outcome(&created, 3), Global::Counted);
+        let moved = doc! { "ok": 1.0, "n": 2, "writeErrors": [ { "index": 0, "code": 11000, "errmsg": "E11000 dup" } ] };
+        assert_eq!(global_outcome(&moved, 3), Global::MarksMoved);
+        // An activity statement that failed does not count in n, nor against the global one.
+        let one_failed = doc! { "ok": 1.0, "n": 2, "writeErrors": [ { "index": 2, "code": 121, "errmsg": "no" } ] };
+        assert_eq!(global_outcome(&one_failed, 3), Global::Counted);
+        let refused = doc! { "ok": 1.0, "n": 0, "writeErrors": [ { "index": 0_i64, "code": 2, "errmsg": "bad\nmore" } ] };
+        assert_eq!(
+            global_outcome(&refused, 1),
+            Global::Refused(2, "bad".into())
+        );
+    }
+
+    #[test]
+    fn one_command_holds_the_guarded_totals_first_then_each_activity() {
+        let counted = [c(0, 4, EventType::ParticipantJoined)];
+        let t = tally(&counted, &Marks::new());
+        let counts = BTreeMap::from([("a1".to_owned(), 3_i64), ("a2".to_owned(), 1)]);
+        let s = statements(&t, &counts, DateTime::from_millis(0));
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].get_document("q").unwrap(), &guard(&t));
+        assert_eq!(
+            s[2].get_document("q").unwrap(),
+            &doc! { "_id": "activity:a2" }
+        );
+        // Nothing beyond the marks: the activities alone.
+        assert_eq!(
+            statements(&Tally::default(), &counts, DateTime::from_millis(0)).len(),
+            2
+        );
+    }
 
     fn c(partition: i32, offset: i64, event_type: EventType) -> Counted {
         Counted {
@@ -208,6 +333,23 @@ mod tests {
             g,
             doc! { "_id": "global", "counted_through.p0": 5_i64, "counted_through.p2": { "$exists": false } }
         );
+    }
+
+    #[test]
+    fn a_message_delivered_twice_in_one_window_counts_once() {
+        let counted = [
+            c(0, 10, EventType::UserCreated),
+            c(0, 11, EventType::ActivityCreated),
+            c(0, 10, EventType::UserCreated),
+            c(0, 11, EventType::ActivityCreated),
+            c(0, 12, EventType::UserCreated),
+        ];
+        let t = tally(&counted, &Marks::new());
+        assert_eq!(
+            t.add,
+            BTreeMap::from([(EventType::UserCreated, 2), (EventType::ActivityCreated, 1)])
+        );
+        assert_eq!(t.marks[&(Lane::Raw, 0)], (None, 12));
     }
 
     #[test]
