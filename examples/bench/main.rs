@@ -27,6 +27,7 @@ use pipedemo::telemetry::cpu::{self, Service};
 use pipedemo::telemetry::metrics::{self, MetricEvent};
 
 mod clocks;
+mod costs;
 mod hosts;
 
 #[derive(Parser)]
@@ -61,9 +62,9 @@ struct Args {
     /// The rate of the latency-floor run (goal 2), events/s.
     #[arg(long, default_value_t = 1000)]
     floor_rate: u64,
-    /// Run only these sections (regression, generator, stages, consumer, capacity, floor,
-    /// open-loop, burst, scale-out, defaults, routing, soak, chaos, show, hosts, publishing);
-    /// default all.
+    /// Run only these sections (regression, costs, generator, stages, consumer, capacity,
+    /// floor, open-loop, burst, scale-out, defaults, routing, soak, chaos, show, hosts,
+    /// publishing); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The consumer's largest batch.
@@ -91,6 +92,12 @@ struct Args {
     /// Rounds of the routing section (each mode in turn per round).
     #[arg(long, default_value_t = 2)]
     routing_rounds: usize,
+    /// Offered rates of the costs section, events/s (each for `--seconds`).
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,4000")]
+    cost_rates: Vec<u64>,
+    /// The rate of the costs section's perf profile (0: none).
+    #[arg(long, default_value = "1000")]
+    profile_rate: Option<u64>,
     /// The rate at which the routing section compares the modes, events/s.
     #[arg(long, default_value_t = 1000)]
     routing_rate: u64,
@@ -1350,6 +1357,10 @@ async fn main() -> Result<()> {
             a.rounds
         );
         regression(&a, &mut figs).await?;
+    }
+    if run("costs") {
+        eprintln!("bench: costs per event per process, idle subtracted");
+        costs::costs(&a, &mut figs).await?;
     }
     if run("generator") {
         eprintln!("bench: generator vs COPY (goal 3)");

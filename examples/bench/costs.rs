@@ -1,0 +1,307 @@
+//! What one event costs each process of the pipeline (`--only costs`): CPU per event per
+//! service at a few offered rates with the idle stack's own CPU taken off, the MongoDB
+//! requests and PostgreSQL transactions those rates take, and perf profiles of pipedemo and
+//! the MongoDB-protocol server at one rate.
+//!
+//! Idle first: every service's CPU with nothing offered for 10 s, as a rate. A load's cost
+//! of a service is then its CPU during the load minus that rate times the load's length,
+//! over the events: what the events added, not what the stack spends anyway.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mongodb::bson::{doc, Document};
+use serde_json::Value;
+
+use pipedemo::pipeline::outbox;
+use pipedemo::telemetry::cpu::{self, Service};
+
+use super::{ab_setup, at_most, children_cpu_secs, figure, ms, Args, CpuTracker, Figure};
+
+/// Where the runs write (their own database and group, apart from the other sections').
+const ENV: [(&str, &str); 3] = [
+    ("MONGODB_DATABASE", "bench_costs"),
+    ("CONSUMER_GROUP", "bench-costs"),
+    ("METRICS_FILE", "/tmp/pipedemo-bench-costs.jsonl"),
+];
+
+/// Seconds of the idle measurement.
+const IDLE_SECS: u64 = 10;
+
+/// The server's request counters: MongoDB's `serverStatus`, which SecantusDB answers alike.
+#[derive(Clone, Copy, Default)]
+struct MongoCounters {
+    /// Requests read off its connections (`network.numRequests`): round trips.
+    requests: i64,
+    /// Documents inserted and update statements (`opcounters`).
+    inserts: i64,
+    updates: i64,
+    queries: i64,
+}
+
+async fn mongo_counters(db: &mongodb::Database) -> Result<MongoCounters> {
+    let s = db.run_command(doc! { "serverStatus": 1 }).await?;
+    let n = |d: &Document, k: &str| {
+        d.get_i64(k)
+            .or_else(|_| d.get_i32(k).map(i64::from))
+            .unwrap_or_default()
+    };
+    let net = s.get_document("network").cloned().unwrap_or_default();
+    let ops = s.get_document("opcounters").cloned().unwrap_or_default();
+    Ok(MongoCounters {
+        requests: n(&net, "numRequests"),
+        inserts: n(&ops, "insert"),
+        updates: n(&ops, "update"),
+        queries: n(&ops, "query"),
+    })
+}
+
+/// Transactions committed in the outbox's database since the server started.
+async fn pg_commits(pg: &tokio_postgres::Client) -> Result<i64> {
+    let row = pg
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0))
+}
+
+/// Every service's CPU, in seconds per second, with nothing offered.
+fn idle() -> BTreeMap<Service, f64> {
+    std::thread::sleep(Duration::from_secs(3));
+    let t = CpuTracker::start();
+    std::thread::sleep(Duration::from_secs(IDLE_SECS));
+    t.stop()
+        .into_iter()
+        .map(|(s, secs)| (s, secs / IDLE_SECS as f64))
+        .collect()
+}
+
+/// One load at `rate`: its JSON, its wall time, and each process's CPU seconds (pipedemo's
+/// from getrusage of the child, the services' from /proc).
+fn load(a: &Args, rate: u64) -> Result<(Value, f64, BTreeMap<String, f64>)> {
+    let events = rate * a.seconds;
+    let before = children_cpu_secs();
+    let tracker = CpuTracker::start();
+    let started = Instant::now();
+    let v = super::run_bin(
+        &a.pipedemo,
+        &ENV,
+        &[
+            "load",
+            "--events",
+            &events.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--json",
+            "--no-tui",
+        ],
+    )?;
+    let wall = started.elapsed().as_secs_f64();
+    let mut secs: BTreeMap<String, f64> = tracker
+        .stop()
+        .into_iter()
+        .map(|(s, x)| (s.name().to_owned(), x))
+        .collect();
+    secs.insert("pipedemo".into(), children_cpu_secs() - before);
+    Ok((v, wall, secs))
+}
+
+/// A perf profile of pipedemo's `load` at `rate` and of the MongoDB-protocol server beside
+/// it: the hottest symbols of each, written to `bench/profile-<rate>.txt`.
+fn profile(a: &Args, rate: u64) -> Result<String> {
+    if Command::new("perf").arg("--version").output().is_err() {
+        return Ok("perf is not installed: no profile".into());
+    }
+    let mongo = cpu::processes()
+        .into_iter()
+        .find(|(_, s, _)| *s == Service::Mongo)
+        .map(|(pid, _, _)| pid);
+    let mut cmd = Command::new(&a.pipedemo);
+    cmd.args([
+        "load",
+        "--events",
+        &(rate * a.seconds).to_string(),
+        "--rate",
+        &rate.to_string(),
+        "--json",
+        "--no-tui",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for (k, v) in ENV {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().context("starting the profiled load")?;
+    let pids = std::iter::once(child.id())
+        .chain(mongo)
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let data = Path::new("bench").join(format!("perf-{rate}.data"));
+    std::fs::create_dir_all("bench")?;
+    let perf = Command::new("perf")
+        .args(["record", "-q", "-F", "499", "-g", "-p", &pids, "-o"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting perf record")?;
+    let status = child.wait()?;
+    // SIGINT is how perf record is asked to write its file and end.
+    // SAFETY: kill(2) on perf's own pid.
+    unsafe { libc::kill(perf.id() as i32, libc::SIGINT) };
+    let _ = perf.wait_with_output();
+    if !status.success() {
+        bail!("the profiled load at {rate} ev/s failed ({status})");
+    }
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--no-children",
+            "--sort",
+            "comm,dso,sym",
+            "--stdio",
+            "--percent-limit",
+            "1",
+            "-g",
+            "none",
+            "-i",
+        ])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .context("perf report")?;
+    let text: String = String::from_utf8_lossy(&report.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = Path::new("bench").join(format!("profile-{rate}.txt"));
+    std::fs::write(&out, &text)?;
+    Ok(format!(
+        "profile of pipedemo (pid {}) and the MongoDB-protocol server at {rate} ev/s, \
+         symbols over 1 % of the samples ({}):\n{}",
+        child.id(),
+        out.display(),
+        text.lines().take(30).collect::<Vec<_>>().join("\n")
+    ))
+}
+
+/// The section: idle, then each rate of `--cost-rates`, then the profile.
+pub async fn costs(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
+    ab_setup(&a.pipedemo, &ENV)?;
+    let mongo = mongodb::Client::with_uri_str(a.settings.mongo.mongodb_uri.expose())
+        .await?
+        .database("admin");
+    let pg = outbox::connect(&a.settings.pg).await?;
+    eprintln!("bench: costs: the idle stack for {IDLE_SECS} s");
+    let idle = idle();
+    for (s, x) in &idle {
+        let mut f = figure(
+            &format!("costs: idle {}", s.name()),
+            x * 100.0,
+            "% of a core",
+        );
+        if *s == Service::Connect {
+            f = at_most(f, 5.0);
+        }
+        figs.push(f);
+    }
+    for &rate in &a.cost_rates {
+        eprintln!("bench: costs at {rate} ev/s for {} s", a.seconds);
+        let (m0, x0) = (mongo_counters(&mongo).await?, pg_commits(&pg).await?);
+        let (v, wall, secs) = load(a, rate)?;
+        let (m1, x1) = (mongo_counters(&mongo).await?, pg_commits(&pg).await?);
+        let events = (rate * a.seconds) as f64;
+        let label = format!("costs {rate} ev/s");
+        let sched = &v["total_from_schedule"];
+        let mut lat = figure(
+            &format!("{label}: p50 from schedule"),
+            ms(sched, &["p50_ms"]),
+            "ms",
+        );
+        lat.target = format!(
+            "p99 {:.1} ms, p99.9 {:.1} ms at {rate} ev/s offered",
+            ms(sched, &["p99_ms"]),
+            ms(sched, &["p999_ms"])
+        );
+        figs.push(lat);
+        let mut whole = 0.0;
+        for (svc, cpu_secs) in &secs {
+            let idle_secs = idle
+                .iter()
+                .find(|(s, _)| s.name() == svc)
+                .map_or(0.0, |(_, x)| *x)
+                * wall;
+            let us = (cpu_secs - idle_secs).max(0.0) * 1e6 / events;
+            whole += us;
+            let mut f = figure(
+                &format!("{label}: CPU µs/event {svc}, idle subtracted"),
+                us,
+                "µs/event",
+            );
+            match (rate, svc.as_str()) {
+                (1000, "pipedemo") => f = at_most(f, 100.0),
+                (4000, "pipedemo") => f = at_most(f, 30.0),
+                _ => {}
+            }
+            f.target = format!(
+                "{} {:.0} % of a core during the load",
+                f.target,
+                cpu_secs / wall * 100.0
+            )
+            .trim()
+            .to_owned();
+            figs.push(f);
+        }
+        let mut f = figure(
+            &format!("{label}: CPU µs/event pipeline, idle subtracted"),
+            whole,
+            "µs/event",
+        );
+        match rate {
+            1000 => f = at_most(f, 300.0),
+            4000 => f = at_most(f, 150.0),
+            _ => {}
+        }
+        figs.push(f);
+        // The second serverStatus is counted in its own reply.
+        let requests = (m1.requests - m0.requests - 1) as f64;
+        let mut f = figure(
+            &format!("{label}: MongoDB requests/s"),
+            requests / wall,
+            "requests/s",
+        );
+        f.target = format!(
+            "{:.1} per 1,000 events; {:.0} documents inserted, {:.0} update statements, {:.0} queries per 1,000 events",
+            requests / events * 1000.0,
+            (m1.inserts - m0.inserts) as f64 / events * 1000.0,
+            (m1.updates - m0.updates) as f64 / events * 1000.0,
+            (m1.queries - m0.queries) as f64 / events * 1000.0,
+        );
+        figs.push(f);
+        let mut f = figure(
+            &format!("{label}: PostgreSQL transactions/s"),
+            (x1 - x0) as f64 / wall,
+            "tx/s",
+        );
+        f.target = format!(
+            "{:.1} events per transaction",
+            events / (x1 - x0).max(1) as f64
+        );
+        figs.push(f);
+    }
+    if let Some(rate) = a.profile_rate.filter(|r| *r > 0) {
+        eprintln!("bench: costs: perf profile at {rate} ev/s");
+        match profile(a, rate) {
+            Ok(text) => eprintln!("{text}"),
+            Err(e) => eprintln!("bench: no profile: {e:#}"),
+        }
+    }
+    Ok(())
+}
