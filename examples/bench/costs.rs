@@ -111,8 +111,10 @@ fn load(a: &Args, rate: u64) -> Result<(Value, f64, BTreeMap<String, f64>)> {
     Ok((v, wall, secs))
 }
 
-/// A perf profile of pipedemo's `load` at `rate` and of the MongoDB-protocol server beside
-/// it: the hottest symbols of each, written to `bench/profile-<rate>.txt`.
+/// A perf profile of pipedemo's `load` at `rate` and one of the MongoDB-protocol server
+/// beside it, each process on its own: the functions that take most of its CPU, callees
+/// included (what a cost is spent on) and alone (where it is burnt), written to
+/// `bench/profile-<rate>-<process>.txt`.
 fn profile(a: &Args, rate: u64) -> Result<String> {
     if Command::new("perf").arg("--version").output().is_err() {
         return Ok("perf is not installed: no profile".into());
@@ -136,60 +138,81 @@ fn profile(a: &Args, rate: u64) -> Result<String> {
     for (k, v) in ENV {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().context("starting the profiled load")?;
-    let pids = std::iter::once(child.id())
-        .chain(mongo)
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let data = Path::new("bench").join(format!("perf-{rate}.data"));
     std::fs::create_dir_all("bench")?;
-    let perf = Command::new("perf")
-        .args(["record", "-q", "-F", "499", "-g", "-p", &pids, "-o"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting perf record")?;
+    let mut child = cmd.spawn().context("starting the profiled load")?;
+    let targets: Vec<(&str, u32)> = std::iter::once(("pipedemo", child.id()))
+        .chain(mongo.map(|p| ("mongo", p)))
+        .collect();
+    let mut recorders = Vec::new();
+    for (name, pid) in &targets {
+        let data = Path::new("bench").join(format!("perf-{rate}-{name}.data"));
+        let rec = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-F",
+                "499",
+                "-g",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting perf record")?;
+        recorders.push((*name, data, rec));
+    }
     let status = child.wait()?;
-    // SIGINT is how perf record is asked to write its file and end.
-    // SAFETY: kill(2) on perf's own pid.
-    unsafe { libc::kill(perf.id() as i32, libc::SIGINT) };
-    let _ = perf.wait_with_output();
+    let mut out = String::new();
+    for (name, data, rec) in recorders {
+        // SIGINT is how perf record is asked to write its file and end.
+        // SAFETY: kill(2) on perf's own pid.
+        unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+        let _ = rec.wait_with_output();
+        let report = |children: bool| -> Result<String> {
+            let o = Command::new("perf")
+                .args([
+                    "report",
+                    if children {
+                        "--children"
+                    } else {
+                        "--no-children"
+                    },
+                    "--sort",
+                    "sym",
+                    "--stdio",
+                    "--percent-limit",
+                    "2",
+                    "-g",
+                    "none",
+                    "-i",
+                ])
+                .arg(&data)
+                .stderr(Stdio::null())
+                .output()
+                .context("perf report")?;
+            Ok(String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .take(25)
+                .map(|l| format!("{l}\n"))
+                .collect())
+        };
+        let text = format!(
+            "{name} at {rate} ev/s, with callees:\n{}\n{name} at {rate} ev/s, alone:\n{}",
+            report(true)?,
+            report(false)?
+        );
+        let file = Path::new("bench").join(format!("profile-{rate}-{name}.txt"));
+        std::fs::write(&file, &text)?;
+        out.push_str(&format!("== {} ==\n{text}\n", file.display()));
+    }
     if !status.success() {
         bail!("the profiled load at {rate} ev/s failed ({status})");
     }
-    let report = Command::new("perf")
-        .args([
-            "report",
-            "--no-children",
-            "--sort",
-            "comm,dso,sym",
-            "--stdio",
-            "--percent-limit",
-            "1",
-            "-g",
-            "none",
-            "-i",
-        ])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .context("perf report")?;
-    let text: String = String::from_utf8_lossy(&report.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let out = Path::new("bench").join(format!("profile-{rate}.txt"));
-    std::fs::write(&out, &text)?;
-    Ok(format!(
-        "profile of pipedemo (pid {}) and the MongoDB-protocol server at {rate} ev/s, \
-         symbols over 1 % of the samples ({}):\n{}",
-        child.id(),
-        out.display(),
-        text.lines().take(30).collect::<Vec<_>>().join("\n")
-    ))
+    Ok(out)
 }
 
 /// The section: idle, then each rate of `--cost-rates`, then the profile.
@@ -199,6 +222,15 @@ pub async fn costs(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
         .await?
         .database("admin");
     let pg = outbox::connect(&a.settings.pg).await?;
+    // JVMs that have not compiled the hot paths yet would be measured, not the pipeline.
+    eprintln!("bench: costs: warm-up, 5,000 events at 1,000 ev/s");
+    super::run_bin(
+        &a.pipedemo,
+        &ENV,
+        &[
+            "load", "--events", "5000", "--rate", "1000", "--json", "--no-tui",
+        ],
+    )?;
     eprintln!("bench: costs: the idle stack for {IDLE_SECS} s");
     let idle = idle();
     for (s, x) in &idle {
@@ -278,7 +310,9 @@ pub async fn costs(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
             "requests/s",
         );
         f.target = format!(
-            "{:.1} per 1,000 events; {:.0} documents inserted, {:.0} update statements, {:.0} queries per 1,000 events",
+            "{:.1} per 1,000 events; per 1,000 events as the server counts them (MongoDB: \
+             documents; SecantusDB: insert commands): {:.0} inserts, {:.0} update statements, \
+             {:.0} queries",
             requests / events * 1000.0,
             (m1.inserts - m0.inserts) as f64 / events * 1000.0,
             (m1.updates - m0.updates) as f64 / events * 1000.0,

@@ -39,7 +39,8 @@ pub struct CapacityOptions {
     pub write: WriteModel,
 }
 
-/// The rest after a step whose backlog grew, once it has drained, before the next step.
+/// The rest after a step whose backlog grew, once it has drained, before the next step
+/// (two steps' length when that is shorter: a sweep of short steps is a quick look).
 pub const SETTLE_AFTER_OVERLOAD: Duration = Duration::from_secs(10);
 
 /// Runs the sweep in a running session; each step is a phase named by its rate.
@@ -72,7 +73,7 @@ pub async fn sweep(
             // fails below rates that held before it.
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(SETTLE_AFTER_OVERLOAD) => {}
+                _ = tokio::time::sleep(SETTLE_AFTER_OVERLOAD.min(o.step * 2)) => {}
             }
         }
     }
