@@ -10,16 +10,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use mongodb::bson::{doc, Document};
-use serde_json::Value;
 
 use pipedemo::pipeline::outbox;
 use pipedemo::telemetry::cpu::{self, Service};
 
-use super::{ab_setup, at_most, children_cpu_secs, figure, ms, Args, CpuTracker, Figure};
+use super::{ab_setup, at_most, figure, load_args, measured_load, ms, Args, CpuTracker, Figure};
 
 /// Where the runs write (their own database and group, apart from the other sections').
 const ENV: [(&str, &str); 3] = [
@@ -81,36 +80,6 @@ fn idle() -> BTreeMap<Service, f64> {
         .collect()
 }
 
-/// One load at `rate`: its JSON, its wall time, and each process's CPU seconds (pipedemo's
-/// from getrusage of the child, the services' from /proc).
-fn load(a: &Args, rate: u64) -> Result<(Value, f64, BTreeMap<String, f64>)> {
-    let events = rate * a.seconds;
-    let before = children_cpu_secs();
-    let tracker = CpuTracker::start();
-    let started = Instant::now();
-    let v = super::run_bin(
-        &a.pipedemo,
-        &ENV,
-        &[
-            "load",
-            "--events",
-            &events.to_string(),
-            "--rate",
-            &rate.to_string(),
-            "--json",
-            "--no-tui",
-        ],
-    )?;
-    let wall = started.elapsed().as_secs_f64();
-    let mut secs: BTreeMap<String, f64> = tracker
-        .stop()
-        .into_iter()
-        .map(|(s, x)| (s.name().to_owned(), x))
-        .collect();
-    secs.insert("pipedemo".into(), children_cpu_secs() - before);
-    Ok((v, wall, secs))
-}
-
 /// A perf profile of pipedemo's `load` at `rate` and one of the MongoDB-protocol server
 /// beside it, each process on its own: the functions that take most of its CPU, callees
 /// included (what a cost is spent on) and alone (where it is burnt), written to
@@ -124,17 +93,9 @@ fn profile(a: &Args, rate: u64) -> Result<String> {
         .find(|(_, s, _)| *s == Service::Mongo)
         .map(|(pid, _, _)| pid);
     let mut cmd = Command::new(&a.pipedemo);
-    cmd.args([
-        "load",
-        "--events",
-        &(rate * a.seconds).to_string(),
-        "--rate",
-        &rate.to_string(),
-        "--json",
-        "--no-tui",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(load_args(rate * a.seconds, rate))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     for (k, v) in ENV {
         cmd.env(k, v);
     }
@@ -247,7 +208,7 @@ pub async fn costs(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     for &rate in &a.cost_rates {
         eprintln!("bench: costs at {rate} ev/s for {} s", a.seconds);
         let (m0, x0) = (mongo_counters(&mongo).await?, pg_commits(&pg).await?);
-        let (v, wall, secs) = load(a, rate)?;
+        let (v, wall, secs) = measured_load(&a.pipedemo, &ENV, rate, a.seconds)?;
         let (m1, x1) = (mongo_counters(&mongo).await?, pg_commits(&pg).await?);
         let events = (rate * a.seconds) as f64;
         let label = format!("costs {rate} ev/s");

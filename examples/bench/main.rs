@@ -1136,8 +1136,48 @@ fn run_bin(bin: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result
     })
 }
 
-/// One open-loop load: its JSON, and CPU µs per event of each process (pipedemo from
-/// getrusage, the services from /proc).
+/// `load` at `rate` for `seconds`, its CPU measured: its JSON, its wall time, and each
+/// process's CPU seconds (pipedemo's from getrusage of the child, the services' from /proc).
+fn measured_load(
+    bin: &std::path::Path,
+    env: &[(&str, &str)],
+    rate: u64,
+    seconds: u64,
+) -> Result<(Value, f64, BTreeMap<String, f64>)> {
+    let before = children_cpu_secs();
+    let tracker = CpuTracker::start();
+    let started = Instant::now();
+    let v = run_bin(
+        bin,
+        env,
+        &load_args(rate * seconds, rate)
+            .each_ref()
+            .map(String::as_str),
+    )?;
+    let wall = started.elapsed().as_secs_f64();
+    let mut secs: BTreeMap<String, f64> = tracker
+        .stop()
+        .into_iter()
+        .map(|(s, x)| (s.name().to_owned(), x))
+        .collect();
+    secs.insert("pipedemo".into(), children_cpu_secs() - before);
+    Ok((v, wall, secs))
+}
+
+/// The arguments of an open-loop `load` of `events` at `rate`, headless, with JSON.
+fn load_args(events: u64, rate: u64) -> [String; 7] {
+    [
+        "load".into(),
+        "--events".into(),
+        events.to_string(),
+        "--rate".into(),
+        rate.to_string(),
+        "--json".into(),
+        "--no-tui".into(),
+    ]
+}
+
+/// One open-loop load: its JSON, and CPU µs per event of each process.
 fn ab_load(
     a: &Args,
     bin: &std::path::Path,
@@ -1145,31 +1185,12 @@ fn ab_load(
     env: &[(&str, &str)],
 ) -> Result<(Value, BTreeMap<String, f64>)> {
     ab_setup(bin, env)?;
-    let events = rate * a.seconds;
-    let before = children_cpu_secs();
-    let tracker = CpuTracker::start();
-    let v = run_bin(
-        bin,
-        env,
-        &[
-            "load",
-            "--events",
-            &events.to_string(),
-            "--rate",
-            &rate.to_string(),
-            "--json",
-            "--no-tui",
-        ],
-    )?;
-    let services = tracker.stop();
-    let mut us: BTreeMap<String, f64> = services
-        .iter()
-        .map(|(s, secs)| (s.name().to_owned(), secs * 1e6 / events as f64))
+    let events = (rate * a.seconds) as f64;
+    let (v, _, secs) = measured_load(bin, env, rate, a.seconds)?;
+    let mut us: BTreeMap<String, f64> = secs
+        .into_iter()
+        .map(|(k, x)| (k, x * 1e6 / events))
         .collect();
-    us.insert(
-        "pipedemo".into(),
-        (children_cpu_secs() - before) * 1e6 / events as f64,
-    );
     let whole = us.values().sum();
     us.insert("pipeline".into(), whole);
     Ok((v, us))

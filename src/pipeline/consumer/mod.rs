@@ -781,15 +781,14 @@ impl Pipeline {
 }
 
 /// The next offset to commit per partition a batch reached.
-fn next_offsets(batch: &[Received]) -> HashMap<(String, i32), i64> {
-    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+fn next_offsets(batch: &[Received]) -> impl Iterator<Item = ((String, i32), i64)> + '_ {
+    // Borrowed names per message; one owned name per partition of the batch.
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for r in batch {
-        let e = next
-            .entry((r.msg.topic().to_owned(), r.msg.partition()))
-            .or_insert(0);
+        let e = next.entry((r.msg.topic(), r.msg.partition())).or_insert(0);
         *e = (*e).max(r.msg.offset() + 1);
     }
-    next
+    next.into_iter().map(|((t, p), o)| ((t.to_owned(), p), o))
 }
 
 /// Ends the process at once, as SIGKILL would, from an armed fail point: nothing after this
