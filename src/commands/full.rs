@@ -60,6 +60,10 @@ pub struct Args {
     /// Skip the closing capacity phase.
     #[arg(long)]
     pub no_capacity: bool,
+    /// Keep every capacity step's events in the read models, as one long run would, instead
+    /// of starting each step on empty ones (as `pipedemo capacity --growing-store`).
+    #[arg(long)]
+    pub growing_store: bool,
     /// Add a chaos phase at the end: faults one at a time under a paced load (see
     /// `pipedemo chaos`), every one recovered and nothing lost, or the show fails.
     #[arg(long)]
@@ -204,6 +208,7 @@ impl From<&Args> for FullOptions {
                 growth: 2.0,
                 refinements: 5,
                 write: a.pacing.write.model(),
+                fresh_store: !a.growing_store,
             }),
             chaos: a.chaos.then(|| {
                 a.faults

@@ -278,6 +278,16 @@ pub async fn truncate(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Empties `event_outbox` and `pipedemo_sent_events` only, mid-run (a capacity step's fresh
+/// start): the run's registry stays, and Debezium skips truncates (`skipped.operations`).
+pub async fn clear_events(client: &Client) -> Result<()> {
+    client
+        .batch_execute("TRUNCATE event_outbox, pipedemo_sent_events")
+        .await
+        .context("emptying event_outbox and pipedemo_sent_events")?;
+    Ok(())
+}
+
 /// One row to insert into `event_outbox` (`created_at` comes from the table's default).
 #[derive(Clone, Debug)]
 pub struct NewEvent {

@@ -10,7 +10,11 @@ use tokio_util::sync::CancellationToken;
 use super::outcome::{CapacityReport, Step};
 use super::session::{PhaseOptions, Session};
 use crate::check::capacity::{self as rules, Sweep};
+use crate::check::verify::Cleared;
+use crate::config::Settings;
 use crate::numbers::thousands;
+use crate::pipeline::outbox;
+use crate::pipeline::store::ReadModels;
 use crate::pipeline::writer::WriteModel;
 use crate::telemetry::clock::now_us;
 use crate::telemetry::cpu::CpuSample;
@@ -37,16 +41,25 @@ pub struct CapacityOptions {
     pub refinements: u32,
     /// How each step's events become transactions.
     pub write: WriteModel,
+    /// Each step on empty read models and an empty outbox (what was there verified first):
+    /// the MongoDB server's work per event grows with the read models' size, so on a store
+    /// that keeps every step's events the steps that narrow the knee, which come last, are
+    /// judged on the most data and the figure depends on the sweep's path.
+    pub fresh_store: bool,
 }
 
 /// The rest after a step whose backlog grew, once it has drained, before the next step
 /// (two steps' length when that is shorter: a sweep of short steps is a quick look).
 pub const SETTLE_AFTER_OVERLOAD: Duration = Duration::from_secs(10);
 
-/// Runs the sweep in a running session; each step is a phase named by its rate.
+/// Runs the sweep in a running session; each step is a phase named by its rate. With
+/// [`CapacityOptions::fresh_store`], what each step clears was verified first, into `cleared`,
+/// for the run's verification at the end ([`crate::check::verify::run_after`]).
 pub async fn sweep(
+    s: &Settings,
     session: &mut Session,
     o: &CapacityOptions,
+    cleared: &mut Cleared,
     stop: &CancellationToken,
     mut on_step: impl FnMut(&Step),
 ) -> Result<CapacityReport> {
@@ -56,9 +69,9 @@ pub async fn sweep(
         if stop.is_cancelled() {
             break;
         }
-        let mut step = run_step(session, o, rate, stop).await?;
+        let mut step = run_step(s, session, o, rate, cleared, stop).await?;
         if rules::worth_confirming(&step.verdict) && !stop.is_cancelled() {
-            let mut again = run_step(session, o, rate, stop).await?;
+            let mut again = run_step(s, session, o, rate, cleared, stop).await?;
             again.verdict = rules::confirmed(&step.verdict, &again.verdict);
             again.first_try = Some(Box::new(step));
             step = again;
@@ -90,6 +103,7 @@ pub async fn sweep(
     session.live.lock().result = Some(result_line(sustained, o.slo_p99_ms));
     Ok(CapacityReport {
         routing: session.routing(),
+        fresh_store: o.fresh_store,
         sustained_eps: sustained,
         knee_above_eps: sweep.knee_above(),
         uncertainty: sweep.uncertainty(),
@@ -115,11 +129,14 @@ fn result_line(sustained: Option<f64>, slo_p99_ms: f64) -> String {
     }
 }
 
-/// Offers `rate` for one step, then lets the backlog drain before judging it.
+/// Offers `rate` for one step (on a fresh store when asked), then lets the backlog drain
+/// before judging it.
 async fn run_step(
+    s: &Settings,
     session: &mut Session,
     o: &CapacityOptions,
     rate: f64,
+    cleared: &mut Cleared,
     stop: &CancellationToken,
 ) -> Result<Step> {
     let events = ((rate * o.step.as_secs_f64()).round() as u64).max(1);
@@ -137,6 +154,12 @@ async fn run_step(
         thousands(rate.round() as u64),
         o.slo_p99_ms
     );
+    let events_before = if o.fresh_store {
+        start_fresh(s, cleared).await?;
+        0
+    } else {
+        session.live.lock().phases.iter().map(|p| p.received).sum()
+    };
     let cpu_before = CpuSample::now();
     let from_us = now_us();
     let r = session.run_phase(&name, &phase, stop).await?;
@@ -164,6 +187,7 @@ async fn run_step(
         },
         transactions_per_sec: r.transactions_per_sec(),
         events,
+        events_before,
         latency,
         stages: r.stats.stages.summaries(),
         backlog_slope_eps,
@@ -172,6 +196,14 @@ async fn run_step(
         gc_pauses,
         first_try: None,
     })
+}
+
+/// Verifies what the outbox and the read models hold, then empties both. The last step
+/// drained before this (its phase waits for every event), so nothing is in flight.
+async fn start_fresh(s: &Settings, cleared: &mut Cleared) -> Result<()> {
+    cleared.verify_now(s).await?;
+    outbox::clear_events(&outbox::connect(&s.pg).await?).await?;
+    ReadModels::connect(&s.mongo).await?.start_empty().await
 }
 
 #[cfg(test)]

@@ -96,10 +96,14 @@ pub async fn run(
         observer.phase_done(&r);
         results.push(r);
     }
+    let mut cleared = verify::Cleared::default();
     let capacity = match &o.capacity {
-        Some(c) if !stop.is_cancelled() => {
-            Some(capacity::sweep(&mut session, c, &stop, |s| observer.capacity_step(s)).await?)
-        }
+        Some(c) if !stop.is_cancelled() => Some(
+            capacity::sweep(s, &mut session, c, &mut cleared, &stop, |s| {
+                observer.capacity_step(s)
+            })
+            .await?,
+        ),
         _ => None,
     };
     session.finish().await?;
@@ -120,7 +124,7 @@ pub async fn run(
         }
         _ => None,
     };
-    let verification = verify::run(s, false).await?;
+    let verification = verify::run_after(s, false, &cleared).await?;
     let total_secs = results.iter().map(|r| r.wall_secs).sum();
     let phases: Vec<PhaseSummary> = results.iter().map(PhaseResult::summary).collect();
     let mut outcome = outcome(o, phases, prewarm, capacity, verification, total_secs);

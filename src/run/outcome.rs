@@ -216,6 +216,10 @@ pub struct Step {
     pub transactions_per_sec: f64,
     /// Events of the step.
     pub events: u64,
+    /// Events this run had already written to the read models when the step began (earlier
+    /// phases and steps): the MongoDB server's work per event grows with the read models'
+    /// size, so a step is judged on the store the sweep's path left (docs/performance.md).
+    pub events_before: u64,
     /// End-to-end latency from each event's scheduled insert time (open loop).
     pub latency: Summary,
     /// Latency of each stage (T1−T0 … T5−T3) and end to end (T5−T0).
@@ -238,6 +242,8 @@ pub struct Step {
 pub struct CapacityReport {
     /// How the connector routed the events (`raw` or `event-router`).
     pub routing: Routing,
+    /// Each step started on empty read models ([`super::capacity::CapacityOptions::fresh_store`]).
+    pub fresh_store: bool,
     /// The highest rate sustained within the SLO, events/s (none: not even the lowest).
     pub sustained_eps: Option<f64>,
     /// The lowest rate above it that was not sustained: the knee lies between the two.

@@ -382,8 +382,16 @@ pub fn capacity_answer(c: &CapacityReport) -> String {
         ),
         _ => String::new(),
     };
+    let store = match c.steps.iter().find(|s| s.offered_eps == rate) {
+        _ if c.fresh_store => ", each step on empty read models".to_owned(),
+        Some(s) => format!(
+            ", judged with {} events already in the read models",
+            thousands(s.events_before)
+        ),
+        None => String::new(),
+    };
     format!(
-        "This pipeline sustains {} ev/s at p99 ≤ {} ms{knee} ({} s steps, latency from schedule){limit}.{ceiling}",
+        "This pipeline sustains {} ev/s at p99 ≤ {} ms{knee} ({} s steps, latency from schedule{store}){limit}.{ceiling}",
         thousands(rate.round() as u64),
         c.slo_p99_ms,
         c.step_secs
@@ -675,5 +683,61 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    fn step(offered_eps: f64, sustained: bool, events_before: u64) -> Step {
+        Step {
+            offered_eps,
+            achieved_eps: offered_eps,
+            transactions_per_sec: 0.0,
+            events: 0,
+            events_before,
+            latency: Summary::default(),
+            stages: BTreeMap::new(),
+            backlog_slope_eps: 0.0,
+            cpu_pct: BTreeMap::new(),
+            verdict: crate::check::capacity::Verdict {
+                sustained,
+                reason: String::new(),
+                latency_ok: sustained,
+                backlog_flat: true,
+                complete: true,
+            },
+            gc_pauses: Vec::new(),
+            first_try: None,
+        }
+    }
+
+    #[test]
+    fn the_answer_says_how_full_the_read_models_were_at_the_figures_step() {
+        let mut c = CapacityReport {
+            routing: Default::default(),
+            fresh_store: false,
+            sustained_eps: Some(2000.0),
+            knee_above_eps: Some(2125.0),
+            uncertainty: Some(0.0625),
+            ceiling_eps: None,
+            overflow_eps: None,
+            slo_p99_ms: 50.0,
+            step_secs: 15.0,
+            limiting_stage: None,
+            limiting_growth_ms: None,
+            steps: vec![
+                step(1000.0, true, 8_000),
+                step(2000.0, true, 23_000),
+                step(2125.0, false, 330_000),
+            ],
+        };
+        let a = capacity_answer(&c);
+        assert!(
+            a.contains("judged with 23,000 events already in the read models"),
+            "{a}"
+        );
+        c.fresh_store = true;
+        let a = capacity_answer(&c);
+        assert!(
+            a.contains("(15 s steps, latency from schedule, each step on empty read models)"),
+            "{a}"
+        );
     }
 }

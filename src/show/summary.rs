@@ -254,6 +254,7 @@ mod tests {
             prewarm: None,
             capacity: Some(CapacityReport {
                 routing: Default::default(),
+                fresh_store: true,
                 sustained_eps: Some(2000.0),
                 knee_above_eps: Some(2500.0),
                 uncertainty: Some(0.25),

@@ -92,7 +92,53 @@ async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
         "every step's events"
     );
     assert_eq!(v["found_events"].as_u64(), Some(events));
+    // Every verified event's latency counted, the cleared steps' too.
+    assert_eq!(v["latency"]["total"]["count"].as_u64(), Some(events), "{v}");
     assert_eq!(r["failures"], serde_json::json!([]));
+    // Each step ran on empty read models: what the one before left was verified (above), then
+    // cleared, so a `verify` now finds the last step's events only.
+    assert_eq!(r["fresh_store"], true, "{r}");
+    for s in steps {
+        assert_eq!(s["events_before"], 0, "{s}");
+    }
+    let last = steps.last().unwrap()["events"].as_u64().unwrap();
+    let o = pipedemo("capacity_sweep", &["verify", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after: serde_json::Value = serde_json::from_slice(&o.stdout).expect("verify's JSON");
+    assert_eq!(after["total_events"].as_u64(), Some(last), "{after}");
+    assert_eq!(after["found_events"].as_u64(), Some(last), "{after}");
+}
+
+#[tokio::test]
+async fn a_sweep_on_a_growing_store_keeps_every_step() {
+    common::shared_stack();
+    let o = sweep(
+        "capacity_growing",
+        "40",
+        "60000",
+        &["--json", "--growing-store"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    let steps = r["steps"].as_array().unwrap();
+    assert!(steps.len() >= 2, "{r}");
+    assert_eq!(r["fresh_store"], false, "{r}");
+    // Each step begins on what every earlier step wrote.
+    let mut before = 0;
+    for s in steps {
+        let first = s.get("first_try").filter(|f| !f.is_null());
+        if let Some(f) = first {
+            assert_eq!(f["events_before"].as_u64(), Some(before), "{s}");
+            before += f["events"].as_u64().unwrap();
+        }
+        assert_eq!(s["events_before"].as_u64(), Some(before), "{s}");
+        before += s["events"].as_u64().unwrap();
+    }
+    assert_eq!(r["verification"]["passed"], true, "{r}");
+    let o = pipedemo("capacity_growing", &["verify", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after: serde_json::Value = serde_json::from_slice(&o.stdout).expect("verify's JSON");
+    assert_eq!(after["total_events"].as_u64(), Some(before), "{after}");
 }
 
 #[tokio::test]

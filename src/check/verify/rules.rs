@@ -59,6 +59,20 @@ impl Findings {
     pub fn passed(&self) -> bool {
         self.missing_ids.is_empty() && self.duplicated_ids.is_empty() && self.issues.is_empty()
     }
+
+    /// Adds the findings of another store's events (a capacity step's, verified before its
+    /// read models were cleared): counts add up, lists follow one another.
+    pub fn merge(&mut self, other: Findings) {
+        for (t, c) in other.by_type {
+            let e = self.by_type.entry(t).or_default();
+            e.expected += c.expected;
+            e.found += c.found;
+        }
+        self.missing_ids.extend(other.missing_ids);
+        self.duplicated_ids.extend(other.duplicated_ids);
+        self.extra += other.extra;
+        self.issues.extend(other.issues);
+    }
 }
 
 /// Applies every rule.
@@ -239,6 +253,62 @@ pub fn missing_hint(problem: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn findings_of_two_stores_add_up() {
+        let a_id = Uuid::from_u128(1);
+        let b_id = Uuid::from_u128(2);
+        let mut a = Findings {
+            by_type: BTreeMap::from([(
+                "UserCreated".into(),
+                TypeCount {
+                    expected: 3,
+                    found: 3,
+                },
+            )]),
+            extra: 1,
+            ..Findings::default()
+        };
+        let b = Findings {
+            by_type: BTreeMap::from([
+                (
+                    "UserCreated".into(),
+                    TypeCount {
+                        expected: 2,
+                        found: 1,
+                    },
+                ),
+                (
+                    "ActivityCreated".into(),
+                    TypeCount {
+                        expected: 4,
+                        found: 4,
+                    },
+                ),
+            ]),
+            missing_ids: vec![b_id],
+            duplicated_ids: vec![a_id],
+            issues: vec!["statistics: 1 UserCreated counted, 2 in users".into()],
+            ..Findings::default()
+        };
+        assert!(a.passed());
+        a.merge(b);
+        assert_eq!(
+            a.by_type["UserCreated"],
+            TypeCount {
+                expected: 5,
+                found: 4
+            }
+        );
+        assert_eq!(a.by_type["ActivityCreated"].found, 4);
+        assert_eq!(a.found(), 8);
+        assert_eq!(
+            (a.missing_ids, a.duplicated_ids.clone()),
+            (vec![b_id], vec![a_id])
+        );
+        assert_eq!(a.extra, 1);
+        assert_eq!(a.issues.len(), 1);
+    }
+
     use super::*;
     use mongodb::bson::doc;
 

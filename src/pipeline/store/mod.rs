@@ -247,6 +247,14 @@ impl ReadModels {
             .context("dropping the read-model database")
     }
 
+    /// Empty read models, as setup leaves them: the database dropped, then marked as
+    /// pipedemo's again and its indexes made.
+    pub async fn start_empty(&self) -> Result<()> {
+        self.drop_all().await?;
+        self.mark().await?;
+        self.ensure_indexes().await
+    }
+
     /// Performs a batch of writes. Creates go first (so joins in the same batch find their
     /// activity); writes to one activity keep their order; everything else runs concurrently.
     /// Returns one result per input write, in input order.
