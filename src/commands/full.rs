@@ -44,8 +44,10 @@ pub struct Args {
     /// absorbs; the report says so, and latency targets are not enforced.
     #[arg(long)]
     pub burst: bool,
-    /// How long each step of the closing capacity phase lasts, e.g. `5s`.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// How long each step of the closing capacity phase lasts, e.g. `5s` for a quick look
+    /// (the default is `pipedemo capacity`'s, so that the two figures mean the same: 5 s steps
+    /// at rates near the knee pass or fail by luck).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub capacity_step: Duration,
     /// The closing capacity phase's p99 target, e.g. `50ms` (a bare number is ms).
     #[arg(long, default_value = "50ms", value_parser = super::flags::latency_ms)]
