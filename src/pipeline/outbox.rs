@@ -271,10 +271,11 @@ pub async fn check_table(client: &Client) -> Result<()> {
 
 /// Deletes all outbox rows.
 pub async fn truncate(client: &Client) -> Result<()> {
+    clear_events(client).await?;
     client
-        .batch_execute("TRUNCATE event_outbox, pipedemo_sent_events, pipedemo_runs")
+        .batch_execute("TRUNCATE pipedemo_runs")
         .await
-        .context("emptying event_outbox, pipedemo_sent_events and pipedemo_runs")?;
+        .context("emptying pipedemo_runs")?;
     Ok(())
 }
 

@@ -14,7 +14,6 @@ use crate::check::verify::Cleared;
 use crate::config::Settings;
 use crate::numbers::thousands;
 use crate::pipeline::outbox;
-use crate::pipeline::store::ReadModels;
 use crate::pipeline::writer::WriteModel;
 use crate::telemetry::clock::now_us;
 use crate::telemetry::cpu::CpuSample;
@@ -201,9 +200,9 @@ async fn run_step(
 /// Verifies what the outbox and the read models hold, then empties both. The last step
 /// drained before this (its phase waits for every event), so nothing is in flight.
 async fn start_fresh(s: &Settings, cleared: &mut Cleared) -> Result<()> {
-    cleared.verify_now(s).await?;
+    let store = cleared.verify_now(s).await?;
     outbox::clear_events(&outbox::connect(&s.pg).await?).await?;
-    ReadModels::connect(&s.mongo).await?.start_empty().await
+    store.start_empty().await
 }
 
 #[cfg(test)]

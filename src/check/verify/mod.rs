@@ -226,14 +226,15 @@ pub struct Cleared {
 }
 
 impl Cleared {
-    /// Verifies what the outbox and the read models hold now, before they are cleared.
-    pub async fn verify_now(&mut self, s: &Settings) -> Result<()> {
-        let (observed, _) = fetch(s).await?;
+    /// Verifies what the outbox and the read models hold now, before they are cleared;
+    /// returns the read models it read, for the clearing.
+    pub async fn verify_now(&mut self, s: &Settings) -> Result<ReadModels> {
+        let (observed, store) = fetch(s).await?;
         let findings = rules::check(&observed);
         self.total += observed.events.len() as u64;
         self.ids.extend(observed.events.iter().map(|e| e.event_id));
         self.findings.merge(findings);
-        Ok(())
+        Ok(store)
     }
 }
 

@@ -253,6 +253,9 @@ pub fn missing_hint(problem: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use mongodb::bson::doc;
+
     #[test]
     fn findings_of_two_stores_add_up() {
         let a_id = Uuid::from_u128(1);
@@ -308,9 +311,6 @@ mod tests {
         assert_eq!(a.extra, 1);
         assert_eq!(a.issues.len(), 1);
     }
-
-    use super::*;
-    use mongodb::bson::doc;
 
     /// A consistent world: one user, one activity by that user, one join by the same user.
     struct World {
