@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinSet;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PostgresArgs;
@@ -288,9 +288,37 @@ fn already_committed(e: &anyhow::Error) -> bool {
         .any(|pe| pe.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
 }
 
+/// One writer's connection and the insert statement prepared on it (on first use).
+struct Conn {
+    client: Arc<Client>,
+    insert: Option<Statement>,
+}
+
+impl Conn {
+    /// Writes one transaction's rows: an `INSERT` of arrays when they are few (one round
+    /// trip), `COPY` otherwise.
+    async fn insert(&mut self, events: &[NewEvent], retention: Retention) -> Result<u64> {
+        match retention {
+            Retention::Delete => outbox::insert_batch_deleting(&self.client, events).await,
+            Retention::Keep if events.len() > outbox::INSERT_ROWS => {
+                outbox::insert_batch(&self.client, events).await
+            }
+            Retention::Keep => {
+                let insert = match &self.insert {
+                    Some(s) => s,
+                    None => self
+                        .insert
+                        .insert(outbox::prepare_insert(&self.client).await?),
+                };
+                outbox::insert_prepared(&self.client, insert, events).await
+            }
+        }
+    }
+}
+
 /// Writes one transaction, reconnecting as `reconnect` allows.
 async fn write(
-    client: &mut Arc<Client>,
+    conn: &mut Conn,
     events: &[NewEvent],
     reconnect: Option<&Reconnect>,
     retention: Retention,
@@ -299,10 +327,8 @@ async fn write(
     let mut resent = false;
     let mut pause = Duration::from_millis(100);
     loop {
-        let written = match retention {
-            Retention::Keep => outbox::insert_batch(client, events).await,
-            Retention::Delete => outbox::insert_batch_deleting(client, events).await,
-        };
+        let written = conn.insert(events, retention).await;
+        let client = &mut conn.client;
         let e = match written {
             Ok(_) => return Ok(()),
             Err(e) => e,
@@ -328,6 +354,7 @@ async fn write(
             match outbox::connect(&r.pg).await {
                 Ok(c) => {
                     *client = Arc::new(c);
+                    conn.insert = None;
                     tracing::info!("PostgreSQL is back; sending the transaction again");
                 }
                 Err(_) => continue,
@@ -359,7 +386,7 @@ impl Pool {
         let mark = Arc::new(std::sync::Mutex::new(Mark::default()));
         let failed = CancellationToken::new();
         let mut workers = JoinSet::new();
-        for mut client in clients {
+        for client in clients {
             let reconnect = reconnect.clone();
             let (rx, mark, mark_tx, mut committed, failed) = (
                 rx.clone(),
@@ -369,6 +396,10 @@ impl Pool {
                 failed.clone(),
             );
             workers.spawn(async move {
+                let mut conn = Conn {
+                    client,
+                    insert: None,
+                };
                 let r: Result<()> = async {
                     loop {
                         let job = tokio::select! {
@@ -385,7 +416,7 @@ impl Pool {
                                 _ = failed.cancelled() => return Ok(()),
                             }
                         }
-                        write(&mut client, &job.events, reconnect.as_ref(), retention).await?;
+                        write(&mut conn, &job.events, reconnect.as_ref(), retention).await?;
                         let m = mark.lock().expect("mark lock").done(job.seq);
                         mark_tx.send_replace(m);
                     }

@@ -6,16 +6,14 @@
 //! by reference instead: its topic, partition, offset, sizes and reason, from which the
 //! original can be read on its own topic. [`letter`] decides the shape, apart from Kafka.
 
-use std::time::Duration;
-
 use anyhow::{anyhow, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message as _;
 
 use super::client::{client_config, TIMEOUT};
 use super::headers::{self, RawHeader};
+use super::producer::{Producer, Record};
 use crate::config::KafkaArgs;
 use crate::pipeline::bounded::{self, ECHO_LIMIT};
 
@@ -233,7 +231,7 @@ fn too_large(e: &KafkaError) -> bool {
 /// original position in headers, and waits for Kafka to acknowledge each.
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
 }
 
@@ -241,13 +239,14 @@ impl DeadLetters {
     /// A producer for `args.dlq_topic()`.
     pub fn new(args: &KafkaArgs) -> Result<Self> {
         let producer = super::client::created(
-            client_config(args)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                // A copy is at most COPY_LIMIT; the rest of the room is for the request's
-                // framing.
-                .set("message.max.bytes", (COPY_LIMIT + 48 * 1024).to_string())
-                .create(),
+            Producer::create(
+                client_config(args)
+                    .set("acks", "all")
+                    .set("enable.idempotence", "true")
+                    // A copy is at most COPY_LIMIT; the rest of the room is for the request's
+                    // framing.
+                    .set("message.max.bytes", (COPY_LIMIT + 48 * 1024).to_string()),
+            ),
             "creating the dead-letter producer",
         )?;
         Ok(DeadLetters {
@@ -315,19 +314,12 @@ impl DeadLetters {
                 value: v.as_deref(),
             });
         }
-        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
-        if let Some(k) = &l.key {
-            rec = rec.key(k);
-        }
-        if let Some(v) = &l.value {
-            rec = rec.payload(v);
-        }
-        let timeout: Duration = TIMEOUT;
-        self.producer
-            .send(rec, timeout)
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        let rec = Record {
+            key: l.key.as_deref(),
+            payload: l.value.as_deref(),
+            headers: Some(headers),
+        };
+        self.producer.send(&self.topic, rec, TIMEOUT).await
     }
 }
 

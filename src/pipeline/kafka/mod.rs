@@ -1,12 +1,13 @@
 //! Kafka plumbing, one job a module: the [`client`] settings and the errors that name the
 //! setting to change, [`admin`] for setup and cleanup, the group's [`lag`], and the
-//! [`dead_letters`] producer, and [`headers`] read whatever bytes they hold.
+//! [`dead_letters`] and the results on a [`producer`] that sleeps between deliveries, and [`headers`] read whatever bytes they hold.
 
 pub mod admin;
 pub mod client;
 pub mod dead_letters;
 pub mod headers;
 pub mod lag;
+pub mod producer;
 pub mod results;
 
 pub use admin::{

@@ -13,12 +13,12 @@ use std::time::Duration;
 use anyhow::Result;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{client_config, created};
+use super::producer::{Producer, Record};
 use crate::config::KafkaArgs;
 use crate::telemetry::clock::now_us;
 use crate::telemetry::results::{Heartbeat, Merged, Published, SharedBook, Update};
@@ -34,7 +34,7 @@ pub const MAX_UPDATE_BYTES: usize = 4 * 1024 * 1024;
 /// phase when finished.
 pub struct Publisher {
     book: SharedBook,
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     task: Option<JoinHandle<()>>,
     stop: CancellationToken,
@@ -46,14 +46,15 @@ pub struct Publisher {
 impl Publisher {
     /// Starts publishing `book` to `args.results_topic()`.
     pub fn start(args: &KafkaArgs, book: SharedBook) -> Result<Publisher> {
-        let producer: FutureProducer = created(
-            client_config(args)
-                .set("acks", "all")
-                .set("linger.ms", "20")
-                // The histograms travel as base64 text: gzip takes back most of its quarter.
-                .set("compression.type", "gzip")
-                .set("message.timeout.ms", "10000")
-                .create(),
+        let producer = created(
+            Producer::create(
+                client_config(args)
+                    .set("acks", "all")
+                    .set("linger.ms", "20")
+                    // The histograms travel as base64 text: gzip takes back most of its quarter.
+                    .set("compression.type", "gzip")
+                    .set("message.timeout.ms", "10000"),
+            ),
             "creating the results producer",
         )?;
         let topic = args.results_topic();
@@ -118,7 +119,7 @@ fn lock(book: &SharedBook) -> std::sync::MutexGuard<'_, crate::telemetry::result
 }
 
 async fn publish_loop(
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     book: SharedBook,
     stop: CancellationToken,
@@ -153,7 +154,7 @@ async fn publish_loop(
 }
 
 async fn send(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     u: &Update,
     warned: &mut bool,
@@ -165,7 +166,12 @@ async fn send(
     let key = u.key();
     let sent = producer
         .send(
-            FutureRecord::to(topic).key(&key).payload(&value),
+            topic,
+            Record {
+                key: Some(key.as_bytes()),
+                payload: Some(&value),
+                headers: None,
+            },
             Duration::from_secs(10),
         )
         .await;
@@ -176,7 +182,7 @@ async fn send(
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
-        Err((e, _)) if !*warned => {
+        Err(e) if !*warned => {
             *warned = true;
             tracing::warn!(
                 topic, error = %e,
@@ -189,7 +195,7 @@ async fn send(
 }
 
 async fn heartbeat(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     h: &Heartbeat,
     bytes: &std::sync::atomic::AtomicU64,
@@ -199,7 +205,12 @@ async fn heartbeat(
     };
     let sent = producer
         .send(
-            FutureRecord::to(topic).key(&key).payload(&value),
+            topic,
+            Record {
+                key: Some(key.as_bytes()),
+                payload: Some(&value),
+                headers: None,
+            },
             Duration::from_secs(10),
         )
         .await;
