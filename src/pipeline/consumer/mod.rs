@@ -199,6 +199,9 @@ struct Pipeline {
     opts: ConsumerOptions,
     /// What handled batches owe before their offsets are committed (see [`owed`]).
     owed: Owed,
+    /// This consumer's assignments: the participant counts it knows hold only until its
+    /// partitions move ([`ReadModels::known_since`]).
+    assigned: Assigned,
 }
 
 /// One message of a batch, with its receive time (T3).
@@ -278,6 +281,7 @@ impl Pipeline {
                 metrics,
                 opts,
                 owed: Owed::default(),
+                assigned: assigned.clone(),
             },
             assigned,
             partitions,
@@ -653,6 +657,7 @@ impl Pipeline {
         ops: &[WriteOp],
         stop: &CancellationToken,
     ) -> Result<Option<Vec<WriteResult>>> {
+        self.store.known_since(self.assigned.holding().assignments);
         let Some(mut results) = self.mongo(stop, || self.store.apply(ops)).await? else {
             return Ok(None);
         };

@@ -2,8 +2,11 @@
 //! its reply, apart from the server: plan → execute (in [`super`]) → interpret.
 //!
 //! For each activity, the joins whose event ids are not yet in its participant list become one
-//! statement that pushes them all, and matches only while none of those ids is in the list:
-//! so a statement runs at most once, even if the batch comes again.
+//! statement that pushes them all, and matches only while none of those ids is in the list and
+//! the participant count is the one planned from: so a statement runs at most once, even if
+//! the batch comes again, and the count after it is exact. An activity's state comes from a
+//! read, or from the count this process last saw ([`super::known::KnownCounts`]), which the
+//! count guard checks.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,6 +26,15 @@ pub struct Existing {
 }
 
 impl Existing {
+    /// An activity known only by its participant count (no read): every join is planned as
+    /// new, and the statement's guards settle it.
+    pub fn counted(count: i64) -> Existing {
+        Existing {
+            count,
+            events: HashMap::new(),
+        }
+    }
+
     /// The activity id and its participants, from a document projected to
     /// `participants.count` and `participants.list.source_event_id` (and `source_partition`,
     /// `source_offset`).
@@ -55,15 +67,8 @@ pub struct Plan {
     pub statements: Vec<Document>,
     /// Per statement, in order: its joins (op indexes) and the count after them.
     pub pending: Vec<(Vec<usize>, i64)>,
-}
-
-impl Plan {
-    /// The joins that the statements carry.
-    pub fn statement_joins(&self) -> impl Iterator<Item = usize> + '_ {
-        self.pending
-            .iter()
-            .flat_map(|(idxs, _)| idxs.iter().copied())
-    }
+    /// Per statement, in order: its activity.
+    pub activities: Vec<String>,
 }
 
 /// Plans the joins `by_activity` (op indexes per activity, in batch order) against what the
@@ -104,15 +109,19 @@ pub fn plan(
         if fresh.is_empty() {
             continue;
         }
+        let before = state.count;
         state.count += fresh.len() as i64;
-        plan.statements.push(statement(ops, activity_id, &fresh));
+        plan.statements
+            .push(statement(ops, activity_id, before, &fresh));
+        plan.activities.push(activity_id.to_owned());
         plan.pending.push((fresh, state.count));
     }
     plan
 }
 
-/// The guarded update adding the joins `fresh` to one activity.
-fn statement(ops: &[WriteOp], activity_id: &str, fresh: &[usize]) -> Document {
+/// The guarded update adding the joins `fresh` to one activity that has `before`
+/// participants.
+fn statement(ops: &[WriteOp], activity_id: &str, before: i64, fresh: &[usize]) -> Document {
     let mut entries = Vec::new();
     let mut users = Vec::new();
     let mut event_ids = Vec::new();
@@ -126,7 +135,11 @@ fn statement(ops: &[WriteOp], activity_id: &str, fresh: &[usize]) -> Document {
         }
     }
     doc! {
-        "q": { "_id": activity_id, "participants.list.source_event_id": { "$nin": event_ids } },
+        "q": {
+            "_id": activity_id,
+            "participants.count": before,
+            "participants.list.source_event_id": { "$nin": event_ids },
+        },
         "u": {
             "$push": { "participants.list": { "$each": entries } },
             "$inc": { "participants.count": fresh.len() as i64 },
@@ -141,9 +154,14 @@ fn statement(ops: &[WriteOp], activity_id: &str, fresh: &[usize]) -> Document {
 pub enum Reply {
     /// Every statement matched or was rejected: (op index, outcome, count after).
     Settled(Vec<(usize, Outcome, i64)>),
-    /// Some statement matched nothing: another writer changed an activity between the read
-    /// and the update, so each join must be settled alone.
-    Contended,
+    /// Some statement matched nothing (another writer changed its activity since the read,
+    /// the count planned from was out of date, or one of its joins was listed already):
+    /// `matched` of the statements ran, and the reply does not say which
+    /// ([`matched_now`] tells them apart from a read).
+    Contended {
+        /// How many statements matched.
+        matched: usize,
+    },
 }
 
 /// Reads the `update` command's reply (`n` matched, `writeErrors` by statement index).
@@ -165,7 +183,7 @@ pub fn interpret(reply: &Document, plan: &Plan) -> Reply {
         _ => 0,
     };
     if matched + rejected.len() < plan.statements.len() {
-        return Reply::Contended;
+        return Reply::Contended { matched };
     }
     let mut out = Vec::new();
     for (k, (idxs, count)) in plan.pending.iter().enumerate() {
@@ -176,6 +194,30 @@ pub fn interpret(reply: &Document, plan: &Plan) -> Reply {
         out.extend(idxs.iter().map(|&i| (i, outcome.clone(), *count)));
     }
     Reply::Settled(out)
+}
+
+/// Which statements of a contended update ran, told from the activities read after it
+/// (`after`): a statement whose joins are not all listed did not run; those whose joins are
+/// all listed ran if as many of them as `matched` (a join listed by an earlier delivery looks
+/// the same, and then the read cannot tell: `None`).
+pub fn matched_now(
+    ops: &[WriteOp],
+    plan: &Plan,
+    after: &HashMap<String, Existing>,
+    matched: usize,
+) -> Option<Vec<bool>> {
+    let listed: Vec<bool> = plan
+        .activities
+        .iter()
+        .zip(&plan.pending)
+        .map(|(activity, (idxs, _))| {
+            after.get(activity).is_some_and(|state| {
+                idxs.iter()
+                    .all(|&i| state.events.contains_key(ops[i].source_event_id()))
+            })
+        })
+        .collect();
+    (listed.iter().filter(|&&l| l).count() == matched).then_some(listed)
 }
 
 #[cfg(test)]
@@ -223,6 +265,7 @@ mod tests {
         let s = &plan.statements[0];
         let guard = s.get_document("q").unwrap();
         assert_eq!(guard.get_str("_id").unwrap(), "a1");
+        assert_eq!(guard.get_i64("participants.count").unwrap(), 3);
         let nin = guard
             .get_document("participants.list.source_event_id")
             .unwrap()
@@ -296,6 +339,24 @@ mod tests {
     }
 
     #[test]
+    fn an_activity_known_by_its_count_alone_plans_every_join_as_new_guarded_by_that_count() {
+        // A redelivered e1 cannot be told from the count alone: the $nin guard keeps the
+        // statement from running again, and the reply says it did not match (Contended).
+        let ops = [join("a1", "e1", "u1"), join("a1", "e2", "u2")];
+        let known = HashMap::from([("a1".to_string(), Existing::counted(4))]);
+        let plan = plan(&ops, by_activity(&ops), known);
+        assert!(plan.settled.is_empty());
+        assert_eq!(plan.pending, [(vec![0, 1], 6)]);
+        assert_eq!(plan.activities, ["a1"]);
+        let guard = plan.statements[0].get_document("q").unwrap();
+        assert_eq!(guard.get_i64("participants.count").unwrap(), 4);
+        assert_eq!(
+            interpret(&doc! { "n": 0 }, &plan),
+            Reply::Contended { matched: 0 }
+        );
+    }
+
+    #[test]
     fn joins_of_a_missing_activity_send_nothing() {
         let ops = [join("nope", "e1", "u1")];
         let plan = plan(&ops, by_activity(&ops), existing(&[]));
@@ -329,8 +390,41 @@ mod tests {
                 ),
             ])
         );
-        assert_eq!(interpret(&doc! { "n": 1 }, &plan), Reply::Contended);
-        assert_eq!(plan.statement_joins().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            interpret(&doc! { "n": 1 }, &plan),
+            Reply::Contended { matched: 1 }
+        );
+    }
+
+    #[test]
+    fn a_contended_update_is_told_apart_by_what_the_read_after_it_lists() {
+        let ops = [
+            join("a1", "e1", "u1"),
+            join("a2", "e2", "u2"),
+            join("a2", "e3", "u3"),
+        ];
+        let plan = plan(
+            &ops,
+            by_activity(&ops),
+            HashMap::from([
+                ("a1".to_string(), Existing::counted(0)),
+                ("a2".to_string(), Existing::counted(7)),
+            ]),
+        );
+        // a1's statement ran; a2's count was out of date, so its statement did not.
+        let after = existing(&[("a1", 1, &["e1"]), ("a2", 9, &["x", "y"])]);
+        assert_eq!(matched_now(&ops, &plan, &after, 1), Some(vec![true, false]));
+        // Both listed but one ran: one of them was listed by an earlier delivery; which, the
+        // read cannot say.
+        let after = existing(&[("a1", 1, &["e1"]), ("a2", 9, &["e2", "e3"])]);
+        assert_eq!(matched_now(&ops, &plan, &after, 1), None);
+        assert_eq!(matched_now(&ops, &plan, &after, 2), Some(vec![true, true]));
+        // Half listed: that statement did not run (its other join is new).
+        let after = existing(&[("a1", 0, &[]), ("a2", 8, &["e2"])]);
+        assert_eq!(
+            matched_now(&ops, &plan, &after, 0),
+            Some(vec![false, false])
+        );
     }
 
     #[test]

@@ -31,8 +31,10 @@ use crate::read_model::Collection as ReadModel;
 use crate::telemetry::clock::now_us;
 
 mod joins;
+mod known;
 pub mod statistics;
 
+use known::KnownCounts;
 use statistics::{Counted, Marks};
 
 /// Duplicate key, the server's error code for an existing `_id`.
@@ -47,6 +49,8 @@ pub struct ReadModels {
     statistics: Collection<Document>,
     /// The statistics' counted marks as this consumer last read or wrote them.
     marks: Arc<Mutex<Option<Marks>>>,
+    /// The participant counts this consumer last saw, so that joins need no read first.
+    known: Arc<Mutex<KnownCounts>>,
 }
 
 /// What became of one write.
@@ -156,6 +160,7 @@ impl ReadModels {
             activities: db.collection(ReadModel::Activities.name()),
             statistics: db.collection(ReadModel::Statistics.name()),
             marks: Arc::default(),
+            known: Arc::default(),
             db,
         }
     }
@@ -259,9 +264,9 @@ impl ReadModels {
     /// activity); writes to one activity keep their order; everything else runs concurrently.
     /// Returns one result per input write, in input order.
     ///
-    /// A batch is usually two round trips: the inserts together with the read of the joined
-    /// activities, then one `update` for all joins. The read waits for the inserts only when a
-    /// join targets an activity created in the same batch.
+    /// A batch is usually two round trips: the inserts, then one `update` for all joins. An
+    /// activity whose participant count this consumer does not know ([`known`]) is read
+    /// first, beside the inserts unless it is created in the same batch.
     pub async fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, TransientError> {
         let mut results: Vec<Option<WriteResult>> = vec![None; ops.len()];
         let mut users = Vec::new();
@@ -276,33 +281,39 @@ impl ReadModels {
                 }
             }
         }
-        let created_here = activities.iter().any(|(_, d)| {
-            d.get_str("_id")
-                .is_ok_and(|id| by_activity.contains_key(id))
-        });
+        let created_here: Vec<&str> = activities
+            .iter()
+            .filter_map(|(_, d)| d.get_str("_id").ok())
+            .filter(|id| by_activity.contains_key(id))
+            .collect();
+        let (mut existing, unknown) = self.known_states(by_activity.keys().copied());
+        let (read_later, read_now): (Vec<&str>, Vec<&str>) = unknown
+            .into_iter()
+            .partition(|id| created_here.contains(id));
         let inserts = async {
             let (u, a) = tokio::join!(
                 insert_idempotent(&self.users, &users),
                 insert_idempotent(&self.activities, &activities)
             );
-            Ok::<_, TransientError>(u?.into_iter().chain(a?))
+            Ok::<_, TransientError>((u?, a?))
         };
-        // The read may run beside the inserts unless it has to see one of them.
-        let (inserted, existing) = if !by_activity.is_empty() && !created_here {
-            let (inserted, existing) = tokio::join!(inserts, self.read_joined(&by_activity));
-            (inserted?, Some(existing?))
+        let ((inserted_users, inserted_activities), read) = if read_now.is_empty() {
+            (inserts.await?, HashMap::new())
         } else {
-            let inserted = inserts.await?;
-            let existing = match by_activity.is_empty() {
-                true => None,
-                false => Some(self.read_joined(&by_activity).await?),
-            };
-            (inserted, existing)
+            let (inserted, read) = tokio::join!(inserts, self.read_joined(&read_now));
+            (inserted?, read?)
         };
-        for (i, r) in inserted {
+        existing.extend(read);
+        self.know_created(&activities, &inserted_activities);
+        let (known_now, still_unknown) = self.known_states(read_later);
+        existing.extend(known_now);
+        if !still_unknown.is_empty() {
+            existing.extend(self.read_joined(&still_unknown).await?);
+        }
+        for (i, r) in inserted_users.into_iter().chain(inserted_activities) {
             results[i] = Some(r);
         }
-        if let Some(existing) = existing {
+        if !by_activity.is_empty() {
             for (i, r) in self.apply_joins(ops, by_activity, existing).await? {
                 results[i] = Some(r);
             }
@@ -313,16 +324,62 @@ impl ReadModels {
             .collect())
     }
 
-    /// The participant state of the activities a batch joins, in one read.
+    /// The participant counts known are those seen under the consumer's `assignment` (its
+    /// assignments so far); a new one forgets them ([`KnownCounts::since`]).
+    pub fn known_since(&self, assignment: u64) {
+        self.known().since(assignment);
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, KnownCounts> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The activities among `ids` whose participant count is known, as states to plan from,
+    /// and the others.
+    fn known_states<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> (HashMap<String, joins::Existing>, Vec<&'a str>) {
+        let known = self.known();
+        let mut states = HashMap::new();
+        let mut unknown = Vec::new();
+        for id in ids {
+            match known.get(id) {
+                Some(count) => {
+                    states.insert(id.to_owned(), joins::Existing::counted(count));
+                }
+                None => unknown.push(id),
+            }
+        }
+        (states, unknown)
+    }
+
+    /// Activities this batch created (its insert applied now) start with the count their
+    /// document holds.
+    fn know_created(&self, activities: &[(usize, &Document)], inserted: &[(usize, WriteResult)]) {
+        let mut known = self.known();
+        for ((_, d), (_, r)) in activities.iter().zip(inserted) {
+            let count = d
+                .get_document("participants")
+                .ok()
+                .and_then(|p| p.get_i64("count").ok());
+            if let (Outcome::Applied, Ok(id), Some(count)) = (&r.outcome, d.get_str("_id"), count) {
+                known.set(id, count);
+            }
+        }
+    }
+
+    /// The participant state of the activities `ids`, in one read; their counts become known.
     async fn read_joined(
         &self,
-        by_activity: &BTreeMap<&str, Vec<usize>>,
+        ids: &[&str],
     ) -> Result<HashMap<String, joins::Existing>, TransientError> {
-        let ids: Vec<&str> = by_activity.keys().copied().collect();
         let mut existing = HashMap::new();
         let mut cur = self
             .activities
-            .find(doc! { "_id": { "$in": &ids } })
+            .find(doc! { "_id": { "$in": ids } })
             .projection(doc! {
                 "participants.count": 1,
                 "participants.list.source_event_id": 1,
@@ -333,6 +390,10 @@ impl ReadModels {
         while let Some(d) = cur.try_next().await? {
             let (id, state) = joins::Existing::of(&d);
             existing.insert(id, state);
+        }
+        let mut known = self.known();
+        for (id, state) in &existing {
+            known.set(id, state.count);
         }
         Ok(existing)
     }
@@ -365,22 +426,57 @@ impl ReadModels {
             )
             .await?;
         let acked_us = now_us();
-        match joins::interpret(&reply, &plan) {
+        let reply = joins::interpret(&reply, &plan);
+        self.know_joined(&plan, &reply);
+        match reply {
             joins::Reply::Settled(settled) => out.extend(
                 settled
                     .into_iter()
                     .map(|(i, outcome, count)| (i, result(outcome, acked_us, Some(count)))),
             ),
-            joins::Reply::Contended => {
-                // Only another writer of the same activity between our read and our update can
-                // get here (partitioning by aggregate makes that one consumer): settle each join
-                // alone, which the guard keeps exact.
-                for i in plan.statement_joins() {
-                    out.push((i, self.join(&ops[i]).await?));
+            joins::Reply::Contended { matched } => {
+                // A count planned from was out of date (another consumer joined the activity
+                // since this one last saw it: a rebalance), a join was listed already (a
+                // redelivery), or another writer raced: a read tells which statements ran,
+                // and the others' joins are settled one by one, which the guard keeps exact.
+                let ids: Vec<&str> = plan.activities.iter().map(String::as_str).collect();
+                let after = self.read_joined(&ids).await?;
+                let ran = joins::matched_now(ops, &plan, &after, matched);
+                for (k, (idxs, count)) in plan.pending.iter().enumerate() {
+                    if ran.as_ref().is_some_and(|r| r[k]) {
+                        out.extend(
+                            idxs.iter()
+                                .map(|&i| (i, result(Outcome::Applied, acked_us, Some(*count)))),
+                        );
+                        continue;
+                    }
+                    for &i in idxs {
+                        out.push((i, self.join(&ops[i]).await?));
+                    }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// After the joins' update: an activity whose statement ran has the count planned; one
+    /// whose statement did not (contended, rejected) is read again at its next join.
+    fn know_joined(&self, plan: &joins::Plan, reply: &joins::Reply) {
+        let applied: std::collections::HashSet<usize> = match reply {
+            joins::Reply::Settled(settled) => settled
+                .iter()
+                .filter(|(_, outcome, _)| *outcome == Outcome::Applied)
+                .map(|(i, ..)| *i)
+                .collect(),
+            joins::Reply::Contended { .. } => Default::default(),
+        };
+        let mut known = self.known();
+        for (activity, (idxs, after)) in plan.activities.iter().zip(&plan.pending) {
+            match idxs.first().is_some_and(|i| applied.contains(i)) {
+                true => known.set(activity, *after),
+                false => known.forget(activity),
+            }
+        }
     }
 
     async fn join(&self, op: &WriteOp) -> Result<WriteResult, TransientError> {
@@ -424,6 +520,9 @@ impl ReadModels {
                 .ok()
                 .and_then(|p| p.get_i64("count").ok())
         };
+        if let Some(n) = updated.as_ref().and_then(count) {
+            self.known().set(activity_id, n);
+        }
         Ok(match updated {
             Some(d) => result(Outcome::Applied, acked_us, count(&d)),
             None => match self
