@@ -319,13 +319,20 @@ pub const INSERT_ROWS: usize = 128;
 
 /// The statement [`insert_prepared`] runs, prepared once per connection.
 pub async fn prepare_insert(client: &Client) -> Result<Statement> {
+    prepare_insert_into(client, "event_outbox").await
+}
+
+/// [`prepare_insert`] into another table of the same shape (the benchmark's scratch table).
+/// `table` is a name from code, never from input.
+pub async fn prepare_insert_into(client: &Client, table: &str) -> Result<Statement> {
+    plain_identifier(table)?;
     client
-        .prepare(
-            "INSERT INTO event_outbox (event_id, aggregate_id, aggregate_type, event_type, payload, run_tag) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::text[])",
-        )
+        .prepare(&format!(
+            "INSERT INTO {table} (event_id, aggregate_id, aggregate_type, event_type, payload, run_tag) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::text[])"
+        ))
         .await
-        .context("preparing the outbox insert")
+        .with_context(|| format!("preparing the insert into {table}"))
 }
 
 /// Inserts events in one transaction, as [`insert_batch`] does, with one `INSERT` of arrays
