@@ -260,18 +260,17 @@ async fn generator_vs_copy(a: &Args, figs: &mut Vec<Figure>) -> Result<()> {
     )
     .await?;
     let events = generator::generate(a.generator_events, Some(42));
-    // As the outbox writer does: up to outbox::INSERT_ROWS rows one prepared INSERT, more
-    // a COPY.
+    // As the outbox writer does: a prepared INSERT, or COPY for many rows.
     let insert = outbox::prepare_insert_into(&pg, "bench_outbox").await?;
     let mut rates = Vec::new();
     for batch in [5, 100, 1000] {
         pg.batch_execute("TRUNCATE bench_outbox").await?;
         let t = Instant::now();
         for chunk in events.chunks(batch) {
-            if chunk.len() <= outbox::INSERT_ROWS {
-                outbox::insert_prepared(&pg, &insert, chunk).await?;
-            } else {
+            if outbox::by_copy(chunk.len()) {
                 outbox::insert_batch_into(&pg, "bench_outbox", chunk).await?;
+            } else {
+                outbox::insert_prepared(&pg, &insert, chunk).await?;
             }
         }
         rates.push((batch, events.len() as f64 / t.elapsed().as_secs_f64()));

@@ -312,10 +312,15 @@ pub async fn insert_batch(client: &Client, events: &[NewEvent]) -> Result<u64> {
 }
 
 /// The most rows a transaction writes with [`insert_prepared`]; larger ones take `COPY`
-/// ([`insert_batch`]). `COPY` costs two round trips (PostgreSQL answers the statement before it
-/// takes the rows), which is most of a paced window's cost at 5 rows; an `INSERT` of arrays is
-/// one, and beyond a few hundred rows `COPY`'s cheaper rows win.
+/// ([`insert_batch`]). `COPY` costs three round trips (its statement prepared, then answered
+/// before PostgreSQL takes the rows), which is most of a paced window's cost at 5 rows; an
+/// `INSERT` of arrays is one, and with many rows `COPY`'s cheaper rows win.
 pub const INSERT_ROWS: usize = 128;
+
+/// Whether a transaction of `rows` rows goes by `COPY` rather than [`insert_prepared`].
+pub fn by_copy(rows: usize) -> bool {
+    rows > INSERT_ROWS
+}
 
 /// The statement [`insert_prepared`] runs, prepared once per connection.
 pub async fn prepare_insert(client: &Client) -> Result<Statement> {
@@ -513,7 +518,16 @@ pub async fn server_version(client: &Client) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_identifier;
+    use super::{by_copy, plain_identifier, INSERT_ROWS};
+
+    #[test]
+    fn a_paced_window_is_one_insert_and_a_burst_of_hundreds_a_copy() {
+        assert!(!by_copy(5), "1,000 ev/s: 5 rows per 5 ms window");
+        assert!(!by_copy(100), "unpaced: 100 rows per transaction");
+        assert!(!by_copy(INSERT_ROWS));
+        assert!(by_copy(INSERT_ROWS + 1));
+        assert!(by_copy(600));
+    }
 
     #[test]
     fn only_plain_table_names_reach_sql() {

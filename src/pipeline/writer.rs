@@ -300,7 +300,7 @@ impl Conn {
     async fn insert(&mut self, events: &[NewEvent], retention: Retention) -> Result<u64> {
         match retention {
             Retention::Delete => outbox::insert_batch_deleting(&self.client, events).await,
-            Retention::Keep if events.len() > outbox::INSERT_ROWS => {
+            Retention::Keep if outbox::by_copy(events.len()) => {
                 outbox::insert_batch(&self.client, events).await
             }
             Retention::Keep => {

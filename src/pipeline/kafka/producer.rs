@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::oneshot;
 
@@ -39,7 +39,6 @@ impl ProducerContext for Reports {
 }
 
 /// A message to send: borrowed parts, as `FutureRecord` has them.
-#[derive(Default)]
 pub struct Record<'a> {
     /// The message key.
     pub key: Option<&'a [u8]>,
@@ -118,10 +117,5 @@ impl Producer {
                 Err((e, _)) => return Err(e),
             }
         }
-    }
-
-    /// Waits up to `timeout` for every message sent to be delivered.
-    pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        self.base.flush(timeout)
     }
 }

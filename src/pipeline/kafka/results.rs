@@ -163,25 +163,8 @@ async fn send(
     let Ok(value) = serde_json::to_vec(u) else {
         return;
     };
-    let key = u.key();
-    let sent = producer
-        .send(
-            topic,
-            Record {
-                key: Some(key.as_bytes()),
-                payload: Some(&value),
-                headers: None,
-            },
-            Duration::from_secs(10),
-        )
-        .await;
-    match sent {
-        Ok(_) => {
-            bytes.fetch_add(
-                (key.len() + value.len()) as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
+    match publish(producer, topic, &u.key(), &value, bytes).await {
+        Ok(()) => {}
         Err(e) if !*warned => {
             *warned = true;
             tracing::warn!(
@@ -200,26 +183,32 @@ async fn heartbeat(
     h: &Heartbeat,
     bytes: &std::sync::atomic::AtomicU64,
 ) {
-    let (Ok(value), key) = (serde_json::to_vec(h), h.key()) else {
-        return;
-    };
-    let sent = producer
-        .send(
-            topic,
-            Record {
-                key: Some(key.as_bytes()),
-                payload: Some(&value),
-                headers: None,
-            },
-            Duration::from_secs(10),
-        )
-        .await;
-    if sent.is_ok() {
-        bytes.fetch_add(
-            (key.len() + value.len()) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+    if let Ok(value) = serde_json::to_vec(h) {
+        let _ = publish(producer, topic, &h.key(), &value, bytes).await;
     }
+}
+
+/// Sends one keyed message and, once Kafka has it, counts its bytes.
+async fn publish(
+    producer: &Producer,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+    bytes: &std::sync::atomic::AtomicU64,
+) -> rdkafka::error::KafkaResult<()> {
+    let record = Record {
+        key: Some(key.as_bytes()),
+        payload: Some(value),
+        headers: None,
+    };
+    producer
+        .send(topic, record, Duration::from_secs(10))
+        .await?;
+    bytes.fetch_add(
+        (key.len() + value.len()) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(())
 }
 
 /// Reads every process's updates of one run into a [`Merged`], until stopped or dropped.
