@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{Duration as ChronoDuration, SecondsFormat, Utc};
 use fake::faker::address::en::{BuildingNumber, CityName, StreetName};
 use fake::faker::company::en::CatchPhrase;
 use fake::faker::internet::en::{SafeEmail, Username};
@@ -203,7 +203,8 @@ fn activity_created(rng: &mut StdRng, creator: Uuid) -> NewEvent {
             "max_participants": rng.random_range(5..=50),
             "location_name": city,
             "location_address": format!("{number} {street}, {city}"),
-            "start_date": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            // Whole seconds, `Z`: as `%Y-%m-%dT%H:%M:%SZ` writes it, without parsing a format.
+            "start_date": start.to_rfc3339_opts(SecondsFormat::Secs, true),
             "timezone": "UTC",
         }),
         run_tag: None,
@@ -274,6 +275,14 @@ mod tests {
                     }
                     EventType::ActivityCreated => {
                         assert!(users.contains(e.payload["creator_user_id"].as_str().unwrap()));
+                        // Whole seconds in UTC, as handlers and the seeds' data write them.
+                        let start = e.payload["start_date"].as_str().unwrap();
+                        assert_eq!(start.len(), "2027-01-02T10:00:00Z".len(), "{start}");
+                        assert!(
+                            chrono::DateTime::parse_from_rfc3339(start).is_ok(),
+                            "{start}"
+                        );
+                        assert!(start.ends_with('Z') && !start.contains('.'), "{start}");
                         acts.insert(e.aggregate_id);
                     }
                     EventType::ParticipantJoined => {

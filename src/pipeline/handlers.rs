@@ -4,6 +4,7 @@
 //! [`crate::pipeline::store`] performs it. That keeps them testable without a server and keeps every write
 //! idempotent in one place.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use mongodb::bson::{doc, DateTime, Document};
@@ -79,6 +80,17 @@ impl WriteOp {
             }
             WriteOp::Join { entry, .. } => Source::of(entry),
         }
+    }
+
+    /// A short label for dashboards and logs: the username, the activity's title, or the
+    /// joining user, at most 40 characters.
+    pub fn label(&self) -> String {
+        let s = match self {
+            WriteOp::InsertUser(d) => d.get_str("username").unwrap_or_default(),
+            WriteOp::InsertActivity(d) => d.get_str("title").unwrap_or_default(),
+            WriteOp::Join { user_id, .. } => user_id,
+        };
+        s.chars().take(40).collect()
     }
 
     /// The document key this write touches; writes to one key must keep their order.
@@ -175,8 +187,9 @@ impl Registry {
     }
 }
 
+/// The event's payload read straight from its text into the handler's own shape.
 fn parse<'a, T: Deserialize<'a>>(event: &'a OutboxEvent) -> Result<T, HandlerError> {
-    T::deserialize(&event.payload).map_err(|e| HandlerError::InvalidPayload {
+    serde_json::from_str(event.payload.json()).map_err(|e| HandlerError::InvalidPayload {
         event_type: event.event_type.clone(),
         reason: e.to_string(),
     })
@@ -222,14 +235,18 @@ pub struct UserCreated;
 
 #[derive(Deserialize)]
 struct UserPayload<'a> {
-    email: &'a str,
-    username: &'a str,
-    first_name: &'a str,
-    last_name: &'a str,
-    #[serde(default)]
-    bio: Option<&'a str>,
-    #[serde(default)]
-    avatar_url: Option<&'a str>,
+    #[serde(borrow)]
+    email: Cow<'a, str>,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow)]
+    first_name: Cow<'a, str>,
+    #[serde(borrow)]
+    last_name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    bio: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    avatar_url: Option<Cow<'a, str>>,
 }
 
 impl Handler for UserCreated {
@@ -239,7 +256,7 @@ impl Handler for UserCreated {
 
     fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError> {
         let p: UserPayload = parse(event)?;
-        let email = required(event, "email", p.email)?;
+        let email = required(event, "email", &p.email)?;
         if !email.contains('@') {
             return Err(invalid(
                 event,
@@ -250,11 +267,11 @@ impl Handler for UserCreated {
         Ok(WriteOp::InsertUser(doc! {
             "_id": &id,
             "email": email,
-            "username": required(event, "username", p.username)?,
+            "username": required(event, "username", &p.username)?,
             "name": format!("{} {}", p.first_name, p.last_name),
-            "first_name": p.first_name,
-            "last_name": p.last_name,
-            "profile": { "bio": p.bio, "avatar_url": p.avatar_url },
+            "first_name": &*p.first_name,
+            "last_name": &*p.last_name,
+            "profile": { "bio": p.bio.as_deref(), "avatar_url": p.avatar_url.as_deref() },
             "metadata": metadata(event),
             "allowed_users": [&id],
         }))
@@ -266,18 +283,21 @@ pub struct ActivityCreated;
 
 #[derive(Deserialize)]
 struct ActivityPayload<'a> {
-    title: &'a str,
-    #[serde(default)]
-    description: Option<&'a str>,
-    creator_user_id: &'a str,
+    #[serde(borrow)]
+    title: Cow<'a, str>,
+    #[serde(borrow, default)]
+    description: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    creator_user_id: Cow<'a, str>,
     max_participants: u32,
-    #[serde(default)]
-    location_name: Option<&'a str>,
-    #[serde(default)]
-    location_address: Option<&'a str>,
-    start_date: &'a str,
-    #[serde(default)]
-    timezone: Option<&'a str>,
+    #[serde(borrow, default)]
+    location_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    location_address: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    start_date: Cow<'a, str>,
+    #[serde(borrow, default)]
+    timezone: Option<Cow<'a, str>>,
 }
 
 fn parse_start(event: &OutboxEvent, s: &str) -> Result<DateTime, HandlerError> {
@@ -303,19 +323,19 @@ impl Handler for ActivityCreated {
 
     fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError> {
         let p: ActivityPayload = parse(event)?;
-        let creator = uuid_text(event, "creator_user_id", p.creator_user_id)?;
+        let creator = uuid_text(event, "creator_user_id", &p.creator_user_id)?;
         if p.max_participants == 0 {
             return Err(invalid(event, "`max_participants` must be at least 1"));
         }
         Ok(WriteOp::InsertActivity(doc! {
             "_id": event.aggregate_id.to_string(),
-            "title": required(event, "title", p.title)?,
-            "description": p.description,
+            "title": required(event, "title", &p.title)?,
+            "description": p.description.as_deref(),
             "creator_id": &creator,
             "max_participants": p.max_participants as i64,
-            "location": { "name": p.location_name, "address": p.location_address },
-            "start_date": parse_start(event, p.start_date)?,
-            "timezone": p.timezone.unwrap_or("UTC"),
+            "location": { "name": p.location_name.as_deref(), "address": p.location_address.as_deref() },
+            "start_date": parse_start(event, &p.start_date)?,
+            "timezone": p.timezone.as_deref().unwrap_or("UTC"),
             "participants": { "count": 0_i64, "list": [] },
             "metadata": metadata(event),
             "allowed_users": [&creator],
@@ -328,7 +348,8 @@ pub struct ParticipantJoined;
 
 #[derive(Deserialize)]
 struct JoinPayload<'a> {
-    user_id: &'a str,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
 }
 
 impl Handler for ParticipantJoined {
@@ -338,7 +359,7 @@ impl Handler for ParticipantJoined {
 
     fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError> {
         let p: JoinPayload = parse(event)?;
-        let user_id = uuid_text(event, "user_id", p.user_id)?;
+        let user_id = uuid_text(event, "user_id", &p.user_id)?;
         Ok(WriteOp::Join {
             activity_id: event.aggregate_id.to_string(),
             entry: doc! {
@@ -363,7 +384,7 @@ mod tests {
             aggregate_id: Uuid::new_v4(),
             aggregate_type: "X".into(),
             event_type: event_type.into(),
-            payload,
+            payload: crate::pipeline::envelope::Payload::of(&payload),
             created_at_us: 1_795_377_600_123_456,
             run_tag: None,
         }
@@ -441,6 +462,23 @@ mod tests {
             entry.get_str("source_event_id").unwrap(),
             e.event_id.to_string()
         );
+    }
+
+    #[test]
+    fn escaped_text_is_read_as_written() {
+        // Strings with escapes cannot be borrowed from the payload's text: they are copied.
+        let e = event(
+            "UserCreated",
+            json!({"email":"o'hara@example.com","username":"\"zoë\"","first_name":"Zoë\n","last_name":"O'Hara"}),
+        );
+        assert!(e.payload.json().contains(r#"\"zoë\""#));
+        let op = Registry::standard().handle(&e).unwrap();
+        assert_eq!(op.label(), "\"zoë\"");
+        let WriteOp::InsertUser(d) = op else {
+            panic!("not a user insert")
+        };
+        assert_eq!(d.get_str("username").unwrap(), "\"zoë\"");
+        assert_eq!(d.get_str("name").unwrap(), "Zoë\n O'Hara");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! copies from the change event before the router drops it. Every way such a message can be
 //! wrong has its own [`EnvelopeError`], so the dead-letter reason says what to fix.
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::config::RoutePattern;
@@ -145,7 +145,7 @@ pub fn decode(
     })?;
     let aggregate_id = aggregate_key(key)?;
     let text = std::str::from_utf8(value).map_err(|e| EnvelopeError::NotUtf8(e.valid_up_to()))?;
-    let payload: Value =
+    let payload: &RawValue =
         serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
     let payload = parse_payload(Some(payload))?;
     Ok(Decoded::Change(Box::new(Change {
@@ -270,7 +270,7 @@ mod tests {
         );
         assert_eq!(c.event.aggregate_type, "User");
         assert_eq!(c.event.event_type, "UserCreated");
-        assert_eq!(c.event.payload["email"], "a@b.c");
+        assert_eq!(c.event.payload.value()["email"], "a@b.c");
         assert_eq!(c.event.created_at_us, 1_796_052_508_926_225);
         assert_eq!(c.captured_us, 1_796_052_558_045_280);
         assert_eq!(c.committed_us, None, "not carried by the router");

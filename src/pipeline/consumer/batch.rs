@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::event::EventType;
 use crate::pipeline::bounded;
 use crate::pipeline::envelope::{check_created_at, decode, Decoded, Op, OutboxEvent};
 use crate::pipeline::handlers::{Registry, WriteOp};
@@ -299,7 +298,7 @@ pub fn account(
         timing.t5_us = r.acked_us;
         acc.records.push(EventRecord {
             event_id: p.event.event_id,
-            label: label(op.event_type(), &p.event),
+            label: op.label(),
             event_type: op.event_type(),
             aggregate_id: p.event.aggregate_id,
             partition: p.partition,
@@ -319,20 +318,10 @@ impl Pending {
     }
 }
 
-/// A short label for dashboards and logs: username, activity title, or the joining user.
-pub fn label(t: EventType, e: &OutboxEvent) -> String {
-    let field = match t {
-        EventType::UserCreated => "username",
-        EventType::ActivityCreated => "title",
-        EventType::ParticipantJoined => "user_id",
-    };
-    let s = e.payload.get(field).and_then(|v| v.as_str()).unwrap_or("");
-    s.chars().take(40).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventType;
     use serde_json::json;
 
     const NOW_US: i64 = 1_795_377_600_500_000;
