@@ -11,7 +11,7 @@ use mongodb::bson::doc;
 use pipedemo::config::Settings;
 use pipedemo::pipeline::envelope::OutboxEvent;
 use pipedemo::pipeline::generator;
-use pipedemo::pipeline::handlers::Registry;
+use pipedemo::pipeline::handlers::{Registry, Source};
 use pipedemo::pipeline::store::statistics::Counted;
 use pipedemo::pipeline::store::{Outcome, ReadModels};
 
@@ -45,8 +45,13 @@ async fn main() -> anyhow::Result<()> {
     let reg = Registry::standard();
     let ops: Vec<_> = generator::generate(a.events, Some(1))
         .into_iter()
-        .map(|e| {
-            reg.handle(&OutboxEvent::from_new(e, 1_795_000_000_000_000))
+        .enumerate()
+        .map(|(i, e)| {
+            let at = Source {
+                partition: 0,
+                offset: i as i64,
+            };
+            reg.handle(&OutboxEvent::from_new(e, 1_795_000_000_000_000), at)
                 .unwrap()
         })
         .collect();

@@ -299,8 +299,12 @@ mod tests {
     #[test]
     fn generated_events_pass_their_handlers() {
         let r = Registry::standard();
-        for e in generate(200, Some(7)) {
-            r.handle(&OutboxEvent::from_new(e, 1)).unwrap();
+        for (i, e) in generate(200, Some(7)).into_iter().enumerate() {
+            let at = crate::pipeline::handlers::Source {
+                partition: 0,
+                offset: i as i64,
+            };
+            r.handle(&OutboxEvent::from_new(e, 1), at).unwrap();
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::bson::{doc, rawdoc, DateTime, Document, RawBson, RawDocument, RawDocumentBuf};
 use serde::Deserialize;
 
 use crate::event::EventType;
@@ -17,10 +17,11 @@ use crate::pipeline::envelope::OutboxEvent;
 /// The write an event asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOp {
-    /// Create a `users` document (`_id` = the user's aggregate id).
-    InsertUser(Document),
-    /// Create an `activities` document (`_id` = the activity's aggregate id).
-    InsertActivity(Document),
+    /// Create a `users` document (`_id` = the user's aggregate id), built as the BSON the
+    /// server takes: no tree of fields to hash, serialize and free per event.
+    InsertUser(RawDocumentBuf),
+    /// Create an `activities` document (`_id` = the activity's aggregate id), as BSON.
+    InsertActivity(RawDocumentBuf),
     /// Add a participant to an activity.
     Join {
         /// The activity's `_id`.
@@ -54,29 +55,14 @@ impl WriteOp {
         }
     }
 
-    /// Records which Kafka message asks for this write (`source_partition`, `source_offset`
-    /// beside `source_event_id`): the statistics count an event for the message that created
-    /// its write, so a redelivery of that message counts it (its first delivery may have
-    /// crashed before the statistics) and a copy of the event at another offset does not.
-    pub fn stamp_source(&mut self, partition: i32, offset: i64) {
-        let target = match self {
-            WriteOp::InsertUser(d) | WriteOp::InsertActivity(d) => {
-                match d.get_document_mut("metadata") {
-                    Ok(m) => m,
-                    Err(_) => return,
-                }
-            }
-            WriteOp::Join { entry, .. } => entry,
-        };
-        target.insert("source_partition", partition);
-        target.insert("source_offset", offset);
-    }
-
-    /// The Kafka message that asks for this write (see [`Self::stamp_source`]).
+    /// The Kafka message that asks for this write (`source_partition`, `source_offset` beside
+    /// `source_event_id`): the statistics count an event for the message that created its
+    /// write, so a redelivery of that message counts it (its first delivery may have crashed
+    /// before the statistics) and a copy of the event at another offset does not.
     pub fn source(&self) -> Option<Source> {
         match self {
             WriteOp::InsertUser(d) | WriteOp::InsertActivity(d) => {
-                Source::of(d.get_document("metadata").ok()?)
+                Source::of_raw(d.get_document("metadata").ok()?)
             }
             WriteOp::Join { entry, .. } => Source::of(entry),
         }
@@ -120,6 +106,14 @@ impl Source {
             offset: d.get_i64("source_offset").ok()?,
         })
     }
+
+    /// [`Source::of`] for a document kept as BSON.
+    pub fn of_raw(d: &RawDocument) -> Option<Source> {
+        Some(Source {
+            partition: d.get_i32("source_partition").ok()?,
+            offset: d.get_i64("source_offset").ok()?,
+        })
+    }
 }
 
 /// Why an event could not be turned into a write. The text is the dead-letter reason.
@@ -142,8 +136,9 @@ pub enum HandlerError {
 pub trait Handler: Send + Sync {
     /// The `event_type` this handler accepts.
     fn event_type(&self) -> EventType;
-    /// Validates the event and describes its write.
-    fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError>;
+    /// Validates the event and describes its write, which records the message `at` that asks
+    /// for it.
+    fn handle(&self, event: &OutboxEvent, at: Source) -> Result<WriteOp, HandlerError>;
 }
 
 /// Dispatches events to handlers by `event_type`.
@@ -168,10 +163,10 @@ impl Registry {
         ])
     }
 
-    /// Runs the handler for the event's type.
-    pub fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError> {
+    /// Runs the handler for the event's type; `at` is the Kafka message it came in.
+    pub fn handle(&self, event: &OutboxEvent, at: Source) -> Result<WriteOp, HandlerError> {
         match EventType::parse(&event.event_type).and_then(|t| self.handlers.get(&t)) {
-            Some(h) => h.handle(event),
+            Some(h) => h.handle(event, at),
             None => Err(HandlerError::UnknownEventType(
                 event.event_type.clone(),
                 self.known(),
@@ -221,13 +216,20 @@ fn uuid_text(event: &OutboxEvent, field: &str, v: &str) -> Result<String, Handle
         })
 }
 
-fn metadata(event: &OutboxEvent) -> Document {
+fn metadata(event: &OutboxEvent, at: Source) -> RawDocumentBuf {
     let created = DateTime::from_millis(event.created_at_us.div_euclid(1000));
-    doc! {
+    rawdoc! {
         "created_at": created,
         "updated_at": created,
         "source_event_id": event.event_id.to_string(),
+        "source_partition": at.partition,
+        "source_offset": at.offset,
     }
+}
+
+/// An optional text field: `null` when absent, as the documents have always had it.
+fn optional(v: Option<&str>) -> RawBson {
+    v.map_or(RawBson::Null, RawBson::from)
 }
 
 /// `UserCreated` → a `users` document.
@@ -254,7 +256,7 @@ impl Handler for UserCreated {
         EventType::UserCreated
     }
 
-    fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError> {
+    fn handle(&self, event: &OutboxEvent, at: Source) -> Result<WriteOp, HandlerError> {
         let p: UserPayload = parse(event)?;
         let email = required(event, "email", &p.email)?;
         if !email.contains('@') {
@@ -264,16 +266,16 @@ impl Handler for UserCreated {
             ));
         }
         let id = event.aggregate_id.to_string();
-        Ok(WriteOp::InsertUser(doc! {
-            "_id": &id,
+        Ok(WriteOp::InsertUser(rawdoc! {
+            "_id": id.as_str(),
             "email": email,
             "username": required(event, "username", &p.username)?,
             "name": format!("{} {}", p.first_name, p.last_name),
             "first_name": &*p.first_name,
             "last_name": &*p.last_name,
-            "profile": { "bio": p.bio.as_deref(), "avatar_url": p.avatar_url.as_deref() },
-            "metadata": metadata(event),
-            "allowed_users": [&id],
+            "profile": { "bio": optional(p.bio.as_deref()), "avatar_url": optional(p.avatar_url.as_deref()) },
+            "metadata": metadata(event, at),
+            "allowed_users": [id.as_str()],
         }))
     }
 }
@@ -321,24 +323,24 @@ impl Handler for ActivityCreated {
         EventType::ActivityCreated
     }
 
-    fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError> {
+    fn handle(&self, event: &OutboxEvent, at: Source) -> Result<WriteOp, HandlerError> {
         let p: ActivityPayload = parse(event)?;
         let creator = uuid_text(event, "creator_user_id", &p.creator_user_id)?;
         if p.max_participants == 0 {
             return Err(invalid(event, "`max_participants` must be at least 1"));
         }
-        Ok(WriteOp::InsertActivity(doc! {
+        Ok(WriteOp::InsertActivity(rawdoc! {
             "_id": event.aggregate_id.to_string(),
             "title": required(event, "title", &p.title)?,
-            "description": p.description.as_deref(),
-            "creator_id": &creator,
+            "description": optional(p.description.as_deref()),
+            "creator_id": creator.as_str(),
             "max_participants": p.max_participants as i64,
-            "location": { "name": p.location_name.as_deref(), "address": p.location_address.as_deref() },
+            "location": { "name": optional(p.location_name.as_deref()), "address": optional(p.location_address.as_deref()) },
             "start_date": parse_start(event, &p.start_date)?,
             "timezone": p.timezone.as_deref().unwrap_or("UTC"),
             "participants": { "count": 0_i64, "list": [] },
-            "metadata": metadata(event),
-            "allowed_users": [&creator],
+            "metadata": metadata(event, at),
+            "allowed_users": [creator.as_str()],
         }))
     }
 }
@@ -357,7 +359,7 @@ impl Handler for ParticipantJoined {
         EventType::ParticipantJoined
     }
 
-    fn handle(&self, event: &OutboxEvent) -> Result<WriteOp, HandlerError> {
+    fn handle(&self, event: &OutboxEvent, at: Source) -> Result<WriteOp, HandlerError> {
         let p: JoinPayload = parse(event)?;
         let user_id = uuid_text(event, "user_id", &p.user_id)?;
         Ok(WriteOp::Join {
@@ -366,6 +368,8 @@ impl Handler for ParticipantJoined {
                 "user_id": &user_id,
                 "joined_at": DateTime::from_millis(event.created_at_us.div_euclid(1000)),
                 "source_event_id": event.event_id.to_string(),
+                "source_partition": at.partition,
+                "source_offset": at.offset,
             },
             user_id,
         })
@@ -377,6 +381,11 @@ mod tests {
     use super::*;
     use serde_json::json;
     use uuid::Uuid;
+
+    const AT: Source = Source {
+        partition: 2,
+        offset: 41,
+    };
 
     fn event(event_type: &str, payload: serde_json::Value) -> OutboxEvent {
         OutboxEvent {
@@ -396,7 +405,7 @@ mod tests {
             "UserCreated",
             json!({"email":"ada@example.com","username":"ada","first_name":"Ada","last_name":"Lovelace","bio":"hi"}),
         );
-        let WriteOp::InsertUser(d) = Registry::standard().handle(&e).unwrap() else {
+        let WriteOp::InsertUser(d) = Registry::standard().handle(&e, AT).unwrap() else {
             panic!("not a user insert")
         };
         let id = e.aggregate_id.to_string();
@@ -415,11 +424,10 @@ mod tests {
             meta.get_datetime("created_at").unwrap().timestamp_millis(),
             1_795_377_600_123
         );
-        assert_eq!(d.get_array("allowed_users").unwrap().len(), 1);
-        assert_eq!(
-            d.get_array("allowed_users").unwrap()[0].as_str(),
-            Some(id.as_str())
-        );
+        assert_eq!(Source::of_raw(meta), Some(AT), "the message is recorded");
+        let allowed: Vec<_> = d.get_array("allowed_users").unwrap().into_iter().collect();
+        assert_eq!(allowed.len(), 1);
+        assert_eq!(allowed[0].as_ref().unwrap().as_str(), Some(id.as_str()));
     }
 
     #[test]
@@ -430,7 +438,7 @@ mod tests {
             json!({"title":"Hike","description":"d","creator_user_id":creator,"max_participants":12,
                    "location_name":"Oslo","location_address":"1 Main St","start_date":"2027-01-02T10:00:00Z","timezone":"UTC"}),
         );
-        let WriteOp::InsertActivity(d) = Registry::standard().handle(&e).unwrap() else {
+        let WriteOp::InsertActivity(d) = Registry::standard().handle(&e, AT).unwrap() else {
             panic!("not an activity insert")
         };
         assert_eq!(d.get_str("creator_id").unwrap(), creator);
@@ -443,17 +451,26 @@ mod tests {
             "Oslo"
         );
         assert_eq!(
-            d.get_array("allowed_users").unwrap()[0].as_str(),
+            d.get_array("allowed_users")
+                .unwrap()
+                .into_iter()
+                .next()
+                .unwrap()
+                .unwrap()
+                .as_str(),
             Some(creator.as_str())
         );
+        assert_eq!(WriteOp::InsertActivity(d).source(), Some(AT));
     }
 
     #[test]
     fn join_targets_the_activity_and_carries_the_event_id() {
         let user = Uuid::new_v4().to_string();
         let e = event("ParticipantJoined", json!({ "user_id": user }));
-        let op = Registry::standard().handle(&e).unwrap();
+        let op = Registry::standard().handle(&e, AT).unwrap();
         assert_eq!(op.key(), e.aggregate_id.to_string());
+        assert_eq!(op.source(), Some(AT));
+        assert_eq!(op.source_event_id(), e.event_id.to_string());
         let WriteOp::Join { entry, user_id, .. } = op else {
             panic!("not a join")
         };
@@ -472,7 +489,7 @@ mod tests {
             json!({"email":"o'hara@example.com","username":"\"zoë\"","first_name":"Zoë\n","last_name":"O'Hara"}),
         );
         assert!(e.payload.json().contains(r#"\"zoë\""#));
-        let op = Registry::standard().handle(&e).unwrap();
+        let op = Registry::standard().handle(&e, AT).unwrap();
         assert_eq!(op.label(), "\"zoë\"");
         let WriteOp::InsertUser(d) = op else {
             panic!("not a user insert")
@@ -517,7 +534,7 @@ mod tests {
             ),
         ];
         for (e, expected) in cases {
-            let err = r.handle(&e).unwrap_err().to_string();
+            let err = r.handle(&e, AT).unwrap_err().to_string();
             assert!(
                 err.contains(expected),
                 "{err:?} should contain {expected:?}"

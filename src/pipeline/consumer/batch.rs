@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::pipeline::bounded;
 use crate::pipeline::envelope::{check_created_at, decode, Decoded, Op, OutboxEvent};
-use crate::pipeline::handlers::{Registry, WriteOp};
+use crate::pipeline::handlers::{Registry, Source, WriteOp};
 use crate::pipeline::routed::{self, Origin, RoutedHeaders};
 use crate::pipeline::store::statistics::{Counted, Lane};
 use crate::pipeline::store::{Outcome, WriteResult};
@@ -194,10 +194,17 @@ pub fn plan<'a>(
         let t4_us = now_us();
         let handled = check_created_at(&change.event, t4_us)
             .map_err(|e| e.to_string())
-            .and_then(|()| registry.handle(&change.event).map_err(|e| e.to_string()));
+            .and_then(|()| {
+                let at = Source {
+                    partition: m.partition,
+                    offset: m.offset,
+                };
+                registry
+                    .handle(&change.event, at)
+                    .map_err(|e| e.to_string())
+            });
         match handled {
-            Ok(mut op) => {
-                op.stamp_source(m.partition, m.offset);
+            Ok(op) => {
                 plan.ops.push(op);
                 plan.pending.push(Pending {
                     index,

@@ -313,8 +313,12 @@ mod tests {
     fn a_join_found_listed_by_this_same_message_says_so() {
         // A redelivery of the message at 0/7 after its first delivery wrote the entry.
         let mut ops = [join("a1", "e1", "u1"), join("a1", "e2", "u2")];
-        ops[0].stamp_source(0, 7);
-        ops[1].stamp_source(0, 9);
+        for (op, offset) in ops.iter_mut().zip([7_i64, 9]) {
+            if let WriteOp::Join { entry, .. } = op {
+                entry.insert("source_partition", 0);
+                entry.insert("source_offset", offset);
+            }
+        }
         let here = |offset| {
             Some(Source {
                 partition: 0,

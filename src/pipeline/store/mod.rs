@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document, RawDocument, RawDocumentBuf};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
@@ -290,10 +290,15 @@ impl ReadModels {
         let (read_later, read_now): (Vec<&str>, Vec<&str>) = unknown
             .into_iter()
             .partition(|id| created_here.contains(id));
+        // The documents are BSON already: the collections take them as they are.
+        let (user_docs, activity_docs) = (
+            self.users.clone_with_type::<RawDocumentBuf>(),
+            self.activities.clone_with_type::<RawDocumentBuf>(),
+        );
         let inserts = async {
             let (u, a) = tokio::join!(
-                insert_idempotent(&self.users, &users),
-                insert_idempotent(&self.activities, &activities)
+                insert_idempotent(&user_docs, &users),
+                insert_idempotent(&activity_docs, &activities)
             );
             Ok::<_, TransientError>((u?, a?))
         };
@@ -358,7 +363,11 @@ impl ReadModels {
 
     /// Activities this batch created (its insert applied now) start with the count their
     /// document holds.
-    fn know_created(&self, activities: &[(usize, &Document)], inserted: &[(usize, WriteResult)]) {
+    fn know_created(
+        &self,
+        activities: &[(usize, &RawDocumentBuf)],
+        inserted: &[(usize, WriteResult)],
+    ) {
         let mut known = self.known();
         for ((_, d), (_, r)) in activities.iter().zip(inserted) {
             let count = d
@@ -694,8 +703,8 @@ pub use statistics::statistics_key;
 /// Inserts documents, unordered; a duplicate `_id` is "already applied" when the stored
 /// document came from the same event, and a conflict otherwise.
 async fn insert_idempotent(
-    coll: &Collection<Document>,
-    docs: &[(usize, &Document)],
+    coll: &Collection<RawDocumentBuf>,
+    docs: &[(usize, &RawDocumentBuf)],
 ) -> Result<Vec<(usize, WriteResult)>, TransientError> {
     if docs.is_empty() {
         return Ok(Vec::new());
@@ -748,17 +757,17 @@ async fn insert_idempotent(
 /// Decides inserts that hit an existing `_id`: the same event's document is "already
 /// applied" (and says whether this very message made it); another event's is a conflict.
 async fn settle_duplicates(
-    coll: &Collection<Document>,
-    docs: &[(usize, &Document)],
+    coll: &Collection<RawDocumentBuf>,
+    docs: &[(usize, &RawDocumentBuf)],
     duplicates: Vec<usize>,
 ) -> Result<Vec<(usize, Outcome, bool)>, TransientError> {
-    let source = |d: &Document| {
+    let source = |d: &RawDocument| {
         let m = d.get_document("metadata").ok();
         (
             m.and_then(|m| m.get_str("source_event_id").ok())
                 .unwrap_or_default()
                 .to_owned(),
-            m.and_then(Source::of),
+            m.and_then(Source::of_raw),
         )
     };
     let ids: Vec<&str> = duplicates
