@@ -69,8 +69,9 @@ impl Payload {
         Payload(serde_json::value::to_raw_value(v).expect("a JSON value serializes"))
     }
 
-    /// The payload as a tree of values (for tests and diagnostics, not the hot path).
-    pub fn value(&self) -> Value {
+    /// The payload as a tree of values, for tests.
+    #[cfg(test)]
+    pub(crate) fn value(&self) -> Value {
         serde_json::from_str(self.json()).expect("a payload is checked JSON")
     }
 }
@@ -213,31 +214,18 @@ pub enum EnvelopeError {
     },
 }
 
+/// A change event, possibly in the schema wrapper (`schema`, `payload`). `R` is how its row
+/// is read: a [`Row`] in the same pass, or its raw text when it is read on its own.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct Envelope<'a, R> {
     #[serde(borrow, default)]
     schema: Option<&'a RawValue>,
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
     #[serde(borrow, default)]
     op: Option<&'a str>,
-    #[serde(borrow, default)]
-    after: Option<&'a RawValue>,
-    #[serde(default)]
-    source: Option<Source>,
-    #[serde(default)]
-    ts_ms: Option<i64>,
-    #[serde(default)]
-    ts_us: Option<i64>,
-}
-
-/// A change event without the schema wrapper, its row read in the same pass.
-#[derive(Deserialize)]
-struct Plain<'a> {
-    #[serde(borrow)]
-    op: &'a str,
-    #[serde(borrow, default)]
-    after: Option<Row<'a>>,
+    // A missing `after` is `None` without `default` (which would ask for `R: Default`).
+    after: Option<R>,
     #[serde(default)]
     source: Option<Source>,
     #[serde(default)]
@@ -282,15 +270,18 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
     let text = std::str::from_utf8(value).map_err(|e| EnvelopeError::NotUtf8(e.valid_up_to()))?;
     // Nearly every message is a plain envelope, read in one pass; anything else (the schema
     // wrapper, a defect) is read again by the general path, which says what is wrong.
-    let env = match serde_json::from_str::<Plain>(text) {
-        Ok(env) => env,
-        Err(_) => match general(text)? {
+    let env = match serde_json::from_str::<Envelope<Row>>(text) {
+        Ok(env) if env.op.is_some() => env,
+        _ => match general(text)? {
             Some(env) => env,
             None => return Ok(Decoded::Tombstone),
         },
     };
-    let op = Op::parse(env.op).ok_or_else(|| {
-        EnvelopeError::NotEnvelope(format!("unknown op `{}`", bounded::value(env.op)))
+    let op_text = env
+        .op
+        .ok_or_else(|| EnvelopeError::NotEnvelope("no `op` field".into()))?;
+    let op = Op::parse(op_text).ok_or_else(|| {
+        EnvelopeError::NotEnvelope(format!("unknown op `{}`", bounded::value(op_text)))
     })?;
     let row = match op {
         // The outbox is insert-only: a delete is a row's retention ending (`--outbox-delete`
@@ -300,7 +291,7 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
         _ => env.after,
     };
     let row = row.ok_or_else(|| {
-        EnvelopeError::NotEnvelope(format!("op `{}` without a row", bounded::value(env.op)))
+        EnvelopeError::NotEnvelope(format!("op `{}` without a row", bounded::value(op_text)))
     })?;
     let event = parse_row(row)?;
     if let Some(key) = key {
@@ -321,10 +312,10 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Decoded, Envel
     })))
 }
 
-/// A message [`Plain`] could not read: unwraps the schema wrapper (`None`: it wraps a
+/// A message the one pass could not read: unwraps the schema wrapper (`None`: it wraps a
 /// tombstone) and names the first thing wrong, in the order a reader would check.
-fn general(text: &str) -> Result<Option<Plain<'_>>, EnvelopeError> {
-    let mut env: Envelope = serde_json::from_str(text).map_err(|e| {
+fn general(text: &str) -> Result<Option<Envelope<'_, Row<'_>>>, EnvelopeError> {
+    let mut env: Envelope<&RawValue> = serde_json::from_str(text).map_err(|e| {
         if e.is_data() {
             EnvelopeError::NotEnvelope(format!("top level is not an object ({e})"))
         } else {
@@ -342,10 +333,7 @@ fn general(text: &str) -> Result<Option<Plain<'_>>, EnvelopeError> {
         env = serde_json::from_str(inner.get())
             .map_err(|e| EnvelopeError::NotEnvelope(format!("payload is not an envelope ({e})")))?;
     }
-    let op = env
-        .op
-        .ok_or_else(|| EnvelopeError::NotEnvelope("no `op` field".into()))?;
-    let after = match Op::parse(op) {
+    let after = match env.op.and_then(Op::parse) {
         // Rows of these are never read (see `decode`).
         None | Some(Op::Delete | Op::Truncate | Op::Message) => None,
         Some(_) => env
@@ -355,8 +343,10 @@ fn general(text: &str) -> Result<Option<Plain<'_>>, EnvelopeError> {
             .transpose()
             .map_err(|e| EnvelopeError::NotEnvelope(format!("row is not an object ({e})")))?,
     };
-    Ok(Some(Plain {
-        op,
+    Ok(Some(Envelope {
+        schema: None,
+        payload: None,
+        op: env.op,
         after,
         source: env.source,
         ts_ms: env.ts_ms,
@@ -507,11 +497,19 @@ pub fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn string_field(field: &'static str, raw: Option<&RawValue>) -> Result<String, EnvelopeError> {
+/// A field that must be a non-empty string: its text, borrowed unless it has escapes.
+fn nonempty_text<'a>(
+    field: &'static str,
+    raw: Option<&'a RawValue>,
+) -> Result<Cow<'a, str>, EnvelopeError> {
     match raw.and_then(text) {
-        Some(s) if !s.is_empty() => Ok(s.into_owned()),
+        Some(s) if !s.is_empty() => Ok(s),
         _ => Err(not_a_string(field, value_of(raw))),
     }
+}
+
+fn string_field(field: &'static str, raw: Option<&RawValue>) -> Result<String, EnvelopeError> {
+    nonempty_text(field, raw).map(Cow::into_owned)
 }
 
 /// What is wrong with a field that is not a non-empty string.
@@ -530,10 +528,7 @@ fn not_a_string(field: &'static str, v: Option<Value>) -> EnvelopeError {
 }
 
 fn uuid_field(field: &'static str, raw: Option<&RawValue>) -> Result<Uuid, EnvelopeError> {
-    let s = match raw.and_then(text) {
-        Some(s) if !s.is_empty() => s,
-        _ => return Err(not_a_string(field, value_of(raw))),
-    };
+    let s = nonempty_text(field, raw)?;
     Uuid::parse_str(&s).map_err(|e| EnvelopeError::BadField {
         field,
         reason: format!("`{}` is not a UUID ({e})", bounded::value(&s)),
@@ -671,6 +666,7 @@ mod tests {
             (b"hello".to_vec(), "not JSON"),
             (b"[1,2]".to_vec(), "not a Debezium change event"),
             (br#"{"a":1}"#.to_vec(), "no `op`"),
+            (br#"{"op":"c","ts_ms":1}"#.to_vec(), "op `c` without a row"),
             (
                 row(&GOOD.replace("UserCreated", "")).into_bytes(),
                 "`event_type` is invalid",
