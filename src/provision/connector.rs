@@ -172,7 +172,8 @@ impl ConnectError {
 /// benchmark's comparison).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tuning {
-    /// poll.interval.ms 5, larger batches and queue, producer linger 0.
+    /// Each record handed on as it is queued (max.batch.size 1), poll.interval.ms 10, a larger
+    /// queue, producer linger 0.
     Tuned,
     /// Debezium's and Connect's defaults (poll.interval.ms 500, …).
     Defaults,
@@ -185,11 +186,19 @@ pub const PRODUCER_BATCH_BYTES: &str = "262144";
 /// The connector configuration: pgoutput, `public.event_outbox` only, JSON without schemas,
 /// no initial snapshot (only new events matter), deletes not emitted, records keyed by
 /// `aggregate_id` so that each
-/// aggregate's events stay in one partition, in order. Tuned for latency: Debezium hands its
-/// queue to Connect every 5 ms instead of 500 ms, and Connect's producer sends at once (linger
-/// 0, pinned: Kafka 4 made 5 ms the default). The poll interval is a trade on a small machine:
-/// measured, the Kafka stage's p50 was 6.5 ms at 10 ms, 3.2 ms at 5 ms and 1.4 ms at 1 ms,
-/// while an idle Connect burned 11 %, 18 % and 51 % of a core.
+/// aggregate's events stay in one partition, in order. Tuned for latency: Debezium hands each
+/// record to Connect as soon as it is queued (`max.batch.size` 1), and Connect's producer sends
+/// at once (linger 0, pinned: Kafka 4 made 5 ms the default).
+///
+/// Why a batch of one: Debezium's queue returns a poll only once `max.batch.size` records are
+/// queued or `poll.interval.ms` is over, so with larger batches every event waited for the
+/// interval (the Kafka stage's p50 was 3.9 ms at 5 ms); with one, the queue's enqueue wakes the
+/// waiting poll. The interval is then only how long an idle poll and an idle WAL reader wait:
+/// it is a trade between the idle cost (a whole millisecond of spinning per poll,
+/// 1/(interval+1) of a core) and the p99 of capture (an event arriving while the WAL reader
+/// sleeps waits for it). Measured at 1,000 ev/s with a batch of one (docs/performance.md):
+/// 5 ms gave p99 11–14 ms and an idle Connect at 17.5 % of a core, 10 ms 14.5–15.4 ms and 9.8 %,
+/// 20 ms 25 ms and 5.6 %.
 pub fn connector_config(
     pg: &PostgresArgs,
     kafka: &KafkaArgs,
@@ -244,8 +253,8 @@ pub fn connector_config(
     }
     if tuning == Tuning::Tuned {
         for (k, v) in [
-            ("poll.interval.ms", "5"),
-            ("max.batch.size", "4096"),
+            ("poll.interval.ms", "10"),
+            ("max.batch.size", "1"),
             ("max.queue.size", "32768"),
             ("producer.override.linger.ms", "0"),
             // A produce request carries one batch per partition: at the default 16 KB, twelve
@@ -748,6 +757,11 @@ mod tests {
         // No per-record context headers when tuned; Debezium's own default when not.
         let tuned = connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Tuned);
         assert_eq!(tuned["extended.headers.enabled"], "false");
+        // Tuned, a record goes on as soon as it is queued, not when a batch fills or the poll
+        // interval is over; Debezium requires a queue larger than the batch.
+        assert_eq!(tuned["max.batch.size"], "1");
+        let queue: u64 = tuned["max.queue.size"].as_str().unwrap().parse().unwrap();
+        assert!(queue > 1);
         let stock = connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Defaults);
         assert!(stock.get("extended.headers.enabled").is_none());
         assert!(
