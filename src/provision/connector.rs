@@ -754,16 +754,6 @@ mod tests {
         );
         // The raw connector has no transforms; a --connector-config still wins over the router's.
         let raw = A::parse_from(["x"]).s;
-        // No per-record context headers when tuned; Debezium's own default when not.
-        let tuned = connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Tuned);
-        assert_eq!(tuned["extended.headers.enabled"], "false");
-        // Tuned, a record goes on as soon as it is queued, not when a batch fills or the poll
-        // interval is over; Debezium requires a queue larger than the batch.
-        assert_eq!(tuned["max.batch.size"], "1");
-        let queue: u64 = tuned["max.queue.size"].as_str().unwrap().parse().unwrap();
-        assert!(queue > 1);
-        let stock = connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Defaults);
-        assert!(stock.get("extended.headers.enabled").is_none());
         assert!(
             connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Tuned)
                 .get("transforms")
@@ -783,6 +773,42 @@ mod tests {
         assert!(!crate::config::is_secret_key(
             "transforms.outbox.table.field.event.key"
         ));
+    }
+
+    #[test]
+    fn a_tuned_connector_hands_each_record_on_as_it_is_queued() {
+        use crate::config::Settings;
+        use clap::Parser;
+        #[derive(Parser)]
+        struct A {
+            #[command(flatten)]
+            s: Settings,
+        }
+        let raw = A::parse_from(["x"]).s;
+        let tuned = connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Tuned);
+        // A record goes on as soon as it is queued, not when a batch fills or the poll
+        // interval is over; Debezium requires a queue larger than the batch.
+        assert_eq!(tuned["max.batch.size"], "1");
+        let queue: u64 = tuned["max.queue.size"].as_str().unwrap().parse().unwrap();
+        assert!(queue > 1);
+        // The interval is the idle-cost / capture-p99 trade documented on connector_config;
+        // Connect's producer sends at once (Kafka 4's default linger is 5 ms).
+        assert_eq!(tuned["poll.interval.ms"], "10");
+        assert_eq!(tuned["producer.override.linger.ms"], "0");
+        // Never Debezium's dispatch throttle: with a batch of one it would hand on one record
+        // per interval (docs/performance.md).
+        assert!(tuned.get("poll.dispatch.interval.ms").is_none());
+        // No per-record context headers when tuned; Debezium's own defaults when not.
+        assert_eq!(tuned["extended.headers.enabled"], "false");
+        let stock = connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Defaults);
+        for k in [
+            "extended.headers.enabled",
+            "max.batch.size",
+            "poll.interval.ms",
+            "producer.override.linger.ms",
+        ] {
+            assert!(stock.get(k).is_none(), "{k} set without tuning");
+        }
     }
 
     fn failed(trace: &str) -> Status {
