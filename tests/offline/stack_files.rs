@@ -10,6 +10,8 @@ fn docker_compose_matches_the_native_stack() {
     let docs =
         yaml_rust2::YamlLoader::load_from_str(&text).expect("docker-compose.yml is valid YAML");
     let services = &docs[0]["services"];
+    let stack =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh")).unwrap();
     for (svc, port) in [("postgres", "5432"), ("kafka", "9092"), ("mongo", "27017")] {
         let s = &services[svc];
         assert!(!s["image"].is_badvalue(), "{svc} has an image");
@@ -84,6 +86,20 @@ fn docker_compose_matches_the_native_stack() {
         services["kafka"]["environment"]["KAFKA_LOG_DIRS"].as_str(),
         Some("/var/lib/kafka/data")
     );
+    // Kafka's request threads as the native stack sizes them.
+    let kafka_env = &services["kafka"]["environment"];
+    for (env, prop) in [
+        ("KAFKA_NUM_NETWORK_THREADS", "num.network.threads"),
+        ("KAFKA_NUM_IO_THREADS", "num.io.threads"),
+    ] {
+        let n = kafka_env[env]
+            .as_i64()
+            .unwrap_or_else(|| panic!("docker-compose.yml sets {env}"));
+        assert!(
+            stack.contains(&format!("\n{prop}={n}\n")),
+            "stack.sh sets {prop}={n} as docker-compose.yml does"
+        );
+    }
     assert!(!services["connect"]["healthcheck"]["test"].is_badvalue());
     let pg_ports = services["postgres"]["ports"].as_vec().unwrap();
     assert!(pg_ports
@@ -101,8 +117,6 @@ fn docker_compose_matches_the_native_stack() {
         .collect();
     assert!(cmd.contains(&"wal_level=logical"));
     // The same versions as scripts/stack.sh.
-    let stack =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh")).unwrap();
     let kafka_image = services["kafka"]["image"].as_str().unwrap();
     let connect_image = services["connect"]["image"].as_str().unwrap();
     let kv = kafka_image.rsplit(':').next().unwrap();
