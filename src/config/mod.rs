@@ -25,6 +25,17 @@ pub use output::{Color, OutputArgs};
 pub use postgres::{parse_pg_url, PgSslMode, PgUrl, PostgresArgs};
 pub use secrets::{is_secret_key, redact_setting, redact_uri, KeyValue, Secret};
 
+/// Every service's settings of the command line `x ARGS`, for tests.
+#[cfg(test)]
+pub(crate) fn parse_settings(args: &[&str]) -> Settings {
+    #[derive(clap::Parser)]
+    struct A {
+        #[command(flatten)]
+        s: Settings,
+    }
+    <A as clap::Parser>::parse_from(std::iter::once(&"x").chain(args)).s
+}
+
 /// Every service's settings, shared by all subcommands.
 #[derive(Args, Clone, Debug)]
 pub struct Settings {

@@ -722,14 +722,8 @@ mod tests {
 
     #[test]
     fn the_event_router_is_configured_from_the_outbox_columns() {
-        use crate::config::Settings;
-        use clap::Parser;
-        #[derive(Parser)]
-        struct A {
-            #[command(flatten)]
-            s: Settings,
-        }
-        let s = A::parse_from(["x", "--routing", "event-router", "--topic-prefix", "shop"]).s;
+        use crate::config::parse_settings;
+        let s = parse_settings(&["--routing", "event-router", "--topic-prefix", "shop"]);
         let c = connector_config(&s.pg, &s.kafka, &s.connect, Tuning::Tuned);
         assert_eq!(c["transforms"], "pipedemoTiming,outbox");
         assert_eq!(
@@ -753,20 +747,18 @@ mod tests {
             r"shop\.public\.event_outbox"
         );
         // The raw connector has no transforms; a --connector-config still wins over the router's.
-        let raw = A::parse_from(["x"]).s;
+        let raw = parse_settings(&[]);
         assert!(
             connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Tuned)
                 .get("transforms")
                 .is_none()
         );
-        let mine = A::parse_from([
-            "x",
+        let mine = parse_settings(&[
             "--routing",
             "event-router",
             "--connector-config",
             "transforms.outbox.table.expand.json.payload=true",
-        ])
-        .s;
+        ]);
         let c = connector_config(&mine.pg, &mine.kafka, &mine.connect, Tuning::Tuned);
         assert_eq!(c["transforms.outbox.table.expand.json.payload"], "true");
         // A column name is not a secret, though its key ends in `.key`.
@@ -777,14 +769,8 @@ mod tests {
 
     #[test]
     fn a_tuned_connector_hands_each_record_on_as_it_is_queued() {
-        use crate::config::Settings;
-        use clap::Parser;
-        #[derive(Parser)]
-        struct A {
-            #[command(flatten)]
-            s: Settings,
-        }
-        let raw = A::parse_from(["x"]).s;
+        use crate::config::parse_settings;
+        let raw = parse_settings(&[]);
         let tuned = connector_config(&raw.pg, &raw.kafka, &raw.connect, Tuning::Tuned);
         // A record goes on as soon as it is queued, not when a batch fills or the poll
         // interval is over; Debezium requires a queue larger than the batch.

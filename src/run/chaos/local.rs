@@ -214,17 +214,7 @@ pub fn matching(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        s: Settings,
-    }
-
-    fn settings(args: &[&str]) -> Settings {
-        Cli::parse_from(std::iter::once("t").chain(args.iter().copied())).s
-    }
+    use crate::config::parse_settings as settings;
 
     const ENV: &str = "POSTGRES_HOST=127.0.0.1\nPOSTGRES_PORT=5432\n\
         KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092\nCONNECT_URL=http://127.0.0.1:8083\n\
