@@ -111,6 +111,13 @@ impl Sweep {
         }
         if sustained {
             self.sustained = Some(self.sustained.map_or(rate, |r| r.max(rate)));
+            // A rate sustained at or above one that failed shows that failure was not the
+            // knee (a stall, or a stack still settling): the knee lies higher, so the search
+            // goes on from here rather than ending on a figure with no failure above it.
+            if self.failed.is_some_and(|bad| bad <= rate) {
+                self.failed = None;
+                self.refined = 0;
+            }
         } else {
             self.failed = Some(self.failed.map_or(rate, |r| r.min(rate)));
         }
@@ -391,6 +398,30 @@ mod tests {
         assert_eq!(found, Some(250.0));
         let (_, found) = run(Sweep::new(100.0, 20_000.0, 2.0, 1), 0.0);
         assert_eq!(found, None, "nothing sustained, down to the floor");
+    }
+
+    #[test]
+    fn a_failure_below_a_sustained_rate_does_not_end_the_search() {
+        // The first step stalls once (p99 over the SLO at 500 though the pipeline holds
+        // 4,200): the sweep looks down, a ceiling probe then passes at 1,000, and the search
+        // must go on up to the real knee instead of ending at 2,000 with nothing failed above.
+        let mut sweep = Sweep::new(500.0, 20_000.0, 2.0, 3);
+        let mut offered = Vec::new();
+        while let Some(r) = sweep.next() {
+            assert!(offered.len() < 50, "the sweep ends");
+            let fluke = offered.is_empty();
+            offered.push(r);
+            sweep.record(r, !fluke && r <= 4_200.0, r <= 4_200.0);
+        }
+        assert_eq!(sweep.sustained(), Some(4000.0));
+        assert_eq!(sweep.knee_above(), Some(4500.0));
+        assert_eq!(
+            offered,
+            [
+                500.0, 250.0, 375.0, 437.5, 468.75, 1000.0, 2000.0, 4000.0, 8000.0, 6000.0, 5000.0,
+                4500.0
+            ]
+        );
     }
 
     #[test]

@@ -216,9 +216,13 @@ pub struct Step {
     pub transactions_per_sec: f64,
     /// Events of the step.
     pub events: u64,
+    /// Events of the step's lead-in, its rate offered for
+    /// [`LEAD_IN`](super::capacity::LEAD_IN) just before it, verified but not judged.
+    pub lead_in_events: u64,
     /// Events this run had already written to the read models when the step began (earlier
-    /// phases and steps): the MongoDB server's work per event grows with the read models'
-    /// size, so a step is judged on the store the sweep's path left (docs/performance.md).
+    /// phases and steps, and the lead-in; on a fresh store the lead-in's alone): the MongoDB
+    /// server's work per event grows with the read models' size, so a step is judged on the
+    /// store the sweep's path left (docs/performance.md).
     pub events_before: u64,
     /// End-to-end latency from each event's scheduled insert time (open loop).
     pub latency: Summary,

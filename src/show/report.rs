@@ -383,7 +383,10 @@ pub fn capacity_answer(c: &CapacityReport) -> String {
         _ => String::new(),
     };
     let store = match c.steps.iter().find(|s| s.offered_eps == rate) {
-        _ if c.fresh_store => ", each step on empty read models".to_owned(),
+        _ if c.fresh_store => format!(
+            ", each step on empty read models after a {} s lead-in",
+            crate::run::capacity::LEAD_IN.as_secs()
+        ),
         Some(s) => format!(
             ", judged with {} events already in the read models",
             thousands(s.events_before)
@@ -691,6 +694,7 @@ mod tests {
             achieved_eps: offered_eps,
             transactions_per_sec: 0.0,
             events: 0,
+            lead_in_events: 0,
             events_before,
             latency: Summary::default(),
             stages: BTreeMap::new(),
@@ -736,7 +740,7 @@ mod tests {
         c.fresh_store = true;
         let a = capacity_answer(&c);
         assert!(
-            a.contains("(15 s steps, latency from schedule, each step on empty read models)"),
+            a.contains("(15 s steps, latency from schedule, each step on empty read models after a 1 s lead-in)"),
             "{a}"
         );
     }

@@ -80,11 +80,19 @@ async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
     let v = &r["verification"];
     assert_eq!(v["passed"], true, "{v}");
     // A step that missed its target with a flat backlog is offered again; its first try's
-    // events were written and verified too.
-    let events: u64 = steps
+    // events were written and verified too, and so were each try's lead-in's (its rate
+    // offered for a second before it, not judged).
+    let tries: Vec<&serde_json::Value> = steps
         .iter()
         .flat_map(|s| std::iter::once(s).chain(s.get("first_try").filter(|f| !f.is_null())))
-        .map(|s| s["events"].as_u64().unwrap())
+        .collect();
+    for t in &tries {
+        let rate = t["offered_eps"].as_f64().unwrap();
+        assert_eq!(t["lead_in_events"].as_f64(), Some(rate.round()), "{t}");
+    }
+    let events: u64 = tries
+        .iter()
+        .map(|s| s["events"].as_u64().unwrap() + s["lead_in_events"].as_u64().unwrap())
         .sum();
     assert_eq!(
         v["total_events"].as_u64(),
@@ -98,13 +106,14 @@ async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
     let implausible = v["timing_implausible"].as_u64().unwrap();
     assert_eq!(timed + implausible, events, "{v}");
     assert_eq!(r["failures"], serde_json::json!([]));
-    // Each step ran on empty read models: what the one before left was verified (above), then
-    // cleared, so a `verify` now finds the last step's events only.
+    // Each step ran on empty read models but for its lead-in: what the one before left was
+    // verified (above), then cleared, so a `verify` now finds the last step's events only.
     assert_eq!(r["fresh_store"], true, "{r}");
-    for s in steps {
-        assert_eq!(s["events_before"], 0, "{s}");
+    for s in &tries {
+        assert_eq!(s["events_before"], s["lead_in_events"], "{s}");
     }
-    let last = steps.last().unwrap()["events"].as_u64().unwrap();
+    let last = steps.last().unwrap();
+    let last = last["events"].as_u64().unwrap() + last["lead_in_events"].as_u64().unwrap();
     let o = pipedemo("capacity_sweep", &["verify", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let after: serde_json::Value = serde_json::from_slice(&o.stdout).expect("verify's JSON");
@@ -126,16 +135,15 @@ async fn a_sweep_on_a_growing_store_keeps_every_step() {
     let steps = r["steps"].as_array().unwrap();
     assert!(steps.len() >= 2, "{r}");
     assert_eq!(r["fresh_store"], false, "{r}");
-    // Each step begins on what every earlier step wrote.
+    // Each step begins on what every earlier step and its own lead-in wrote.
     let mut before = 0;
     for s in steps {
         let first = s.get("first_try").filter(|f| !f.is_null());
-        if let Some(f) = first {
-            assert_eq!(f["events_before"].as_u64(), Some(before), "{s}");
-            before += f["events"].as_u64().unwrap();
+        for t in first.into_iter().chain(std::iter::once(s)) {
+            before += t["lead_in_events"].as_u64().unwrap();
+            assert_eq!(t["events_before"].as_u64(), Some(before), "{t}");
+            before += t["events"].as_u64().unwrap();
         }
-        assert_eq!(s["events_before"].as_u64(), Some(before), "{s}");
-        before += s["events"].as_u64().unwrap();
     }
     assert_eq!(r["verification"]["passed"], true, "{r}");
     let o = pipedemo("capacity_growing", &["verify", "--json"]);
