@@ -55,7 +55,7 @@ impl Args {
     pub fn event_count(&self) -> u64 {
         match (self.events, self.duration, self.pacing.rate) {
             (Some(n), _, _) => n,
-            (None, Some(d), Some(rate)) => ((rate * d.as_secs_f64()).round() as u64).max(1),
+            (None, Some(d), Some(rate)) => crate::run::session::events_at(rate, d),
             // clap requires one of the two; a run of one event is the harmless fallback.
             _ => 1,
         }

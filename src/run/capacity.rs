@@ -8,7 +8,7 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::{CapacityReport, Step};
-use super::session::{PhaseOptions, Session};
+use super::session::{events_at, PhaseOptions, Session};
 use crate::check::capacity::{self as rules, Sweep};
 use crate::check::verify::Cleared;
 use crate::config::Settings;
@@ -48,10 +48,11 @@ pub struct CapacityOptions {
 }
 
 /// How long each try of a step first offers its rate unjudged, as a phase of its own whose
-/// events are verified with the rest. A step starts after a drain, on collections just
-/// created: in the step's first 100–300 ms the MongoDB writes stalled (p50 43–85 ms against
-/// 10–12 after), which alone held about 1 % of a 15-second step at 4,000 ev/s, enough to
-/// decide its p99 near the knee. The question is the rate sustained, not a start from idle.
+/// events are verified with the rest. A step starts from idle after a drain, on a fresh store
+/// right after the read models were emptied: in the step's first 100–300 ms the MongoDB writes
+/// stalled (p50 43–85 ms against 10–12 after), which alone held about 1 % of a 15-second step
+/// at 4,000 ev/s, enough to decide its p99 near the knee. The question is the rate sustained,
+/// not a start from idle.
 pub const LEAD_IN: Duration = Duration::from_secs(1);
 
 /// The rest after a step whose backlog grew, once it has drained, before the next step
@@ -145,7 +146,7 @@ async fn run_step(
     cleared: &mut Cleared,
     stop: &CancellationToken,
 ) -> Result<Step> {
-    let events = ((rate * o.step.as_secs_f64()).round() as u64).max(1);
+    let events = events_at(rate, o.step);
     let phase = PhaseOptions {
         events,
         write: o.write,
@@ -220,7 +221,7 @@ async fn lead_in(
     stop: &CancellationToken,
 ) -> Result<u64> {
     let o = PhaseOptions {
-        events: ((rate * LEAD_IN.as_secs_f64()).round() as u64).max(1),
+        events: events_at(rate, LEAD_IN),
         ..step.clone()
     };
     let name = format!(

@@ -69,6 +69,11 @@ fn command_name() -> String {
         .unwrap_or_else(|| "pipedemo".into())
 }
 
+/// The events a phase offers at `rate` events/s for `over`, rounded, at least one.
+pub fn events_at(rate: f64, over: Duration) -> u64 {
+    ((rate * over.as_secs_f64()).round() as u64).max(1)
+}
+
 /// How one phase generates its events.
 #[derive(Clone, Debug)]
 pub struct PhaseOptions {
@@ -811,5 +816,17 @@ impl Session {
         }
         self.live.lock().complete = true;
         Ok(totals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_over_a_duration_is_rounded_to_at_least_one_event() {
+        assert_eq!(events_at(4000.0, Duration::from_secs(15)), 60_000);
+        assert_eq!(events_at(437.5, Duration::from_secs(1)), 438);
+        assert_eq!(events_at(0.1, Duration::from_secs(1)), 1);
     }
 }

@@ -87,8 +87,10 @@ async fn a_short_sweep_finds_a_sustained_rate_and_verifies_every_event() {
         .flat_map(|s| std::iter::once(s).chain(s.get("first_try").filter(|f| !f.is_null())))
         .collect();
     for t in &tries {
-        let rate = t["offered_eps"].as_f64().unwrap();
-        assert_eq!(t["lead_in_events"].as_f64(), Some(rate.round()), "{t}");
+        assert!(
+            t["lead_in_events"].as_u64().unwrap() >= 1,
+            "a lead-in ran: {t}"
+        );
     }
     let events: u64 = tries
         .iter()
