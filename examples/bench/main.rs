@@ -95,6 +95,14 @@ struct Args {
     /// Offered rates of the costs section, events/s (each for `--seconds`).
     #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,4000")]
     cost_rates: Vec<u64>,
+    /// Transaction windows, in ms, at which the costs section also offers
+    /// `--cost-window-rate` (`load --tx-window`): what a window costs is paid per transaction
+    /// by every process, so this prints the trade of CPU per event against latency.
+    #[arg(long, value_delimiter = ',')]
+    cost_windows: Vec<u64>,
+    /// The offered rate of `--cost-windows`, events/s.
+    #[arg(long, default_value_t = 1000)]
+    cost_window_rate: u64,
     /// The rate of the costs section's perf profile (0: none).
     #[arg(long, default_value = "1000")]
     profile_rate: Option<u64>,
@@ -1142,24 +1150,26 @@ fn run_bin(bin: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result
     })
 }
 
-/// `load` at `rate` for `seconds`, its CPU measured: its JSON, its wall time, and each
-/// process's CPU seconds (pipedemo's from getrusage of the child, the services' from /proc).
+/// `load` at `rate` for `seconds` (with `extra` arguments), its CPU measured: its JSON, its wall
+/// time, and each process's CPU seconds (pipedemo's from getrusage of the child, the services'
+/// from /proc).
 fn measured_load(
     bin: &std::path::Path,
     env: &[(&str, &str)],
     rate: u64,
     seconds: u64,
+    extra: &[&str],
 ) -> Result<(Value, f64, BTreeMap<String, f64>)> {
     let before = children_cpu_secs();
     let tracker = CpuTracker::start();
     let started = Instant::now();
-    let v = run_bin(
-        bin,
-        env,
-        &load_args(rate * seconds, rate)
-            .each_ref()
-            .map(String::as_str),
-    )?;
+    let load = load_args(rate * seconds, rate);
+    let args: Vec<&str> = load
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .collect();
+    let v = run_bin(bin, env, &args)?;
     let wall = started.elapsed().as_secs_f64();
     let mut secs: BTreeMap<String, f64> = tracker
         .stop()
@@ -1192,7 +1202,7 @@ fn ab_load(
 ) -> Result<(Value, BTreeMap<String, f64>)> {
     ab_setup(bin, env)?;
     let events = (rate * a.seconds) as f64;
-    let (v, _, secs) = measured_load(bin, env, rate, a.seconds)?;
+    let (v, _, secs) = measured_load(bin, env, rate, a.seconds, &[])?;
     let mut us: BTreeMap<String, f64> = secs
         .into_iter()
         .map(|(k, x)| (k, x * 1e6 / events))
