@@ -333,6 +333,9 @@ impl Pipeline {
                 }
                 m = self.consumer.recv() => m,
                 _ = tokio::time::sleep(quiet) => {
+                    // Whichever call took the fencing error, a fenced consumer stops here
+                    // rather than making itself anew and fencing the member with its id.
+                    self.fenced()?;
                     if self.kafka_down.is_some() {
                         self.recheck_kafka().await;
                     } else {
@@ -375,6 +378,12 @@ impl Pipeline {
                     _ => break,
                 }
             }
+            // The error that fences a static member comes once, often right behind messages:
+            // taken and dropped above, it left the fenced consumer waiting for messages that
+            // never came (a test saw it run on for 90 s). librdkafka keeps the fatal error, and
+            // looking is cheap, so each batch looks. The batch in hand is not committed: the
+            // member that took the id gets it again.
+            self.fenced()?;
             // A pattern subscription's foreign partition fetched before its pause took hold:
             // not pipedemo's to read, dead-letter or commit. (A raw subscription is one topic,
             // checked to be pipedemo's at start: nothing to look up per message.)
